@@ -1,0 +1,117 @@
+//! Postgres plumbing shared by both bots: the pool, the migrations, and leadership of background
+//! workers through session advisory locks (so that with several replicas exactly one runs each).
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::sync::watch;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// The `classid` half of every advisory lock key the product takes ("BG").
+const LOCK_CLASS: i32 = 0x4247;
+
+/// Background jobs that must run on exactly one replica. The discriminant is the lock key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum Job {
+    LeaseExpiry = 1,
+    SlackOutbox = 2,
+    Nightly = 3,
+}
+
+pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = url.parse()?;
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options.application_name("bobby-gandalf"))
+        .await
+}
+
+/// Like [`connect`], but never touches the network: for processes that must start while Postgres
+/// is down and report it on `/readyz` instead of refusing to start.
+pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = url.parse()?;
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options.application_name("bobby-gandalf")))
+}
+
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}
+
+/// Readiness: the database answers and every migration this binary knows is applied.
+pub async fn ready(pool: &PgPool) -> Result<(), String> {
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+        .fetch_all(pool)
+        .await
+        .map_err(|e| format!("database unreachable: {}", short_db_error(&e)))?;
+    let missing: Vec<i64> = MIGRATOR.iter().map(|m| m.version).filter(|v| !applied.contains(v)).collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("migrations not applied: {missing:?}"))
+    }
+}
+
+/// A database error for logs and readiness bodies, without connection strings.
+pub fn short_db_error(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(d) => d.message().to_string(),
+        sqlx::Error::PoolTimedOut => "timed out waiting for a database connection".into(),
+        sqlx::Error::Io(io) => format!("I/O error: {io}"),
+        other => other.to_string().chars().take(200).collect(),
+    }
+}
+
+/// Holds leadership of one [`Job`] for as long as the returned guard's connection lives.
+///
+/// The lock is a session-level advisory lock on a connection taken out of the pool, so it is
+/// released by Postgres itself when this process dies, however it dies.
+pub struct Leadership {
+    conn: PgConnection,
+}
+
+impl Leadership {
+    /// Waits until this process holds the job's lock. Retries every `retry` while another replica
+    /// holds it or the database is unreachable; returns early with `None` on shutdown.
+    pub async fn acquire(
+        database_url: &str,
+        job: Job,
+        retry: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Option<Leadership> {
+        loop {
+            match Self::try_acquire(database_url, job).await {
+                Ok(Some(l)) => return Some(l),
+                Ok(None) => tracing::debug!(?job, "another replica leads; standing by"),
+                Err(e) => tracing::warn!(?job, error = %short_db_error(&e), "cannot try for leadership"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(retry) => {}
+                _ = shutdown.wait_for(|s| *s) => return None,
+            }
+        }
+    }
+
+    async fn try_acquire(database_url: &str, job: Job) -> Result<Option<Leadership>, sqlx::Error> {
+        let options: PgConnectOptions = database_url.parse()?;
+        let mut conn = PgConnection::connect_with(&options.application_name("bobby-gandalf-leader")).await?;
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
+            .bind(LOCK_CLASS)
+            .bind(job as i32)
+            .fetch_one(&mut conn)
+            .await?;
+        Ok(got.then_some(Leadership { conn }))
+    }
+
+    /// Confirms the lock is still ours (the connection is alive). A leader checks this before each
+    /// round of work; on `false` it stops and competes again.
+    pub async fn still_held(&mut self) -> bool {
+        self.conn.ping().await.is_ok()
+    }
+}

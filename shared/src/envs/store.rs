@@ -1,0 +1,637 @@
+//! Environments and leases in Postgres: every rule of who may hold, release, extend, wait for and
+//! preserve an environment, as one transaction each.
+//!
+//! Each function takes the caller's open transaction. Writers lock the environment's row first
+//! (`SELECT … FOR UPDATE`), so all changes to one environment are serialised by Postgres and the
+//! lease table's primary key backs the one-holder rule up. Every change appends to `history`.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool, Row};
+
+use super::{Actor, Declared, EnvState, Environment, Fault, LastNightly, Lease, LeasePolicy};
+
+pub type DbResult<T> = Result<T, sqlx::Error>;
+
+/// The one query that reads environments as the API shows them; callers add a filter.
+macro_rules! env_view {
+    () => {
+        "SELECT e.name, e.url, e.state, e.preserved_until, e.preserved_by, e.fault, e.last_nightly, \
+                l.holder, l.reason, l.since, l.expires_at, \
+                COALESCE((SELECT array_agg(w.user_id ORDER BY w.id) FROM waitlist w \
+                          WHERE w.environment = e.name), '{}') AS waitlist \
+         FROM environments e LEFT JOIN leases l ON l.environment = e.name \
+         WHERE e.retired_at IS NULL"
+    };
+}
+
+macro_rules! lease_columns {
+    () => {
+        "environment, holder, reason, since, expires_at"
+    };
+}
+
+fn env_from_row(row: &sqlx::postgres::PgRow) -> DbResult<Environment> {
+    let name: String = row.try_get("name")?;
+    let holder: Option<String> = row.try_get("holder")?;
+    let lease = match holder {
+        Some(holder) => Some(Lease {
+            environment: name.clone(),
+            holder,
+            reason: row.try_get("reason")?,
+            since: row.try_get("since")?,
+            expires_at: row.try_get("expires_at")?,
+        }),
+        None => None,
+    };
+    let fault: Option<sqlx::types::Json<Fault>> = row.try_get("fault")?;
+    let last_nightly: Option<sqlx::types::Json<LastNightly>> = row.try_get("last_nightly")?;
+    Ok(Environment {
+        name,
+        url: row.try_get("url")?,
+        state: row.try_get("state")?,
+        lease,
+        preserved_until: row.try_get("preserved_until")?,
+        preserved_by: row.try_get("preserved_by")?,
+        waitlist: row.try_get("waitlist")?,
+        last_nightly: last_nightly.map(|j| j.0),
+        fault: fault.map(|j| j.0),
+    })
+}
+
+/// Brings the environments table in line with a bot's configuration: declares new ones, updates
+/// URLs, retires those no longer configured (their history stays). Gandalf calls it with
+/// `only_add`, so it never retires or overrides what Bobby declared.
+pub async fn sync_declared(pool: &PgPool, by: &str, declared: &[Declared], only_add: bool) -> DbResult<()> {
+    let mut tx = pool.begin().await?;
+    for d in declared {
+        if only_add {
+            sqlx::query(
+                "INSERT INTO environments (name, url, keep_on_weekends, declared_by) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (name) DO UPDATE SET retired_at = NULL \
+                 WHERE environments.retired_at IS NOT NULL AND environments.declared_by = $4",
+            )
+        } else {
+            sqlx::query(
+                "INSERT INTO environments (name, url, keep_on_weekends, declared_by) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (name) DO UPDATE SET url = $2, keep_on_weekends = $3, declared_by = $4, retired_at = NULL",
+            )
+        }
+        .bind(&d.name)
+        .bind(&d.url)
+        .bind(d.keep_on_weekends)
+        .bind(by)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !only_add {
+        let names: Vec<&str> = declared.iter().map(|d| d.name.as_str()).collect();
+        sqlx::query(
+            "UPDATE environments SET retired_at = now() \
+             WHERE declared_by = $1 AND retired_at IS NULL AND NOT (name = ANY($2))",
+        )
+        .bind(by)
+        .bind(&names)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
+}
+
+pub async fn list(conn: &mut PgConnection) -> DbResult<Vec<Environment>> {
+    let rows = sqlx::query(concat!(env_view!(), " ORDER BY e.name")).fetch_all(&mut *conn).await?;
+    rows.iter().map(env_from_row).collect()
+}
+
+pub async fn get(conn: &mut PgConnection, name: &str) -> DbResult<Option<Environment>> {
+    let row = sqlx::query(concat!(env_view!(), " AND e.name = $1")).bind(name).fetch_optional(&mut *conn).await?;
+    row.as_ref().map(env_from_row).transpose()
+}
+
+/// The names of the environments in service, sorted.
+pub async fn names(conn: &mut PgConnection) -> DbResult<Vec<String>> {
+    sqlx::query_scalar("SELECT name FROM environments WHERE retired_at IS NULL ORDER BY name").fetch_all(conn).await
+}
+
+/// Locks the environment's row for the rest of the transaction and returns its state, or `None`
+/// when no such environment is in service.
+async fn lock_row(conn: &mut PgConnection, name: &str) -> DbResult<Option<EnvState>> {
+    sqlx::query_scalar("SELECT state FROM environments WHERE name = $1 AND retired_at IS NULL FOR UPDATE")
+        .bind(name)
+        .fetch_optional(conn)
+        .await
+}
+
+async fn lease_of(conn: &mut PgConnection, name: &str) -> DbResult<Option<Lease>> {
+    sqlx::query_as(concat!("SELECT ", lease_columns!(), " FROM leases WHERE environment = $1"))
+        .bind(name)
+        .fetch_optional(conn)
+        .await
+}
+
+pub async fn record(
+    conn: &mut PgConnection,
+    env: &str,
+    at: DateTime<Utc>,
+    actor: &str,
+    action: &str,
+    detail: &str,
+) -> DbResult<()> {
+    sqlx::query("INSERT INTO history (environment, at, actor, action, detail) VALUES ($1, $2, $3, $4, $5)")
+        .bind(env)
+        .bind(at)
+        .bind(actor)
+        .bind(action)
+        .bind(detail)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct HistoryEvent {
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub detail: String,
+}
+
+/// The last `limit` events of an environment, newest first.
+pub async fn history(conn: &mut PgConnection, env: &str, limit: i64) -> DbResult<Vec<HistoryEvent>> {
+    sqlx::query_as("SELECT at, actor, action, detail FROM history WHERE environment = $1 ORDER BY id DESC LIMIT $2")
+        .bind(env)
+        .bind(limit)
+        .fetch_all(conn)
+        .await
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LockOutcome {
+    Locked { lease: Lease, state: EnvState },
+    AlreadyYours(Lease),
+    HeldBy { lease: Lease, waiting: usize },
+    Unknown,
+    /// `lock any` found nothing ready and free.
+    NoneFree,
+}
+
+/// Takes the lease of `name` for `holder` until `expires_at`.
+pub async fn lock(
+    conn: &mut PgConnection,
+    name: &str,
+    holder: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> DbResult<LockOutcome> {
+    let Some(state) = lock_row(conn, name).await? else {
+        return Ok(LockOutcome::Unknown);
+    };
+    if let Some(lease) = lease_of(conn, name).await? {
+        if lease.holder == holder {
+            return Ok(LockOutcome::AlreadyYours(lease));
+        }
+        let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM waitlist WHERE environment = $1")
+            .bind(name)
+            .fetch_one(&mut *conn)
+            .await?;
+        return Ok(LockOutcome::HeldBy { lease, waiting: waiting as usize });
+    }
+    let lease = insert_lease(conn, name, holder, reason, now, expires_at).await?;
+    record(conn, name, now, holder, "locked", &lock_detail(&lease)).await?;
+    Ok(LockOutcome::Locked { lease, state })
+}
+
+fn lock_detail(lease: &Lease) -> String {
+    let mut d = format!("until {}", lease.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    if !lease.reason.is_empty() {
+        d.push_str(": ");
+        d.push_str(&lease.reason);
+    }
+    d
+}
+
+async fn insert_lease(
+    conn: &mut PgConnection,
+    name: &str,
+    holder: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> DbResult<Lease> {
+    let lease: Lease = sqlx::query_as(concat!(
+        "INSERT INTO leases (environment, holder, reason, since, expires_at) VALUES ($1, $2, $3, $4, $5) RETURNING ",
+        lease_columns!()
+    ))
+    .bind(name)
+    .bind(holder)
+    .bind(reason)
+    .bind(now)
+    .bind(expires_at)
+    .fetch_one(&mut *conn)
+    .await?;
+    // Whoever holds it no longer waits for it.
+    sqlx::query("DELETE FROM waitlist WHERE environment = $1 AND user_id = $2")
+        .bind(name)
+        .bind(holder)
+        .execute(&mut *conn)
+        .await?;
+    Ok(lease)
+}
+
+/// `lock any`: the first ready environment (by name) that nobody holds or waits for.
+pub async fn lock_any(
+    conn: &mut PgConnection,
+    holder: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> DbResult<LockOutcome> {
+    let candidates: Vec<String> = sqlx::query_scalar(
+        "SELECT e.name FROM environments e \
+         WHERE e.retired_at IS NULL AND e.state = 'ready' \
+           AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.environment = e.name) \
+           AND NOT EXISTS (SELECT 1 FROM waitlist w WHERE w.environment = e.name) \
+         ORDER BY e.name",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for name in candidates {
+        // Someone may have taken it since the read; re-check under the row lock.
+        match lock(conn, &name, holder, reason, now, expires_at).await? {
+            outcome @ LockOutcome::Locked { .. } => return Ok(outcome),
+            _ => continue,
+        }
+    }
+    Ok(LockOutcome::NoneFree)
+}
+
+/// How a lease came to end; recorded in history and used for the messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    Unlocked,
+    Forced,
+    Expired,
+    Nightly,
+}
+
+impl EndReason {
+    fn action(self) -> &'static str {
+        match self {
+            EndReason::Unlocked => "unlocked",
+            EndReason::Forced => "force-unlocked",
+            EndReason::Expired => "expired",
+            EndReason::Nightly => "released-by-nightly",
+        }
+    }
+}
+
+/// A lease that ended and, when someone was waiting, the lease the first waiter got.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ended {
+    pub previous: Lease,
+    pub reason: EndReason,
+    pub next: Option<Lease>,
+}
+
+/// Ends the lease of an environment whose row the caller has locked, and hands it to the first
+/// waiter, if any.
+async fn end_lease(
+    conn: &mut PgConnection,
+    lease: Lease,
+    actor: &str,
+    reason: EndReason,
+    now: DateTime<Utc>,
+    policy: &LeasePolicy,
+) -> DbResult<Ended> {
+    sqlx::query("DELETE FROM leases WHERE environment = $1").bind(&lease.environment).execute(&mut *conn).await?;
+    record(conn, &lease.environment, now, actor, reason.action(), &format!("was held by {}", lease.holder)).await?;
+    let next = if reason == EndReason::Nightly { None } else { hand_over(conn, &lease.environment, now, policy).await? };
+    Ok(Ended { previous: lease, reason, next })
+}
+
+async fn hand_over(
+    conn: &mut PgConnection,
+    env: &str,
+    now: DateTime<Utc>,
+    policy: &LeasePolicy,
+) -> DbResult<Option<Lease>> {
+    let first: Option<String> = sqlx::query_scalar(
+        "DELETE FROM waitlist WHERE id = (SELECT id FROM waitlist WHERE environment = $1 ORDER BY id LIMIT 1) \
+         RETURNING user_id",
+    )
+    .bind(env)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(waiter) = first else { return Ok(None) };
+    let lease = insert_lease(conn, env, &waiter, "from the waitlist", now, policy.default_expiry(now)).await?;
+    record(conn, env, now, "bobby", "handed-over", &format!("to {waiter}, {}", lock_detail(&lease))).await?;
+    Ok(Some(lease))
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UnlockOutcome {
+    Released(Ended),
+    NotLocked,
+    /// Someone else holds it; an admin may use `--force`.
+    NotYours(Lease),
+    /// `--force` from someone who is not an admin.
+    ForceNeedsAdmin(Lease),
+    Unknown,
+}
+
+pub async fn unlock(
+    conn: &mut PgConnection,
+    name: &str,
+    actor: &Actor,
+    force: bool,
+    now: DateTime<Utc>,
+    policy: &LeasePolicy,
+) -> DbResult<UnlockOutcome> {
+    if lock_row(conn, name).await?.is_none() {
+        return Ok(UnlockOutcome::Unknown);
+    }
+    let Some(lease) = lease_of(conn, name).await? else { return Ok(UnlockOutcome::NotLocked) };
+    let reason = if lease.holder == actor.id {
+        EndReason::Unlocked
+    } else if !force {
+        return Ok(UnlockOutcome::NotYours(lease));
+    } else if !actor.is_admin {
+        return Ok(UnlockOutcome::ForceNeedsAdmin(lease));
+    } else {
+        EndReason::Forced
+    };
+    Ok(UnlockOutcome::Released(end_lease(conn, lease, &actor.id, reason, now, policy).await?))
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExtendOutcome {
+    /// `capped` when the requested expiry was beyond `max_lease` and the lease got the maximum.
+    Extended { lease: Lease, capped: bool },
+    AlreadyAtMax(Lease),
+    NotLocked,
+    NotYours(Lease),
+    Unknown,
+}
+
+pub async fn extend(
+    conn: &mut PgConnection,
+    name: &str,
+    actor: &Actor,
+    by: chrono::Duration,
+    now: DateTime<Utc>,
+    policy: &LeasePolicy,
+) -> DbResult<ExtendOutcome> {
+    if lock_row(conn, name).await?.is_none() {
+        return Ok(ExtendOutcome::Unknown);
+    }
+    let Some(lease) = lease_of(conn, name).await? else { return Ok(ExtendOutcome::NotLocked) };
+    if lease.holder != actor.id && !actor.is_admin {
+        return Ok(ExtendOutcome::NotYours(lease));
+    }
+    let latest = policy.latest_expiry(now);
+    if lease.expires_at >= latest {
+        return Ok(ExtendOutcome::AlreadyAtMax(lease));
+    }
+    let wanted = lease.expires_at + by;
+    let capped = wanted > latest;
+    let lease = set_expiry(conn, name, wanted.min(latest)).await?;
+    record(
+        conn,
+        name,
+        now,
+        &actor.id,
+        "extended",
+        &format!("until {}", lease.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+    )
+    .await?;
+    Ok(ExtendOutcome::Extended { lease, capped })
+}
+
+/// Moves a lease's expiry; the reminder is due again for the new one.
+async fn set_expiry(conn: &mut PgConnection, name: &str, expires_at: DateTime<Utc>) -> DbResult<Lease> {
+    sqlx::query_as(concat!(
+        "UPDATE leases SET expires_at = $2, reminded_at = NULL WHERE environment = $1 RETURNING ",
+        lease_columns!()
+    ))
+    .bind(name)
+    .bind(expires_at)
+    .fetch_one(conn)
+    .await
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WaitOutcome {
+    /// Joined (or already was) at this 1-based position, behind the holder.
+    Waiting { position: usize, already: bool, lease: Lease },
+    /// Nobody holds it: no need to wait.
+    Free,
+    YouHoldIt(Lease),
+    Unknown,
+}
+
+pub async fn wait(conn: &mut PgConnection, name: &str, user: &str, now: DateTime<Utc>) -> DbResult<WaitOutcome> {
+    if lock_row(conn, name).await?.is_none() {
+        return Ok(WaitOutcome::Unknown);
+    }
+    let Some(lease) = lease_of(conn, name).await? else { return Ok(WaitOutcome::Free) };
+    if lease.holder == user {
+        return Ok(WaitOutcome::YouHoldIt(lease));
+    }
+    let inserted = sqlx::query(
+        "INSERT INTO waitlist (environment, user_id, joined_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (environment, user_id) DO NOTHING",
+    )
+    .bind(name)
+    .bind(user)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+    if inserted {
+        record(conn, name, now, user, "joined-waitlist", "").await?;
+    }
+    let position: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM waitlist WHERE environment = $1 \
+         AND id <= (SELECT id FROM waitlist WHERE environment = $1 AND user_id = $2)",
+    )
+    .bind(name)
+    .bind(user)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(WaitOutcome::Waiting { position: position as usize, already: !inserted, lease })
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UnwaitOutcome {
+    Left,
+    NotWaiting,
+    Unknown,
+}
+
+pub async fn unwait(conn: &mut PgConnection, name: &str, user: &str, now: DateTime<Utc>) -> DbResult<UnwaitOutcome> {
+    if lock_row(conn, name).await?.is_none() {
+        return Ok(UnwaitOutcome::Unknown);
+    }
+    let left = sqlx::query("DELETE FROM waitlist WHERE environment = $1 AND user_id = $2")
+        .bind(name)
+        .bind(user)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+        == 1;
+    if !left {
+        return Ok(UnwaitOutcome::NotWaiting);
+    }
+    record(conn, name, now, user, "left-waitlist", "").await?;
+    Ok(UnwaitOutcome::Left)
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PreserveOutcome {
+    /// Preserved until `until`; `lease` is the (possibly extended) lease, if any.
+    Preserved { until: DateTime<Utc>, lease: Option<Lease> },
+    /// Only the holder (or an admin) may preserve; `None` when nobody holds it.
+    NotYours(Option<Lease>),
+    Unknown,
+}
+
+pub async fn preserve(
+    conn: &mut PgConnection,
+    name: &str,
+    actor: &Actor,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> DbResult<PreserveOutcome> {
+    if lock_row(conn, name).await?.is_none() {
+        return Ok(PreserveOutcome::Unknown);
+    }
+    let lease = lease_of(conn, name).await?;
+    let holds = lease.as_ref().is_some_and(|l| l.holder == actor.id);
+    if !holds && !actor.is_admin {
+        return Ok(PreserveOutcome::NotYours(lease));
+    }
+    sqlx::query("UPDATE environments SET preserved_until = $2, preserved_by = $3 WHERE name = $1")
+        .bind(name)
+        .bind(until)
+        .bind(&actor.id)
+        .execute(&mut *conn)
+        .await?;
+    // A preserved environment keeps its holder at least as long as it is preserved.
+    let lease = match lease {
+        Some(l) if l.expires_at < until => Some(set_expiry(conn, name, until).await?),
+        other => other,
+    };
+    record(
+        conn,
+        name,
+        now,
+        &actor.id,
+        "preserved",
+        &format!("until {}", until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+    )
+    .await?;
+    Ok(PreserveOutcome::Preserved { until, lease })
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UnpreserveOutcome {
+    Unpreserved,
+    NotPreserved,
+    NotYours(Option<Lease>),
+    Unknown,
+}
+
+pub async fn unpreserve(
+    conn: &mut PgConnection,
+    name: &str,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> DbResult<UnpreserveOutcome> {
+    if lock_row(conn, name).await?.is_none() {
+        return Ok(UnpreserveOutcome::Unknown);
+    }
+    let lease = lease_of(conn, name).await?;
+    let preserved_by: Option<String> = sqlx::query_scalar(
+        "SELECT preserved_by FROM environments WHERE name = $1 AND preserved_until > $2",
+    )
+    .bind(name)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await
+    .or_else(|e| if matches!(e, sqlx::Error::RowNotFound) { Ok(None) } else { Err(e) })?;
+    let Some(preserved_by) = preserved_by else { return Ok(UnpreserveOutcome::NotPreserved) };
+    let holds = lease.as_ref().is_some_and(|l| l.holder == actor.id);
+    if !holds && preserved_by != actor.id && !actor.is_admin {
+        return Ok(UnpreserveOutcome::NotYours(lease));
+    }
+    sqlx::query("UPDATE environments SET preserved_until = NULL, preserved_by = NULL WHERE name = $1")
+        .bind(name)
+        .execute(&mut *conn)
+        .await?;
+    record(conn, name, now, &actor.id, "unpreserved", "").await?;
+    Ok(UnpreserveOutcome::Unpreserved)
+}
+
+/// The next instant the expiry worker has something to do: a reminder or an expiry.
+pub async fn next_lease_deadline(conn: &mut PgConnection, remind_before: chrono::Duration) -> DbResult<Option<DateTime<Utc>>> {
+    sqlx::query_scalar(
+        "SELECT min(LEAST(CASE WHEN reminded_at IS NULL THEN expires_at - $1 END, expires_at)) FROM leases",
+    )
+    .bind(remind_before)
+    .fetch_one(conn)
+    .await
+}
+
+/// Marks the leases due for a reminder as reminded and returns them (the caller tells the holders).
+pub async fn take_due_reminders(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    remind_before: chrono::Duration,
+) -> DbResult<Vec<Lease>> {
+    sqlx::query_as(concat!(
+        "UPDATE leases SET reminded_at = $1 \
+         WHERE reminded_at IS NULL AND expires_at - $2 <= $1 AND expires_at > $1 RETURNING ",
+        lease_columns!()
+    ))
+    .bind(now)
+    .bind(remind_before)
+    .fetch_all(conn)
+    .await
+}
+
+/// Ends every lease whose expiry has passed (handing each to its first waiter).
+pub async fn expire_due(conn: &mut PgConnection, now: DateTime<Utc>, policy: &LeasePolicy) -> DbResult<Vec<Ended>> {
+    // Read without row locks, then take each environment's row lock first like every other writer
+    // (environment row, then lease row), so the worker can never deadlock with a user's unlock.
+    let due: Vec<String> = sqlx::query_scalar(
+        "SELECT environment FROM leases WHERE expires_at <= $1 ORDER BY expires_at",
+    )
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut ended = Vec::with_capacity(due.len());
+    for env in due {
+        if lock_row(conn, &env).await?.is_none() {
+            continue;
+        }
+        if let Some(lease) = lease_of(conn, &env).await?
+            && lease.expires_at <= now
+        {
+            ended.push(end_lease(conn, lease, "bobby", EndReason::Expired, now, policy).await?);
+        }
+    }
+    Ok(ended)
+}
+
+/// Lease counts for `/metrics`: (state, leased?) → count.
+pub async fn census(conn: &mut PgConnection) -> DbResult<Vec<(EnvState, bool, i64)>> {
+    let rows = sqlx::query(
+        "SELECT e.state, (l.environment IS NOT NULL) AS leased, count(*) AS n \
+         FROM environments e LEFT JOIN leases l ON l.environment = e.name \
+         WHERE e.retired_at IS NULL GROUP BY 1, 2",
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(|r| Ok((r.try_get("state")?, r.try_get("leased")?, r.try_get("n")?))).collect()
+}

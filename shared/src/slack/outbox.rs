@@ -1,0 +1,245 @@
+//! The Slack outbox: messages are rows written in the same transaction as the change they report,
+//! and one worker (on one replica, by advisory lock) delivers them in order per channel, retrying
+//! with exponential backoff and jitter. A Slack outage delays announcements; it loses none.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgListener;
+use sqlx::{PgConnection, PgPool, Row};
+use tokio::sync::watch;
+
+use super::{Button, Reply, SendError, SlackApi, Visibility};
+use crate::clock::SharedClock;
+use crate::db::{Job, Leadership};
+
+#[derive(Serialize, Deserialize)]
+struct StoredButton {
+    label: String,
+    action_id: String,
+    value: String,
+    primary: bool,
+}
+
+/// Queues `reply` for `channel` (a channel id, or a user id for a DM) inside the caller's transaction.
+pub async fn enqueue(conn: &mut PgConnection, channel: &str, reply: &Reply, now: DateTime<Utc>) -> sqlx::Result<()> {
+    let buttons: Vec<StoredButton> = reply
+        .buttons
+        .iter()
+        .map(|b| StoredButton {
+            label: b.label.clone(),
+            action_id: b.action_id.clone(),
+            value: b.value.clone(),
+            primary: b.primary,
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO slack_outbox (channel, text, buttons, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $4)",
+    )
+    .bind(channel)
+    .bind(&reply.text)
+    .bind(sqlx::types::Json(buttons))
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Messages not yet delivered (nor given up on).
+pub async fn backlog(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM slack_outbox WHERE delivered_at IS NULL AND failed_at IS NULL")
+        .fetch_one(pool)
+        .await
+}
+
+/// Retry policy: the n-th retry waits a random time up to `min(cap, base × 2^(n-1))`, or what
+/// Slack's `Retry-After` asked for when that is longer.
+#[derive(Clone, Copy, Debug)]
+pub struct Backoff {
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { base: Duration::from_secs(1), cap: Duration::from_secs(5 * 60) }
+    }
+}
+
+impl Backoff {
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let exp = self.base.saturating_mul(1u32 << attempt.saturating_sub(1).min(20)).min(self.cap);
+        let jittered = Duration::from_millis(rand::rng().random_range(0..=exp.as_millis().max(1) as u64));
+        jittered.max(retry_after.unwrap_or_default())
+    }
+}
+
+pub struct Deliverer {
+    pub pool: PgPool,
+    pub database_url: String,
+    pub slack: SlackApi,
+    pub clock: SharedClock,
+    pub backoff: Backoff,
+}
+
+struct Pending {
+    id: i64,
+    channel: String,
+    text: String,
+    buttons: Vec<StoredButton>,
+    attempts: i32,
+    next_attempt_at: DateTime<Utc>,
+}
+
+/// A Slack call that hangs must not stall the outbox forever.
+const SEND_TIMEOUT: Duration = Duration::from_secs(15);
+
+impl Deliverer {
+    /// Runs until shutdown: competes for leadership, then delivers whatever is due, waking on new
+    /// rows (LISTEN) or at the next retry time.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        loop {
+            let Some(mut leader) =
+                Leadership::acquire(&self.database_url, Job::SlackOutbox, Duration::from_secs(5), shutdown.clone())
+                    .await
+            else {
+                return;
+            };
+            tracing::info!("delivering the Slack outbox on this replica");
+            if let Err(e) = self.lead(&mut leader, shutdown.clone()).await {
+                tracing::warn!(error = %e, "outbox worker lost its footing; starting over");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+        }
+    }
+
+    async fn lead(&self, leader: &mut Leadership, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen("slack_outbox").await?;
+        loop {
+            if !leader.still_held().await {
+                anyhow::bail!("leadership connection lost");
+            }
+            let next = self.deliver_due().await?;
+            metrics::gauge!("slack_outbox_backlog").set(backlog(&self.pool).await.unwrap_or(0) as f64);
+            let wake = next.unwrap_or_else(|| self.clock.now() + chrono::Duration::minutes(5));
+            tokio::select! {
+                n = listener.recv() => { n?; }
+                _ = self.clock.sleep_until(wake) => {}
+                _ = shutdown.wait_for(|s| *s) => return Ok(()),
+            }
+        }
+    }
+
+    /// Delivers every message that is due, oldest first within each channel; a channel whose head
+    /// message is waiting for a retry holds the rest of that channel back, so order is kept.
+    /// Returns when the next retry is due, if any message is pending.
+    pub async fn deliver_due(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
+        loop {
+            let heads = self.heads().await?;
+            let now = self.clock.now();
+            let (due, later): (Vec<Pending>, Vec<Pending>) = heads.into_iter().partition(|p| p.next_attempt_at <= now);
+            let next_due = later.iter().map(|p| p.next_attempt_at).min();
+            if due.is_empty() {
+                return Ok(next_due);
+            }
+            for msg in due {
+                self.deliver(msg).await?;
+            }
+        }
+    }
+
+    async fn heads(&self) -> sqlx::Result<Vec<Pending>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT ON (channel) id, channel, text, buttons, attempts, next_attempt_at \
+             FROM slack_outbox WHERE delivered_at IS NULL AND failed_at IS NULL ORDER BY channel, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Pending {
+                    id: r.try_get("id")?,
+                    channel: r.try_get("channel")?,
+                    text: r.try_get("text")?,
+                    buttons: r.try_get::<sqlx::types::Json<Vec<StoredButton>>, _>("buttons")?.0,
+                    attempts: r.try_get("attempts")?,
+                    next_attempt_at: r.try_get("next_attempt_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn deliver(&self, msg: Pending) -> sqlx::Result<()> {
+        let reply = Reply {
+            visibility: Visibility::InChannel,
+            text: msg.text,
+            buttons: msg
+                .buttons
+                .into_iter()
+                .map(|b| Button { label: b.label, action_id: b.action_id, value: b.value, primary: b.primary })
+                .collect(),
+        };
+        let sent = match tokio::time::timeout(SEND_TIMEOUT, self.slack.post(&msg.channel, &reply)).await {
+            Ok(r) => r,
+            Err(_) => Err(SendError::Transient { message: "Slack did not answer in time".into(), after: None }),
+        };
+        let now = self.clock.now();
+        match sent {
+            Ok(ts) => {
+                sqlx::query("UPDATE slack_outbox SET delivered_at = $2, slack_ts = $3, attempts = attempts + 1 WHERE id = $1")
+                    .bind(msg.id)
+                    .bind(now)
+                    .bind(ts)
+                    .execute(&self.pool)
+                    .await?;
+                metrics::counter!("slack_messages_total", "outcome" => "delivered").increment(1);
+            }
+            Err(SendError::Transient { message, after }) => {
+                let attempts = msg.attempts + 1;
+                let delay = self.backoff.delay(attempts as u32, after);
+                tracing::warn!(id = msg.id, channel = %msg.channel, attempts, error = %message, retry_in = ?delay, "Slack message not delivered yet");
+                sqlx::query("UPDATE slack_outbox SET attempts = $2, last_error = $3, next_attempt_at = $4 WHERE id = $1")
+                    .bind(msg.id)
+                    .bind(attempts)
+                    .bind(&message)
+                    .bind(now + chrono::Duration::from_std(delay).unwrap_or_default())
+                    .execute(&self.pool)
+                    .await?;
+                metrics::counter!("slack_messages_total", "outcome" => "retried").increment(1);
+            }
+            Err(SendError::Permanent(message)) => {
+                tracing::error!(id = msg.id, channel = %msg.channel, error = %message, "Slack refused a message for good; giving up on it");
+                sqlx::query("UPDATE slack_outbox SET failed_at = $2, last_error = $3, attempts = attempts + 1 WHERE id = $1")
+                    .bind(msg.id)
+                    .bind(now)
+                    .bind(&message)
+                    .execute(&self.pool)
+                    .await?;
+                metrics::counter!("slack_messages_total", "outcome" => "failed").increment(1);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped_and_honours_retry_after() {
+        let b = Backoff { base: Duration::from_secs(1), cap: Duration::from_secs(8) };
+        for _ in 0..200 {
+            assert!(b.delay(1, None) <= Duration::from_secs(1));
+            assert!(b.delay(3, None) <= Duration::from_secs(4));
+            assert!(b.delay(30, None) <= Duration::from_secs(8));
+            assert!(b.delay(1, Some(Duration::from_secs(30))) >= Duration::from_secs(30));
+        }
+    }
+}
