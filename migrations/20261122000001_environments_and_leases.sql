@@ -77,7 +77,8 @@ CREATE TABLE slack_outbox (
     buttons         jsonb NOT NULL DEFAULT '[]',
     created_at      timestamptz NOT NULL,
     attempts        integer NOT NULL DEFAULT 0,
-    next_attempt_at timestamptz NOT NULL,
+    -- When to try again after a failure; NULL means as soon as possible.
+    next_attempt_at timestamptz,
     last_error      text,
     delivered_at    timestamptz,
     -- Slack refused the message for good (unknown channel, bad token): kept for inspection.

@@ -1,1 +1,155 @@
-fn main() {}
+//! The `bobby` binary: `serve`, `migrate`, `exec` (try a command locally) and `deploy-check` (the
+//! deploy gate for scripts).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use bobby::config::BobbyConfig;
+use bobby::deploy_check::CliOutcome;
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
+use shared::clock::SystemClock;
+use shared::ids::SlackUserId;
+use shared::settings::{ProcessEnv, Secrets};
+
+#[derive(Parser)]
+#[command(name = "bobby", version, about = "Bobby: leases shared development environments over Slack")]
+struct Cli {
+    /// The bobby.toml to use.
+    #[arg(long, global = true, env = "BOBBY_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the bot: HTTP endpoints, lease expiry and the Slack outbox.
+    Serve {
+        /// Listen address; overrides `listen` in the config.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Run one command as a Slack user, exactly as `/bobby` would, and print the reply.
+    Exec {
+        /// The Slack user id to act as, e.g. U0ALICE.
+        #[arg(long = "as", value_name = "SLACK_ID")]
+        as_user: String,
+        /// The command text, e.g. "lock env-4 for 2h".
+        text: String,
+    },
+    /// Ask a running Bobby whether someone may deploy to an environment. Exits 0 (allowed),
+    /// 1 (refused) or 2 (could not decide).
+    DeployCheck {
+        /// The environment, e.g. env-4.
+        env: String,
+        /// Who deploys: a Slack id, GitHub login or email.
+        #[arg(long = "as", value_name = "WHO")]
+        who: String,
+        /// Bobby's base URL.
+        #[arg(long, env = "BOBBY_URL", default_value = "http://127.0.0.1:8081")]
+        url: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    shared::http::init_tracing(shared::settings::log_format_json(&ProcessEnv));
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bobby: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bobby: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load_config(path: Option<PathBuf>) -> anyhow::Result<BobbyConfig> {
+    let path = path.context("no config: pass --config bobby.toml or set BOBBY_CONFIG")?;
+    Ok(BobbyConfig::load(&path)?)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { listen } => {
+            let config = load_config(cli.config)?;
+            let secrets = Secrets::from_env(&ProcessEnv)?;
+            let addr = listen.unwrap_or(config.listen);
+            let listener =
+                tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+            let running = bobby::app::start(bobby::app::Options {
+                config,
+                secrets,
+                clock: Arc::new(SystemClock),
+                listener,
+                pool_size: shared::settings::database_pool_size(&ProcessEnv),
+                outbox_backoff: Default::default(),
+                outbox_clock: Arc::new(SystemClock),
+            })
+            .await?;
+            let (_signals, mut stop) = shared::http::shutdown_on_signals();
+            let _ = stop.wait_for(|s| *s).await;
+            let handle = running.shutdown_handle();
+            let _ = handle.send(true);
+            if tokio::time::timeout(bobby::app::SHUTDOWN_GRACE, running.wait()).await.is_err() {
+                tracing::warn!("work did not stop within the grace period; exiting anyway");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            let secrets = Secrets::from_env(&ProcessEnv)?;
+            let pool = shared::db::connect(secrets.require_database_url()?, 2).await.context("connecting to Postgres")?;
+            shared::db::migrate(&pool).await.context("applying migrations")?;
+            println!("migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Exec { as_user, text } => {
+            let user: SlackUserId = as_user.parse()?;
+            let config = load_config(cli.config)?;
+            let secrets = Secrets::from_env(&ProcessEnv)?;
+            let pool = shared::db::connect(secrets.require_database_url()?, 2).await.context("connecting to Postgres")?;
+            shared::db::migrate(&pool).await.context("applying migrations")?;
+            shared::envs::store::sync_declared(&pool, "bobby", &config.declared_environments(), false).await?;
+            let bobby = bobby::handler::Bobby::new(pool, Arc::new(config), Arc::new(SystemClock));
+            let answer = bobby.handle(&user, &text).await;
+            println!("{}", answer.reply.plain());
+            Ok(if answer.refused { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
+        Command::DeployCheck { env, who, url } => {
+            let token = match Secrets::from_env(&ProcessEnv) {
+                Ok(s) => s.bobby_api_token,
+                Err(e) => {
+                    eprintln!("bobby: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let outcome = bobby::deploy_check::ask(&url, token.as_ref().map(|t| t.expose_secret()), &env, &who).await;
+            Ok(match outcome {
+                CliOutcome::Allowed => {
+                    println!("allowed: {who} may deploy to {env}");
+                    ExitCode::SUCCESS
+                }
+                CliOutcome::Refused(reason) => {
+                    println!("refused: {reason}");
+                    ExitCode::from(1)
+                }
+                CliOutcome::Undecided(why) => {
+                    eprintln!("bobby deploy-check: {why}");
+                    ExitCode::from(2)
+                }
+            })
+        }
+    }
+}

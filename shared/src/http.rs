@@ -103,10 +103,12 @@ struct OpsState {
 
 /// `/healthz`, `/readyz` and `/metrics`.
 pub fn ops_routes(pool: PgPool, notes: Notes) -> Router {
+    // Install the recorder now, so what happens before the first scrape is counted.
+    prometheus();
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(|| async { prometheus().render() }))
+        .route("/metrics", get(metrics_page))
         .with_state(OpsState { pool, notes })
 }
 
@@ -122,6 +124,27 @@ async fn readyz(State(s): State<OpsState>) -> Response {
         }
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")).into_response(),
     }
+}
+
+/// Refreshes the gauges that describe the database (leases by state, outbox backlog), then renders
+/// everything. Computed at scrape time, so there is no background polling.
+async fn metrics_page(State(s): State<OpsState>) -> String {
+    if let Ok(mut conn) = s.pool.acquire().await {
+        if let Ok(census) = crate::envs::store::census(&mut conn).await {
+            for state in crate::envs::EnvState::ALL {
+                let count = |leased: bool| {
+                    census.iter().filter(|(st, l, _)| *st == state && *l == leased).map(|(_, _, n)| *n).sum::<i64>()
+                };
+                let (leased, free) = (count(true), count(false));
+                metrics::gauge!("environments", "state" => state.as_str()).set((leased + free) as f64);
+                metrics::gauge!("leases", "state" => state.as_str()).set(leased as f64);
+            }
+        }
+        if let Ok(n) = crate::slack::outbox::backlog(&s.pool).await {
+            metrics::gauge!("slack_outbox_backlog").set(n as f64);
+        }
+    }
+    prometheus().render()
 }
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

@@ -147,19 +147,16 @@ pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
 
 impl Secrets {
     pub fn from_env(env: &dyn EnvSource) -> Result<Self, SettingsError> {
-        let mut slack_api_url = env.var("SLACK_API_URL").unwrap_or_else(|| DEFAULT_SLACK_API_URL.to_string());
+        let slack_api_url = env.var("SLACK_API_URL").unwrap_or_else(|| DEFAULT_SLACK_API_URL.to_string());
         check_url("SLACK_API_URL", &slack_api_url)?;
-        // slack-morphism appends method names directly: the base must end with a slash.
-        if !slack_api_url.ends_with('/') {
-            slack_api_url.push('/');
-        }
         let github_api_url = env.var("GITHUB_API_URL").unwrap_or_else(|| DEFAULT_GITHUB_API_URL.to_string());
         check_url("GITHUB_API_URL", &github_api_url)?;
         Ok(Secrets {
             database_url: secret(env, "DATABASE_URL")?,
             slack_bot_token: secret(env, "SLACK_BOT_TOKEN")?,
             slack_signing_secret: secret(env, "SLACK_SIGNING_SECRET")?,
-            slack_api_url,
+            // slack-morphism joins the base and the method with a slash of its own.
+            slack_api_url: slack_api_url.trim_end_matches('/').to_string(),
             github_api_url: github_api_url.trim_end_matches('/').to_string(),
             bobby_api_token: secret(env, "BOBBY_API_TOKEN")?,
             github_token: secret(env, "GITHUB_TOKEN")?,
@@ -217,6 +214,11 @@ fn check_url(var: &str, value: &str) -> Result<(), SettingsError> {
             message: format!("`{value}` is not an http(s) URL"),
         }),
     }
+}
+
+/// Postgres connections per bot process: `DATABASE_POOL_SIZE`, default 16.
+pub fn database_pool_size(env: &dyn EnvSource) -> u32 {
+    env.var("DATABASE_POOL_SIZE").and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(16)
 }
 
 /// How logs are written: human-readable by default, JSON with `LOG_FORMAT=json`.
@@ -293,7 +295,7 @@ mod tests {
         let s = Secrets::from_env(&e).unwrap();
         assert_eq!(s.slack_bot_token.unwrap().expose_secret(), "xoxb-from-file");
         assert_eq!(s.slack_signing_secret.unwrap().expose_secret(), "shh");
-        assert_eq!(s.slack_api_url, "http://127.0.0.1:9/api/");
+        assert_eq!(s.slack_api_url, "http://127.0.0.1:9/api");
         assert_eq!(s.github_api_url, DEFAULT_GITHUB_API_URL);
         assert!(s.database_url.is_none());
         std::fs::remove_dir_all(dir).ok();

@@ -1,1 +1,348 @@
+//! Support for the end-to-end tests: a throwaway Postgres ([`pg`]), a fake Slack ([`fake_slack`]),
+//! and [`spawn_bobby`], which starts the real Bobby (the same `bobby::app::start` as `main`) on
+//! loopback against both.
 
+pub mod fake_slack;
+pub mod pg;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bobby::config::BobbyConfig;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use shared::clock::ManualClock;
+use shared::settings::Secrets;
+use shared::slack::outbox::Backoff;
+use sqlx::PgPool;
+
+pub use fake_slack::{FakeSlack, Outage};
+pub use pg::{TestDb, fresh_database};
+
+pub const SIGNING_SECRET: &str = "test-signing-secret";
+pub const API_TOKEN: &str = "test-api-token";
+
+/// A config with four environments, two admins and an announce channel; tests tweak it as text.
+pub const BOBBY_TOML: &str = r#"
+listen = "127.0.0.1:0"
+public_url = "http://bobby.test"
+timezone = "Europe/Berlin"
+admins = ["U0ADMIN1"]
+announce_channel = "C0ENVS"
+require_lease_to_deploy = true
+default_lease = "until-nightly"
+max_lease = "3d"
+remind_before = "30m"
+
+[[environments]]
+name = "env-1"
+url = "https://env-1.dev.example.com"
+keep_on_weekends = true
+
+[[environments]]
+name = "env-2"
+
+[[environments]]
+name = "env-3"
+
+[[environments]]
+name = "env-4"
+
+[[people]]
+slack = "U0ALICE"
+github = "alice"
+email = "alice@example.com"
+
+[[people]]
+slack = "U0BOB"
+github = "bob"
+
+[nightly]
+delete_at = "20:00"
+create_at = "06:30"
+"#;
+
+/// 2026-11-23 (a Monday) 09:00 UTC, 10:00 in Berlin: the start of every test day.
+pub fn monday_morning() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-23T09:00:00Z").unwrap().with_timezone(&Utc)
+}
+
+pub struct TestBobby {
+    pub addr: SocketAddr,
+    pub db: TestDb,
+    pub pool: PgPool,
+    pub slack: FakeSlack,
+    pub clock: ManualClock,
+    pub http: reqwest::Client,
+    pub config_text: String,
+    running: Option<bobby::app::Running>,
+}
+
+pub struct BobbyOptions {
+    pub config: String,
+    pub slack_token: bool,
+    pub pool_size: u32,
+}
+
+impl Default for BobbyOptions {
+    fn default() -> Self {
+        BobbyOptions { config: BOBBY_TOML.to_string(), slack_token: true, pool_size: 10 }
+    }
+}
+
+/// Starts Bobby on a fresh database with the default test config.
+pub async fn spawn_bobby() -> TestBobby {
+    spawn_bobby_with(BobbyOptions::default()).await
+}
+
+pub async fn spawn_bobby_with(opts: BobbyOptions) -> TestBobby {
+    let db = fresh_database().await;
+    let slack = FakeSlack::start().await;
+    let clock = ManualClock::new(monday_morning());
+    start_on(db, slack, clock, opts).await
+}
+
+async fn start_on(db: TestDb, slack: FakeSlack, clock: ManualClock, opts: BobbyOptions) -> TestBobby {
+    init_logs();
+    let config = BobbyConfig::parse(&opts.config, Path::new(".")).expect("test config parses");
+    let mut env: HashMap<String, String> = HashMap::new();
+    env.insert("DATABASE_URL".into(), db.url.clone());
+    env.insert("SLACK_SIGNING_SECRET".into(), SIGNING_SECRET.into());
+    env.insert("SLACK_API_URL".into(), slack.api_url());
+    env.insert("BOBBY_API_TOKEN".into(), API_TOKEN.into());
+    if opts.slack_token {
+        env.insert("SLACK_BOT_TOKEN".into(), fake_slack::BOT_TOKEN.into());
+    }
+    let secrets = Secrets::from_env(&env).expect("test secrets");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = bobby::app::start(bobby::app::Options {
+        config,
+        secrets,
+        clock: Arc::new(clock.clone()),
+        listener,
+        pool_size: opts.pool_size,
+        // Fast retries: tests wait for deliveries, they do not sleep through backoffs.
+        outbox_backoff: Backoff { base: Duration::from_millis(20), cap: Duration::from_millis(200) },
+        outbox_clock: Arc::new(shared::clock::SystemClock),
+    })
+    .await
+    .expect("bobby starts");
+    TestBobby {
+        addr: running.addr,
+        pool: running.pool.clone(),
+        db,
+        slack,
+        clock,
+        http: reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap(),
+        config_text: opts.config,
+        running: Some(running),
+    }
+}
+
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TEST_LOG").unwrap_or_else(|_| "off".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// What Bobby answered to a slash command.
+#[derive(Debug, Clone)]
+pub struct SlackAnswer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl SlackAnswer {
+    pub fn text(&self) -> String {
+        self.body["blocks"]
+            .as_array()
+            .map(|bs| bs.iter().filter_map(|b| b["text"]["text"].as_str()).collect::<Vec<_>>().join("\n"))
+            .unwrap_or_default()
+    }
+
+    pub fn in_channel(&self) -> bool {
+        self.body["response_type"] == "in_channel"
+    }
+
+    pub fn ephemeral(&self) -> bool {
+        self.body["response_type"] == "ephemeral"
+    }
+
+    pub fn action_ids(&self) -> Vec<String> {
+        self.body["blocks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|b| b["type"] == "actions")
+            .flat_map(|b| b["elements"].as_array().cloned().unwrap_or_default())
+            .filter_map(|e| e["action_id"].as_str().map(str::to_owned))
+            .collect()
+    }
+}
+
+/// A form body as Slack sends for `/bobby <text>`.
+pub fn command_form(user: &str, text: &str, response_url: &str) -> String {
+    serde_urlencoded::to_string([
+        ("token", "deprecated"),
+        ("team_id", "T0001"),
+        ("team_domain", "acme"),
+        ("channel_id", "C0DEV"),
+        ("channel_name", "dev"),
+        ("user_id", user),
+        ("user_name", "someone"),
+        ("command", "/bobby"),
+        ("text", text),
+        ("response_url", response_url),
+        ("trigger_id", "123.456.abc"),
+        ("api_app_id", "A0BOBBY"),
+    ])
+    .unwrap()
+}
+
+impl TestBobby {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends a correctly signed Slack request.
+    pub async fn signed_post(&self, path: &str, body: String) -> reqwest::Response {
+        let ts = self.clock_now_unix();
+        let sig = shared::slack::signature::sign(SIGNING_SECRET, ts, body.as_bytes());
+        self.http
+            .post(self.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-slack-request-timestamp", ts.to_string())
+            .header("x-slack-signature", sig)
+            .body(body)
+            .send()
+            .await
+            .expect("request reaches bobby")
+    }
+
+    fn clock_now_unix(&self) -> i64 {
+        use shared::clock::Clock;
+        self.clock.now().timestamp()
+    }
+
+    /// `/bobby <text>` typed by `user`. The `response_url` is `resp-<user>`.
+    pub async fn command(&self, user: &str, text: &str) -> SlackAnswer {
+        let url = self.slack.response_url(&format!("resp-{user}"));
+        let response = self.signed_post("/slack/commands", command_form(user, text, &url)).await;
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        SlackAnswer { status, body }
+    }
+
+    /// The final answer to a command: the HTTP answer itself, or, when Bobby acknowledged first
+    /// ("Working on it…"), what it later sent to the `response_url` (ephemeral) or to the channel
+    /// (in-channel, recognised by the user's mention).
+    pub async fn settle(&self, user: &str, answer: SlackAnswer) -> SlackAnswer {
+        if !answer.text().contains("Working on it") {
+            return answer;
+        }
+        let id = format!("resp-{user}");
+        let mention = format!("<@{user}>");
+        self.slack
+            .wait_until("a late answer", Duration::from_secs(60), |s| {
+                s.responses().iter().any(|(r, _)| *r == id)
+                    || s.posts_to("C0DEV").iter().any(|p| p.block_text().starts_with(&format!(":lock: {mention}")))
+            })
+            .await;
+        if let Some((_, body)) = self.slack.responses().into_iter().find(|(r, _)| *r == id) {
+            let mut body = body;
+            body["response_type"] = "ephemeral".into();
+            return SlackAnswer { status: 200, body };
+        }
+        let post = self.slack.posts_to("C0DEV").into_iter().find(|p| p.block_text().contains(&mention)).unwrap();
+        let mut body = post.body;
+        body["response_type"] = "in_channel".into();
+        SlackAnswer { status: 200, body }
+    }
+
+    /// A button press by `user`.
+    pub async fn press(&self, user: &str, action_id: &str, env: &str, response_id: &str) -> u16 {
+        let payload = serde_json::json!({
+            "type": "block_actions",
+            "user": { "id": user, "username": "someone", "team_id": "T0001" },
+            "api_app_id": "A0BOBBY",
+            "team": { "id": "T0001", "domain": "acme" },
+            "channel": { "id": "C0DEV", "name": "dev" },
+            "response_url": self.slack.response_url(response_id),
+            "trigger_id": "123.456.abc",
+            "actions": [{
+                "type": "button", "action_id": action_id, "block_id": "b1", "value": env,
+                "text": { "type": "plain_text", "text": "x" }, "action_ts": "1700000000.000001"
+            }]
+        });
+        let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
+        self.signed_post("/slack/interactions", body).await.status().as_u16()
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let r = self.http.get(self.url(path)).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn environment(&self, name: &str) -> Value {
+        let (status, body) = self.get_json(&format!("/api/v1/environments/{name}")).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    pub async fn deploy_check(&self, env: &str, who: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(&format!("/api/v1/environments/{env}/deploy-check")))
+            .bearer_auth(API_TOKEN)
+            .json(&serde_json::json!({ "as": who }))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Stops this Bobby (as SIGTERM would) and starts a new one on the same database, Slack and
+    /// clock: what a restart or a deploy of a new version looks like.
+    pub async fn restart(mut self) -> TestBobby {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+        self.pool.close().await;
+        let opts = BobbyOptions { config: self.config_text.clone(), ..Default::default() };
+        start_on(self.db.clone(), self.slack.clone(), self.clock.clone(), opts).await
+    }
+
+    /// Stops this Bobby without starting another.
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+    }
+
+    /// Waits (boundedly) until a count query on the test database returns `expected`: for state
+    /// that a background worker writes after the effect the test can observe.
+    pub async fn wait_for_count(&self, sql: &'static str, expected: i64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let n = self.count(sql).await;
+            if n == expected {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "`{sql}` stayed at {n}, expected {expected}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Rows of a query on the test database, for assertions about state.
+    pub async fn count(&self, sql: &'static str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(&self.pool).await.unwrap()
+    }
+}

@@ -183,6 +183,13 @@ pub async fn lock(
     now: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 ) -> DbResult<LockOutcome> {
+    // Fast path without the row lock: an environment someone else visibly holds is refused at
+    // once, so a stampede of lockers does not queue on the row lock behind each other.
+    if let Some(lease) = lease_of(conn, name).await?
+        && lease.holder != holder
+    {
+        return held_by(conn, lease).await;
+    }
     let Some(state) = lock_row(conn, name).await? else {
         return Ok(LockOutcome::Unknown);
     };
@@ -190,15 +197,19 @@ pub async fn lock(
         if lease.holder == holder {
             return Ok(LockOutcome::AlreadyYours(lease));
         }
-        let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM waitlist WHERE environment = $1")
-            .bind(name)
-            .fetch_one(&mut *conn)
-            .await?;
-        return Ok(LockOutcome::HeldBy { lease, waiting: waiting as usize });
+        return held_by(conn, lease).await;
     }
     let lease = insert_lease(conn, name, holder, reason, now, expires_at).await?;
     record(conn, name, now, holder, "locked", &lock_detail(&lease)).await?;
     Ok(LockOutcome::Locked { lease, state })
+}
+
+async fn held_by(conn: &mut PgConnection, lease: Lease) -> DbResult<LockOutcome> {
+    let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM waitlist WHERE environment = $1")
+        .bind(&lease.environment)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(LockOutcome::HeldBy { lease, waiting: waiting as usize })
 }
 
 fn lock_detail(lease: &Lease) -> String {
@@ -576,14 +587,16 @@ pub async fn unpreserve(
 /// The next instant the expiry worker has something to do: a reminder or an expiry.
 pub async fn next_lease_deadline(conn: &mut PgConnection, remind_before: chrono::Duration) -> DbResult<Option<DateTime<Utc>>> {
     sqlx::query_scalar(
-        "SELECT min(LEAST(CASE WHEN reminded_at IS NULL THEN expires_at - $1 END, expires_at)) FROM leases",
+        "SELECT min(LEAST(CASE WHEN reminded_at IS NULL AND expires_at - since > $1 THEN expires_at - $1 END, expires_at)) \
+         FROM leases",
     )
     .bind(remind_before)
     .fetch_one(conn)
     .await
 }
 
-/// Marks the leases due for a reminder as reminded and returns them (the caller tells the holders).
+/// Marks the leases due for a reminder as reminded (leases shorter than the reminder lead get none:
+/// their holder just chose that expiry) and returns them (the caller tells the holders).
 pub async fn take_due_reminders(
     conn: &mut PgConnection,
     now: DateTime<Utc>,
@@ -591,7 +604,8 @@ pub async fn take_due_reminders(
 ) -> DbResult<Vec<Lease>> {
     sqlx::query_as(concat!(
         "UPDATE leases SET reminded_at = $1 \
-         WHERE reminded_at IS NULL AND expires_at - $2 <= $1 AND expires_at > $1 RETURNING ",
+         WHERE reminded_at IS NULL AND expires_at - $2 <= $1 AND expires_at > $1 \
+           AND expires_at - since > $2 RETURNING ",
         lease_columns!()
     ))
     .bind(now)

@@ -36,7 +36,7 @@ pub async fn enqueue(conn: &mut PgConnection, channel: &str, reply: &Reply, now:
         })
         .collect();
     sqlx::query(
-        "INSERT INTO slack_outbox (channel, text, buttons, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $4)",
+        "INSERT INTO slack_outbox (channel, text, buttons, created_at) VALUES ($1, $2, $3, $4)",
     )
     .bind(channel)
     .bind(&reply.text)
@@ -80,6 +80,8 @@ pub struct Deliverer {
     pub pool: PgPool,
     pub database_url: String,
     pub slack: SlackApi,
+    /// Paces retries. Its own clock, apart from the domain's: retrying is about Slack's wall-clock
+    /// availability, and a test that freezes domain time still wants retries to happen.
     pub clock: SharedClock,
     pub backoff: Backoff,
 }
@@ -90,7 +92,8 @@ struct Pending {
     text: String,
     buttons: Vec<StoredButton>,
     attempts: i32,
-    next_attempt_at: DateTime<Utc>,
+    /// `None`: never tried, due now.
+    next_attempt_at: Option<DateTime<Utc>>,
 }
 
 /// A Slack call that hangs must not stall the outbox forever.
@@ -143,8 +146,9 @@ impl Deliverer {
         loop {
             let heads = self.heads().await?;
             let now = self.clock.now();
-            let (due, later): (Vec<Pending>, Vec<Pending>) = heads.into_iter().partition(|p| p.next_attempt_at <= now);
-            let next_due = later.iter().map(|p| p.next_attempt_at).min();
+            let (due, later): (Vec<Pending>, Vec<Pending>) =
+                heads.into_iter().partition(|p| p.next_attempt_at.is_none_or(|t| t <= now));
+            let next_due = later.iter().filter_map(|p| p.next_attempt_at).min();
             if due.is_empty() {
                 return Ok(next_due);
             }

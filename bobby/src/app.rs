@@ -1,0 +1,119 @@
+//! Assembles a running Bobby: database, configuration sync, HTTP server and background workers.
+//! `main` and the end-to-end tests start Bobby through the same [`start`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use shared::clock::SharedClock;
+use shared::settings::Secrets;
+use shared::slack::outbox::{Backoff, Deliverer};
+use shared::slack::signature::SlackVerifier;
+use shared::slack::SlackApi;
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::BobbyConfig;
+use crate::expiry::ExpiryWorker;
+use crate::handler::Bobby;
+use crate::routes::{AppState, router};
+
+pub struct Options {
+    pub config: BobbyConfig,
+    pub secrets: Secrets,
+    pub clock: SharedClock,
+    pub listener: tokio::net::TcpListener,
+    /// Postgres connections for requests and workers.
+    pub pool_size: u32,
+    pub outbox_backoff: Backoff,
+    /// The clock that paces Slack retries (the wall clock in production).
+    pub outbox_clock: SharedClock,
+}
+
+pub struct Running {
+    pub addr: SocketAddr,
+    pub pool: PgPool,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Asks everything to stop and waits until it has (in-flight requests finish first).
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        self.wait().await;
+    }
+
+    /// Waits until the server and workers have stopped (after a shutdown signal).
+    pub async fn wait(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    pub fn shutdown_handle(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// Connects, migrates, syncs the configured environments, and starts serving.
+pub async fn start(opts: Options) -> anyhow::Result<Running> {
+    let database_url = opts.secrets.require_database_url()?.to_string();
+    let pool = shared::db::connect(&database_url, opts.pool_size).await.context("connecting to Postgres")?;
+    shared::db::migrate(&pool).await.context("applying database migrations")?;
+    shared::envs::store::sync_declared(&pool, "bobby", &opts.config.declared_environments(), false)
+        .await
+        .context("registering the configured environments")?;
+
+    let slack = SlackApi::new(opts.secrets.slack_bot_token.as_ref(), &opts.secrets.slack_api_url);
+    let mut notes = shared::http::Notes::default();
+    if !slack.is_configured() {
+        let why = "no SLACK_BOT_TOKEN: Slack messages are logged instead of sent";
+        tracing::warn!("{why}");
+        notes.0.push(why.into());
+    }
+    if opts.secrets.slack_signing_secret.is_none() {
+        let why = "no SLACK_SIGNING_SECRET: Slack requests are refused; use `bobby exec` to try commands";
+        tracing::warn!("{why}");
+        notes.0.push(why.into());
+    }
+    let config = Arc::new(opts.config);
+    let bobby = Bobby::new(pool.clone(), config, opts.clock.clone());
+    let state = AppState {
+        bobby: bobby.clone(),
+        slack: slack.clone(),
+        verifier: SlackVerifier::new(opts.secrets.slack_signing_secret.clone(), opts.clock.clone()),
+        api_token: opts.secrets.bobby_api_token.clone().map(Arc::new),
+    };
+    let app = shared::http::instrument(
+        router(state).merge(shared::http::ops_routes(pool.clone(), notes)).fallback(shared::http::not_found),
+    );
+
+    let (shutdown, rx) = watch::channel(false);
+    let addr = opts.listener.local_addr()?;
+    let mut tasks = Vec::new();
+    let server_rx = rx.clone();
+    let listener = opts.listener;
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = shared::http::serve(listener, app, server_rx).await {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    }));
+    let expiry = ExpiryWorker { bobby: bobby.clone(), database_url: database_url.clone() };
+    tasks.push(tokio::spawn(expiry.run(rx.clone())));
+    let deliverer = Deliverer {
+        pool: pool.clone(),
+        database_url,
+        slack,
+        clock: opts.outbox_clock,
+        backoff: opts.outbox_backoff,
+    };
+    tasks.push(tokio::spawn(deliverer.run(rx.clone())));
+    tracing::info!(address = %addr, "bobby is listening");
+    Ok(Running { addr, pool, shutdown, tasks })
+}
+
+/// How long `serve` waits for in-flight work after SIGTERM before exiting anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);

@@ -1,0 +1,232 @@
+//! Bobby's HTTP surface (SPEC §4.4): Slack's slash commands and button presses, the JSON API and
+//! the deploy gate. Slack bodies are verified by the `SignedSlackBody` extractor before anything
+//! here parses them.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use shared::envs::store;
+use shared::http::ApiError;
+use shared::ids::SlackUserId;
+use shared::slack::signature::{SignedSlackBody, SlackVerifier};
+use shared::slack::{Reply, SlackApi, Visibility, outbox};
+use slack_morphism::prelude::SlackCommandEvent;
+use subtle::ConstantTimeEq;
+
+use crate::deploy_check::{Decision, decide};
+use crate::handler::{Answer, Bobby};
+use crate::messages;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub bobby: Bobby,
+    pub slack: SlackApi,
+    pub verifier: SlackVerifier,
+    pub api_token: Option<std::sync::Arc<secrecy::SecretString>>,
+}
+
+impl FromRef<AppState> for SlackVerifier {
+    fn from_ref(s: &AppState) -> Self {
+        s.verifier.clone()
+    }
+}
+
+/// The API's bodies are tiny; anything bigger is a mistake or an attack.
+const MAX_API_BODY: usize = 16 * 1024;
+/// Slack wants an answer within 3 s; past this we acknowledge and answer through `response_url`.
+const SLACK_DEADLINE: Duration = Duration::from_millis(2500);
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/slack/commands", post(slash_command))
+        .route("/slack/interactions", post(interaction))
+        .route("/api/v1/environments", get(list_environments))
+        .route("/api/v1/environments/{name}", get(get_environment))
+        .route("/api/v1/environments/{name}/deploy-check", post(deploy_check))
+        .layer(DefaultBodyLimit::max(MAX_API_BODY))
+        .with_state(state)
+}
+
+fn slack_error(status: StatusCode, message: &str) -> Response {
+    (status, message.to_string()).into_response()
+}
+
+async fn slash_command(State(app): State<AppState>, SignedSlackBody(body): SignedSlackBody) -> Response {
+    let event: SlackCommandEvent = match serde_urlencoded::from_bytes(&body) {
+        Ok(e) => e,
+        Err(_) => return slack_error(StatusCode::BAD_REQUEST, "malformed slash command payload"),
+    };
+    let Ok(user) = event.user_id.0.parse::<SlackUserId>() else {
+        return slack_error(StatusCode::BAD_REQUEST, "malformed user_id");
+    };
+    let text = event.text.clone().unwrap_or_default();
+    let bobby = app.bobby.clone();
+    let mut work = tokio::spawn(async move { bobby.handle(&user, &text).await });
+    match tokio::time::timeout(SLACK_DEADLINE, &mut work).await {
+        Ok(Ok(answer)) => Json(answer.reply.command_response()).into_response(),
+        Ok(Err(join)) => {
+            tracing::error!(error = %join, "command handler panicked");
+            Json(messages::internal_error().command_response()).into_response()
+        }
+        Err(_) => {
+            // Slow (a database under load): acknowledge now, answer when done.
+            let channel = event.channel_id.0.clone();
+            let response_url = event.response_url.0.to_string();
+            tokio::spawn(async move {
+                if let Ok(answer) = work.await {
+                    deliver_late(&app, &channel, &response_url, answer).await;
+                }
+            });
+            Json(Reply::ephemeral(":hourglass: Working on it…").command_response()).into_response()
+        }
+    }
+}
+
+/// Sends a reply that could not go back in the HTTP response: in-channel ones through the outbox
+/// (retried), ephemeral ones through `response_url` (only the actor sees those).
+async fn deliver_late(app: &AppState, channel: &str, response_url: &str, answer: Answer) {
+    let result = match answer.reply.visibility {
+        Visibility::InChannel => {
+            let now = app.bobby.clock.now();
+            match app.bobby.pool.acquire().await {
+                Ok(mut conn) => outbox::enqueue(&mut conn, channel, &answer.reply, now).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        Visibility::Ephemeral => app.slack.respond(response_url, &answer.reply).await.map_err(|e| e.to_string()),
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "could not deliver a late reply");
+    }
+}
+
+#[derive(Deserialize)]
+struct InteractionForm {
+    payload: String,
+}
+
+#[derive(Deserialize)]
+struct IdOnly {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct BlockActions {
+    #[serde(rename = "type")]
+    kind: String,
+    user: IdOnly,
+    #[serde(default)]
+    channel: Option<IdOnly>,
+    #[serde(default)]
+    response_url: Option<String>,
+    #[serde(default)]
+    actions: Vec<ActionPressed>,
+}
+
+#[derive(Deserialize)]
+struct ActionPressed {
+    action_id: String,
+    #[serde(default)]
+    value: Option<String>,
+}
+
+async fn interaction(State(app): State<AppState>, SignedSlackBody(body): SignedSlackBody) -> Response {
+    let Ok(form) = serde_urlencoded::from_bytes::<InteractionForm>(&body) else {
+        return slack_error(StatusCode::BAD_REQUEST, "expected a form with a `payload` field");
+    };
+    let Ok(payload) = serde_json::from_str::<BlockActions>(&form.payload) else {
+        return slack_error(StatusCode::BAD_REQUEST, "malformed interaction payload");
+    };
+    if payload.kind != "block_actions" {
+        // Shortcuts, view submissions…: nothing of ours. Acknowledge so Slack does not retry.
+        return StatusCode::OK.into_response();
+    }
+    let Ok(user) = payload.user.id.parse::<SlackUserId>() else {
+        return slack_error(StatusCode::BAD_REQUEST, "malformed user id");
+    };
+    let Some(action) = payload.actions.first() else {
+        return StatusCode::OK.into_response();
+    };
+    let answer = app.bobby.handle_action(&user, &action.action_id, action.value.as_deref().unwrap_or("")).await;
+    let channel = payload.channel.map(|c| c.id).unwrap_or_else(|| user.to_string());
+    let response_url = payload.response_url.unwrap_or_default();
+    tokio::spawn(async move { deliver_late(&app, &channel, &response_url, answer).await });
+    StatusCode::OK.into_response()
+}
+
+async fn list_environments(State(app): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let mut conn = app.bobby.pool.acquire().await?;
+    let envs = store::list(&mut conn).await?;
+    Ok(Json(json!({ "environments": envs })))
+}
+
+fn no_such_environment(app: &AppState, name: &str) -> ApiError {
+    let names: Vec<&str> = app.bobby.config.environments.iter().map(|e| e.name.as_str()).collect();
+    let mut message = format!("no environment named `{}`", crate::command::clip(name));
+    if let Some(s) = crate::command::closest(name, &names) {
+        message.push_str(&format!(" (did you mean `{s}`?)"));
+    }
+    message.push_str(&format!("; environments: {}", names.join(", ")));
+    ApiError::not_found(message)
+}
+
+async fn get_environment(State(app): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let mut conn = app.bobby.pool.acquire().await?;
+    match store::get(&mut conn, &name).await? {
+        Some(env) => Ok(Json(env).into_response()),
+        None => Err(no_such_environment(&app, &name)),
+    }
+}
+
+#[derive(Deserialize)]
+struct DeployCheckBody {
+    #[serde(rename = "as")]
+    who: String,
+}
+
+async fn deploy_check(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Some(token) = &app.api_token else {
+        return Err(ApiError::user(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this Bobby has no BOBBY_API_TOKEN configured, so its write API is off",
+        ));
+    };
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    use secrecy::ExposeSecret;
+    if !bool::from(presented.as_bytes().ct_eq(token.expose_secret().as_bytes())) {
+        return Err(ApiError::user(StatusCode::UNAUTHORIZED, "missing or wrong bearer token (BOBBY_API_TOKEN)"));
+    }
+    let request: DeployCheckBody = serde_json::from_slice(&body).map_err(|_| {
+        ApiError::user(StatusCode::BAD_REQUEST, r#"the body must be JSON like {"as": "alice"} (a Slack id, GitHub login or email)"#)
+    })?;
+    if request.who.trim().is_empty() {
+        return Err(ApiError::user(StatusCode::BAD_REQUEST, "`as` is empty: say who deploys"));
+    }
+    let mut conn = app.bobby.pool.acquire().await?;
+    let Some(env) = store::get(&mut conn, &name).await? else {
+        return Err(no_such_environment(&app, &name));
+    };
+    let config = &app.bobby.config;
+    Ok(match decide(&env, &request.who, &config.people, config.require_lease_to_deploy) {
+        Decision::Allowed => (StatusCode::OK, Json(json!({ "allowed": true }))).into_response(),
+        Decision::Refused(reason) => {
+            (StatusCode::CONFLICT, Json(json!({ "allowed": false, "reason": reason }))).into_response()
+        }
+    })
+}

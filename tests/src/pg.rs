@@ -1,0 +1,254 @@
+//! A throwaway Postgres for tests, and a fresh database per test.
+//!
+//! With `DATABASE_URL` set, tests create their databases on that server (the role needs CREATEDB).
+//! Without it, the first test of a process starts a private server from the machine's PostgreSQL
+//! binaries in a temporary directory, listening only on a Unix socket there (no port to collide
+//! on). When run as root the server runs as an unprivileged user, as Postgres insists. The server
+//! dies with the test process (`PR_SET_PDEATHSIG`), and directories left by dead runs are removed.
+//!
+//! Each test gets `CREATE DATABASE … TEMPLATE` of a database migrated once per process: fast, and
+//! every test starts from the exact schema the bots run on.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use sqlx::{Connection, PgConnection};
+use tokio::sync::OnceCell;
+
+/// A database made for one test.
+#[derive(Clone, Debug)]
+pub struct TestDb {
+    pub url: String,
+    pub name: String,
+}
+
+struct Server {
+    /// URL of the maintenance database, where `CREATE DATABASE` runs.
+    admin_url: String,
+    template: String,
+}
+
+static SERVER: OnceCell<Server> = OnceCell::const_new();
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A new, migrated, empty database.
+pub async fn fresh_database() -> TestDb {
+    let server = SERVER.get_or_init(init).await;
+    let name = format!("t{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+    let mut admin = PgConnection::connect(&server.admin_url).await.expect("connect to the test Postgres");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name} TEMPLATE {}", server.template)))
+        .execute(&mut admin)
+        .await
+        .expect("create a test database");
+    admin.close().await.ok();
+    TestDb { url: with_database(&server.admin_url, &name), name }
+}
+
+async fn init() -> Server {
+    let admin_url = match std::env::var("DATABASE_URL").ok().filter(|v| !v.is_empty()) {
+        Some(url) => url,
+        None => tokio::task::spawn_blocking(start_private_server).await.expect("start Postgres"),
+    };
+    let template = format!("tmpl{}", std::process::id());
+    let mut admin = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
+        panic!("cannot connect to the test Postgres ({}): {e}", redact(&admin_url))
+    });
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {template}")))
+        .execute(&mut admin)
+        .await
+        .expect("drop an old template");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {template}")))
+        .execute(&mut admin)
+        .await
+        .expect("create the template database");
+    admin.close().await.ok();
+    let mut conn = PgConnection::connect(&with_database(&admin_url, &template)).await.expect("connect to template");
+    shared::db::MIGRATOR.run(&mut conn).await.expect("migrate the template database");
+    // Nobody may stay connected to a template while databases are copied from it.
+    conn.close().await.ok();
+    Server { admin_url, template }
+}
+
+/// Replaces the database name in a Postgres URL.
+pub fn with_database(url: &str, db: &str) -> String {
+    let mut u = url::Url::parse(url).expect("DATABASE_URL is a URL");
+    u.set_path(&format!("/{db}"));
+    u.to_string()
+}
+
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "<unparseable DATABASE_URL>".into(),
+    }
+}
+
+/// Where the PostgreSQL server binaries are: `pg_config --bindir`, the newest
+/// `/usr/lib/postgresql/*/bin`, or `PATH`.
+pub fn find_bindir() -> Option<PathBuf> {
+    let has_server = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if has_server(&dir) {
+            return Some(dir);
+        }
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v: u32 = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            has_server(&bin).then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return Some(bin);
+    }
+    std::env::var_os("PATH")?.to_str()?.split(':').map(PathBuf::from).find(|d| has_server(d))
+}
+
+const INSTALL_HINT: &str = "PostgreSQL's server binaries (initdb, postgres) were not found. Install them \
+    (Debian/Ubuntu: `apt-get install postgresql`; macOS: `brew install postgresql`) or point the tests \
+    at a server with DATABASE_URL=postgres://user:pass@host/db (the role needs CREATEDB).";
+
+/// The uid/gid the server runs as: ourselves, or an unprivileged user when we are root.
+fn server_user() -> Option<(u32, u32)> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let find = |name: &str| {
+        passwd.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() > 3 && f[0] == name).then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?))).flatten()
+        })
+    };
+    Some(find("postgres").or_else(|| find("nobody")).unwrap_or((65534, 65534)))
+}
+
+fn chown(path: &Path, ids: Option<(u32, u32)>) {
+    if let Some((uid, gid)) = ids {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown the Postgres directory");
+    }
+}
+
+/// Removes directories of earlier runs whose process is gone.
+fn sweep_stale(root: &Path) {
+    for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("pg-")).and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        // SAFETY: kill with signal 0 only checks for existence.
+        let alive = unsafe { libc::kill(pid, 0) } == 0;
+        if !alive {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn start_private_server() -> String {
+    let bindir = find_bindir().unwrap_or_else(|| panic!("{INSTALL_HINT}"));
+    let root = std::env::temp_dir().join("bobby-gandalf-tests");
+    std::fs::create_dir_all(&root).expect("create the test temp root");
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).ok();
+    sweep_stale(&root);
+    let dir = root.join(format!("pg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create the Postgres directory");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).ok();
+    let ids = server_user();
+    chown(&dir, ids);
+    let data = dir.join("data");
+
+    let mut initdb = Command::new(bindir.join("initdb"));
+    initdb
+        .args(["-D", data.to_str().unwrap(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some((uid, gid)) = ids {
+        initdb.uid(uid).gid(gid);
+    }
+    let out = initdb.output().unwrap_or_else(|e| panic!("cannot run initdb: {e}. {INSTALL_HINT}"));
+    assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+
+    // The server is spawned from a thread that lives as long as the process, because the parent
+    // death signal fires when the spawning *thread* exits.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    let socket_dir = dir.clone();
+    std::thread::Builder::new()
+        .name("test-postgres".into())
+        .spawn(move || {
+            let mut cmd = Command::new(bindir.join("postgres"));
+            cmd.args(["-D", data.to_str().unwrap(), "-k", socket_dir.to_str().unwrap(), "-h", ""])
+                .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
+                .args(["-c", "max_connections=500", "-c", "shared_buffers=128MB", "-c", "log_min_messages=warning"])
+                .args(["-c", "logging_collector=off"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            if let Some((uid, gid)) = ids {
+                cmd.uid(uid).gid(gid);
+            }
+            // SAFETY: prctl is async-signal-safe; this runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT);
+                    Ok(())
+                });
+            }
+            let mut child = match cmd.spawn() {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(format!("cannot start postgres: {e}")));
+                    return;
+                }
+            };
+            let stderr = child.stderr.take().expect("piped stderr");
+            let mut said_ready = false;
+            let mut log = Vec::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !said_ready {
+                    if line.contains("ready to accept connections") {
+                        said_ready = true;
+                        let _ = ready_tx.send(Ok(()));
+                    } else {
+                        log.push(line);
+                    }
+                }
+            }
+            if !said_ready {
+                let _ = ready_tx.send(Err(format!("postgres exited before it was ready:\n{}", log.join("\n"))));
+            }
+            let _ = child.wait();
+        })
+        .expect("spawn the Postgres thread");
+    match ready_rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("{e}"),
+        Err(_) => panic!("postgres did not become ready within 60 s"),
+    }
+    let socket = url_encode(dir.to_str().unwrap());
+    format!("postgres://postgres@localhost/postgres?host={socket}")
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
