@@ -87,7 +87,10 @@ CREATE TABLE slack_outbox (
 );
 CREATE INDEX slack_outbox_pending ON slack_outbox (channel, id) WHERE delivered_at IS NULL AND failed_at IS NULL;
 
--- Wake-ups for the workers of every replica: a new outbox row, a lease that changed.
+-- Wake-ups for the workers of every replica: a new outbox row, a lease that changed. Row-level on
+-- purpose: a statement trigger also fires for statements that change nothing, and the expiry
+-- worker's own no-op updates would wake it forever. Postgres folds duplicate notifications of one
+-- transaction into one.
 CREATE FUNCTION notify_channel() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_notify(TG_ARGV[0], '');
@@ -95,6 +98,6 @@ BEGIN
 END
 $$;
 CREATE TRIGGER slack_outbox_notify AFTER INSERT ON slack_outbox
-    FOR EACH STATEMENT EXECUTE FUNCTION notify_channel('slack_outbox');
+    FOR EACH ROW EXECUTE FUNCTION notify_channel('slack_outbox');
 CREATE TRIGGER leases_notify AFTER INSERT OR UPDATE OR DELETE ON leases
-    FOR EACH STATEMENT EXECUTE FUNCTION notify_channel('leases');
+    FOR EACH ROW EXECUTE FUNCTION notify_channel('leases');

@@ -8,12 +8,14 @@ use std::time::Duration;
 use anyhow::Context;
 use shared::clock::SharedClock;
 use shared::settings::Secrets;
+use shared::slack::SlackApi;
 use shared::slack::outbox::{Backoff, Deliverer};
 use shared::slack::signature::SlackVerifier;
-use shared::slack::SlackApi;
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+use shared::http::About;
 
 use crate::config::BobbyConfig;
 use crate::expiry::ExpiryWorker;
@@ -61,23 +63,27 @@ impl Running {
 /// Connects, migrates, syncs the configured environments, and starts serving.
 pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let database_url = opts.secrets.require_database_url()?.to_string();
-    let pool = shared::db::connect(&database_url, opts.pool_size).await.context("connecting to Postgres")?;
-    shared::db::migrate(&pool).await.context("applying database migrations")?;
+    let pool = shared::db::connect(&database_url, opts.pool_size)
+        .await
+        .context("connecting to Postgres")?;
+    shared::db::migrate(&pool)
+        .await
+        .context("applying database migrations")?;
     shared::envs::store::sync_declared(&pool, "bobby", &opts.config.declared_environments(), false)
         .await
         .context("registering the configured environments")?;
 
     let slack = SlackApi::new(opts.secrets.slack_bot_token.as_ref(), &opts.secrets.slack_api_url);
-    let mut notes = shared::http::Notes::default();
+    let mut notes = Vec::new();
     if !slack.is_configured() {
         let why = "no SLACK_BOT_TOKEN: Slack messages are logged instead of sent";
         tracing::warn!("{why}");
-        notes.0.push(why.into());
+        notes.push(why.into());
     }
     if opts.secrets.slack_signing_secret.is_none() {
         let why = "no SLACK_SIGNING_SECRET: Slack requests are refused; use `bobby exec` to try commands";
         tracing::warn!("{why}");
-        notes.0.push(why.into());
+        notes.push(why.into());
     }
     let config = Arc::new(opts.config);
     let bobby = Bobby::new(pool.clone(), config, opts.clock.clone());
@@ -88,7 +94,16 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         api_token: opts.secrets.bobby_api_token.clone().map(Arc::new),
     };
     let app = shared::http::instrument(
-        router(state).merge(shared::http::ops_routes(pool.clone(), notes)).fallback(shared::http::not_found),
+        router(state)
+            .merge(shared::http::ops_routes(
+                pool.clone(),
+                About {
+                    bot: "bobby",
+                    endpoints: ENDPOINTS,
+                    notes,
+                },
+            ))
+            .fallback(shared::http::not_found),
     );
 
     let (shutdown, rx) = watch::channel(false);
@@ -101,7 +116,10 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
             tracing::error!(error = %e, "HTTP server stopped");
         }
     }));
-    let expiry = ExpiryWorker { bobby: bobby.clone(), database_url: database_url.clone() };
+    let expiry = ExpiryWorker {
+        bobby: bobby.clone(),
+        database_url: database_url.clone(),
+    };
     tasks.push(tokio::spawn(expiry.run(rx.clone())));
     let deliverer = Deliverer {
         pool: pool.clone(),
@@ -112,8 +130,21 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     };
     tasks.push(tokio::spawn(deliverer.run(rx.clone())));
     tracing::info!(address = %addr, "bobby is listening");
-    Ok(Running { addr, pool, shutdown, tasks })
+    Ok(Running {
+        addr,
+        pool,
+        shutdown,
+        tasks,
+    })
 }
+
+const ENDPOINTS: &[&str] = &[
+    "POST /slack/commands",
+    "POST /slack/interactions",
+    "GET  /api/v1/environments",
+    "GET  /api/v1/environments/{name}",
+    "POST /api/v1/environments/{name}/deploy-check",
+];
 
 /// How long `serve` waits for in-flight work after SIGTERM before exiting anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);

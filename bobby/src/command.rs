@@ -32,17 +32,42 @@ pub enum PreserveEnd {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Lock { target: Target, end: LeaseEnd, reason: String },
-    Unlock { env: String, force: bool },
-    Extend { env: String, by: Span },
-    Wait { env: String },
-    Unwait { env: String },
-    Preserve { env: String, end: PreserveEnd },
-    Unpreserve { env: String },
-    Status { env: Option<String> },
-    History { env: String },
+    Lock {
+        target: Target,
+        end: LeaseEnd,
+        reason: String,
+    },
+    Unlock {
+        env: String,
+        force: bool,
+    },
+    Extend {
+        env: String,
+        by: Span,
+    },
+    Wait {
+        env: String,
+    },
+    Unwait {
+        env: String,
+    },
+    Preserve {
+        env: String,
+        end: PreserveEnd,
+    },
+    Unpreserve {
+        env: String,
+    },
+    Status {
+        env: Option<String>,
+    },
+    History {
+        env: String,
+    },
     /// `deploy …` and `nightly …`: understood, answered by features that land separately.
-    NotYet { feature: &'static str },
+    NotYet {
+        feature: &'static str,
+    },
     Help,
 }
 
@@ -55,7 +80,10 @@ pub struct ParseError {
 
 impl ParseError {
     fn new(message: impl Into<String>, usage: Option<&'static str>) -> Self {
-        ParseError { message: message.into(), usage }
+        ParseError {
+            message: message.into(),
+            usage,
+        }
     }
 }
 
@@ -70,8 +98,14 @@ pub const VERBS: &[(&str, &str)] = &[
     ("status", "status [env]"),
     ("list", "list"),
     ("history", "history <env>"),
-    ("deploy", "deploy <env> <ref> [only <res>,…] [--dry-run] | deploy cancel <env>"),
-    ("nightly", "nightly status | nightly run <delete|create> [env] | nightly skip <YYYY-MM-DD>"),
+    (
+        "deploy",
+        "deploy <env> <ref> [only <res>,…] [--dry-run] | deploy cancel <env>",
+    ),
+    (
+        "nightly",
+        "nightly status | nightly run <delete|create> [env] | nightly skip <YYYY-MM-DD>",
+    ),
     ("help", "help"),
 ];
 
@@ -93,12 +127,21 @@ pub fn parse(text: &str) -> Result<Command, ParseError> {
             let force = args.iter().any(|a| *a == "--force" || *a == "-f");
             let rest: Vec<&str> = args.iter().copied().filter(|a| *a != "--force" && *a != "-f").collect();
             if let Some(flag) = rest.iter().find(|a| a.starts_with('-')) {
-                return Err(ParseError::new(format!("`unlock` has no option {}", clip(flag)), usage("unlock")));
+                return Err(ParseError::new(
+                    format!("`unlock` has no option {}", clip(flag)),
+                    usage("unlock"),
+                ));
             }
-            Ok(Command::Unlock { env: one_env(&rest, usage("unlock"))?, force })
+            Ok(Command::Unlock {
+                env: one_env(&rest, usage("unlock"))?,
+                force,
+            })
         }
         "extend" => match args {
-            [env, by] => Ok(Command::Extend { env: env.to_string(), by: duration(by, usage("extend"))? }),
+            [env, by] => Ok(Command::Extend {
+                env: env.to_string(),
+                by: duration(by, usage("extend"))?,
+            }),
             [_] => Err(ParseError::new("say how much longer, like `extend env-4 2h`", u)),
             _ => Err(ParseError::new("`extend` takes an environment and a duration", u)),
         },
@@ -108,12 +151,17 @@ pub fn parse(text: &str) -> Result<Command, ParseError> {
         "unpreserve" => Ok(Command::Unpreserve { env: one_env(args, u)? }),
         "status" => match args {
             [] => Ok(Command::Status { env: None }),
-            [env] => Ok(Command::Status { env: Some(env.to_string()) }),
+            [env] => Ok(Command::Status {
+                env: Some(env.to_string()),
+            }),
             _ => Err(ParseError::new("`status` takes at most one environment", u)),
         },
         "list" | "ls" => match args {
             [] => Ok(Command::Status { env: None }),
-            _ => Err(ParseError::new("`list` takes no arguments; for one environment use `status env-4`", usage("list"))),
+            _ => Err(ParseError::new(
+                "`list` takes no arguments; for one environment use `status env-4`",
+                usage("list"),
+            )),
         },
         "history" => Ok(Command::History { env: one_env(args, u)? }),
         "deploy" => Ok(Command::NotYet { feature: "deploy" }),
@@ -125,7 +173,10 @@ pub fn parse(text: &str) -> Result<Command, ParseError> {
                 Some(v) => format!(" Did you mean `{v}`?"),
                 None => String::new(),
             };
-            Err(ParseError::new(format!("I don't know the command `{}`.{hint}", clip(verb_raw)), None))
+            Err(ParseError::new(
+                format!("I don't know the command `{}`.{hint}", clip(verb_raw)),
+                None,
+            ))
         }
     }
 }
@@ -135,7 +186,11 @@ fn parse_lock(args: &[&str]) -> Result<Command, ParseError> {
     let Some((&target, rest)) = args.split_first() else {
         return Err(ParseError::new("say which environment to lock, or `any`", u));
     };
-    let target = if target.eq_ignore_ascii_case("any") { Target::Any } else { Target::Env(target.to_string()) };
+    let target = if target.eq_ignore_ascii_case("any") {
+        Target::Any
+    } else {
+        Target::Env(target.to_string())
+    };
     let (end, rest) = match rest {
         [kw, value, tail @ ..] if kw.eq_ignore_ascii_case("for") && looks_numeric(value) => {
             (LeaseEnd::For(duration(value, u)?), tail)
@@ -144,27 +199,47 @@ fn parse_lock(args: &[&str]) -> Result<Command, ParseError> {
             (LeaseEnd::Until(time_of_day(value, u)?), tail)
         }
         [kw] if kw.eq_ignore_ascii_case("for") || kw.eq_ignore_ascii_case("until") => {
-            return Err(ParseError::new(format!("`{kw}` needs a value, like `for 2h` or `until 17:30`"), u));
+            return Err(ParseError::new(
+                format!("`{kw}` needs a value, like `for 2h` or `until 17:30`"),
+                u,
+            ));
         }
         // "lock env-4 for the demo": `for` starts the reason.
         _ => (LeaseEnd::Default, rest),
     };
-    Ok(Command::Lock { target, end, reason: reason(rest)? })
+    Ok(Command::Lock {
+        target,
+        end,
+        reason: reason(rest)?,
+    })
 }
 
 fn parse_preserve(args: &[&str]) -> Result<Command, ParseError> {
     let u = usage("preserve");
     match args {
-        [env] => Ok(Command::Preserve { env: env.to_string(), end: PreserveEnd::Default }),
-        [env, kw, value] if kw.eq_ignore_ascii_case("for") => {
-            Ok(Command::Preserve { env: env.to_string(), end: PreserveEnd::For(duration(value, u)?) })
-        }
+        [env] => Ok(Command::Preserve {
+            env: env.to_string(),
+            end: PreserveEnd::Default,
+        }),
+        [env, kw, value] if kw.eq_ignore_ascii_case("for") => Ok(Command::Preserve {
+            env: env.to_string(),
+            end: PreserveEnd::For(duration(value, u)?),
+        }),
         [env, kw, value] if kw.eq_ignore_ascii_case("until") => match NaiveDate::parse_from_str(value, "%Y-%m-%d") {
-            Ok(d) => Ok(Command::Preserve { env: env.to_string(), end: PreserveEnd::Until(d) }),
-            Err(_) => Err(ParseError::new(format!("`{}` is not a date; write it as YYYY-MM-DD", clip(value)), u)),
+            Ok(d) => Ok(Command::Preserve {
+                env: env.to_string(),
+                end: PreserveEnd::Until(d),
+            }),
+            Err(_) => Err(ParseError::new(
+                format!("`{}` is not a date; write it as YYYY-MM-DD", clip(value)),
+                u,
+            )),
         },
         [] => Err(ParseError::new("say which environment to preserve", u)),
-        _ => Err(ParseError::new("`preserve` takes an environment and optionally `for <duration>` or `until <date>`", u)),
+        _ => Err(ParseError::new(
+            "`preserve` takes an environment and optionally `for <duration>` or `until <date>`",
+            u,
+        )),
     }
 }
 
@@ -188,7 +263,10 @@ fn time_of_day(s: &str, u: Option<&'static str>) -> Result<NaiveTime, ParseError
     let ok = s.len() <= 5 && s.contains(':');
     match NaiveTime::parse_from_str(s, "%H:%M") {
         Ok(t) if ok => Ok(t),
-        _ => Err(ParseError::new(format!("`{}` is not a time of day; write it as HH:MM, like `17:30`", clip(s)), u)),
+        _ => Err(ParseError::new(
+            format!("`{}` is not a time of day; write it as HH:MM, like `17:30`", clip(s)),
+            u,
+        )),
     }
 }
 
@@ -197,13 +275,20 @@ fn reason(words: &[&str]) -> Result<String, ParseError> {
     // of Unicode is welcome.
     let cleaned: Vec<String> = words
         .iter()
-        .map(|w| w.chars().filter(|c| !c.is_control() && !is_invisible(*c)).collect::<String>())
+        .map(|w| {
+            w.chars()
+                .filter(|c| !c.is_control() && !is_invisible(*c))
+                .collect::<String>()
+        })
         .filter(|w| !w.is_empty())
         .collect();
     let reason = cleaned.join(" ");
     if reason.chars().count() > MAX_REASON_CHARS {
         return Err(ParseError::new(
-            format!("the reason is too long ({} characters; at most {MAX_REASON_CHARS})", reason.chars().count()),
+            format!(
+                "the reason is too long ({} characters; at most {MAX_REASON_CHARS})",
+                reason.chars().count()
+            ),
             usage("lock"),
         ));
     }
@@ -216,7 +301,11 @@ fn is_invisible(c: char) -> bool {
 
 /// At most 40 characters of user input in a message, so a pasted novel does not come back whole.
 pub fn clip(s: &str) -> String {
-    if s.chars().count() > 40 { format!("{}…", s.chars().take(40).collect::<String>()) } else { s.to_string() }
+    if s.chars().count() > 40 {
+        format!("{}…", s.chars().take(40).collect::<String>())
+    } else {
+        s.to_string()
+    }
 }
 
 /// The closest candidate by edit distance, when it is close enough to be a plausible typo.
@@ -232,7 +321,10 @@ pub fn closest<'a>(input: &str, candidates: &[&'a str]) -> Option<&'a str> {
             // "env4" for "env-4", "4" for "env-4": compare with separators removed.
             let squash = |s: &str| s.chars().filter(|c| c.is_alphanumeric()).collect::<String>();
             let si = squash(&input);
-            candidates.iter().copied().find(|c| !si.is_empty() && (squash(c) == si || c.ends_with(&format!("-{si}"))))
+            candidates
+                .iter()
+                .copied()
+                .find(|c| !si.is_empty() && (squash(c) == si || c.ends_with(&format!("-{si}"))))
         })
 }
 
@@ -252,7 +344,11 @@ mod tests {
     fn lock_forms() {
         assert_eq!(
             ok("lock env-4"),
-            Command::Lock { target: Target::Env("env-4".into()), end: LeaseEnd::Default, reason: String::new() }
+            Command::Lock {
+                target: Target::Env("env-4".into()),
+                end: LeaseEnd::Default,
+                reason: String::new()
+            }
         );
         assert_eq!(
             ok("lock env-4 for 2h testing the payments flow"),
@@ -272,7 +368,11 @@ mod tests {
         );
         assert_eq!(
             ok("lock env-4 for the demo"),
-            Command::Lock { target: Target::Env("env-4".into()), end: LeaseEnd::Default, reason: "for the demo".into() }
+            Command::Lock {
+                target: Target::Env("env-4".into()),
+                end: LeaseEnd::Default,
+                reason: "for the demo".into()
+            }
         );
     }
 
@@ -290,25 +390,66 @@ mod tests {
 
     #[test]
     fn other_commands() {
-        assert_eq!(ok("unlock env-4"), Command::Unlock { env: "env-4".into(), force: false });
-        assert_eq!(ok("unlock --force env-4"), Command::Unlock { env: "env-4".into(), force: true });
-        assert_eq!(ok("unlock env-4 --force"), Command::Unlock { env: "env-4".into(), force: true });
-        assert_eq!(ok("extend env-4 1h30m"), Command::Extend { env: "env-4".into(), by: Span::from_secs(5400) });
+        assert_eq!(
+            ok("unlock env-4"),
+            Command::Unlock {
+                env: "env-4".into(),
+                force: false
+            }
+        );
+        assert_eq!(
+            ok("unlock --force env-4"),
+            Command::Unlock {
+                env: "env-4".into(),
+                force: true
+            }
+        );
+        assert_eq!(
+            ok("unlock env-4 --force"),
+            Command::Unlock {
+                env: "env-4".into(),
+                force: true
+            }
+        );
+        assert_eq!(
+            ok("extend env-4 1h30m"),
+            Command::Extend {
+                env: "env-4".into(),
+                by: Span::from_secs(5400)
+            }
+        );
         assert_eq!(ok("wait env-4"), Command::Wait { env: "env-4".into() });
         assert_eq!(ok("unwait env-4"), Command::Unwait { env: "env-4".into() });
-        assert_eq!(ok("preserve env-4"), Command::Preserve { env: "env-4".into(), end: PreserveEnd::Default });
+        assert_eq!(
+            ok("preserve env-4"),
+            Command::Preserve {
+                env: "env-4".into(),
+                end: PreserveEnd::Default
+            }
+        );
         assert_eq!(
             ok("preserve env-4 for 2d"),
-            Command::Preserve { env: "env-4".into(), end: PreserveEnd::For(Span::from_secs(172_800)) }
+            Command::Preserve {
+                env: "env-4".into(),
+                end: PreserveEnd::For(Span::from_secs(172_800))
+            }
         );
         assert_eq!(
             ok("preserve env-4 until 2026-12-01"),
-            Command::Preserve { env: "env-4".into(), end: PreserveEnd::Until(NaiveDate::from_ymd_opt(2026, 12, 1).unwrap()) }
+            Command::Preserve {
+                env: "env-4".into(),
+                end: PreserveEnd::Until(NaiveDate::from_ymd_opt(2026, 12, 1).unwrap())
+            }
         );
         assert_eq!(ok("unpreserve env-4"), Command::Unpreserve { env: "env-4".into() });
         assert_eq!(ok("status"), Command::Status { env: None });
         assert_eq!(ok("list"), Command::Status { env: None });
-        assert_eq!(ok("status env-4"), Command::Status { env: Some("env-4".into()) });
+        assert_eq!(
+            ok("status env-4"),
+            Command::Status {
+                env: Some("env-4".into())
+            }
+        );
         assert_eq!(ok("history env-4"), Command::History { env: "env-4".into() });
         assert_eq!(ok("help"), Command::Help);
         assert_eq!(ok(""), Command::Help);

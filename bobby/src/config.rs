@@ -174,7 +174,11 @@ fn two_mins() -> Span {
 
 impl Default for RetryConfig {
     fn default() -> Self {
-        RetryConfig { attempts: five(), initial_backoff: two_secs(), max_backoff: two_mins() }
+        RetryConfig {
+            attempts: five(),
+            initial_backoff: two_secs(),
+            max_backoff: two_mins(),
+        }
     }
 }
 
@@ -232,7 +236,11 @@ impl BobbyConfig {
     pub fn load(path: &Path) -> Result<Self, SettingsError> {
         let raw: RawConfig = load_toml(path)?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let base_dir = if base_dir.as_os_str().is_empty() { PathBuf::from(".") } else { base_dir };
+        let base_dir = if base_dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base_dir
+        };
         Self::validate(raw, base_dir).map_err(|e| e.at(path))
     }
 
@@ -244,7 +252,10 @@ impl BobbyConfig {
 
     fn validate(raw: RawConfig, base_dir: PathBuf) -> Result<Self, Invalid> {
         if raw.environments.is_empty() {
-            return Err(Invalid::new("environments", "lists no environment; add at least one [[environments]] with a name"));
+            return Err(Invalid::new(
+                "environments",
+                "lists no environment; add at least one [[environments]] with a name",
+            ));
         }
         let mut seen = HashSet::new();
         for e in &raw.environments {
@@ -253,7 +264,10 @@ impl BobbyConfig {
             }
         }
         if e_is_any(&raw.environments) {
-            return Err(Invalid::new("environments", "cannot name an environment `any`: `/bobby lock any` means any free one"));
+            return Err(Invalid::new(
+                "environments",
+                "cannot name an environment `any`: `/bobby lock any` means any free one",
+            ));
         }
         let people = People::new(raw.people);
         people.validate().map_err(|m| Invalid::new("people", m))?;
@@ -270,12 +284,21 @@ impl BobbyConfig {
                 ));
             }
             DefaultLeaseSetting::For(span) if *span > raw.max_lease => {
-                return Err(Invalid::new("default_lease", format!("({span}) is longer than max_lease ({})", raw.max_lease)));
+                return Err(Invalid::new(
+                    "default_lease",
+                    format!("({span}) is longer than max_lease ({})", raw.max_lease),
+                ));
             }
             _ => {}
         }
         if raw.remind_before >= raw.max_lease {
-            return Err(Invalid::new("remind_before", format!("({}) must be shorter than max_lease ({})", raw.remind_before, raw.max_lease)));
+            return Err(Invalid::new(
+                "remind_before",
+                format!(
+                    "({}) must be shorter than max_lease ({})",
+                    raw.remind_before, raw.max_lease
+                ),
+            ));
         }
         if let Some(n) = &raw.nightly {
             validate_nightly(n)?;
@@ -285,7 +308,10 @@ impl BobbyConfig {
                 return Err(Invalid::new("deploy.parallelism", "must be at least 1"));
             }
             if d.repo.split('/').filter(|p| !p.is_empty()).count() != 2 {
-                return Err(Invalid::new("deploy.repo", format!("`{}` is not of the form owner/name", d.repo)));
+                return Err(Invalid::new(
+                    "deploy.repo",
+                    format!("`{}` is not of the form owner/name", d.repo),
+                ));
             }
         }
         let public_url = raw.public_url.unwrap_or_else(|| format!("http://{}", raw.listen));
@@ -331,7 +357,11 @@ impl BobbyConfig {
     pub fn declared_environments(&self) -> Vec<Declared> {
         self.environments
             .iter()
-            .map(|e| Declared { name: e.name.to_string(), url: e.url.clone(), keep_on_weekends: e.keep_on_weekends })
+            .map(|e| Declared {
+                name: e.name.to_string(),
+                url: e.url.clone(),
+                keep_on_weekends: e.keep_on_weekends,
+            })
             .collect()
     }
 }
@@ -345,13 +375,22 @@ fn validate_nightly(n: &NightlyConfig) -> Result<(), Invalid> {
         return Err(Invalid::new("nightly.concurrency", "must be at least 1"));
     }
     if n.retry.attempts == 0 {
-        return Err(Invalid::new("nightly.retry.attempts", "must be at least 1 (it counts the first attempt)"));
+        return Err(Invalid::new(
+            "nightly.retry.attempts",
+            "must be at least 1 (it counts the first attempt)",
+        ));
     }
     if n.retry.initial_backoff > n.retry.max_backoff {
-        return Err(Invalid::new("nightly.retry.initial_backoff", "is longer than nightly.retry.max_backoff"));
+        return Err(Invalid::new(
+            "nightly.retry.initial_backoff",
+            "is longer than nightly.retry.max_backoff",
+        ));
     }
     if n.delete_at == n.create_at {
-        return Err(Invalid::new("nightly.create_at", "is the same time as nightly.delete_at"));
+        return Err(Invalid::new(
+            "nightly.create_at",
+            "is the same time as nightly.delete_at",
+        ));
     }
     for (phase, steps) in [("delete", &n.delete), ("create", &n.create)] {
         let mut names = HashSet::new();
@@ -360,10 +399,16 @@ fn validate_nightly(n: &NightlyConfig) -> Result<(), Invalid> {
                 return Err(Invalid::new(format!("nightly.{phase}"), "has a step without a name"));
             }
             if s.run.trim().is_empty() {
-                return Err(Invalid::new(format!("nightly.{phase}"), format!("step `{}` has nothing to run", s.name)));
+                return Err(Invalid::new(
+                    format!("nightly.{phase}"),
+                    format!("step `{}` has nothing to run", s.name),
+                ));
             }
             if !names.insert(s.name.as_str()) {
-                return Err(Invalid::new(format!("nightly.{phase}"), format!("has two steps named `{}`", s.name)));
+                return Err(Invalid::new(
+                    format!("nightly.{phase}"),
+                    format!("has two steps named `{}`", s.name),
+                ));
             }
         }
     }
@@ -452,15 +497,27 @@ test   = "ci/smoke.sh"
         let cases: &[(&str, &str, &str)] = &[
             ("max_lease = \"3d\"", "max_lease = \"3 days\"", "max_lease"),
             ("remind_before = \"30m\"", "remind_before = \"5d\"", "remind_before"),
-            ("timezone = \"Europe/Berlin\"", "timezone = \"Mars/Olympus\"", "timezone"),
+            (
+                "timezone = \"Europe/Berlin\"",
+                "timezone = \"Mars/Olympus\"",
+                "timezone",
+            ),
             ("admins = [\"U0ADMIN1\"]", "admins = [\"alice\"]", "admins"),
             ("delete_at = \"20:00\"", "delete_at = \"8pm\"", "delete_at"),
             ("concurrency = 4", "concurrency = 0", "nightly.concurrency"),
             ("concurrency = 4", "concurency = 4", "concurency"),
             ("name = \"env-2\"", "name = \"env-1\"", "environments"),
             ("name = \"env-2\"", "name = \"Env 2\"", "name"),
-            ("workdays = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\"]", "workdays = [\"monday\"]", "workdays"),
-            ("default_lease = \"until-nightly\"", "default_lease = \"5d\"", "default_lease"),
+            (
+                "workdays = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\"]",
+                "workdays = [\"monday\"]",
+                "workdays",
+            ),
+            (
+                "default_lease = \"until-nightly\"",
+                "default_lease = \"5d\"",
+                "default_lease",
+            ),
         ];
         for (from, to, key) in cases {
             assert!(FULL.contains(from), "{from}");
@@ -474,6 +531,9 @@ test   = "ci/smoke.sh"
         let text = "listen = \"127.0.0.1:1\"\ndefault_lease = \"until-nightly\"\n[[environments]]\nname = \"env-1\"\n";
         assert!(parse(text).unwrap_err().contains("[nightly]"));
         let text = "listen = \"127.0.0.1:1\"\n[[environments]]\nname = \"env-1\"\n";
-        assert_eq!(parse(text).unwrap().default_lease, DefaultLeaseSetting::For(Span::from_secs(8 * 3600)));
+        assert_eq!(
+            parse(text).unwrap().default_lease,
+            DefaultLeaseSetting::For(Span::from_secs(8 * 3600))
+        );
     }
 }

@@ -20,7 +20,10 @@ pub fn decide(env: &Environment, who: &str, people: &People, require_lease: bool
     if env.state.is_busy() {
         return Decision::Refused(messages::check_busy(&env.name, env.state));
     }
-    let identity = people.slack_id_of(who).map(|id| id.to_string()).unwrap_or_else(|| who.trim().to_string());
+    let identity = people
+        .slack_id_of(who)
+        .map(|id| id.to_string())
+        .unwrap_or_else(|| who.trim().to_string());
     match &env.lease {
         Some(lease) if lease.holder == identity => Decision::Allowed,
         Some(lease) => Decision::Refused(messages::check_locked_by(lease)),
@@ -46,7 +49,8 @@ pub async fn ask(base_url: &str, token: Option<&str>, env: &str, who: &str) -> C
     let mut endpoint = url.clone();
     match endpoint.path_segments_mut() {
         Ok(mut segs) => {
-            segs.pop_if_empty().extend(["api", "v1", "environments", env, "deploy-check"]);
+            segs.pop_if_empty()
+                .extend(["api", "v1", "environments", env, "deploy-check"]);
         }
         Err(_) => return CliOutcome::Undecided(format!("`{base_url}` cannot be a base URL")),
     }
@@ -133,15 +137,24 @@ mod tests {
 
     #[test]
     fn gandalf_on_its_verification_environment() {
-        assert_eq!(decide(&env(EnvState::Ready, Some("gandalf")), "gandalf", &people(), true), Decision::Allowed);
+        assert_eq!(
+            decide(&env(EnvState::Ready, Some("gandalf")), "gandalf", &people(), true),
+            Decision::Allowed
+        );
     }
 
     #[test]
     fn nobody_while_nightly_works_on_it() {
         for state in [EnvState::Deleting, EnvState::Creating] {
-            assert!(matches!(decide(&env(state, Some("U0ALICE")), "U0ALICE", &people(), true), Decision::Refused(_)));
+            assert!(matches!(
+                decide(&env(state, Some("U0ALICE")), "U0ALICE", &people(), true),
+                Decision::Refused(_)
+            ));
         }
-        assert_eq!(decide(&env(EnvState::Faulted, Some("U0ALICE")), "alice", &people(), true), Decision::Allowed);
+        assert_eq!(
+            decide(&env(EnvState::Faulted, Some("U0ALICE")), "alice", &people(), true),
+            Decision::Allowed
+        );
     }
 
     #[test]
@@ -150,6 +163,9 @@ mod tests {
             Decision::Refused(r) => assert!(r.contains("lock it first: `/bobby lock env-4`"), "{r}"),
             d => panic!("{d:?}"),
         }
-        assert_eq!(decide(&env(EnvState::Ready, None), "alice", &people(), false), Decision::Allowed);
+        assert_eq!(
+            decide(&env(EnvState::Ready, None), "alice", &people(), false),
+            Decision::Allowed
+        );
     }
 }

@@ -24,15 +24,22 @@ pub struct ExpiryWorker {
 impl ExpiryWorker {
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
         loop {
-            let Some(mut leader) =
-                Leadership::acquire(&self.database_url, Job::LeaseExpiry, Duration::from_secs(5), shutdown.clone())
-                    .await
+            let Some(mut leader) = Leadership::acquire(
+                &self.database_url,
+                Job::LeaseExpiry,
+                Duration::from_secs(5),
+                shutdown.clone(),
+            )
+            .await
             else {
                 return;
             };
             tracing::info!("watching lease expiries on this replica");
             if let Err(e) = self.lead(&mut leader, shutdown.clone()).await {
-                tracing::warn!(error = format!("{e:#}"), "expiry worker lost its footing; starting over");
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "expiry worker lost its footing; starting over"
+                );
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             if *shutdown.borrow() {

@@ -48,7 +48,12 @@ pub struct Bobby {
 impl Bobby {
     pub fn new(pool: PgPool, config: Arc<BobbyConfig>, clock: SharedClock) -> Self {
         let policy = config.lease_policy();
-        Bobby { pool, config, clock, policy }
+        Bobby {
+            pool,
+            config,
+            clock,
+            policy,
+        }
     }
 
     pub fn policy(&self) -> &LeasePolicy {
@@ -69,7 +74,10 @@ impl Bobby {
         let env = value.to_string();
         let cmd = match action_id {
             messages::ACTION_UNLOCK => Command::Unlock { env, force: false },
-            messages::ACTION_EXTEND_1H => Command::Extend { env, by: shared::duration::Span::from_secs(3600) },
+            messages::ACTION_EXTEND_1H => Command::Extend {
+                env,
+                by: shared::duration::Span::from_secs(3600),
+            },
             messages::ACTION_WAIT => Command::Wait { env },
             _ => return Answer::refused(messages::bad_action()),
         };
@@ -87,7 +95,10 @@ impl Bobby {
     }
 
     fn actor(&self, user: &SlackUserId) -> Actor {
-        Actor { id: user.to_string(), is_admin: self.config.is_admin(user.as_str()) }
+        Actor {
+            id: user.to_string(),
+            is_admin: self.config.is_admin(user.as_str()),
+        }
     }
 
     /// The configured environment `name` refers to, or the reply explaining there is none.
@@ -97,7 +108,11 @@ impl Bobby {
         if let Some(found) = valid.iter().find(|v| **v == lowered) {
             return Ok(found.to_string());
         }
-        Err(Answer::refused(messages::unknown_env(name, closest(name, &valid), &valid)))
+        Err(Answer::refused(messages::unknown_env(
+            name,
+            closest(name, &valid),
+            &valid,
+        )))
     }
 
     /// A configured environment the database does not know (yet): only between a config change and
@@ -189,9 +204,11 @@ impl Bobby {
                 let outcome = store::wait(&mut tx, &name, user.as_str(), now).await?;
                 tx.commit().await?;
                 match outcome {
-                    WaitOutcome::Waiting { position, already, lease } => {
-                        Answer::ok(messages::waiting(&lease, position, already))
-                    }
+                    WaitOutcome::Waiting {
+                        position,
+                        already,
+                        lease,
+                    } => Answer::ok(messages::waiting(&lease, position, already)),
                     WaitOutcome::Free => Answer::refused(messages::free_no_wait(&name)),
                     WaitOutcome::YouHoldIt(lease) => Answer::refused(messages::you_hold_it(&lease)),
                     WaitOutcome::Unknown => self.vanished(&name),
@@ -320,9 +337,10 @@ impl Bobby {
         if let (Some(dm), Some(holder)) = (messages::lease_lost(ended, by), ended.previous.holder_slack()) {
             outbox::enqueue(conn, holder.as_str(), &dm, now).await?;
         }
-        if let (Some(note), Some(channel)) =
-            (messages::lease_end_announcement(ended, by), self.config.announce_channel.as_ref())
-        {
+        if let (Some(note), Some(channel)) = (
+            messages::lease_end_announcement(ended, by),
+            self.config.announce_channel.as_ref(),
+        ) {
             outbox::enqueue(conn, channel.as_str(), &note, now).await?;
         }
         if let Some(next) = &ended.next

@@ -16,7 +16,11 @@ use shared::ids::SlackUserId;
 use shared::settings::{ProcessEnv, Secrets};
 
 #[derive(Parser)]
-#[command(name = "bobby", version, about = "Bobby: leases shared development environments over Slack")]
+#[command(
+    name = "bobby",
+    version,
+    about = "Bobby: leases shared development environments over Slack"
+)]
 struct Cli {
     /// The bobby.toml to use.
     #[arg(long, global = true, env = "BOBBY_CONFIG")]
@@ -87,8 +91,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load_config(cli.config)?;
             let secrets = Secrets::from_env(&ProcessEnv)?;
             let addr = listen.unwrap_or(config.listen);
-            let listener =
-                tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
             let running = bobby::app::start(bobby::app::Options {
                 config,
                 secrets,
@@ -103,14 +108,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let _ = stop.wait_for(|s| *s).await;
             let handle = running.shutdown_handle();
             let _ = handle.send(true);
-            if tokio::time::timeout(bobby::app::SHUTDOWN_GRACE, running.wait()).await.is_err() {
+            if tokio::time::timeout(bobby::app::SHUTDOWN_GRACE, running.wait())
+                .await
+                .is_err()
+            {
                 tracing::warn!("work did not stop within the grace period; exiting anyway");
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {
             let secrets = Secrets::from_env(&ProcessEnv)?;
-            let pool = shared::db::connect(secrets.require_database_url()?, 2).await.context("connecting to Postgres")?;
+            let pool = shared::db::connect(secrets.require_database_url()?, 2)
+                .await
+                .context("connecting to Postgres")?;
             shared::db::migrate(&pool).await.context("applying migrations")?;
             println!("migrations applied");
             Ok(ExitCode::SUCCESS)
@@ -119,13 +129,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let user: SlackUserId = as_user.parse()?;
             let config = load_config(cli.config)?;
             let secrets = Secrets::from_env(&ProcessEnv)?;
-            let pool = shared::db::connect(secrets.require_database_url()?, 2).await.context("connecting to Postgres")?;
+            let pool = shared::db::connect(secrets.require_database_url()?, 2)
+                .await
+                .context("connecting to Postgres")?;
             shared::db::migrate(&pool).await.context("applying migrations")?;
             shared::envs::store::sync_declared(&pool, "bobby", &config.declared_environments(), false).await?;
             let bobby = bobby::handler::Bobby::new(pool, Arc::new(config), Arc::new(SystemClock));
             let answer = bobby.handle(&user, &text).await;
             println!("{}", answer.reply.plain());
-            Ok(if answer.refused { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            Ok(if answer.refused {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::DeployCheck { env, who, url } => {
             let token = match Secrets::from_env(&ProcessEnv) {

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use shared::duration::{Span, humanize};
-use shared::envs::store::{Ended, EndReason, HistoryEvent};
+use shared::envs::store::{EndReason, Ended, HistoryEvent};
 use shared::envs::{EnvState, Environment, Lease};
 use shared::slack::Reply;
 use shared::slack::mrkdwn::{code, date, escape, user};
@@ -16,7 +16,11 @@ pub const ACTION_EXTEND_1H: &str = "extend_1h";
 pub const ACTION_WAIT: &str = "wait";
 
 fn reason_suffix(reason: &str) -> String {
-    if reason.is_empty() { String::new() } else { format!(" — _{}_", escape(reason)) }
+    if reason.is_empty() {
+        String::new()
+    } else {
+        format!(" — _{}_", escape(reason))
+    }
 }
 
 fn env(name: &str) -> String {
@@ -42,15 +46,23 @@ pub fn parse_error(e: &ParseError) -> Reply {
 }
 
 pub fn internal_error() -> Reply {
-    Reply::ephemeral(":boom: Something went wrong on my side and nothing was changed. Please try again in a moment; if it keeps happening, the Bobby logs have the details.")
+    Reply::ephemeral(
+        ":boom: Something went wrong on my side and nothing was changed. Please try again in a moment; if it keeps happening, the Bobby logs have the details.",
+    )
 }
 
 pub fn unknown_env(name: &str, suggestion: Option<&str>, valid: &[&str]) -> Reply {
-    let mut text = format!(":warning: There is no environment {}.", code(&crate::command::clip(name)));
+    let mut text = format!(
+        ":warning: There is no environment {}.",
+        code(&crate::command::clip(name))
+    );
     if let Some(s) = suggestion {
         text.push_str(&format!(" Did you mean {}?", code(s)));
     }
-    text.push_str(&format!("\nEnvironments: {}", valid.iter().map(|v| code(v)).collect::<Vec<_>>().join(", ")));
+    text.push_str(&format!(
+        "\nEnvironments: {}",
+        valid.iter().map(|v| code(v)).collect::<Vec<_>>().join(", ")
+    ));
     Reply::ephemeral(text)
 }
 
@@ -223,7 +235,11 @@ pub fn reminder(lease: &Lease) -> Reply {
 }
 
 pub fn not_locked(name: &str) -> Reply {
-    Reply::ephemeral(format!("{} is not locked by anyone. To take it: `/bobby lock {}`", env(name), escape(name)))
+    Reply::ephemeral(format!(
+        "{} is not locked by anyone. To take it: `/bobby lock {}`",
+        env(name),
+        escape(name)
+    ))
 }
 
 pub fn not_yours(lease: &Lease, is_admin: bool, verb: &str) -> Reply {
@@ -233,7 +249,10 @@ pub fn not_yours(lease: &Lease, is_admin: bool, verb: &str) -> Reply {
         user(&lease.holder)
     );
     if is_admin && verb == "unlock" {
-        text.push_str(&format!(" As an admin you can: `/bobby unlock {} --force`", escape(&lease.environment)));
+        text.push_str(&format!(
+            " As an admin you can: `/bobby unlock {} --force`",
+            escape(&lease.environment)
+        ));
     } else {
         text.push_str(&format!(" To be next: `/bobby wait {}`", escape(&lease.environment)));
     }
@@ -250,7 +269,11 @@ pub fn force_needs_admin(lease: &Lease) -> Reply {
 }
 
 pub fn extended(lease: &Lease, capped: bool, max: Span) -> Reply {
-    let mut text = format!(":stopwatch: {} is yours until {}.", env(&lease.environment), date(lease.expires_at));
+    let mut text = format!(
+        ":stopwatch: {} is yours until {}.",
+        env(&lease.environment),
+        date(lease.expires_at)
+    );
     if capped {
         text.push_str(&format!(" That is as far as a lease goes (max {max} from now)."));
     }
@@ -266,7 +289,11 @@ pub fn already_at_max(lease: &Lease, max: Span) -> Reply {
 }
 
 pub fn waiting(lease: &Lease, position: usize, already: bool) -> Reply {
-    let lead = if already { "You were already waiting for" } else { "You are waiting for" };
+    let lead = if already {
+        "You were already waiting for"
+    } else {
+        "You are waiting for"
+    };
     Reply::ephemeral(format!(
         ":hourglass: {lead} {} (position {position}). It is held by {} until {}; I will DM you the moment it is yours.",
         env(&lease.environment),
@@ -276,11 +303,19 @@ pub fn waiting(lease: &Lease, position: usize, already: bool) -> Reply {
 }
 
 pub fn free_no_wait(name: &str) -> Reply {
-    Reply::ephemeral(format!("{} is free, no need to wait: `/bobby lock {}`", env(name), escape(name)))
+    Reply::ephemeral(format!(
+        "{} is free, no need to wait: `/bobby lock {}`",
+        env(name),
+        escape(name)
+    ))
 }
 
 pub fn you_hold_it(lease: &Lease) -> Reply {
-    Reply::ephemeral(format!("You hold {} already (until {}).", env(&lease.environment), date(lease.expires_at)))
+    Reply::ephemeral(format!(
+        "You hold {} already (until {}).",
+        env(&lease.environment),
+        date(lease.expires_at)
+    ))
 }
 
 pub fn left_waitlist(name: &str) -> Reply {
@@ -321,7 +356,10 @@ pub fn preserve_in_past() -> Reply {
 }
 
 pub fn unpreserved(name: &str) -> Reply {
-    Reply::ephemeral(format!("{} is no longer preserved; Nightly will treat it like the others.", env(name)))
+    Reply::ephemeral(format!(
+        "{} is no longer preserved; Nightly will treat it like the others.",
+        env(name)
+    ))
 }
 
 pub fn not_preserved(name: &str) -> Reply {
@@ -329,7 +367,10 @@ pub fn not_preserved(name: &str) -> Reply {
 }
 
 pub fn unpreserve_not_yours(name: &str) -> Reply {
-    Reply::ephemeral(format!(":no_entry: Only the holder of {}, whoever preserved it, or an admin can unpreserve it.", env(name)))
+    Reply::ephemeral(format!(
+        ":no_entry: Only the holder of {}, whoever preserved it, or an admin can unpreserve it.",
+        env(name)
+    ))
 }
 
 fn env_line(e: &Environment, now: DateTime<Utc>) -> String {
@@ -354,7 +395,10 @@ fn env_line(e: &Environment, now: DateTime<Utc>) -> String {
 }
 
 pub fn list(envs: &[Environment], now: DateTime<Utc>) -> Reply {
-    let free = envs.iter().filter(|e| e.lease.is_none() && e.state == EnvState::Ready).count();
+    let free = envs
+        .iter()
+        .filter(|e| e.lease.is_none() && e.state == EnvState::Ready)
+        .count();
     let mut text = format!("*Environments* ({free} of {} free)\n", envs.len());
     for e in envs {
         text.push_str(&env_line(e, now));
@@ -405,14 +449,26 @@ pub fn history(name: &str, events: &[HistoryEvent]) -> Reply {
     }
     let mut text = format!("*History of {}* (newest first)\n", escape(name));
     for ev in events {
-        let detail = if ev.detail.is_empty() { String::new() } else { format!(" {}", escape(&ev.detail)) };
-        text.push_str(&format!("{} {} {}{}\n", date(ev.at), user(&ev.actor), escape(&ev.action), detail));
+        let detail = if ev.detail.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", escape(&ev.detail))
+        };
+        text.push_str(&format!(
+            "{} {} {}{}\n",
+            date(ev.at),
+            user(&ev.actor),
+            escape(&ev.action),
+            detail
+        ));
     }
     Reply::ephemeral(text.trim_end().to_string())
 }
 
 pub fn bad_action() -> Reply {
-    Reply::ephemeral(":warning: That button is not one I know (it may be from an older version of me). Try the command instead: `/bobby help`")
+    Reply::ephemeral(
+        ":warning: That button is not one I know (it may be from an older version of me). Try the command instead: `/bobby help`",
+    )
 }
 
 // Deploy-check reasons: plain text, read by deploy scripts and people in CI logs.

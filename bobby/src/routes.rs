@@ -96,11 +96,17 @@ async fn deliver_late(app: &AppState, channel: &str, response_url: &str, answer:
         Visibility::InChannel => {
             let now = app.bobby.clock.now();
             match app.bobby.pool.acquire().await {
-                Ok(mut conn) => outbox::enqueue(&mut conn, channel, &answer.reply, now).await.map_err(|e| e.to_string()),
+                Ok(mut conn) => outbox::enqueue(&mut conn, channel, &answer.reply, now)
+                    .await
+                    .map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             }
         }
-        Visibility::Ephemeral => app.slack.respond(response_url, &answer.reply).await.map_err(|e| e.to_string()),
+        Visibility::Ephemeral => app
+            .slack
+            .respond(response_url, &answer.reply)
+            .await
+            .map_err(|e| e.to_string()),
     };
     if let Err(e) = result {
         tracing::warn!(error = %e, "could not deliver a late reply");
@@ -154,7 +160,10 @@ async fn interaction(State(app): State<AppState>, SignedSlackBody(body): SignedS
     let Some(action) = payload.actions.first() else {
         return StatusCode::OK.into_response();
     };
-    let answer = app.bobby.handle_action(&user, &action.action_id, action.value.as_deref().unwrap_or("")).await;
+    let answer = app
+        .bobby
+        .handle_action(&user, &action.action_id, action.value.as_deref().unwrap_or(""))
+        .await;
     let channel = payload.channel.map(|c| c.id).unwrap_or_else(|| user.to_string());
     let response_url = payload.response_url.unwrap_or_default();
     tokio::spawn(async move { deliver_late(&app, &channel, &response_url, answer).await });
@@ -210,23 +219,36 @@ async fn deploy_check(
         .unwrap_or("");
     use secrecy::ExposeSecret;
     if !bool::from(presented.as_bytes().ct_eq(token.expose_secret().as_bytes())) {
-        return Err(ApiError::user(StatusCode::UNAUTHORIZED, "missing or wrong bearer token (BOBBY_API_TOKEN)"));
+        return Err(ApiError::user(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (BOBBY_API_TOKEN)",
+        ));
     }
     let request: DeployCheckBody = serde_json::from_slice(&body).map_err(|_| {
-        ApiError::user(StatusCode::BAD_REQUEST, r#"the body must be JSON like {"as": "alice"} (a Slack id, GitHub login or email)"#)
+        ApiError::user(
+            StatusCode::BAD_REQUEST,
+            r#"the body must be JSON like {"as": "alice"} (a Slack id, GitHub login or email)"#,
+        )
     })?;
     if request.who.trim().is_empty() {
-        return Err(ApiError::user(StatusCode::BAD_REQUEST, "`as` is empty: say who deploys"));
+        return Err(ApiError::user(
+            StatusCode::BAD_REQUEST,
+            "`as` is empty: say who deploys",
+        ));
     }
     let mut conn = app.bobby.pool.acquire().await?;
     let Some(env) = store::get(&mut conn, &name).await? else {
         return Err(no_such_environment(&app, &name));
     };
     let config = &app.bobby.config;
-    Ok(match decide(&env, &request.who, &config.people, config.require_lease_to_deploy) {
-        Decision::Allowed => (StatusCode::OK, Json(json!({ "allowed": true }))).into_response(),
-        Decision::Refused(reason) => {
-            (StatusCode::CONFLICT, Json(json!({ "allowed": false, "reason": reason }))).into_response()
-        }
-    })
+    Ok(
+        match decide(&env, &request.who, &config.people, config.require_lease_to_deploy) {
+            Decision::Allowed => (StatusCode::OK, Json(json!({ "allowed": true }))).into_response(),
+            Decision::Refused(reason) => (
+                StatusCode::CONFLICT,
+                Json(json!({ "allowed": false, "reason": reason })),
+            )
+                .into_response(),
+        },
+    )
 }

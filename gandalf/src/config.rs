@@ -29,7 +29,11 @@ impl GandalfConfig {
     pub fn verification_environments(&self) -> Vec<Declared> {
         self.repos
             .iter()
-            .map(|r| Declared { name: r.environment.to_string(), url: String::new(), keep_on_weekends: false })
+            .map(|r| Declared {
+                name: r.environment.to_string(),
+                url: String::new(),
+                keep_on_weekends: false,
+            })
             .collect()
     }
 }

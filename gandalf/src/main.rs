@@ -57,14 +57,18 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { listen } => {
-            let path = cli.config.context("no config: pass --config gandalf.toml or set GANDALF_CONFIG")?;
+            let path = cli
+                .config
+                .context("no config: pass --config gandalf.toml or set GANDALF_CONFIG")?;
             let config = config::GandalfConfig::load(&path)?;
             serve(config, listen).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {
             let secrets = Secrets::from_env(&ProcessEnv)?;
-            let pool = shared::db::connect(secrets.require_database_url()?, 2).await.context("connecting to Postgres")?;
+            let pool = shared::db::connect(secrets.require_database_url()?, 2)
+                .await
+                .context("connecting to Postgres")?;
             shared::db::migrate(&pool).await.context("applying migrations")?;
             println!("migrations applied");
             Ok(ExitCode::SUCCESS)
@@ -75,27 +79,38 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn serve(config: config::GandalfConfig, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     let secrets = Secrets::from_env(&ProcessEnv)?;
     let database_url = secrets.require_database_url()?.to_string();
-    let pool = shared::db::connect(&database_url, 8).await.context("connecting to Postgres")?;
+    let pool = shared::db::connect(&database_url, 8)
+        .await
+        .context("connecting to Postgres")?;
     shared::db::migrate(&pool).await.context("applying migrations")?;
     shared::envs::store::sync_declared(&pool, "gandalf", &config.verification_environments(), true).await?;
 
-    let mut notes = shared::http::Notes::default();
+    let mut notes = Vec::new();
     if !secrets.has_github() {
         let why = "no GitHub credentials (GITHUB_TOKEN, or GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY_FILE + GITHUB_APP_INSTALLATION_ID): the queues are idle";
         tracing::warn!("{why}");
-        notes.0.push(why.to_string());
+        notes.push(why.to_string());
     }
     if secrets.slack_bot_token.is_none() {
         tracing::warn!("no SLACK_BOT_TOKEN: Slack messages are logged instead of sent");
     }
     let app = shared::http::instrument(
-        shared::http::ops_routes(pool.clone(), notes).fallback(shared::http::not_found),
+        shared::http::ops_routes(
+            pool.clone(),
+            shared::http::About {
+                bot: "gandalf",
+                endpoints: &[],
+                notes,
+            },
+        )
+        .fallback(shared::http::not_found),
     );
     let addr = listen.unwrap_or(config.listen);
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(address = %listener.local_addr()?, "gandalf is listening");
     let (_tx, shutdown) = shared::http::shutdown_on_signals();
     shared::http::serve(listener, app, shutdown).await?;
     Ok(())
 }
-

@@ -53,7 +53,10 @@ pub struct ManualClock {
 impl ManualClock {
     pub fn new(start: DateTime<Utc>) -> Self {
         let (ticks, _) = watch::channel(start);
-        ManualClock { now: Arc::new(Mutex::new(start)), ticks }
+        ManualClock {
+            now: Arc::new(Mutex::new(start)),
+            ticks,
+        }
     }
 
     pub fn set(&self, to: DateTime<Utc>) {
@@ -91,7 +94,9 @@ mod tests {
 
     #[tokio::test]
     async fn manual_clock_wakes_sleepers_when_advanced_past_their_deadline() {
-        let start = DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z").unwrap().with_timezone(&Utc);
+        let start = DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let clock = ManualClock::new(start);
         let c2 = clock.clone();
         let sleeper = tokio::spawn(async move { c2.sleep_until(start + chrono::Duration::minutes(5)).await });

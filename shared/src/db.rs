@@ -50,7 +50,11 @@ pub async fn ready(pool: &PgPool) -> Result<(), String> {
         .fetch_all(pool)
         .await
         .map_err(|e| format!("database unreachable: {}", short_db_error(&e)))?;
-    let missing: Vec<i64> = MIGRATOR.iter().map(|m| m.version).filter(|v| !applied.contains(v)).collect();
+    let missing: Vec<i64> = MIGRATOR
+        .iter()
+        .map(|m| m.version)
+        .filter(|v| !applied.contains(v))
+        .collect();
     if missing.is_empty() {
         Ok(())
     } else {

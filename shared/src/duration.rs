@@ -136,7 +136,13 @@ impl fmt::Display for Span {
             return f.write_str("0s");
         }
         let mut rest = total_ms;
-        for (unit, ms) in [("d", 86_400_000u128), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+        for (unit, ms) in [
+            ("d", 86_400_000u128),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1_000),
+            ("ms", 1),
+        ] {
             let n = rest / ms;
             if n > 0 {
                 write!(f, "{n}{unit}")?;
@@ -192,14 +198,34 @@ mod tests {
         assert_eq!(Span::parse_command("2h").unwrap().as_secs(), 7200);
         assert_eq!(Span::parse_command("1d").unwrap().as_secs(), 86_400);
         assert_eq!(Span::parse_command("1h30m").unwrap().as_secs(), 5400);
-        assert_eq!(Span::parse_command(" 2d3h4m5s ").unwrap().as_secs(), 2 * 86_400 + 3 * 3600 + 245);
+        assert_eq!(
+            Span::parse_command(" 2d3h4m5s ").unwrap().as_secs(),
+            2 * 86_400 + 3 * 3600 + 245
+        );
         assert_eq!(Span::parse_config("250ms").unwrap().std().as_millis(), 250);
         assert_eq!(Span::parse_config("1s500ms").unwrap().std().as_millis(), 1500);
     }
 
     #[test]
     fn rejects_what_is_not_a_duration() {
-        for bad in ["", " ", "h", "2", "2x", "-2h", "2 h", "1.5h", "2H", "h2", "2h2h", "30m1h", "1d1d", "٣h", "2h!", "9999999999s"] {
+        for bad in [
+            "",
+            " ",
+            "h",
+            "2",
+            "2x",
+            "-2h",
+            "2 h",
+            "1.5h",
+            "2H",
+            "h2",
+            "2h2h",
+            "30m1h",
+            "1d1d",
+            "٣h",
+            "2h!",
+            "9999999999s",
+        ] {
             assert!(Span::parse_command(bad).is_err(), "{bad:?} should be rejected");
         }
         assert_eq!(Span::parse_command("0m"), Err(SpanError::Zero("0m".into())));

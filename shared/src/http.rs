@@ -5,13 +5,13 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::Json;
+use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 use sqlx::PgPool;
@@ -29,7 +29,10 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn user(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError::User { status, message: message.into() }
+        ApiError::User {
+            status,
+            message: message.into(),
+        }
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -79,7 +82,9 @@ pub fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
-            .set_buckets(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+            .set_buckets(&[
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ])
             .expect("static bucket list is non-empty")
             .build_recorder();
         let handle = recorder.handle();
@@ -90,33 +95,58 @@ pub fn prometheus() -> &'static PrometheusHandle {
     })
 }
 
-/// What `/readyz` reports beyond the database: conditions under which the bot is alive and
-/// healthy but has less to do (no GitHub credentials, say).
+/// What a bot says about itself on `/` and `/readyz`.
 #[derive(Clone, Default)]
-pub struct Notes(pub Vec<String>);
+pub struct About {
+    pub bot: &'static str,
+    /// Its own endpoints, listed on the index page.
+    pub endpoints: &'static [&'static str],
+    /// Conditions under which the bot is alive and healthy but has less to do (no GitHub
+    /// credentials, say); shown on `/` and in `/readyz`'s body.
+    pub notes: Vec<String>,
+}
 
 #[derive(Clone)]
 struct OpsState {
     pool: PgPool,
-    notes: Notes,
+    about: About,
 }
 
-/// `/healthz`, `/readyz` and `/metrics`.
-pub fn ops_routes(pool: PgPool, notes: Notes) -> Router {
+/// `/`, `/healthz`, `/readyz` and `/metrics`.
+pub fn ops_routes(pool: PgPool, about: About) -> Router {
     // Install the recorder now, so what happens before the first scrape is counted.
     prometheus();
     Router::new()
+        .route("/", get(index))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_page))
-        .with_state(OpsState { pool, notes })
+        .with_state(OpsState { pool, about })
+}
+
+/// A plain index until the control center lands: what this is and where to look.
+async fn index(State(s): State<OpsState>) -> String {
+    let mut page = format!("{}\n\n", s.about.bot);
+    for e in s
+        .about
+        .endpoints
+        .iter()
+        .chain(&["GET  /healthz", "GET  /readyz", "GET  /metrics"])
+    {
+        page.push_str(e);
+        page.push('\n');
+    }
+    for n in &s.about.notes {
+        page.push_str(&format!("\nnote: {n}"));
+    }
+    page
 }
 
 async fn readyz(State(s): State<OpsState>) -> Response {
     match crate::db::ready(&s.pool).await {
         Ok(()) => {
             let mut body = String::from("ready\n");
-            for n in &s.notes.0 {
+            for n in &s.about.notes {
                 body.push_str(n);
                 body.push('\n');
             }
@@ -133,7 +163,11 @@ async fn metrics_page(State(s): State<OpsState>) -> String {
         if let Ok(census) = crate::envs::store::census(&mut conn).await {
             for state in crate::envs::EnvState::ALL {
                 let count = |leased: bool| {
-                    census.iter().filter(|(st, l, _)| *st == state && *l == leased).map(|(_, _, n)| *n).sum::<i64>()
+                    census
+                        .iter()
+                        .filter(|(st, l, _)| *st == state && *l == leased)
+                        .map(|(_, _, n)| *n)
+                        .sum::<i64>()
                 };
                 let (leased, free) = (count(true), count(false));
                 metrics::gauge!("environments", "state" => state.as_str()).set((leased + free) as f64);
@@ -155,7 +189,11 @@ pub fn instrument(router: Router) -> Router {
     router
         .layer(axum::middleware::from_fn(record_latency))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            let id = req
+                .headers()
+                .get(&REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
         }))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
@@ -183,7 +221,11 @@ pub async fn not_found() -> ApiError {
 }
 
 /// Serves until `shutdown` turns true, then stops accepting and lets in-flight requests finish.
-pub async fn serve(listener: tokio::net::TcpListener, app: Router, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|s| *s).await;
@@ -222,6 +264,12 @@ pub fn shutdown_on_signals() -> (watch::Sender<bool>, watch::Receiver<bool>) {
 pub fn init_tracing(json: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }

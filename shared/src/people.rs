@@ -42,7 +42,9 @@ impl People {
     /// The Slack id someone is known by: the mapped one, or the input itself when it already is a
     /// Slack id nobody mapped.
     pub fn slack_id_of(&self, who: &str) -> Option<SlackUserId> {
-        self.find(who).map(|p| p.slack.clone()).or_else(|| who.trim().parse().ok())
+        self.find(who)
+            .map(|p| p.slack.clone())
+            .or_else(|| who.trim().parse().ok())
     }
 
     /// Duplicate Slack ids, GitHub logins or emails make identity ambiguous; names the first.
@@ -87,7 +89,11 @@ mod tests {
     #[test]
     fn duplicates_are_refused() {
         let mut v = people().0;
-        v.push(Person { slack: "U0BOB".parse().unwrap(), github: Some("Alice".into()), email: None });
+        v.push(Person {
+            slack: "U0BOB".parse().unwrap(),
+            github: Some("Alice".into()),
+            email: None,
+        });
         assert!(People::new(v).validate().unwrap_err().contains("github alice"));
     }
 }

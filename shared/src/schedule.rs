@@ -61,22 +61,43 @@ mod tests {
     fn later_today_or_tomorrow() {
         let tz: Tz = "Europe/Berlin".parse().unwrap();
         // 10:00 UTC is 11:00 in Berlin in November.
-        assert_eq!(next_local_time(utc("2026-11-22T10:00:00Z"), tz, hm("20:00")), utc("2026-11-22T19:00:00Z"));
-        assert_eq!(next_local_time(utc("2026-11-22T20:00:00Z"), tz, hm("20:00")), utc("2026-11-23T19:00:00Z"));
+        assert_eq!(
+            next_local_time(utc("2026-11-22T10:00:00Z"), tz, hm("20:00")),
+            utc("2026-11-22T19:00:00Z")
+        );
+        assert_eq!(
+            next_local_time(utc("2026-11-22T20:00:00Z"), tz, hm("20:00")),
+            utc("2026-11-23T19:00:00Z")
+        );
         // Exactly at the time: the next one.
-        assert_eq!(next_local_time(utc("2026-11-22T19:00:00Z"), tz, hm("20:00")), utc("2026-11-23T19:00:00Z"));
+        assert_eq!(
+            next_local_time(utc("2026-11-22T19:00:00Z"), tz, hm("20:00")),
+            utc("2026-11-23T19:00:00Z")
+        );
     }
 
     #[test]
     fn follows_daylight_saving_changes() {
         let tz: Tz = "Europe/Berlin".parse().unwrap();
         // Spring forward on 2026-03-29: 20:00 is UTC+2 after, UTC+1 before.
-        assert_eq!(next_local_time(utc("2026-03-28T20:00:00Z"), tz, hm("20:00")), utc("2026-03-29T18:00:00Z"));
+        assert_eq!(
+            next_local_time(utc("2026-03-28T20:00:00Z"), tz, hm("20:00")),
+            utc("2026-03-29T18:00:00Z")
+        );
         // Fall back on 2026-10-25.
-        assert_eq!(next_local_time(utc("2026-10-24T19:00:00Z"), tz, hm("20:00")), utc("2026-10-25T19:00:00Z"));
+        assert_eq!(
+            next_local_time(utc("2026-10-24T19:00:00Z"), tz, hm("20:00")),
+            utc("2026-10-25T19:00:00Z")
+        );
         // 02:30 does not exist on 2026-03-29: the first instant after the gap (03:00 CEST).
-        assert_eq!(next_local_time(utc("2026-03-28T12:00:00Z"), tz, hm("02:30")), utc("2026-03-29T01:00:00Z"));
+        assert_eq!(
+            next_local_time(utc("2026-03-28T12:00:00Z"), tz, hm("02:30")),
+            utc("2026-03-29T01:00:00Z")
+        );
         // 02:30 happens twice on 2026-10-25: the earlier one (CEST).
-        assert_eq!(next_local_time(utc("2026-10-24T12:00:00Z"), tz, hm("02:30")), utc("2026-10-25T00:30:00Z"));
+        assert_eq!(
+            next_local_time(utc("2026-10-24T12:00:00Z"), tz, hm("02:30")),
+            utc("2026-10-25T00:30:00Z")
+        );
     }
 }

@@ -41,9 +41,17 @@ pub enum SettingsError {
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{path}: `{key}` {message}")]
-    Invalid { path: PathBuf, key: String, message: String },
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
     #[error("{var} names the file {path}, which cannot be read: {source}")]
-    SecretFile { var: String, path: PathBuf, source: std::io::Error },
+    SecretFile {
+        var: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{var} is not set; {hint}")]
     Missing { var: String, hint: String },
     #[error("{var}: {message}")]
@@ -59,11 +67,18 @@ pub struct Invalid {
 
 impl Invalid {
     pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        Invalid { key: key.into(), message: message.into() }
+        Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
     }
 
     pub fn at(self, path: &Path) -> SettingsError {
-        SettingsError::Invalid { path: path.to_path_buf(), key: self.key, message: self.message }
+        SettingsError::Invalid {
+            path: path.to_path_buf(),
+            key: self.key,
+            message: self.message,
+        }
     }
 }
 
@@ -76,9 +91,14 @@ impl fmt::Display for Invalid {
 /// Reads and parses a TOML config file. Parse errors carry toml's own report, which shows the line,
 /// the column and the offending key.
 pub fn load_toml<T: DeserializeOwned>(path: &Path) -> Result<T, SettingsError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| SettingsError::ReadFile { path: path.to_path_buf(), source })?;
-    parse_toml(&text).map_err(|message| SettingsError::Parse { path: path.to_path_buf(), message })
+    let text = std::fs::read_to_string(path).map_err(|source| SettingsError::ReadFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_toml(&text).map_err(|message| SettingsError::Parse {
+        path: path.to_path_buf(),
+        message,
+    })
 }
 
 pub fn parse_toml<T: DeserializeOwned>(text: &str) -> Result<T, String> {
@@ -95,10 +115,17 @@ pub fn secret(env: &dyn EnvSource, name: &str) -> Result<Option<SecretString>, S
         None => Ok(None),
         Some(path) => {
             let path = PathBuf::from(path);
-            let text = std::fs::read_to_string(&path)
-                .map_err(|source| SettingsError::SecretFile { var: file_var.clone(), path: path.clone(), source })?;
+            let text = std::fs::read_to_string(&path).map_err(|source| SettingsError::SecretFile {
+                var: file_var.clone(),
+                path: path.clone(),
+                source,
+            })?;
             let text = text.trim_end_matches(['\n', '\r']).to_string();
-            if text.is_empty() { Ok(None) } else { Ok(Some(SecretString::from(text))) }
+            if text.is_empty() {
+                Ok(None)
+            } else {
+                Ok(Some(SecretString::from(text)))
+            }
         }
     }
 }
@@ -147,9 +174,13 @@ pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
 
 impl Secrets {
     pub fn from_env(env: &dyn EnvSource) -> Result<Self, SettingsError> {
-        let slack_api_url = env.var("SLACK_API_URL").unwrap_or_else(|| DEFAULT_SLACK_API_URL.to_string());
+        let slack_api_url = env
+            .var("SLACK_API_URL")
+            .unwrap_or_else(|| DEFAULT_SLACK_API_URL.to_string());
         check_url("SLACK_API_URL", &slack_api_url)?;
-        let github_api_url = env.var("GITHUB_API_URL").unwrap_or_else(|| DEFAULT_GITHUB_API_URL.to_string());
+        let github_api_url = env
+            .var("GITHUB_API_URL")
+            .unwrap_or_else(|| DEFAULT_GITHUB_API_URL.to_string());
         check_url("GITHUB_API_URL", &github_api_url)?;
         Ok(Secrets {
             database_url: secret(env, "DATABASE_URL")?,
@@ -171,10 +202,13 @@ impl Secrets {
     }
 
     pub fn require_database_url(&self) -> Result<&str, SettingsError> {
-        self.database_url.as_ref().map(|s| s.expose_secret()).ok_or_else(|| SettingsError::Missing {
-            var: "DATABASE_URL".into(),
-            hint: "set it (or DATABASE_URL_FILE) to a Postgres URL such as postgres://bobby@localhost/bobby".into(),
-        })
+        self.database_url
+            .as_ref()
+            .map(|s| s.expose_secret())
+            .ok_or_else(|| SettingsError::Missing {
+                var: "DATABASE_URL".into(),
+                hint: "set it (or DATABASE_URL_FILE) to a Postgres URL such as postgres://bobby@localhost/bobby".into(),
+            })
     }
 }
 
@@ -183,7 +217,10 @@ fn github_app(env: &dyn EnvSource) -> Result<Option<GithubApp>, SettingsError> {
     let key_file = env.var("GITHUB_APP_PRIVATE_KEY_FILE");
     let installation = env.var("GITHUB_APP_INSTALLATION_ID");
     let number = |var: &str, v: String| {
-        v.trim().parse::<u64>().map_err(|_| SettingsError::BadVar { var: var.into(), message: format!("`{v}` is not a number") })
+        v.trim().parse::<u64>().map_err(|_| SettingsError::BadVar {
+            var: var.into(),
+            message: format!("`{v}` is not a number"),
+        })
     };
     match (id, key_file, installation) {
         (None, None, None) => Ok(None),
@@ -218,7 +255,10 @@ fn check_url(var: &str, value: &str) -> Result<(), SettingsError> {
 
 /// Postgres connections per bot process: `DATABASE_POOL_SIZE`, default 16.
 pub fn database_pool_size(env: &dyn EnvSource) -> u32 {
-    env.var("DATABASE_POOL_SIZE").and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(16)
+    env.var("DATABASE_POOL_SIZE")
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(16)
 }
 
 /// How logs are written: human-readable by default, JSON with `LOG_FORMAT=json`.
@@ -237,7 +277,9 @@ impl FromStr for TimeOfDay {
         let ok_shape = s.len() == 5 && s.as_bytes()[2] == b':';
         match chrono::NaiveTime::parse_from_str(s, "%H:%M") {
             Ok(t) if ok_shape => Ok(TimeOfDay(t)),
-            _ => Err(format!("`{s}` is not a time of day; write it as HH:MM, like `06:30` or `20:00`")),
+            _ => Err(format!(
+                "`{s}` is not a time of day; write it as HH:MM, like `06:30` or `20:00`"
+            )),
         }
     }
 }
@@ -261,9 +303,9 @@ pub struct Timezone(pub chrono_tz::Tz);
 impl<'de> Deserialize<'de> for Timezone {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        s.parse::<chrono_tz::Tz>()
-            .map(Timezone)
-            .map_err(|_| serde::de::Error::custom(format!("`{s}` is not an IANA timezone (like `Europe/Berlin` or `UTC`)")))
+        s.parse::<chrono_tz::Tz>().map(Timezone).map_err(|_| {
+            serde::de::Error::custom(format!("`{s}` is not an IANA timezone (like `Europe/Berlin` or `UTC`)"))
+        })
     }
 }
 
@@ -310,7 +352,9 @@ mod tests {
 
     #[test]
     fn bad_endpoint_urls_are_refused() {
-        let err = Secrets::from_env(&env(&[("GITHUB_API_URL", "ftp://x")])).unwrap_err().to_string();
+        let err = Secrets::from_env(&env(&[("GITHUB_API_URL", "ftp://x")]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("GITHUB_API_URL"), "{err}");
     }
 

@@ -29,7 +29,12 @@ impl Posted {
     pub fn block_text(&self) -> String {
         self.body["blocks"]
             .as_array()
-            .map(|bs| bs.iter().filter_map(|b| b["text"]["text"].as_str()).collect::<Vec<_>>().join("\n"))
+            .map(|bs| {
+                bs.iter()
+                    .filter_map(|b| b["text"]["text"].as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
             .unwrap_or_default()
     }
 }
@@ -126,11 +131,16 @@ impl FakeSlack {
 
     /// Waits for a message to `channel` whose text contains `needle`, and returns it.
     pub async fn wait_for_post(&self, channel: &str, needle: &str) -> Posted {
-        self.wait_until(&format!("a post to {channel} containing {needle:?}"), Duration::from_secs(20), |s| {
-            s.posts_to(channel).iter().any(|p| p.block_text().contains(needle))
-        })
+        self.wait_until(
+            &format!("a post to {channel} containing {needle:?}"),
+            Duration::from_secs(20),
+            |s| s.posts_to(channel).iter().any(|p| p.block_text().contains(needle)),
+        )
         .await;
-        self.posts_to(channel).into_iter().find(|p| p.block_text().contains(needle)).unwrap()
+        self.posts_to(channel)
+            .into_iter()
+            .find(|p| p.block_text().contains(needle))
+            .unwrap()
     }
 }
 
@@ -145,7 +155,10 @@ async fn post_message(State(fake): State<FakeSlack>, headers: HeaderMap, Json(bo
             inner.refused_calls += 1;
             (
                 StatusCode::TOO_MANY_REQUESTS,
-                [("retry-after", retry_after.to_string()), ("content-type", "application/json".into())],
+                [
+                    ("retry-after", retry_after.to_string()),
+                    ("content-type", "application/json".into()),
+                ],
                 json!({"ok": false, "error": "ratelimited"}).to_string(),
             )
                 .into_response()
@@ -165,7 +178,11 @@ async fn post_message(State(fake): State<FakeSlack>, headers: HeaderMap, Json(bo
                     inner.next_ts += 1;
                     let ts = format!("1700000000.{:06}", inner.next_ts);
                     let text = body["text"].as_str().unwrap_or_default().to_string();
-                    inner.posts.push(Posted { channel: channel.clone(), text: text.clone(), body });
+                    inner.posts.push(Posted {
+                        channel: channel.clone(),
+                        text: text.clone(),
+                        body,
+                    });
                     Json(json!({
                         "ok": true,
                         "channel": channel,

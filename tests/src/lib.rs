@@ -67,7 +67,9 @@ create_at = "06:30"
 
 /// 2026-11-23 (a Monday) 09:00 UTC, 10:00 in Berlin: the start of every test day.
 pub fn monday_morning() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-11-23T09:00:00Z").unwrap().with_timezone(&Utc)
+    DateTime::parse_from_rfc3339("2026-11-23T09:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 pub struct TestBobby {
@@ -89,7 +91,11 @@ pub struct BobbyOptions {
 
 impl Default for BobbyOptions {
     fn default() -> Self {
-        BobbyOptions { config: BOBBY_TOML.to_string(), slack_token: true, pool_size: 10 }
+        BobbyOptions {
+            config: BOBBY_TOML.to_string(),
+            slack_token: true,
+            pool_size: 10,
+        }
     }
 }
 
@@ -125,7 +131,10 @@ async fn start_on(db: TestDb, slack: FakeSlack, clock: ManualClock, opts: BobbyO
         listener,
         pool_size: opts.pool_size,
         // Fast retries: tests wait for deliveries, they do not sleep through backoffs.
-        outbox_backoff: Backoff { base: Duration::from_millis(20), cap: Duration::from_millis(200) },
+        outbox_backoff: Backoff {
+            base: Duration::from_millis(20),
+            cap: Duration::from_millis(200),
+        },
         outbox_clock: Arc::new(shared::clock::SystemClock),
     })
     .await
@@ -144,9 +153,7 @@ async fn start_on(db: TestDb, slack: FakeSlack, clock: ManualClock, opts: BobbyO
 
 fn init_logs() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TEST_LOG").unwrap_or_else(|_| "off".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("TEST_LOG").unwrap_or_else(|_| "off".into()))
         .with_test_writer()
         .try_init();
 }
@@ -162,7 +169,12 @@ impl SlackAnswer {
     pub fn text(&self) -> String {
         self.body["blocks"]
             .as_array()
-            .map(|bs| bs.iter().filter_map(|b| b["text"]["text"].as_str()).collect::<Vec<_>>().join("\n"))
+            .map(|bs| {
+                bs.iter()
+                    .filter_map(|b| b["text"]["text"].as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
             .unwrap_or_default()
     }
 
@@ -233,7 +245,9 @@ impl TestBobby {
     /// `/bobby <text>` typed by `user`. The `response_url` is `resp-<user>`.
     pub async fn command(&self, user: &str, text: &str) -> SlackAnswer {
         let url = self.slack.response_url(&format!("resp-{user}"));
-        let response = self.signed_post("/slack/commands", command_form(user, text, &url)).await;
+        let response = self
+            .signed_post("/slack/commands", command_form(user, text, &url))
+            .await;
         let status = response.status().as_u16();
         let body = response.json().await.unwrap_or(Value::Null);
         SlackAnswer { status, body }
@@ -251,7 +265,9 @@ impl TestBobby {
         self.slack
             .wait_until("a late answer", Duration::from_secs(60), |s| {
                 s.responses().iter().any(|(r, _)| *r == id)
-                    || s.posts_to("C0DEV").iter().any(|p| p.block_text().starts_with(&format!(":lock: {mention}")))
+                    || s.posts_to("C0DEV")
+                        .iter()
+                        .any(|p| p.block_text().starts_with(&format!(":lock: {mention}")))
             })
             .await;
         if let Some((_, body)) = self.slack.responses().into_iter().find(|(r, _)| *r == id) {
@@ -259,7 +275,12 @@ impl TestBobby {
             body["response_type"] = "ephemeral".into();
             return SlackAnswer { status: 200, body };
         }
-        let post = self.slack.posts_to("C0DEV").into_iter().find(|p| p.block_text().contains(&mention)).unwrap();
+        let post = self
+            .slack
+            .posts_to("C0DEV")
+            .into_iter()
+            .find(|p| p.block_text().contains(&mention))
+            .unwrap();
         let mut body = post.body;
         body["response_type"] = "in_channel".into();
         SlackAnswer { status: 200, body }
@@ -316,7 +337,10 @@ impl TestBobby {
             r.stop().await;
         }
         self.pool.close().await;
-        let opts = BobbyOptions { config: self.config_text.clone(), ..Default::default() };
+        let opts = BobbyOptions {
+            config: self.config_text.clone(),
+            ..Default::default()
+        };
         start_on(self.db.clone(), self.slack.clone(), self.clock.clone(), opts).await
     }
 
@@ -336,7 +360,10 @@ impl TestBobby {
             if n == expected {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "`{sql}` stayed at {n}, expected {expected}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "`{sql}` stayed at {n}, expected {expected}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -39,24 +39,34 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 pub async fn fresh_database() -> TestDb {
     let server = SERVER.get_or_init(init).await;
     let name = format!("t{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
-    let mut admin = PgConnection::connect(&server.admin_url).await.expect("connect to the test Postgres");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name} TEMPLATE {}", server.template)))
-        .execute(&mut admin)
+    let mut admin = PgConnection::connect(&server.admin_url)
         .await
-        .expect("create a test database");
+        .expect("connect to the test Postgres");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE DATABASE {name} TEMPLATE {}",
+        server.template
+    )))
+    .execute(&mut admin)
+    .await
+    .expect("create a test database");
     admin.close().await.ok();
-    TestDb { url: with_database(&server.admin_url, &name), name }
+    TestDb {
+        url: with_database(&server.admin_url, &name),
+        name,
+    }
 }
 
 async fn init() -> Server {
     let admin_url = match std::env::var("DATABASE_URL").ok().filter(|v| !v.is_empty()) {
         Some(url) => url,
-        None => tokio::task::spawn_blocking(start_private_server).await.expect("start Postgres"),
+        None => tokio::task::spawn_blocking(start_private_server)
+            .await
+            .expect("start Postgres"),
     };
     let template = format!("tmpl{}", std::process::id());
-    let mut admin = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
-        panic!("cannot connect to the test Postgres ({}): {e}", redact(&admin_url))
-    });
+    let mut admin = PgConnection::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to the test Postgres ({}): {e}", redact(&admin_url)));
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {template}")))
         .execute(&mut admin)
         .await
@@ -66,8 +76,13 @@ async fn init() -> Server {
         .await
         .expect("create the template database");
     admin.close().await.ok();
-    let mut conn = PgConnection::connect(&with_database(&admin_url, &template)).await.expect("connect to template");
-    shared::db::MIGRATOR.run(&mut conn).await.expect("migrate the template database");
+    let mut conn = PgConnection::connect(&with_database(&admin_url, &template))
+        .await
+        .expect("connect to template");
+    shared::db::MIGRATOR
+        .run(&mut conn)
+        .await
+        .expect("migrate the template database");
     // Nobody may stay connected to a template while databases are copied from it.
     conn.close().await.ok();
     Server { admin_url, template }
@@ -116,7 +131,11 @@ pub fn find_bindir() -> Option<PathBuf> {
     if let Some((_, bin)) = versions.pop() {
         return Some(bin);
     }
-    std::env::var_os("PATH")?.to_str()?.split(':').map(PathBuf::from).find(|d| has_server(d))
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(PathBuf::from)
+        .find(|d| has_server(d))
 }
 
 const INSTALL_HINT: &str = "PostgreSQL's server binaries (initdb, postgres) were not found. Install them \
@@ -133,7 +152,9 @@ fn server_user() -> Option<(u32, u32)> {
     let find = |name: &str| {
         passwd.lines().find_map(|l| {
             let f: Vec<&str> = l.split(':').collect();
-            (f.len() > 3 && f[0] == name).then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?))).flatten()
+            (f.len() > 3 && f[0] == name)
+                .then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
+                .flatten()
         })
     };
     Some(find("postgres").or_else(|| find("nobody")).unwrap_or((65534, 65534)))
@@ -149,7 +170,11 @@ fn chown(path: &Path, ids: Option<(u32, u32)>) {
 fn sweep_stale(root: &Path) {
     for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("pg-")).and_then(|p| p.parse::<i32>().ok()) else {
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("pg-"))
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
             continue;
         };
         // SAFETY: kill with signal 0 only checks for existence.
@@ -176,14 +201,30 @@ fn start_private_server() -> String {
 
     let mut initdb = Command::new(bindir.join("initdb"));
     initdb
-        .args(["-D", data.to_str().unwrap(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C"])
+        .args([
+            "-D",
+            data.to_str().unwrap(),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--locale=C",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     if let Some((uid, gid)) = ids {
         initdb.uid(uid).gid(gid);
     }
-    let out = initdb.output().unwrap_or_else(|e| panic!("cannot run initdb: {e}. {INSTALL_HINT}"));
-    assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = initdb
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run initdb: {e}. {INSTALL_HINT}"));
+    assert!(
+        out.status.success(),
+        "initdb failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // The server is spawned from a thread that lives as long as the process, because the parent
     // death signal fires when the spawning *thread* exits.
@@ -193,12 +234,33 @@ fn start_private_server() -> String {
         .name("test-postgres".into())
         .spawn(move || {
             let mut cmd = Command::new(bindir.join("postgres"));
-            cmd.args(["-D", data.to_str().unwrap(), "-k", socket_dir.to_str().unwrap(), "-h", ""])
-                .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
-                .args(["-c", "max_connections=500", "-c", "shared_buffers=128MB", "-c", "log_min_messages=warning"])
-                .args(["-c", "logging_collector=off"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped());
+            cmd.args([
+                "-D",
+                data.to_str().unwrap(),
+                "-k",
+                socket_dir.to_str().unwrap(),
+                "-h",
+                "",
+            ])
+            .args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ])
+            .args([
+                "-c",
+                "max_connections=500",
+                "-c",
+                "shared_buffers=128MB",
+                "-c",
+                "log_min_messages=warning",
+            ])
+            .args(["-c", "logging_collector=off"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
             if let Some((uid, gid)) = ids {
                 cmd.uid(uid).gid(gid);
             }

@@ -11,7 +11,11 @@ async fn assert_untouched(app: &bg_tests::TestBobby) {
     assert_eq!(app.count("SELECT count(*) FROM waitlist").await, 0);
     assert_eq!(app.count("SELECT count(*) FROM history").await, 0);
     assert_eq!(app.count("SELECT count(*) FROM slack_outbox").await, 0);
-    assert_eq!(app.count("SELECT count(*) FROM environments WHERE preserved_until IS NOT NULL").await, 0);
+    assert_eq!(
+        app.count("SELECT count(*) FROM environments WHERE preserved_until IS NOT NULL")
+            .await,
+        0
+    );
 }
 
 #[tokio::test]
@@ -42,7 +46,12 @@ async fn malformed_commands_get_helpful_replies_and_change_nothing() {
         let r = app.command("U0ALICE", text).await;
         assert_eq!(r.status, 200, "{text:?}");
         assert!(r.ephemeral(), "{text:?} → {:?}", r.body);
-        assert!(r.text().contains(expected), "{:?} → {}", text.chars().take(40).collect::<String>(), r.text());
+        assert!(
+            r.text().contains(expected),
+            "{:?} → {}",
+            text.chars().take(40).collect::<String>(),
+            r.text()
+        );
         assert!(r.text().len() < 3000, "replies stay short even for huge input");
     }
     assert_untouched(&app).await;
@@ -99,7 +108,9 @@ async fn oversized_and_malformed_bodies_are_refused_cleanly() {
     assert_eq!(r.status(), 413);
     let r = app.signed_post("/slack/commands", "this is not a form".into()).await;
     assert_eq!(r.status(), 400);
-    let r = app.signed_post("/slack/interactions", "payload=%7Bnot-json".into()).await;
+    let r = app
+        .signed_post("/slack/interactions", "payload=%7Bnot-json".into())
+        .await;
     assert_eq!(r.status(), 400);
     let body = command_form("not-a-user-id", "lock env-1", "http://x/y");
     let r = app.signed_post("/slack/commands", body).await;
@@ -120,7 +131,11 @@ async fn oversized_and_malformed_bodies_are_refused_cleanly() {
 
 #[tokio::test]
 async fn a_thousand_concurrent_locks_have_exactly_one_winner() {
-    let app = spawn_bobby_with(BobbyOptions { pool_size: 20, ..Default::default() }).await;
+    let app = spawn_bobby_with(BobbyOptions {
+        pool_size: 20,
+        ..Default::default()
+    })
+    .await;
     let requests = (0..1000).map(|i| {
         let app = &app;
         async move {
@@ -139,11 +154,18 @@ async fn a_thousand_concurrent_locks_have_exactly_one_winner() {
         assert_eq!(a.status, 200);
         if user != winner {
             assert!(a.ephemeral(), "{user}: {:?}", a.body);
-            assert!(a.text().contains(&format!("locked by <@{winner}>")), "{user}: {}", a.text());
+            assert!(
+                a.text().contains(&format!("locked by <@{winner}>")),
+                "{user}: {}",
+                a.text()
+            );
         }
     }
     assert_eq!(app.environment("env-1").await["lease"]["holder"], winner.as_str());
-    assert_eq!(app.count("SELECT count(*) FROM history WHERE action = 'locked'").await, 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM history WHERE action = 'locked'").await,
+        1
+    );
 }
 
 #[tokio::test]
@@ -154,20 +176,37 @@ async fn a_slack_outage_delays_announcements_but_loses_none() {
     app.command("U0BOB", "wait env-1").await;
     let r = app.command("U0ADMIN1", "unlock env-1 --force").await;
     assert!(r.in_channel(), "the command itself does not depend on Slack being up");
-    app.slack.wait_until("several refused deliveries", Duration::from_secs(20), |s| s.refused_calls() >= 3).await;
+    app.slack
+        .wait_until("several refused deliveries", Duration::from_secs(20), |s| {
+            s.refused_calls() >= 3
+        })
+        .await;
     assert!(app.slack.posts().is_empty());
-    assert_eq!(app.count("SELECT count(*) FROM slack_outbox WHERE delivered_at IS NULL").await, 3);
+    assert_eq!(
+        app.count("SELECT count(*) FROM slack_outbox WHERE delivered_at IS NULL")
+            .await,
+        3
+    );
 
     app.slack.set_outage(Some(Outage::RateLimited { retry_after: 0 }));
     let before = app.slack.refused_calls();
-    app.slack.wait_until("rate-limited deliveries", Duration::from_secs(20), |s| s.refused_calls() > before).await;
+    app.slack
+        .wait_until("rate-limited deliveries", Duration::from_secs(20), |s| {
+            s.refused_calls() > before
+        })
+        .await;
 
     app.slack.set_outage(None);
     app.slack.wait_for_post("U0ALICE", "force-unlocked").await;
     app.slack.wait_for_post("C0ENVS", "force-unlocked").await;
     app.slack.wait_for_post("U0BOB", "is yours now").await;
-    app.slack.wait_until("the backlog to drain", Duration::from_secs(20), |s| s.posts().len() == 3).await;
-    app.wait_for_count("SELECT count(*) FROM slack_outbox WHERE delivered_at IS NULL", 0).await;
+    app.slack
+        .wait_until("the backlog to drain", Duration::from_secs(20), |s| {
+            s.posts().len() == 3
+        })
+        .await;
+    app.wait_for_count("SELECT count(*) FROM slack_outbox WHERE delivered_at IS NULL", 0)
+        .await;
 }
 
 #[tokio::test]
@@ -180,7 +219,11 @@ async fn leases_waitlists_and_undelivered_messages_survive_a_restart() {
     app.command("U0ADMIN1", "unlock env-1 --force").await;
     app.command("U0ALICE", "preserve env-2").await;
     app.command("U0DAVE", "lock env-2 for 3h").await;
-    app.slack.wait_until("a refused delivery", Duration::from_secs(20), |s| s.refused_calls() >= 1).await;
+    app.slack
+        .wait_until("a refused delivery", Duration::from_secs(20), |s| {
+            s.refused_calls() >= 1
+        })
+        .await;
 
     let app = app.restart().await;
     let env1 = app.environment("env-1").await;
@@ -195,7 +238,11 @@ async fn leases_waitlists_and_undelivered_messages_survive_a_restart() {
     app.clock.advance(chrono::Duration::hours(3));
     app.slack.wait_for_post("U0DAVE", "expired").await;
     // Bob got env-1 until the evening's Nightly (19:00 UTC); then it is Carol's turn.
-    app.clock.set(chrono::DateTime::parse_from_rfc3339("2026-11-23T19:00:00Z").unwrap().into());
+    app.clock.set(
+        chrono::DateTime::parse_from_rfc3339("2026-11-23T19:00:00Z")
+            .unwrap()
+            .into(),
+    );
     app.slack.wait_for_post("U0BOB", "expired").await;
     app.slack.wait_for_post("U0CAROL", "is yours now").await;
 }
@@ -208,7 +255,9 @@ async fn buttons_act_as_the_person_who_pressed_them() {
     assert_eq!(app.press("U0BOB", "wait", "env-1", "bob-wait").await, 200);
     app.slack
         .wait_until("bob's private answer", Duration::from_secs(20), |s| {
-            s.responses().iter().any(|(id, body)| id == "bob-wait" && body.to_string().contains("position 1"))
+            s.responses()
+                .iter()
+                .any(|(id, body)| id == "bob-wait" && body.to_string().contains("position 1"))
         })
         .await;
     assert_eq!(app.environment("env-1").await["waitlist"], serde_json::json!(["U0BOB"]));
@@ -216,13 +265,17 @@ async fn buttons_act_as_the_person_who_pressed_them() {
     app.press("U0BOB", "unlock", "env-1", "bob-unlock").await;
     app.slack
         .wait_until("bob's refusal", Duration::from_secs(20), |s| {
-            s.responses().iter().any(|(id, body)| id == "bob-unlock" && body.to_string().contains("not you"))
+            s.responses()
+                .iter()
+                .any(|(id, body)| id == "bob-unlock" && body.to_string().contains("not you"))
         })
         .await;
     // Alice presses "Extend 1h".
     app.press("U0ALICE", "extend_1h", "env-1", "alice-extend").await;
     app.slack
-        .wait_until("alice's extension", Duration::from_secs(20), |s| s.responses().iter().any(|(id, _)| id == "alice-extend"))
+        .wait_until("alice's extension", Duration::from_secs(20), |s| {
+            s.responses().iter().any(|(id, _)| id == "alice-extend")
+        })
         .await;
     assert_eq!(
         app.environment("env-1").await["lease"]["expires_at"],
@@ -237,7 +290,9 @@ async fn buttons_act_as_the_person_who_pressed_them() {
     app.press("U0ALICE", "self_destruct", "env-1", "odd").await;
     app.slack
         .wait_until("the answer to an unknown button", Duration::from_secs(20), |s| {
-            s.responses().iter().any(|(id, b)| id == "odd" && b.to_string().contains("not one I know"))
+            s.responses()
+                .iter()
+                .any(|(id, b)| id == "odd" && b.to_string().contains("not one I know"))
         })
         .await;
     assert_eq!(app.environment("env-1").await["lease"]["holder"], "U0BOB");
@@ -245,11 +300,16 @@ async fn buttons_act_as_the_person_who_pressed_them() {
 
 #[tokio::test]
 async fn without_a_slack_token_messages_are_logged_not_lost() {
-    let app = spawn_bobby_with(BobbyOptions { slack_token: false, ..Default::default() }).await;
+    let app = spawn_bobby_with(BobbyOptions {
+        slack_token: false,
+        ..Default::default()
+    })
+    .await;
     app.command("U0ALICE", "lock env-1 for 2h").await;
     app.command("U0ADMIN1", "unlock env-1 --force").await;
     // The outbox worker logs the messages and marks them handled.
-    app.wait_for_count("SELECT count(*) FROM slack_outbox WHERE delivered_at IS NOT NULL", 2).await;
+    app.wait_for_count("SELECT count(*) FROM slack_outbox WHERE delivered_at IS NOT NULL", 2)
+        .await;
     assert!(app.slack.posts().is_empty(), "nothing was sent to Slack");
     let (status, body) = {
         let r = app.http.get(app.url("/readyz")).send().await.unwrap();

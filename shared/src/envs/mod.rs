@@ -26,8 +26,13 @@ pub enum EnvState {
 }
 
 impl EnvState {
-    pub const ALL: [EnvState; 5] =
-        [EnvState::Ready, EnvState::Deleting, EnvState::Deleted, EnvState::Creating, EnvState::Faulted];
+    pub const ALL: [EnvState; 5] = [
+        EnvState::Ready,
+        EnvState::Deleting,
+        EnvState::Deleted,
+        EnvState::Creating,
+        EnvState::Faulted,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {

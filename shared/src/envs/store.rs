@@ -98,18 +98,25 @@ pub async fn sync_declared(pool: &PgPool, by: &str, declared: &[Declared], only_
 }
 
 pub async fn list(conn: &mut PgConnection) -> DbResult<Vec<Environment>> {
-    let rows = sqlx::query(concat!(env_view!(), " ORDER BY e.name")).fetch_all(&mut *conn).await?;
+    let rows = sqlx::query(concat!(env_view!(), " ORDER BY e.name"))
+        .fetch_all(&mut *conn)
+        .await?;
     rows.iter().map(env_from_row).collect()
 }
 
 pub async fn get(conn: &mut PgConnection, name: &str) -> DbResult<Option<Environment>> {
-    let row = sqlx::query(concat!(env_view!(), " AND e.name = $1")).bind(name).fetch_optional(&mut *conn).await?;
+    let row = sqlx::query(concat!(env_view!(), " AND e.name = $1"))
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?;
     row.as_ref().map(env_from_row).transpose()
 }
 
 /// The names of the environments in service, sorted.
 pub async fn names(conn: &mut PgConnection) -> DbResult<Vec<String>> {
-    sqlx::query_scalar("SELECT name FROM environments WHERE retired_at IS NULL ORDER BY name").fetch_all(conn).await
+    sqlx::query_scalar("SELECT name FROM environments WHERE retired_at IS NULL ORDER BY name")
+        .fetch_all(conn)
+        .await
 }
 
 /// Locks the environment's row for the rest of the transaction and returns its state, or `None`
@@ -122,10 +129,14 @@ async fn lock_row(conn: &mut PgConnection, name: &str) -> DbResult<Option<EnvSta
 }
 
 async fn lease_of(conn: &mut PgConnection, name: &str) -> DbResult<Option<Lease>> {
-    sqlx::query_as(concat!("SELECT ", lease_columns!(), " FROM leases WHERE environment = $1"))
-        .bind(name)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_as(concat!(
+        "SELECT ",
+        lease_columns!(),
+        " FROM leases WHERE environment = $1"
+    ))
+    .bind(name)
+    .fetch_optional(conn)
+    .await
 }
 
 pub async fn record(
@@ -166,9 +177,15 @@ pub async fn history(conn: &mut PgConnection, env: &str, limit: i64) -> DbResult
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LockOutcome {
-    Locked { lease: Lease, state: EnvState },
+    Locked {
+        lease: Lease,
+        state: EnvState,
+    },
     AlreadyYours(Lease),
-    HeldBy { lease: Lease, waiting: usize },
+    HeldBy {
+        lease: Lease,
+        waiting: usize,
+    },
     Unknown,
     /// `lock any` found nothing ready and free.
     NoneFree,
@@ -209,11 +226,17 @@ async fn held_by(conn: &mut PgConnection, lease: Lease) -> DbResult<LockOutcome>
         .bind(&lease.environment)
         .fetch_one(&mut *conn)
         .await?;
-    Ok(LockOutcome::HeldBy { lease, waiting: waiting as usize })
+    Ok(LockOutcome::HeldBy {
+        lease,
+        waiting: waiting as usize,
+    })
 }
 
 fn lock_detail(lease: &Lease) -> String {
-    let mut d = format!("until {}", lease.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    let mut d = format!(
+        "until {}",
+        lease.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
     if !lease.reason.is_empty() {
         d.push_str(": ");
         d.push_str(&lease.reason);
@@ -314,10 +337,29 @@ async fn end_lease(
     now: DateTime<Utc>,
     policy: &LeasePolicy,
 ) -> DbResult<Ended> {
-    sqlx::query("DELETE FROM leases WHERE environment = $1").bind(&lease.environment).execute(&mut *conn).await?;
-    record(conn, &lease.environment, now, actor, reason.action(), &format!("was held by {}", lease.holder)).await?;
-    let next = if reason == EndReason::Nightly { None } else { hand_over(conn, &lease.environment, now, policy).await? };
-    Ok(Ended { previous: lease, reason, next })
+    sqlx::query("DELETE FROM leases WHERE environment = $1")
+        .bind(&lease.environment)
+        .execute(&mut *conn)
+        .await?;
+    record(
+        conn,
+        &lease.environment,
+        now,
+        actor,
+        reason.action(),
+        &format!("was held by {}", lease.holder),
+    )
+    .await?;
+    let next = if reason == EndReason::Nightly {
+        None
+    } else {
+        hand_over(conn, &lease.environment, now, policy).await?
+    };
+    Ok(Ended {
+        previous: lease,
+        reason,
+        next,
+    })
 }
 
 async fn hand_over(
@@ -335,7 +377,15 @@ async fn hand_over(
     .await?;
     let Some(waiter) = first else { return Ok(None) };
     let lease = insert_lease(conn, env, &waiter, "from the waitlist", now, policy.default_expiry(now)).await?;
-    record(conn, env, now, "bobby", "handed-over", &format!("to {waiter}, {}", lock_detail(&lease))).await?;
+    record(
+        conn,
+        env,
+        now,
+        "bobby",
+        "handed-over",
+        &format!("to {waiter}, {}", lock_detail(&lease)),
+    )
+    .await?;
     Ok(Some(lease))
 }
 
@@ -361,7 +411,9 @@ pub async fn unlock(
     if lock_row(conn, name).await?.is_none() {
         return Ok(UnlockOutcome::Unknown);
     }
-    let Some(lease) = lease_of(conn, name).await? else { return Ok(UnlockOutcome::NotLocked) };
+    let Some(lease) = lease_of(conn, name).await? else {
+        return Ok(UnlockOutcome::NotLocked);
+    };
     let reason = if lease.holder == actor.id {
         EndReason::Unlocked
     } else if !force {
@@ -371,13 +423,18 @@ pub async fn unlock(
     } else {
         EndReason::Forced
     };
-    Ok(UnlockOutcome::Released(end_lease(conn, lease, &actor.id, reason, now, policy).await?))
+    Ok(UnlockOutcome::Released(
+        end_lease(conn, lease, &actor.id, reason, now, policy).await?,
+    ))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ExtendOutcome {
     /// `capped` when the requested expiry was beyond `max_lease` and the lease got the maximum.
-    Extended { lease: Lease, capped: bool },
+    Extended {
+        lease: Lease,
+        capped: bool,
+    },
     AlreadyAtMax(Lease),
     NotLocked,
     NotYours(Lease),
@@ -395,7 +452,9 @@ pub async fn extend(
     if lock_row(conn, name).await?.is_none() {
         return Ok(ExtendOutcome::Unknown);
     }
-    let Some(lease) = lease_of(conn, name).await? else { return Ok(ExtendOutcome::NotLocked) };
+    let Some(lease) = lease_of(conn, name).await? else {
+        return Ok(ExtendOutcome::NotLocked);
+    };
     if lease.holder != actor.id && !actor.is_admin {
         return Ok(ExtendOutcome::NotYours(lease));
     }
@@ -412,7 +471,10 @@ pub async fn extend(
         now,
         &actor.id,
         "extended",
-        &format!("until {}", lease.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        &format!(
+            "until {}",
+            lease.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
     )
     .await?;
     Ok(ExtendOutcome::Extended { lease, capped })
@@ -433,7 +495,11 @@ async fn set_expiry(conn: &mut PgConnection, name: &str, expires_at: DateTime<Ut
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WaitOutcome {
     /// Joined (or already was) at this 1-based position, behind the holder.
-    Waiting { position: usize, already: bool, lease: Lease },
+    Waiting {
+        position: usize,
+        already: bool,
+        lease: Lease,
+    },
     /// Nobody holds it: no need to wait.
     Free,
     YouHoldIt(Lease),
@@ -444,7 +510,9 @@ pub async fn wait(conn: &mut PgConnection, name: &str, user: &str, now: DateTime
     if lock_row(conn, name).await?.is_none() {
         return Ok(WaitOutcome::Unknown);
     }
-    let Some(lease) = lease_of(conn, name).await? else { return Ok(WaitOutcome::Free) };
+    let Some(lease) = lease_of(conn, name).await? else {
+        return Ok(WaitOutcome::Free);
+    };
     if lease.holder == user {
         return Ok(WaitOutcome::YouHoldIt(lease));
     }
@@ -470,7 +538,11 @@ pub async fn wait(conn: &mut PgConnection, name: &str, user: &str, now: DateTime
     .bind(user)
     .fetch_one(&mut *conn)
     .await?;
-    Ok(WaitOutcome::Waiting { position: position as usize, already: !inserted, lease })
+    Ok(WaitOutcome::Waiting {
+        position: position as usize,
+        already: !inserted,
+        lease,
+    })
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -501,7 +573,10 @@ pub async fn unwait(conn: &mut PgConnection, name: &str, user: &str, now: DateTi
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PreserveOutcome {
     /// Preserved until `until`; `lease` is the (possibly extended) lease, if any.
-    Preserved { until: DateTime<Utc>, lease: Option<Lease> },
+    Preserved {
+        until: DateTime<Utc>,
+        lease: Option<Lease>,
+    },
     /// Only the holder (or an admin) may preserve; `None` when nobody holds it.
     NotYours(Option<Lease>),
     Unknown,
@@ -563,15 +638,22 @@ pub async fn unpreserve(
         return Ok(UnpreserveOutcome::Unknown);
     }
     let lease = lease_of(conn, name).await?;
-    let preserved_by: Option<String> = sqlx::query_scalar(
-        "SELECT preserved_by FROM environments WHERE name = $1 AND preserved_until > $2",
-    )
-    .bind(name)
-    .bind(now)
-    .fetch_one(&mut *conn)
-    .await
-    .or_else(|e| if matches!(e, sqlx::Error::RowNotFound) { Ok(None) } else { Err(e) })?;
-    let Some(preserved_by) = preserved_by else { return Ok(UnpreserveOutcome::NotPreserved) };
+    let preserved_by: Option<String> =
+        sqlx::query_scalar("SELECT preserved_by FROM environments WHERE name = $1 AND preserved_until > $2")
+            .bind(name)
+            .bind(now)
+            .fetch_one(&mut *conn)
+            .await
+            .or_else(|e| {
+                if matches!(e, sqlx::Error::RowNotFound) {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            })?;
+    let Some(preserved_by) = preserved_by else {
+        return Ok(UnpreserveOutcome::NotPreserved);
+    };
     let holds = lease.as_ref().is_some_and(|l| l.holder == actor.id);
     if !holds && preserved_by != actor.id && !actor.is_admin {
         return Ok(UnpreserveOutcome::NotYours(lease));
@@ -585,7 +667,10 @@ pub async fn unpreserve(
 }
 
 /// The next instant the expiry worker has something to do: a reminder or an expiry.
-pub async fn next_lease_deadline(conn: &mut PgConnection, remind_before: chrono::Duration) -> DbResult<Option<DateTime<Utc>>> {
+pub async fn next_lease_deadline(
+    conn: &mut PgConnection,
+    remind_before: chrono::Duration,
+) -> DbResult<Option<DateTime<Utc>>> {
     sqlx::query_scalar(
         "SELECT min(LEAST(CASE WHEN reminded_at IS NULL AND expires_at - since > $1 THEN expires_at - $1 END, expires_at)) \
          FROM leases",
@@ -618,12 +703,11 @@ pub async fn take_due_reminders(
 pub async fn expire_due(conn: &mut PgConnection, now: DateTime<Utc>, policy: &LeasePolicy) -> DbResult<Vec<Ended>> {
     // Read without row locks, then take each environment's row lock first like every other writer
     // (environment row, then lease row), so the worker can never deadlock with a user's unlock.
-    let due: Vec<String> = sqlx::query_scalar(
-        "SELECT environment FROM leases WHERE expires_at <= $1 ORDER BY expires_at",
-    )
-    .bind(now)
-    .fetch_all(&mut *conn)
-    .await?;
+    let due: Vec<String> =
+        sqlx::query_scalar("SELECT environment FROM leases WHERE expires_at <= $1 ORDER BY expires_at")
+            .bind(now)
+            .fetch_all(&mut *conn)
+            .await?;
     let mut ended = Vec::with_capacity(due.len());
     for env in due {
         if lock_row(conn, &env).await?.is_none() {
@@ -647,5 +731,7 @@ pub async fn census(conn: &mut PgConnection) -> DbResult<Vec<(EnvState, bool, i6
     )
     .fetch_all(conn)
     .await?;
-    rows.iter().map(|r| Ok((r.try_get("state")?, r.try_get("leased")?, r.try_get("n")?))).collect()
+    rows.iter()
+        .map(|r| Ok((r.try_get("state")?, r.try_get("leased")?, r.try_get("n")?)))
+        .collect()
 }

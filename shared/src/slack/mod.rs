@@ -43,11 +43,19 @@ const SECTION_LIMIT: usize = 3000;
 
 impl Reply {
     pub fn ephemeral(text: impl Into<String>) -> Self {
-        Reply { visibility: Visibility::Ephemeral, text: text.into(), buttons: vec![] }
+        Reply {
+            visibility: Visibility::Ephemeral,
+            text: text.into(),
+            buttons: vec![],
+        }
     }
 
     pub fn in_channel(text: impl Into<String>) -> Self {
-        Reply { visibility: Visibility::InChannel, text: text.into(), buttons: vec![] }
+        Reply {
+            visibility: Visibility::InChannel,
+            text: text.into(),
+            buttons: vec![],
+        }
     }
 
     pub fn with_button(mut self, label: &str, action_id: &str, value: &str, primary: bool) -> Self {
@@ -156,7 +164,11 @@ pub mod mrkdwn {
 
     /// A mention of a Slack user, or the escaped name of a non-Slack actor such as Gandalf.
     pub fn user(id: &str) -> String {
-        if id.parse::<crate::ids::SlackUserId>().is_ok() { format!("<@{id}>") } else { escape(id) }
+        if id.parse::<crate::ids::SlackUserId>().is_ok() {
+            format!("<@{id}>")
+        } else {
+            escape(id)
+        }
     }
 
     /// Inline code; backticks inside are replaced so the span cannot be broken out of.
@@ -201,7 +213,10 @@ pub mod mrkdwn {
 pub enum SendError {
     /// Worth trying again (5xx, 429, network); `after` is Slack's `Retry-After` when it gave one.
     #[error("{message}")]
-    Transient { message: String, after: Option<std::time::Duration> },
+    Transient {
+        message: String,
+        after: Option<std::time::Duration>,
+    },
     /// Will fail the same way again (unknown channel, bad token).
     #[error("{0}")]
     Permanent(String),
@@ -209,20 +224,30 @@ pub enum SendError {
 
 fn classify(e: SlackClientError) -> SendError {
     match e {
-        SlackClientError::RateLimitError(r) => {
-            SendError::Transient { message: "rate limited by Slack".into(), after: r.retry_after }
-        }
+        SlackClientError::RateLimitError(r) => SendError::Transient {
+            message: "rate limited by Slack".into(),
+            after: r.retry_after,
+        },
         SlackClientError::HttpError(h) if h.status_code.is_server_error() || h.status_code.as_u16() == 429 => {
-            SendError::Transient { message: format!("Slack answered HTTP {}", h.status_code), after: None }
+            SendError::Transient {
+                message: format!("Slack answered HTTP {}", h.status_code),
+                after: None,
+            }
         }
         SlackClientError::HttpError(h) => SendError::Permanent(format!("Slack answered HTTP {}", h.status_code)),
         SlackClientError::ApiError(a) => match a.code.as_str() {
             "ratelimited" | "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" => {
-                SendError::Transient { message: format!("Slack API error {}", a.code), after: None }
+                SendError::Transient {
+                    message: format!("Slack API error {}", a.code),
+                    after: None,
+                }
             }
             code => SendError::Permanent(format!("Slack API error {code}")),
         },
-        other => SendError::Transient { message: format!("Slack unreachable: {}", first_line(&other.to_string())), after: None },
+        other => SendError::Transient {
+            message: format!("Slack unreachable: {}", first_line(&other.to_string())),
+            after: None,
+        },
     }
 }
 
@@ -265,9 +290,16 @@ impl SlackApi {
         };
         let request = SlackApiChatPostMessageRequest::new(
             SlackChannelId::new(channel.to_string()),
-            SlackMessageContent::new().with_text(fallback_text(&reply.text)).with_blocks(reply.blocks()),
+            SlackMessageContent::new()
+                .with_text(fallback_text(&reply.text))
+                .with_blocks(reply.blocks()),
         );
-        let response = self.client.open_session(token).chat_post_message(&request).await.map_err(classify)?;
+        let response = self
+            .client
+            .open_session(token)
+            .chat_post_message(&request)
+            .await
+            .map_err(classify)?;
         Ok(Some(response.ts.0))
     }
 
@@ -275,12 +307,20 @@ impl SlackApi {
     /// person who acted (Slack's default for `response_url`). Replies meant for the whole channel
     /// go through the outbox instead.
     pub async fn respond(&self, response_url: &str, reply: &Reply) -> Result<(), SendError> {
-        let url: url::Url = response_url.parse().map_err(|_| SendError::Permanent("bad response_url".into()))?;
+        let url: url::Url = response_url
+            .parse()
+            .map_err(|_| SendError::Permanent("bad response_url".into()))?;
         let request = SlackApiPostWebhookMessageRequest::new(
-            SlackMessageContent::new().with_text(fallback_text(&reply.text)).with_blocks(reply.blocks()),
+            SlackMessageContent::new()
+                .with_text(fallback_text(&reply.text))
+                .with_blocks(reply.blocks()),
         )
         .with_replace_original(false);
-        self.client.respond_to_event(&SlackResponseUrl::new(url), &request).await.map(|_| ()).map_err(classify)
+        self.client
+            .respond_to_event(&SlackResponseUrl::new(url), &request)
+            .await
+            .map(|_| ())
+            .map_err(classify)
     }
 }
 
@@ -290,21 +330,36 @@ mod tests {
 
     #[test]
     fn escapes_control_characters() {
-        assert_eq!(mrkdwn::escape("<!channel> & <http://x|y>"), "&lt;!channel&gt; &amp; &lt;http://x|y&gt;");
+        assert_eq!(
+            mrkdwn::escape("<!channel> & <http://x|y>"),
+            "&lt;!channel&gt; &amp; &lt;http://x|y&gt;"
+        );
         assert_eq!(mrkdwn::code("a`b<c"), "`a'b&lt;c`");
     }
 
     #[test]
     fn plain_rendering_resolves_markup() {
-        let t = DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z").unwrap().with_timezone(&Utc);
-        let text = format!("{} holds env-1 until {} &lt;ok&gt;", mrkdwn::user("U0ALICE"), mrkdwn::date(t));
-        assert_eq!(mrkdwn::to_plain(&text), "@U0ALICE holds env-1 until 2026-11-22 10:00 UTC <ok>");
+        let t = DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let text = format!(
+            "{} holds env-1 until {} &lt;ok&gt;",
+            mrkdwn::user("U0ALICE"),
+            mrkdwn::date(t)
+        );
+        assert_eq!(
+            mrkdwn::to_plain(&text),
+            "@U0ALICE holds env-1 until 2026-11-22 10:00 UTC <ok>"
+        );
         assert!(mrkdwn::date(t).starts_with("<!date^1795341600^"));
     }
 
     #[test]
     fn long_text_is_split_into_sections_within_slacks_limit() {
-        let text = (0..400).map(|i| format!("line {i} with some words")).collect::<Vec<_>>().join("\n");
+        let text = (0..400)
+            .map(|i| format!("line {i} with some words"))
+            .collect::<Vec<_>>()
+            .join("\n");
         let reply = Reply::ephemeral(text).with_button("Join waitlist", "wait", "env-1", true);
         let v = reply.command_response();
         let blocks = v["blocks"].as_array().unwrap();

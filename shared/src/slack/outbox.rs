@@ -35,15 +35,13 @@ pub async fn enqueue(conn: &mut PgConnection, channel: &str, reply: &Reply, now:
             primary: b.primary,
         })
         .collect();
-    sqlx::query(
-        "INSERT INTO slack_outbox (channel, text, buttons, created_at) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(channel)
-    .bind(&reply.text)
-    .bind(sqlx::types::Json(buttons))
-    .bind(now)
-    .execute(conn)
-    .await?;
+    sqlx::query("INSERT INTO slack_outbox (channel, text, buttons, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(channel)
+        .bind(&reply.text)
+        .bind(sqlx::types::Json(buttons))
+        .bind(now)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -64,13 +62,19 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff { base: Duration::from_secs(1), cap: Duration::from_secs(5 * 60) }
+        Backoff {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(5 * 60),
+        }
     }
 }
 
 impl Backoff {
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let exp = self.base.saturating_mul(1u32 << attempt.saturating_sub(1).min(20)).min(self.cap);
+        let exp = self
+            .base
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
+            .min(self.cap);
         let jittered = Duration::from_millis(rand::rng().random_range(0..=exp.as_millis().max(1) as u64));
         jittered.max(retry_after.unwrap_or_default())
     }
@@ -104,9 +108,13 @@ impl Deliverer {
     /// rows (LISTEN) or at the next retry time.
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
         loop {
-            let Some(mut leader) =
-                Leadership::acquire(&self.database_url, Job::SlackOutbox, Duration::from_secs(5), shutdown.clone())
-                    .await
+            let Some(mut leader) = Leadership::acquire(
+                &self.database_url,
+                Job::SlackOutbox,
+                Duration::from_secs(5),
+                shutdown.clone(),
+            )
+            .await
             else {
                 return;
             };
@@ -146,8 +154,9 @@ impl Deliverer {
         loop {
             let heads = self.heads().await?;
             let now = self.clock.now();
-            let (due, later): (Vec<Pending>, Vec<Pending>) =
-                heads.into_iter().partition(|p| p.next_attempt_at.is_none_or(|t| t <= now));
+            let (due, later): (Vec<Pending>, Vec<Pending>) = heads
+                .into_iter()
+                .partition(|p| p.next_attempt_at.is_none_or(|t| t <= now));
             let next_due = later.iter().filter_map(|p| p.next_attempt_at).min();
             if due.is_empty() {
                 return Ok(next_due);
@@ -186,45 +195,59 @@ impl Deliverer {
             buttons: msg
                 .buttons
                 .into_iter()
-                .map(|b| Button { label: b.label, action_id: b.action_id, value: b.value, primary: b.primary })
+                .map(|b| Button {
+                    label: b.label,
+                    action_id: b.action_id,
+                    value: b.value,
+                    primary: b.primary,
+                })
                 .collect(),
         };
         let sent = match tokio::time::timeout(SEND_TIMEOUT, self.slack.post(&msg.channel, &reply)).await {
             Ok(r) => r,
-            Err(_) => Err(SendError::Transient { message: "Slack did not answer in time".into(), after: None }),
+            Err(_) => Err(SendError::Transient {
+                message: "Slack did not answer in time".into(),
+                after: None,
+            }),
         };
         let now = self.clock.now();
         match sent {
             Ok(ts) => {
-                sqlx::query("UPDATE slack_outbox SET delivered_at = $2, slack_ts = $3, attempts = attempts + 1 WHERE id = $1")
-                    .bind(msg.id)
-                    .bind(now)
-                    .bind(ts)
-                    .execute(&self.pool)
-                    .await?;
+                sqlx::query(
+                    "UPDATE slack_outbox SET delivered_at = $2, slack_ts = $3, attempts = attempts + 1 WHERE id = $1",
+                )
+                .bind(msg.id)
+                .bind(now)
+                .bind(ts)
+                .execute(&self.pool)
+                .await?;
                 metrics::counter!("slack_messages_total", "outcome" => "delivered").increment(1);
             }
             Err(SendError::Transient { message, after }) => {
                 let attempts = msg.attempts + 1;
                 let delay = self.backoff.delay(attempts as u32, after);
                 tracing::warn!(id = msg.id, channel = %msg.channel, attempts, error = %message, retry_in = ?delay, "Slack message not delivered yet");
-                sqlx::query("UPDATE slack_outbox SET attempts = $2, last_error = $3, next_attempt_at = $4 WHERE id = $1")
-                    .bind(msg.id)
-                    .bind(attempts)
-                    .bind(&message)
-                    .bind(now + chrono::Duration::from_std(delay).unwrap_or_default())
-                    .execute(&self.pool)
-                    .await?;
+                sqlx::query(
+                    "UPDATE slack_outbox SET attempts = $2, last_error = $3, next_attempt_at = $4 WHERE id = $1",
+                )
+                .bind(msg.id)
+                .bind(attempts)
+                .bind(&message)
+                .bind(now + chrono::Duration::from_std(delay).unwrap_or_default())
+                .execute(&self.pool)
+                .await?;
                 metrics::counter!("slack_messages_total", "outcome" => "retried").increment(1);
             }
             Err(SendError::Permanent(message)) => {
                 tracing::error!(id = msg.id, channel = %msg.channel, error = %message, "Slack refused a message for good; giving up on it");
-                sqlx::query("UPDATE slack_outbox SET failed_at = $2, last_error = $3, attempts = attempts + 1 WHERE id = $1")
-                    .bind(msg.id)
-                    .bind(now)
-                    .bind(&message)
-                    .execute(&self.pool)
-                    .await?;
+                sqlx::query(
+                    "UPDATE slack_outbox SET failed_at = $2, last_error = $3, attempts = attempts + 1 WHERE id = $1",
+                )
+                .bind(msg.id)
+                .bind(now)
+                .bind(&message)
+                .execute(&self.pool)
+                .await?;
                 metrics::counter!("slack_messages_total", "outcome" => "failed").increment(1);
             }
         }
@@ -238,7 +261,10 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped_and_honours_retry_after() {
-        let b = Backoff { base: Duration::from_secs(1), cap: Duration::from_secs(8) };
+        let b = Backoff {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(8),
+        };
         for _ in 0..200 {
             assert!(b.delay(1, None) <= Duration::from_secs(1));
             assert!(b.delay(3, None) <= Duration::from_secs(4));

@@ -40,7 +40,10 @@ pub enum SignatureError {
 
 impl SlackVerifier {
     pub fn new(secret: Option<SecretString>, clock: SharedClock) -> Self {
-        SlackVerifier { secret: secret.map(Arc::new), clock }
+        SlackVerifier {
+            secret: secret.map(Arc::new),
+            clock,
+        }
     }
 
     pub fn verify(&self, timestamp: Option<&str>, signature: Option<&str>, body: &[u8]) -> Result<(), SignatureError> {
@@ -96,9 +99,7 @@ impl IntoResponse for SlackRejection {
                 };
                 (status, e.to_string()).into_response()
             }
-            SlackRejection::TooLarge => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response()
-            }
+            SlackRejection::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response(),
             SlackRejection::Unreadable => (StatusCode::BAD_REQUEST, "unreadable request body").into_response(),
         }
     }
@@ -117,10 +118,12 @@ where
             let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
             (header("x-slack-request-timestamp"), header("x-slack-signature"))
         };
-        let body = crate::http::read_body(req.into_body(), MAX_SLACK_BODY).await.map_err(|e| match e {
-            crate::http::BodyError::TooLarge => SlackRejection::TooLarge,
-            crate::http::BodyError::Unreadable => SlackRejection::Unreadable,
-        })?;
+        let body = crate::http::read_body(req.into_body(), MAX_SLACK_BODY)
+            .await
+            .map_err(|e| match e {
+                crate::http::BodyError::TooLarge => SlackRejection::TooLarge,
+                crate::http::BodyError::Unreadable => SlackRejection::Unreadable,
+            })?;
         verifier
             .verify(timestamp.as_deref(), signature.as_deref(), &body)
             .map_err(SlackRejection::Signature)?;
@@ -152,16 +155,34 @@ mod tests {
     fn refuses_tampered_stale_and_missing() {
         let v = verifier_at("secret", 1_000_000);
         let sig = sign("secret", 1_000_000, b"text=lock");
-        assert_eq!(v.verify(Some("1000000"), Some(&sig), b"text=unlock"), Err(SignatureError::Mismatch));
-        assert_eq!(v.verify(Some("1000000"), Some("v0=zz"), b"text=lock"), Err(SignatureError::Mismatch));
-        assert_eq!(v.verify(Some("1000000"), Some("v1=00"), b"text=lock"), Err(SignatureError::Mismatch));
+        assert_eq!(
+            v.verify(Some("1000000"), Some(&sig), b"text=unlock"),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            v.verify(Some("1000000"), Some("v0=zz"), b"text=lock"),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            v.verify(Some("1000000"), Some("v1=00"), b"text=lock"),
+            Err(SignatureError::Mismatch)
+        );
         assert_eq!(v.verify(None, Some(&sig), b"text=lock"), Err(SignatureError::Missing));
-        assert_eq!(v.verify(Some("1000000"), None, b"text=lock"), Err(SignatureError::Missing));
+        assert_eq!(
+            v.verify(Some("1000000"), None, b"text=lock"),
+            Err(SignatureError::Missing)
+        );
         let old = sign("secret", 1_000_000 - 301, b"text=lock");
-        assert_eq!(v.verify(Some("999699"), Some(&old), b"text=lock"), Err(SignatureError::Stale));
+        assert_eq!(
+            v.verify(Some("999699"), Some(&old), b"text=lock"),
+            Err(SignatureError::Stale)
+        );
         let fine = sign("secret", 1_000_000 - 300, b"text=lock");
         assert_eq!(v.verify(Some("999700"), Some(&fine), b"text=lock"), Ok(()));
         let unconfigured = SlackVerifier::new(None, Arc::new(crate::clock::SystemClock));
-        assert_eq!(unconfigured.verify(Some("1"), Some(&sig), b""), Err(SignatureError::NotConfigured));
+        assert_eq!(
+            unconfigured.verify(Some("1"), Some(&sig), b""),
+            Err(SignatureError::NotConfigured)
+        );
     }
 }

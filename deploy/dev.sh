@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Runs everything locally: a private Postgres in .dev/ and both bots with the example configs.
+#
+#   deploy/dev.sh up      build, start Postgres, Bobby and Gandalf, print where to look
+#   deploy/dev.sh down    stop them
+#   deploy/dev.sh status  what is running
+#
+# Postgres runs as an unprivileged user when this is run as root (Postgres refuses root), on
+# 127.0.0.1:${DEV_PG_PORT:-54329}. Bobby listens on :8081, Gandalf on :8082 (DEV_BOBBY_PORT,
+# DEV_GANDALF_PORT). Slack and GitHub are not configured: messages are logged, commands can be
+# tried with `bobby exec`.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+state="$root/.dev"
+pg_port=${DEV_PG_PORT:-54329}
+bobby_port=${DEV_BOBBY_PORT:-8081}
+gandalf_port=${DEV_GANDALF_PORT:-8082}
+database_url="postgres://postgres@127.0.0.1:$pg_port/bobby_gandalf"
+api_token=${BOBBY_API_TOKEN:-dev-token}
+
+find_pg_bindir() {
+  local d
+  if command -v pg_config >/dev/null 2>&1; then
+    d=$(pg_config --bindir 2>/dev/null || true)
+    [ -x "$d/initdb" ] && [ -x "$d/postgres" ] && { echo "$d"; return; }
+  fi
+  for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+    [ -x "$d/initdb" ] && { echo "$d"; return; }
+  done
+  d=$(dirname "$(command -v initdb 2>/dev/null || echo /nonexistent/initdb)")
+  [ -x "$d/initdb" ] && { echo "$d"; return; }
+  return 1
+}
+
+# Runs a Postgres binary as the server's user.
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then
+    runuser -u "$pg_user" -- "$@"
+  else
+    "$@"
+  fi
+}
+
+pg_user=$(id -un)
+if [ "$(id -u)" = 0 ]; then
+  pg_user=postgres
+  id postgres >/dev/null 2>&1 || pg_user=nobody
+fi
+
+start_pg() {
+  local bindir
+  if ! bindir=$(find_pg_bindir); then
+    echo "PostgreSQL's server binaries were not found. Install them (Debian/Ubuntu: apt-get install postgresql) and run this again." >&2
+    exit 1
+  fi
+  mkdir -p "$state"
+  if [ ! -d "$state/pg/data" ]; then
+    mkdir -p "$state/pg"
+    [ "$(id -u)" = 0 ] && chown "$pg_user" "$state/pg"
+    echo "creating a private Postgres cluster in $state/pg/data"
+    as_pg "$bindir/initdb" -D "$state/pg/data" -U postgres --auth=trust -E UTF8 --locale=C >"$state/initdb.log"
+  fi
+  if ! as_pg "$bindir/pg_ctl" -D "$state/pg/data" status >/dev/null 2>&1; then
+    as_pg "$bindir/pg_ctl" -D "$state/pg/data" -l "$state/pg/postgres.log" -w \
+      -o "-h 127.0.0.1 -p $pg_port -k $state/pg" start >/dev/null
+  fi
+  if ! psql -h 127.0.0.1 -p "$pg_port" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'bobby_gandalf'" | grep -q 1; then
+    psql -h 127.0.0.1 -p "$pg_port" -U postgres -qc "CREATE DATABASE bobby_gandalf" >/dev/null
+  fi
+}
+
+stop_pid() {
+  local file="$state/$1.pid"
+  if [ -f "$file" ] && kill -0 "$(cat "$file")" 2>/dev/null; then
+    kill "$(cat "$file")" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$(cat "$file")" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -f "$file"
+}
+
+wait_ready() {
+  local url=$1 name=$2
+  for _ in $(seq 1 100); do
+    if curl -fsS "$url/readyz" >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  echo "$name did not become ready; see $state/$name.log" >&2
+  tail -20 "$state/$name.log" >&2
+  return 1
+}
+
+up() {
+  start_pg
+  echo "building the bots (cargo build)…"
+  (cd "$root" && cargo build -q --bin bobby --bin gandalf)
+  stop_pid bobby
+  stop_pid gandalf
+  export DATABASE_URL="$database_url" BOBBY_API_TOKEN="$api_token"
+  cd "$root"
+  nohup target/debug/bobby --config deploy/bobby.example.toml serve --listen "127.0.0.1:$bobby_port" \
+    </dev/null >"$state/bobby.log" 2>&1 &
+  echo $! >"$state/bobby.pid"
+  wait_ready "http://127.0.0.1:$bobby_port" bobby
+  nohup target/debug/gandalf --config deploy/gandalf.example.toml serve --listen "127.0.0.1:$gandalf_port" \
+    </dev/null >"$state/gandalf.log" 2>&1 &
+  echo $! >"$state/gandalf.pid"
+  wait_ready "http://127.0.0.1:$gandalf_port" gandalf
+  cat <<MSG
+
+Everything is up.
+  Bobby     http://127.0.0.1:$bobby_port/          (environments: http://127.0.0.1:$bobby_port/api/v1/environments)
+  Gandalf   http://127.0.0.1:$gandalf_port/         (health: http://127.0.0.1:$gandalf_port/readyz)
+  Postgres  $database_url
+  Logs      $state/bobby.log, $state/gandalf.log
+
+Try a command without Slack:
+  DATABASE_URL=$database_url target/debug/bobby --config deploy/bobby.example.toml exec --as U0ALICE "lock env-1 for 2h demo"
+  BOBBY_API_TOKEN=$api_token target/debug/bobby deploy-check env-1 --as alice --url http://127.0.0.1:$bobby_port
+
+Stop everything with: deploy/dev.sh down
+MSG
+}
+
+down() {
+  stop_pid bobby
+  stop_pid gandalf
+  local bindir
+  if [ -d "$state/pg/data" ] && bindir=$(find_pg_bindir); then
+    as_pg "$bindir/pg_ctl" -D "$state/pg/data" -m fast stop >/dev/null 2>&1 || true
+  fi
+  echo "stopped"
+}
+
+status() {
+  for b in bobby gandalf; do
+    if [ -f "$state/$b.pid" ] && kill -0 "$(cat "$state/$b.pid")" 2>/dev/null; then
+      echo "$b: running (pid $(cat "$state/$b.pid"))"
+    else
+      echo "$b: stopped"
+    fi
+  done
+}
+
+case "${1:-up}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  *) echo "usage: deploy/dev.sh [up|down|status]" >&2; exit 2 ;;
+esac

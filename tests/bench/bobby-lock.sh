@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Benchmarks Bobby's lock path against pgbench on the same Postgres (SPEC §9):
+#   - /bobby lock round trip at 200 concurrent clients (p50/p99/p999),
+#   - lock+unlock throughput versus pgbench simple-update TPS at the same concurrency,
+#   - 1,000 concurrent locks of one environment (exactly one winner),
+#   - Bobby's resident memory under that load.
+# Usage: tests/bench/bobby-lock.sh [clients] [seconds]      (defaults 200 and 20)
+# Everything runs on loopback; Postgres lives in .bench/ and is stopped at the end.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+clients=${1:-200}
+seconds=${2:-20}
+state="$root/.bench"
+port=${BENCH_PG_PORT:-54339}
+bobby_addr=127.0.0.1:${BENCH_BOBBY_PORT:-8091}
+export SLACK_SIGNING_SECRET=bench-secret
+
+bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+[ -n "$bindir" ] || bindir=$(pg_config --bindir)
+pg_user=$(id -un)
+if [ "$(id -u)" = 0 ]; then pg_user=postgres; id postgres >/dev/null 2>&1 || pg_user=nobody; fi
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u "$pg_user" -- "$@"; else "$@"; fi; }
+
+cleanup() {
+  [ -n "${bobby_pid:-}" ] && kill "$bobby_pid" 2>/dev/null || true
+  as_pg "$bindir/pg_ctl" -D "$state/data" -m fast stop >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+echo "building (release)…"
+(cd "$root" && cargo build -q --release --bin bobby --bin loadgen)
+
+rm -rf "$state" && mkdir -p "$state"
+[ "$(id -u)" = 0 ] && chown "$pg_user" "$state"
+as_pg "$bindir/initdb" -D "$state/data" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
+as_pg "$bindir/pg_ctl" -D "$state/data" -l "$state/postgres.log" -w \
+  -o "-h 127.0.0.1 -p $port -k $state -c max_connections=500 -c shared_buffers=256MB" start >/dev/null
+psql -h 127.0.0.1 -p "$port" -U postgres -qc "CREATE DATABASE bobby" -c "CREATE DATABASE pgbench"
+
+"$root/target/release/loadgen" config --envs "$clients" --listen "$bobby_addr" >"$state/bobby.toml"
+DATABASE_URL="postgres://postgres@127.0.0.1:$port/bobby" RUST_LOG=warn \
+  "$root/target/release/bobby" --config "$state/bobby.toml" serve >"$state/bobby.log" 2>&1 &
+bobby_pid=$!
+for _ in $(seq 1 100); do curl -fsS "http://$bobby_addr/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+
+echo "== Bobby lock/unlock, $clients clients, ${seconds}s"
+"$root/target/release/loadgen" lock-unlock --url "http://$bobby_addr" --clients "$clients" --duration "${seconds}s" | tee "$state/load.txt"
+rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$bobby_pid/status")
+
+echo "== 1000 concurrent locks of one environment"
+"$root/target/release/loadgen" stampede --url "http://$bobby_addr" --clients 1000 --env load-1 | tee "$state/stampede.txt"
+rss_after_kb=$(awk '/VmHWM/ {print $2}' "/proc/$bobby_pid/status")
+
+echo "== pgbench simple-update, $clients clients, ${seconds}s"
+pgbench -h 127.0.0.1 -p "$port" -U postgres -i -s 10 -q pgbench >/dev/null 2>&1
+pgbench -h 127.0.0.1 -p "$port" -U postgres -N -c "$clients" -j 2 -T "$seconds" pgbench 2>/dev/null | tee "$state/pgbench.txt" | grep -E "^tps|latency average"
+
+bobby_tps=$(sed -n 's/^RESULT commands_per_sec=\([0-9]*\).*/\1/p' "$state/load.txt")
+pg_tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$state/pgbench.txt" | head -1)
+echo
+echo "== summary"
+echo "Bobby lock+unlock: $bobby_tps commands/s (each command is one database transaction)"
+echo "pgbench -N:        $pg_tps tps"
+awk -v b="$bobby_tps" -v p="$pg_tps" 'BEGIN { printf "ratio:             %.0f %% of pgbench\n", 100 * b / p }'
+echo "Bobby peak RSS:    $((rss_kb / 1024)) MiB under lock/unlock load, $((rss_after_kb / 1024)) MiB after the stampede"
+echo "machine:           $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
