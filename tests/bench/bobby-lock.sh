@@ -11,6 +11,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 clients=${1:-200}
 seconds=${2:-20}
 state="$root/.bench"
+bin="${CARGO_TARGET_DIR:-$root/target}/release"
 port=${BENCH_PG_PORT:-54339}
 bobby_addr=127.0.0.1:${BENCH_BOBBY_PORT:-8091}
 export SLACK_SIGNING_SECRET=bench-secret
@@ -37,18 +38,22 @@ as_pg "$bindir/pg_ctl" -D "$state/data" -l "$state/postgres.log" -w \
   -o "-h 127.0.0.1 -p $port -k $state -c max_connections=500 -c shared_buffers=256MB" start >/dev/null
 psql -h 127.0.0.1 -p "$port" -U postgres -qc "CREATE DATABASE bobby" -c "CREATE DATABASE pgbench"
 
-"$root/target/release/loadgen" config --envs "$clients" --listen "$bobby_addr" >"$state/bobby.toml"
+"$bin/loadgen" config --envs "$clients" --listen "$bobby_addr" >"$state/bobby.toml"
 DATABASE_URL="postgres://postgres@127.0.0.1:$port/bobby" RUST_LOG=warn \
-  "$root/target/release/bobby" --config "$state/bobby.toml" serve >"$state/bobby.log" 2>&1 &
+  "$bin/bobby" --config "$state/bobby.toml" serve >"$state/bobby.log" 2>&1 &
 bobby_pid=$!
 for _ in $(seq 1 100); do curl -fsS "http://$bobby_addr/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 
-echo "== Bobby lock/unlock, $clients clients, ${seconds}s"
-"$root/target/release/loadgen" lock-unlock --url "http://$bobby_addr" --clients "$clients" --duration "${seconds}s" | tee "$state/load.txt"
+echo "== Bobby lock/unlock, $clients clients, ${seconds}s, as fast as answers come (ceiling)"
+"$bin/loadgen" lock-unlock --url "http://$bobby_addr" --clients "$clients" --duration "${seconds}s" | tee "$state/load.txt"
+for rate in ${RATES:-200 500 1000}; do
+  echo "== Bobby lock/unlock, $clients clients, open loop at $rate commands/s"
+  "$bin/loadgen" lock-unlock --url "http://$bobby_addr" --clients "$clients" --duration "${seconds}s" --rate "$rate" | grep -E "lock round trip|throughput"
+done
 rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$bobby_pid/status")
 
 echo "== 1000 concurrent locks of one environment"
-"$root/target/release/loadgen" stampede --url "http://$bobby_addr" --clients 1000 --env load-1 | tee "$state/stampede.txt"
+"$bin/loadgen" stampede --url "http://$bobby_addr" --clients 1000 --env load-1 | tee "$state/stampede.txt"
 rss_after_kb=$(awk '/VmHWM/ {print $2}' "/proc/$bobby_pid/status")
 
 echo "== pgbench simple-update, $clients clients, ${seconds}s"

@@ -113,6 +113,7 @@ pub async fn spawn_bobby_with(opts: BobbyOptions) -> TestBobby {
 
 async fn start_on(db: TestDb, slack: FakeSlack, clock: ManualClock, opts: BobbyOptions) -> TestBobby {
     init_logs();
+    raise_fd_limit();
     let config = BobbyConfig::parse(&opts.config, Path::new(".")).expect("test config parses");
     let mut env: HashMap<String, String> = HashMap::new();
     env.insert("DATABASE_URL".into(), db.url.clone());
@@ -148,6 +149,22 @@ async fn start_on(db: TestDb, slack: FakeSlack, clock: ManualClock, opts: BobbyO
         http: reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap(),
         config_text: opts.config,
         running: Some(running),
+    }
+}
+
+/// A thousand concurrent requests need two thousand sockets in one process (client and server
+/// ends); lift the soft limit on open files to the hard one.
+fn raise_fd_limit() {
+    // SAFETY: plain getrlimit/setrlimit on a stack value.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max.min(65_536);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
     }
 }
 
@@ -337,6 +354,15 @@ impl TestBobby {
             r.stop().await;
         }
         self.pool.close().await;
+        let opts = BobbyOptions {
+            config: self.config_text.clone(),
+            ..Default::default()
+        };
+        start_on(self.db.clone(), self.slack.clone(), self.clock.clone(), opts).await
+    }
+
+    /// A second Bobby on the same database, Slack and clock: another replica.
+    pub async fn another_replica(&self) -> TestBobby {
         let opts = BobbyOptions {
             config: self.config_text.clone(),
             ..Default::default()

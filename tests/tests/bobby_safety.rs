@@ -318,3 +318,44 @@ async fn without_a_slack_token_messages_are_logged_not_lost() {
     assert_eq!(status, 200);
     assert!(body.contains("no SLACK_BOT_TOKEN"), "{body}");
 }
+
+#[tokio::test]
+async fn two_replicas_share_the_work_without_doing_it_twice() {
+    let first = spawn_bobby().await;
+    let second = first.another_replica().await;
+    // Commands work on either replica, against the same state.
+    first.command("U0ALICE", "lock env-1 for 1h").await;
+    let r = second.command("U0BOB", "lock env-1").await;
+    assert!(r.text().contains("locked by <@U0ALICE>"), "{}", r.text());
+    second.command("U0BOB", "wait env-1").await;
+
+    // One reminder, one release, one hand-over: the expiry worker and the outbox run on one
+    // replica only.
+    first.clock.advance(chrono::Duration::minutes(31));
+    first.slack.wait_for_post("U0ALICE", "expires").await;
+    first.clock.advance(chrono::Duration::minutes(30));
+    first.slack.wait_for_post("U0BOB", "is yours now").await;
+    first.slack.wait_for_post("C0ENVS", "expired").await;
+    first
+        .wait_for_count("SELECT count(*) FROM slack_outbox WHERE delivered_at IS NULL", 0)
+        .await;
+    assert_eq!(first.slack.posts_to("U0ALICE").len(), 2, "{:#?}", first.slack.posts());
+    assert_eq!(first.slack.posts_to("U0BOB").len(), 1);
+    assert_eq!(first.slack.posts_to("C0ENVS").len(), 1);
+    assert_eq!(
+        first
+            .count("SELECT count(*) FROM history WHERE action = 'expired'")
+            .await,
+        1
+    );
+
+    // When the leader goes away, the other replica takes over.
+    first.stop().await;
+    second.command("U0CAROL", "wait env-1").await;
+    second.clock.set(
+        chrono::DateTime::parse_from_rfc3339("2026-11-23T19:30:00Z")
+            .unwrap()
+            .into(),
+    );
+    second.slack.wait_for_post("U0CAROL", "is yours now").await;
+}

@@ -42,6 +42,11 @@ enum Mode {
         /// Leave the first seconds out of the statistics (connections, caches).
         #[arg(long, default_value = "2s")]
         warmup: String,
+        /// Total commands per second across all clients (open loop: each client sends on a
+        /// schedule, so latency is not inflated by waiting for its previous answer). 0 sends as
+        /// fast as answers come back (closed loop: measures the ceiling).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
     },
     /// `clients` people lock the same environment at once: exactly one must win.
     Stampede {
@@ -119,6 +124,7 @@ async fn main() {
             clients,
             duration,
             warmup,
+            rate,
         } => {
             let signer = Arc::new(Signer {
                 secret,
@@ -129,10 +135,19 @@ async fn main() {
             let start = Instant::now();
             let measure_from = start + warmup;
             let deadline = measure_from + duration;
+            // Open loop: client i sends every `clients / rate` seconds, offset so the clients
+            // spread evenly over the interval.
+            let interval = (rate > 0).then(|| Duration::from_secs_f64(clients as f64 / rate as f64));
             let tasks: Vec<_> = (0..clients)
                 .map(|i| {
                     let signer = signer.clone();
                     tokio::spawn(async move {
+                        let mut ticker = interval.map(|every| {
+                            let offset = every.mul_f64(i as f64 / clients as f64);
+                            let mut t = tokio::time::interval_at(tokio::time::Instant::now() + offset, every);
+                            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                            t
+                        });
                         let (user, env) = (format!("U0LOAD{i}"), format!("load-{}", i + 1));
                         let mut lock_lat = Vec::new();
                         let mut all_lat = Vec::new();
@@ -143,6 +158,9 @@ async fn main() {
                                 (format!("lock {env} for 1h load"), true),
                                 (format!("unlock {env}"), false),
                             ] {
+                                if let Some(t) = ticker.as_mut() {
+                                    t.tick().await;
+                                }
                                 let t0 = Instant::now();
                                 let ok = match signer.command(&user, &text).await {
                                     Ok(v) => v["response_type"] == "in_channel",
