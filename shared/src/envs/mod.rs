@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 use crate::duration::Span;
 use crate::ids::SlackUserId;
 
+/// The lease holder Gandalf uses for its verification environments. Nightly skips environments held
+/// by it, and deploy-check lets `as: "gandalf"` deploy there.
+pub const GANDALF_HOLDER: &str = "gandalf";
+
 /// The lifecycle state of an environment. Nightly moves it; leases do not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
 #[sqlx(type_name = "environment_state", rename_all = "lowercase")]
