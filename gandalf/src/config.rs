@@ -1,29 +1,209 @@
-//! `gandalf.toml`. For now only what `serve` needs to start (listen address and the verification
-//! environments it registers); the queue's keys are read when the queue lands.
+//! `gandalf.toml` (SPEC §5.1), parsed into typed, validated structs. A wrong config fails at start
+//! with a message naming the key; secrets come only from the environment (`shared::settings`).
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use shared::duration::Span;
 use shared::envs::Declared;
-use shared::ids::EnvName;
-use shared::settings::{SettingsError, load_toml};
+use shared::ids::{ChannelId, EnvName, SlackUserId};
+use shared::people::{People, Person};
+use shared::settings::{Invalid, SettingsError, load_toml, parse_toml};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct GandalfConfig {
     pub listen: SocketAddr,
-    #[serde(default)]
+    pub public_url: String,
+    pub bot_login: String,
+    pub merges_channel: Option<ChannelId>,
+    pub admins: Vec<SlackUserId>,
+    pub people: People,
     pub repos: Vec<RepoConfig>,
+    /// The directory of the config file: steps run there when no checkout is configured.
+    pub base_dir: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: SocketAddr,
+    #[serde(default)]
+    public_url: Option<String>,
+    #[serde(default = "gandalf")]
+    bot_login: String,
+    #[serde(default)]
+    merges_channel: Option<ChannelId>,
+    #[serde(default)]
+    admins: Vec<SlackUserId>,
+    #[serde(default)]
+    people: Vec<Person>,
+    #[serde(default)]
+    repos: Vec<RepoConfig>,
+}
+
+fn gandalf() -> String {
+    "gandalf".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MergeMethod {
+    FastForward,
+    Merge,
+    Squash,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RepoConfig {
+    /// `owner/name`.
+    pub name: String,
+    #[serde(default = "main_branch")]
+    pub base: String,
     pub environment: EnvName,
+    #[serde(default = "one")]
+    pub required_approvals: u32,
+    #[serde(default = "fast_forward")]
+    pub merge_method: MergeMethod,
+    #[serde(default = "default_map")]
+    pub resource_map: String,
+    #[serde(default = "sixty_minutes")]
+    pub timeout: Span,
+    #[serde(default = "twenty_minutes")]
+    pub step_timeout: Span,
+    #[serde(default)]
+    pub checkout: Option<CheckoutConfig>,
+    #[serde(default = "four")]
+    pub parallelism: u32,
+    pub pipeline: PipelineConfig,
+}
+
+fn main_branch() -> String {
+    "main".into()
+}
+fn one() -> u32 {
+    1
+}
+fn four() -> u32 {
+    4
+}
+fn fast_forward() -> MergeMethod {
+    MergeMethod::FastForward
+}
+fn default_map() -> String {
+    ".gandalf/resources.toml".into()
+}
+fn sixty_minutes() -> Span {
+    Span::from_secs(3600)
+}
+fn twenty_minutes() -> Span {
+    Span::from_secs(1200)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutConfig {
+    pub clone_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    pub build: String,
+    pub deploy: String,
+    pub test: String,
+    #[serde(default)]
+    pub revert: Option<String>,
+}
+
+impl RepoConfig {
+    pub fn owner(&self) -> &str {
+        self.name.split('/').next().unwrap_or_default()
+    }
+
+    pub fn short_name(&self) -> &str {
+        self.name.split('/').nth(1).unwrap_or_default()
+    }
 }
 
 impl GandalfConfig {
     pub fn load(path: &Path) -> Result<Self, SettingsError> {
-        load_toml(path)
+        let raw: RawConfig = load_toml(path)?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base_dir = if base_dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base_dir
+        };
+        Self::validate(raw, base_dir).map_err(|e| e.at(path))
+    }
+
+    pub fn parse(text: &str, base_dir: &Path) -> Result<Self, String> {
+        let raw: RawConfig = parse_toml(text)?;
+        Self::validate(raw, base_dir.to_path_buf()).map_err(|e| e.to_string())
+    }
+
+    fn validate(raw: RawConfig, base_dir: PathBuf) -> Result<Self, Invalid> {
+        let people = People::new(raw.people);
+        people.validate().map_err(|m| Invalid::new("people", m))?;
+        if raw.bot_login.trim().is_empty() || raw.bot_login.contains(char::is_whitespace) {
+            return Err(Invalid::new("bot_login", "must be a GitHub login such as \"gandalf\""));
+        }
+        let mut names = HashSet::new();
+        for r in &raw.repos {
+            let parts: Vec<&str> = r.name.split('/').collect();
+            if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
+                return Err(Invalid::new(
+                    "repos.name",
+                    format!("`{}` is not of the form owner/name", r.name),
+                ));
+            }
+            if !names.insert(r.name.to_ascii_lowercase()) {
+                return Err(Invalid::new("repos.name", format!("lists `{}` twice", r.name)));
+            }
+            if r.base.trim().is_empty() {
+                return Err(Invalid::new("repos.base", format!("is empty for `{}`", r.name)));
+            }
+            if r.parallelism == 0 {
+                return Err(Invalid::new(
+                    "repos.parallelism",
+                    format!("must be at least 1 for `{}`", r.name),
+                ));
+            }
+            if r.step_timeout > r.timeout {
+                return Err(Invalid::new(
+                    "repos.step_timeout",
+                    format!(
+                        "({}) is longer than the whole verification's timeout ({}) for `{}`",
+                        r.step_timeout, r.timeout, r.name
+                    ),
+                ));
+            }
+        }
+        let public_url = raw.public_url.unwrap_or_else(|| format!("http://{}", raw.listen));
+        if url::Url::parse(&public_url).is_err() {
+            return Err(Invalid::new("public_url", format!("`{public_url}` is not a URL")));
+        }
+        Ok(GandalfConfig {
+            listen: raw.listen,
+            public_url: public_url.trim_end_matches('/').to_string(),
+            bot_login: raw.bot_login,
+            merges_channel: raw.merges_channel,
+            admins: raw.admins,
+            people,
+            repos: raw.repos,
+            base_dir,
+        })
+    }
+
+    pub fn is_admin(&self, user: &str) -> bool {
+        self.admins.iter().any(|a| a.as_str() == user)
+    }
+
+    pub fn repo(&self, name: &str) -> Option<&RepoConfig> {
+        self.repos.iter().find(|r| r.name.eq_ignore_ascii_case(name))
     }
 
     pub fn verification_environments(&self) -> Vec<Declared> {
@@ -35,5 +215,73 @@ impl GandalfConfig {
                 keep_on_weekends: false,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub const EXAMPLE: &str = r#"
+listen = "0.0.0.0:8082"
+public_url = "https://gandalf.example.com"
+bot_login = "gandalf"
+merges_channel = "C0MERGES"
+admins = ["U0ADMIN1"]
+
+[[people]]
+slack = "U0ALICE"
+github = "alice"
+
+[[repos]]
+name = "acme/platform"
+base = "main"
+environment = "verify-1"
+required_approvals = 1
+merge_method = "fast-forward"
+resource_map = ".gandalf/resources.toml"
+timeout = "60m"
+step_timeout = "20m"
+checkout = { clone_url = "https://github.com/acme/platform.git" }
+
+[repos.pipeline]
+build  = "ci/build.sh"
+deploy = "ci/deploy.sh"
+test   = "ci/e2e.sh"
+revert = "ci/deploy.sh"
+"#;
+
+    #[test]
+    fn the_spec_example_parses() {
+        let c = GandalfConfig::parse(EXAMPLE, Path::new(".")).unwrap();
+        let r = c.repo("ACME/platform").unwrap();
+        assert_eq!((r.owner(), r.short_name()), ("acme", "platform"));
+        assert_eq!(r.merge_method, MergeMethod::FastForward);
+        assert_eq!(r.timeout.as_secs(), 3600);
+        assert_eq!(r.pipeline.revert.as_deref(), Some("ci/deploy.sh"));
+        assert_eq!(c.verification_environments()[0].name, "verify-1");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            (
+                "merge_method = \"fast-forward\"",
+                "merge_method = \"rebase\"",
+                "merge_method",
+            ),
+            ("name = \"acme/platform\"", "name = \"platform\"", "repos.name"),
+            ("step_timeout = \"20m\"", "step_timeout = \"2h\"", "repos.step_timeout"),
+            (
+                "environment = \"verify-1\"",
+                "environment = \"Verify 1\"",
+                "environment",
+            ),
+            ("test   = \"ci/e2e.sh\"", "tests = \"ci/e2e.sh\"", "tests"),
+        ];
+        for (from, to, key) in cases {
+            let err = GandalfConfig::parse(&EXAMPLE.replacen(from, to, 1), Path::new(".")).unwrap_err();
+            assert!(err.contains(key), "{to}: {err}");
+        }
     }
 }

@@ -3,7 +3,8 @@
 //! `serve` runs the bot; `migrate` applies the schema; `plan` and `resources` are the offline tools
 //! around the affected-set planner. The queue itself lives in the library modules.
 
-mod config;
+mod discover;
+mod plan;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +34,13 @@ enum Command {
     },
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Show what a change affects: resources, build levels and deploys (no database needed).
+    Plan(plan::PlanArgs),
+    /// Tools for the resource map (`.gandalf/resources.toml`).
+    Resources {
+        #[command(subcommand)]
+        command: discover::ResourcesCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -60,7 +68,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let path = cli
                 .config
                 .context("no config: pass --config gandalf.toml or set GANDALF_CONFIG")?;
-            let config = config::GandalfConfig::load(&path)?;
+            let config = gandalf::config::GandalfConfig::load(&path)?;
             serve(config, listen).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -73,10 +81,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("migrations applied");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Plan(args) => plan::run(args),
+        Command::Resources { command } => discover::run(command),
     }
 }
 
-async fn serve(config: config::GandalfConfig, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+async fn serve(config: gandalf::config::GandalfConfig, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     let secrets = Secrets::from_env(&ProcessEnv)?;
     let database_url = secrets.require_database_url()?.to_string();
     let pool = shared::db::connect(&database_url, 8)

@@ -2,6 +2,7 @@
 //! and [`spawn_bobby`], which starts the real Bobby (the same `bobby::app::start` as `main`) on
 //! loopback against both.
 
+pub mod fake_github;
 pub mod fake_slack;
 pub mod pg;
 

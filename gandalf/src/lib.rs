@@ -1,0 +1,8 @@
+//! Gandalf: the deploy-verified serial merge queue (SPEC §5).
+//!
+//! The binary in `main.rs` is a thin shell; the queue lives here so the end-to-end tests run the
+//! very same code. Where to look: `command` parses what people type (Slack and PR comments),
+//! `config` reads `gandalf.toml`.
+
+pub mod command;
+pub mod config;
