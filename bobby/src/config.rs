@@ -12,7 +12,7 @@ use shared::duration::Span;
 use shared::envs::{Declared, DefaultLease, LeasePolicy};
 use shared::ids::{ChannelId, EnvName, SlackUserId};
 use shared::people::{People, Person};
-use shared::settings::{Invalid, SettingsError, TimeOfDay, Timezone, load_toml, parse_toml};
+use shared::settings::{Invalid, SettingsError, TimeOfDay, Timezone, config_dir, load_toml, parse_toml};
 
 #[derive(Debug, Clone)]
 pub struct BobbyConfig {
@@ -235,13 +235,7 @@ pub struct PipelineConfig {
 impl BobbyConfig {
     pub fn load(path: &Path) -> Result<Self, SettingsError> {
         let raw: RawConfig = load_toml(path)?;
-        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let base_dir = if base_dir.as_os_str().is_empty() {
-            PathBuf::from(".")
-        } else {
-            base_dir
-        };
-        Self::validate(raw, base_dir).map_err(|e| e.at(path))
+        Self::validate(raw, config_dir(path)).map_err(|e| e.at(path))
     }
 
     /// Parses a config from text (tests and tools); relative paths resolve from `base_dir`.

@@ -63,21 +63,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    shared::http::init_tracing(shared::settings::log_format_json(&ProcessEnv));
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("bobby: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("bobby: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+    shared::cli::run_main("bobby", run(cli))
 }
 
 fn load_config(path: Option<PathBuf>) -> anyhow::Result<BobbyConfig> {
@@ -116,15 +102,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Migrate => {
-            let secrets = Secrets::from_env(&ProcessEnv)?;
-            let pool = shared::db::connect(secrets.require_database_url()?, 2)
-                .await
-                .context("connecting to Postgres")?;
-            shared::db::migrate(&pool).await.context("applying migrations")?;
-            println!("migrations applied");
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Migrate => shared::cli::migrate().await,
         Command::Exec { as_user, text } => {
             let user: SlackUserId = as_user.parse()?;
             let config = load_config(cli.config)?;

@@ -10,7 +10,7 @@ use shared::duration::Span;
 use shared::envs::Declared;
 use shared::ids::{ChannelId, EnvName, SlackUserId};
 use shared::people::{People, Person};
-use shared::settings::{Invalid, SettingsError, load_toml, parse_toml};
+use shared::settings::{Invalid, SettingsError, config_dir, load_toml, parse_toml};
 
 #[derive(Debug, Clone)]
 pub struct GandalfConfig {
@@ -131,13 +131,7 @@ impl RepoConfig {
 impl GandalfConfig {
     pub fn load(path: &Path) -> Result<Self, SettingsError> {
         let raw: RawConfig = load_toml(path)?;
-        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let base_dir = if base_dir.as_os_str().is_empty() {
-            PathBuf::from(".")
-        } else {
-            base_dir
-        };
-        Self::validate(raw, base_dir).map_err(|e| e.at(path))
+        Self::validate(raw, config_dir(path)).map_err(|e| e.at(path))
     }
 
     pub fn parse(text: &str, base_dir: &Path) -> Result<Self, String> {

@@ -45,21 +45,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    shared::http::init_tracing(shared::settings::log_format_json(&ProcessEnv));
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("gandalf: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("gandalf: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+    shared::cli::run_main("gandalf", run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -72,15 +58,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             serve(config, listen).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Migrate => {
-            let secrets = Secrets::from_env(&ProcessEnv)?;
-            let pool = shared::db::connect(secrets.require_database_url()?, 2)
-                .await
-                .context("connecting to Postgres")?;
-            shared::db::migrate(&pool).await.context("applying migrations")?;
-            println!("migrations applied");
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Migrate => shared::cli::migrate().await,
         Command::Plan(args) => plan::run(args),
         Command::Resources { command } => discover::run(command),
     }

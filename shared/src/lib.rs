@@ -2,6 +2,7 @@
 //! and the HTTP plumbing both bots serve. No binary lives here; `bobby/` and `gandalf/` are thin
 //! shells around it.
 
+pub mod cli;
 pub mod clock;
 pub mod db;
 pub mod duration;

@@ -88,6 +88,14 @@ impl fmt::Display for Invalid {
     }
 }
 
+/// The directory a config file lives in: where its relative paths (step scripts) resolve from.
+pub fn config_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 /// Reads and parses a TOML config file. Parse errors carry toml's own report, which shows the line,
 /// the column and the offending key.
 pub fn load_toml<T: DeserializeOwned>(path: &Path) -> Result<T, SettingsError> {
