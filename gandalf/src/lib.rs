@@ -2,7 +2,11 @@
 //!
 //! The binary in `main.rs` is a thin shell; the queue lives here so the end-to-end tests run the
 //! very same code. Where to look: `command` parses what people type (Slack and PR comments),
-//! `config` reads `gandalf.toml`.
+//! `handler` decides, `messages` words it, `store` is the queue in Postgres, `config` reads
+//! `gandalf.toml`.
 
 pub mod command;
 pub mod config;
+pub mod handler;
+pub mod messages;
+pub mod store;

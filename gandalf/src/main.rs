@@ -34,6 +34,14 @@ enum Command {
     },
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Run one command as a Slack user, exactly as `/gandalf` would, and print the reply.
+    Exec {
+        /// The Slack user id to act as, e.g. U0ALICE.
+        #[arg(long = "as", value_name = "SLACK_ID")]
+        as_user: String,
+        /// The command text, e.g. "queue".
+        text: String,
+    },
     /// Show what a change affects: resources, build levels and deploys (no database needed).
     Plan(plan::PlanArgs),
     /// Tools for the resource map (`.gandalf/resources.toml`).
@@ -59,6 +67,32 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => shared::cli::migrate().await,
+        Command::Exec { as_user, text } => {
+            let user: shared::ids::SlackUserId = as_user.parse()?;
+            let path = cli
+                .config
+                .context("no config: pass --config gandalf.toml or set GANDALF_CONFIG")?;
+            let config = gandalf::config::GandalfConfig::load(&path)?;
+            let secrets = Secrets::from_env(&ProcessEnv)?;
+            let pool = shared::db::connect(secrets.require_database_url()?, 2)
+                .await
+                .context("connecting to Postgres")?;
+            shared::db::migrate(&pool).await.context("applying migrations")?;
+            let github = gandalf::handler::Gandalf::github_from(&secrets).await?;
+            let gandalf = gandalf::handler::Gandalf {
+                pool,
+                config: std::sync::Arc::new(config),
+                github,
+                clock: std::sync::Arc::new(shared::clock::SystemClock),
+            };
+            let answer = gandalf.handle(&user, &text).await;
+            println!("{}", answer.reply.plain());
+            Ok(if answer.refused {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::Plan(args) => plan::run(args),
         Command::Resources { command } => discover::run(command),
     }

@@ -400,3 +400,109 @@ impl TestBobby {
         sqlx::query_scalar(sql).fetch_one(&self.pool).await.unwrap()
     }
 }
+
+/// A Gandalf handler on a fresh database, with a fake GitHub holding `acme/platform`: what
+/// `/gandalf` and `gandalf exec` run.
+pub struct TestGandalf {
+    pub gandalf: gandalf::handler::Gandalf,
+    pub github: fake_github::FakeGithub,
+    pub pool: PgPool,
+    pub clock: ManualClock,
+}
+
+pub const GANDALF_TOML: &str = r#"
+listen = "127.0.0.1:0"
+public_url = "http://gandalf.test"
+bot_login = "gandalf"
+merges_channel = "C0MERGES"
+admins = ["U0ADMIN1"]
+
+[[people]]
+slack = "U0ALICE"
+github = "alice"
+
+[[people]]
+slack = "U0BOB"
+github = "bob"
+
+[[people]]
+slack = "U0CAROL"
+github = "carol"
+
+[[repos]]
+name = "acme/platform"
+base = "main"
+environment = "verify-1"
+required_approvals = 1
+
+[repos.pipeline]
+build = "true"
+deploy = "true"
+test = "true"
+"#;
+
+pub async fn spawn_gandalf() -> TestGandalf {
+    init_logs();
+    let db = fresh_database().await;
+    let github = fake_github::FakeGithub::start().await;
+    github.create_repo("acme/platform", "main", &[("README.md", "hello\n")]);
+    for (login, perm) in [("alice", "write"), ("bob", "write"), ("carol", "read")] {
+        github.set_permission("acme/platform", login, perm);
+    }
+    let pool = shared::db::connect(&db.url, 5).await.unwrap();
+    shared::db::migrate(&pool).await.unwrap();
+    let config = gandalf::config::GandalfConfig::parse(GANDALF_TOML, Path::new(".")).unwrap();
+    let client = shared::github::Github::new(
+        &github.api_url(),
+        shared::github::Auth::Token(secrecy::SecretString::from(fake_github::TOKEN)),
+        shared::github::RetryPolicy {
+            attempts: 3,
+            base: Duration::from_millis(5),
+            cap: Duration::from_millis(20),
+        },
+    )
+    .await
+    .unwrap();
+    let clock = ManualClock::new(monday_morning());
+    let gandalf = gandalf::handler::Gandalf {
+        pool: pool.clone(),
+        config: Arc::new(config),
+        github: Some(client),
+        clock: Arc::new(clock.clone()),
+    };
+    TestGandalf {
+        gandalf,
+        github,
+        pool,
+        clock,
+    }
+}
+
+impl TestGandalf {
+    /// `/gandalf <text>` by `user`: the reply's plain text and whether it was refused.
+    pub async fn command(&self, user: &str, text: &str) -> (String, bool) {
+        let answer = self.gandalf.handle(&user.parse().unwrap(), text).await;
+        (answer.reply.plain(), answer.refused)
+    }
+
+    /// A PR `number` from branch `pr-<number>` changing `path`, approved by bob.
+    pub fn ready_pull(&self, number: u64, path: &str) -> String {
+        let branch = format!("pr-{number}");
+        let head = self.github.push(
+            "acme/platform",
+            &branch,
+            "main",
+            &[(path, Some(&format!("change {number}\n")))],
+        );
+        self.github.open_pull(
+            "acme/platform",
+            number,
+            &format!("Change {number}"),
+            "alice",
+            &branch,
+            "main",
+        );
+        self.github.approve("acme/platform", number, "bob");
+        head
+    }
+}

@@ -1,0 +1,243 @@
+//! Every sentence Gandalf writes in Slack, in one place. Handlers decide what happened; this
+//! module decides how it reads. PR titles are user input and always escaped.
+
+use chrono::{DateTime, Utc};
+use shared::duration::humanize;
+use shared::slack::Reply;
+use shared::slack::mrkdwn::{code, date, escape, user};
+
+use crate::command::{ParseError, VERBS};
+use crate::store::{Item, Pause};
+
+fn pr(repo: &str, number: i64) -> String {
+    format!("*{}#{number}*", escape(repo))
+}
+
+pub fn help() -> Reply {
+    let mut text =
+        String::from("*Gandalf* merges pull requests one at a time, after deploying and testing them. Commands:\n");
+    for (_, usage) in VERBS {
+        text.push_str(&format!("• `/gandalf {usage}`\n"));
+    }
+    text.push_str("On a pull request, comment `@gandalf merge` (or `cancel`, `retry`, `status`).");
+    Reply::ephemeral(text)
+}
+
+pub fn parse_error(e: &ParseError) -> Reply {
+    let mut text = format!(":warning: {}", escape(&e.message));
+    match e.usage {
+        Some(u) => text.push_str(&format!("\nUsage: `/gandalf {u}`")),
+        None => text.push_str("\nType `/gandalf help` for the list of commands."),
+    }
+    Reply::ephemeral(text)
+}
+
+pub fn internal_error() -> Reply {
+    Reply::ephemeral(
+        ":boom: Something went wrong on my side and nothing was changed. Please try again in a moment; the Gandalf logs have the details.",
+    )
+}
+
+pub fn unmapped_user(who: &str) -> Reply {
+    Reply::ephemeral(format!(
+        ":warning: I don't know your GitHub login, {}. Ask an admin to add you to `[[people]]` in gandalf.toml (slack = \"{}\", github = \"…\").",
+        user(who),
+        escape(who)
+    ))
+}
+
+pub fn unknown_repo(name: &str, repos: &[&str]) -> Reply {
+    Reply::ephemeral(format!(
+        ":warning: I don't queue {}. Repositories: {}",
+        code(name),
+        repos.iter().map(|r| code(r)).collect::<Vec<_>>().join(", ")
+    ))
+}
+
+pub fn which_repo(repos: &[&str]) -> Reply {
+    Reply::ephemeral(format!(
+        ":warning: I queue several repositories; say which, like `owner/repo#123`. Repositories: {}",
+        repos.iter().map(|r| code(r)).collect::<Vec<_>>().join(", ")
+    ))
+}
+
+pub fn no_github() -> Reply {
+    Reply::ephemeral(":zzz: Gandalf has no GitHub credentials (GITHUB_TOKEN or a GitHub App), so its queues are idle.")
+}
+
+pub fn github_down(detail: &str) -> Reply {
+    Reply::ephemeral(format!(
+        ":warning: GitHub is not answering right now ({}); nothing was changed. Try again in a minute.",
+        escape(detail)
+    ))
+}
+
+pub fn admins_only(what: &str) -> Reply {
+    Reply::ephemeral(format!(":no_entry: Only admins can {what} the queue."))
+}
+
+pub fn refused(repo: &str, number: i64, why: &str) -> Reply {
+    Reply::ephemeral(format!(":no_entry: I can't queue {}: {}", pr(repo, number), why))
+}
+
+pub fn queued(item: &Item, position: usize, eta: Option<chrono::Duration>, by_slack: Option<&str>) -> Reply {
+    let who = by_slack.map(user).unwrap_or_else(|| escape(&item.queued_by));
+    let mut text = format!(
+        ":inbox_tray: {who} queued {} {} at position {position}",
+        pr(&item.repo, item.pr.into()),
+        escape(&item.title)
+    );
+    if item.priority != 0 {
+        text.push_str(&format!(" (priority {})", item.priority));
+    }
+    if let Some(eta) = eta {
+        text.push_str(&format!("; expect it to start in about {}", humanize(eta)));
+    }
+    text.push('.');
+    Reply::in_channel(text)
+}
+
+pub fn already_queued(item: &Item, position: usize) -> Reply {
+    Reply::ephemeral(format!(
+        "{} is already in the queue (position {position}, {}).",
+        pr(&item.repo, item.pr.into()),
+        item.state.as_str()
+    ))
+}
+
+pub fn not_queued(repo: &str, number: i64) -> Reply {
+    Reply::ephemeral(format!("{} is not in the queue.", pr(repo, number)))
+}
+
+pub fn cancel_not_allowed(item: &Item) -> Reply {
+    Reply::ephemeral(format!(
+        ":no_entry: Only people with write access, or {} who queued it, can cancel {}.",
+        escape(&item.queued_by),
+        pr(&item.repo, item.pr.into())
+    ))
+}
+
+pub fn cancelled(item: &Item, by: &str) -> Reply {
+    Reply::in_channel(format!(
+        ":x: {} took {} out of the queue.",
+        user(by),
+        pr(&item.repo, item.pr.into())
+    ))
+}
+
+pub fn nothing_to_retry(repo: &str, number: i64) -> Reply {
+    Reply::ephemeral(format!(
+        "{} has not failed, so there is nothing to retry. To queue it: `/gandalf merge {}#{number}`",
+        pr(repo, number),
+        escape(repo)
+    ))
+}
+
+fn item_line(item: &Item, position: usize, now: DateTime<Utc>) -> String {
+    format!(
+        "{position}. {} {} · {} · queued by {} {} ago",
+        pr(&item.repo, item.pr.into()),
+        escape(&item.title),
+        item.state.as_str(),
+        escape(&item.queued_by),
+        humanize(now - item.enqueued_at)
+    )
+}
+
+pub fn queue(
+    repo: &str,
+    items: &[Item],
+    pause: &Pause,
+    typical: Option<chrono::Duration>,
+    now: DateTime<Utc>,
+) -> Reply {
+    let mut text = format!("*Queue of {}*", escape(repo));
+    if pause.paused {
+        text.push_str(&format!(" — :double_vertical_bar: paused: {}", escape(&pause.reason)));
+    }
+    text.push('\n');
+    if items.is_empty() {
+        text.push_str("Empty.");
+    }
+    for (i, item) in items.iter().enumerate() {
+        text.push_str(&item_line(item, i + 1, now));
+        if let Some(t) = typical {
+            let waits = t * (i as i32);
+            if i > 0 {
+                text.push_str(&format!(" · starts in ~{}", humanize(waits)));
+            }
+        }
+        text.push('\n');
+    }
+    Reply::ephemeral(text.trim_end().to_string())
+}
+
+pub fn status(item: &Item, position: Option<usize>, public_url: &str) -> Reply {
+    let mut text = format!(
+        "{} {}: *{}*",
+        pr(&item.repo, item.pr.into()),
+        escape(&item.title),
+        item.state.as_str()
+    );
+    if let Some(p) = position {
+        text.push_str(&format!(" (position {p})"));
+    }
+    if let Some(reason) = &item.outcome_reason {
+        text.push_str(&format!("\n{}", escape(reason)));
+    }
+    text.push_str(&format!(
+        "\nQueued by {} at {}.",
+        escape(&item.queued_by),
+        date(item.enqueued_at)
+    ));
+    text.push_str(&format!(
+        "\nDetails: {public_url}/api/v1/repos/{}/pulls/{}",
+        item.repo, item.pr
+    ));
+    Reply::ephemeral(text)
+}
+
+pub fn never_queued(repo: &str, number: i64) -> Reply {
+    Reply::ephemeral(format!(
+        "{} has never been queued. To queue it: `/gandalf merge {}#{number}`",
+        pr(repo, number),
+        escape(repo)
+    ))
+}
+
+pub fn paused(repo: &str, by: &str, reason: &str) -> Reply {
+    let why = if reason.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", escape(reason))
+    };
+    Reply::in_channel(format!(
+        ":double_vertical_bar: {} paused the queue of {}{why}. Queued PRs wait; `/gandalf resume` restarts it.",
+        user(by),
+        code(repo)
+    ))
+}
+
+pub fn resumed(repo: &str, by: &str) -> Reply {
+    Reply::in_channel(format!(
+        ":arrow_forward: {} resumed the queue of {}.",
+        user(by),
+        code(repo)
+    ))
+}
+
+pub fn plan(repo: &str, number: i64, text: &str) -> Reply {
+    Reply::ephemeral(format!(
+        "Plan for {}:\n```\n{}\n```",
+        pr(repo, number),
+        text.replace("```", "'''")
+    ))
+}
+
+pub fn bad_map(repo: &str, number: i64, error: &str) -> Reply {
+    Reply::ephemeral(format!(
+        ":warning: The resource map of {} does not parse:\n```\n{}\n```",
+        pr(repo, number),
+        error.replace("```", "'''")
+    ))
+}

@@ -1,0 +1,297 @@
+//! The merge queue in Postgres: items, their steps, pause state and handled deliveries. The
+//! database holds the invariants — one active item per PR, one verifying item per repository, a PR
+//! landed at most once — as unique indexes, so no code path can break them.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, Row};
+
+pub type DbResult<T> = Result<T, sqlx::Error>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(type_name = "queue_item_state", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum ItemState {
+    Queued,
+    WaitingForEnvironment,
+    Preparing,
+    Deploying,
+    Testing,
+    Landing,
+    Merged,
+    Failed,
+    Cancelled,
+    Dropped,
+}
+
+impl ItemState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemState::Queued => "queued",
+            ItemState::WaitingForEnvironment => "waiting_for_environment",
+            ItemState::Preparing => "preparing",
+            ItemState::Deploying => "deploying",
+            ItemState::Testing => "testing",
+            ItemState::Landing => "landing",
+            ItemState::Merged => "merged",
+            ItemState::Failed => "failed",
+            ItemState::Cancelled => "cancelled",
+            ItemState::Dropped => "dropped",
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            ItemState::Merged | ItemState::Failed | ItemState::Cancelled | ItemState::Dropped
+        )
+    }
+
+    pub fn is_verifying(self) -> bool {
+        !self.is_finished() && self != ItemState::Queued
+    }
+}
+
+/// One time a pull request was queued.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Item {
+    pub id: i64,
+    pub repo: String,
+    pub pr: i32,
+    pub title: String,
+    pub author: String,
+    pub head_sha: String,
+    pub priority: i32,
+    pub queued_by: String,
+    pub queued_by_slack: Option<String>,
+    pub enqueued_at: DateTime<Utc>,
+    pub state: ItemState,
+    pub base_sha: Option<String>,
+    pub candidate_sha: Option<String>,
+    pub affected: sqlx::types::Json<Vec<String>>,
+    pub outcome_reason: Option<String>,
+    pub verify_started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub landed_sha: Option<String>,
+}
+
+macro_rules! item_columns {
+    () => {
+        "id, repo, pr, title, author, head_sha, priority, queued_by, queued_by_slack, enqueued_at, state, \
+         base_sha, candidate_sha, affected, outcome_reason, verify_started_at, finished_at, landed_sha"
+    };
+}
+
+/// The order of a queue: the verifying item first, then by priority, then by time queued.
+const QUEUE_ORDER: &str = "(state <> 'queued') DESC, priority DESC, enqueued_at, id";
+
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct StepRow {
+    pub name: String,
+    pub resource: Option<String>,
+    pub state: String,
+    pub exit_code: Option<i32>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+pub struct NewItem<'a> {
+    pub repo: &'a str,
+    pub pr: i32,
+    pub title: &'a str,
+    pub author: &'a str,
+    pub head_sha: &'a str,
+    pub priority: i32,
+    pub queued_by: &'a str,
+    pub queued_by_slack: Option<&'a str>,
+}
+
+pub async fn ensure_repos(conn: &mut PgConnection, repos: &[String]) -> DbResult<()> {
+    sqlx::query("INSERT INTO repo_queues (repo) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING")
+        .bind(repos)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Queues a PR; `Err(existing)` when it is queued already (the unique index decides, not a read).
+pub async fn enqueue(conn: &mut PgConnection, new: NewItem<'_>, now: DateTime<Utc>) -> DbResult<Result<Item, Item>> {
+    let inserted: Option<Item> = sqlx::query_as(concat!(
+        "INSERT INTO queue_items (repo, pr, title, author, head_sha, priority, queued_by, queued_by_slack, enqueued_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING ",
+        item_columns!()
+    ))
+    .bind(new.repo)
+    .bind(new.pr)
+    .bind(new.title)
+    .bind(new.author)
+    .bind(new.head_sha)
+    .bind(new.priority)
+    .bind(new.queued_by)
+    .bind(new.queued_by_slack)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match inserted {
+        Some(item) => Ok(Ok(item)),
+        None => match active_item(conn, new.repo, new.pr).await? {
+            Some(existing) => Ok(Err(existing)),
+            None => Err(sqlx::Error::RowNotFound),
+        },
+    }
+}
+
+pub async fn active_item(conn: &mut PgConnection, repo: &str, pr: i32) -> DbResult<Option<Item>> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        item_columns!(),
+        " FROM queue_items WHERE repo = $1 AND pr = $2 \
+          AND state NOT IN ('merged', 'failed', 'cancelled', 'dropped')"
+    ))
+    .bind(repo)
+    .bind(pr)
+    .fetch_optional(conn)
+    .await
+}
+
+/// The most recent item of a PR, finished or not.
+pub async fn latest_item(conn: &mut PgConnection, repo: &str, pr: i32) -> DbResult<Option<Item>> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        item_columns!(),
+        " FROM queue_items WHERE repo = $1 AND pr = $2 ORDER BY id DESC LIMIT 1"
+    ))
+    .bind(repo)
+    .bind(pr)
+    .fetch_optional(conn)
+    .await
+}
+
+/// The active items of a repository's queue, in order.
+pub async fn queue(conn: &mut PgConnection, repo: &str) -> DbResult<Vec<Item>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {} FROM queue_items WHERE repo = $1 AND state NOT IN ('merged', 'failed', 'cancelled', 'dropped') \
+         ORDER BY {QUEUE_ORDER}",
+        item_columns!()
+    )))
+    .bind(repo)
+    .fetch_all(conn)
+    .await
+}
+
+/// Finished items, newest first.
+pub async fn history(conn: &mut PgConnection, repo: &str, limit: i64) -> DbResult<Vec<Item>> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        item_columns!(),
+        " FROM queue_items WHERE repo = $1 AND state IN ('merged', 'failed', 'cancelled', 'dropped') \
+          ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT $2"
+    ))
+    .bind(repo)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Ends an active item (cancelled or dropped) with a reason; `false` when it had finished already.
+pub async fn finish(
+    conn: &mut PgConnection,
+    id: i64,
+    state: ItemState,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> DbResult<bool> {
+    let n = sqlx::query(
+        "UPDATE queue_items SET state = $2, outcome_reason = $3, finished_at = $4 \
+         WHERE id = $1 AND state NOT IN ('merged', 'failed', 'cancelled', 'dropped')",
+    )
+    .bind(id)
+    .bind(state)
+    .bind(reason)
+    .bind(now)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+pub async fn steps(conn: &mut PgConnection, item_id: i64) -> DbResult<Vec<StepRow>> {
+    sqlx::query_as(
+        "SELECT name, resource, state, exit_code, started_at, finished_at FROM queue_steps WHERE item_id = $1 ORDER BY id",
+    )
+    .bind(item_id)
+    .fetch_all(conn)
+    .await
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Pause {
+    pub paused: bool,
+    pub reason: String,
+    pub by: Option<String>,
+}
+
+pub async fn pause_state(conn: &mut PgConnection, repo: &str) -> DbResult<Pause> {
+    let row = sqlx::query("SELECT paused, paused_reason, paused_by FROM repo_queues WHERE repo = $1")
+        .bind(repo)
+        .fetch_optional(conn)
+        .await?;
+    Ok(match row {
+        Some(r) => Pause {
+            paused: r.try_get("paused")?,
+            reason: r.try_get("paused_reason")?,
+            by: r.try_get("paused_by")?,
+        },
+        None => Pause::default(),
+    })
+}
+
+pub async fn set_paused(
+    conn: &mut PgConnection,
+    repo: &str,
+    paused: bool,
+    reason: &str,
+    by: &str,
+    now: DateTime<Utc>,
+) -> DbResult<()> {
+    sqlx::query(
+        "INSERT INTO repo_queues (repo, paused, paused_reason, paused_by, paused_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (repo) DO UPDATE SET paused = $2, paused_reason = $3, paused_by = $4, paused_at = $5",
+    )
+    .bind(repo)
+    .bind(paused)
+    .bind(reason)
+    .bind(by)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records a webhook delivery; `false` when it was seen before.
+pub async fn first_delivery(conn: &mut PgConnection, id: &str, event: &str, now: DateTime<Utc>) -> DbResult<bool> {
+    let n = sqlx::query(
+        "INSERT INTO github_deliveries (delivery_id, event, received_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(event)
+    .bind(now)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// Median verification time of the last finished items, for queue ETAs.
+pub async fn typical_verification(conn: &mut PgConnection, repo: &str) -> DbResult<Option<chrono::Duration>> {
+    let secs: Option<f64> = sqlx::query_scalar(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM finished_at - verify_started_at)) \
+         FROM (SELECT finished_at, verify_started_at FROM queue_items \
+               WHERE repo = $1 AND state IN ('merged', 'failed') AND verify_started_at IS NOT NULL \
+               ORDER BY finished_at DESC LIMIT 20) recent",
+    )
+    .bind(repo)
+    .fetch_one(conn)
+    .await?;
+    Ok(secs.map(|s| chrono::Duration::milliseconds((s * 1000.0) as i64)))
+}
