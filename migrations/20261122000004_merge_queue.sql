@@ -59,12 +59,18 @@ CREATE TABLE queue_steps (
 );
 CREATE INDEX queue_steps_by_item ON queue_steps (item_id, id);
 
--- X-GitHub-Delivery ids already accepted: a redelivery is acknowledged and ignored.
+-- GitHub deliveries, stored before they are acknowledged and processed from here, so a crash
+-- between the two loses nothing; the id makes a redelivery a no-op.
 CREATE TABLE github_deliveries (
-    delivery_id text PRIMARY KEY,
-    event       text NOT NULL,
-    received_at timestamptz NOT NULL
+    delivery_id  text PRIMARY KEY,
+    event        text NOT NULL,
+    payload      jsonb NOT NULL,
+    received_at  timestamptz NOT NULL,
+    processed_at timestamptz
 );
+CREATE INDEX github_deliveries_pending ON github_deliveries (received_at) WHERE processed_at IS NULL;
+CREATE TRIGGER github_deliveries_notify AFTER INSERT ON github_deliveries
+    FOR EACH ROW EXECUTE FUNCTION notify_channel('github_deliveries');
 
 CREATE TRIGGER queue_items_notify AFTER INSERT OR UPDATE ON queue_items
     FOR EACH ROW EXECUTE FUNCTION notify_channel('gandalf_queue');

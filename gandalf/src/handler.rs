@@ -87,12 +87,47 @@ impl Gandalf {
         }
     }
 
+    /// The GitHub login a Slack user acts as, from `[[people]]`.
     fn login_of(&self, user: &SlackUserId) -> Step<String> {
         self.config
             .people
             .by_slack(user)
             .and_then(|p| p.github.clone())
             .ok_or_else(|| refuse(messages::unmapped_user(user.as_str())))
+    }
+
+    /// Runs the `@gandalf …` commands of one PR comment by `login`; returns the replies to post
+    /// on the PR (plain text, in order).
+    pub async fn handle_comment(&self, repo: &str, number: u64, login: &str, body: &str) -> Vec<String> {
+        let Some(repo) = self.config.repo(repo) else {
+            return vec![];
+        };
+        let slack = self.config.people.find(login).map(|p| p.slack.to_string());
+        let mut replies = vec![];
+        for cmd in command::parse_comment(body, &self.config.bot_login) {
+            let result = match cmd {
+                command::CommentCommand::Merge { priority } => {
+                    self.enqueue(repo, number, priority, login, slack.as_deref(), false)
+                        .await
+                }
+                command::CommentCommand::Cancel => self.cancel(repo, number, login, slack.as_deref()).await,
+                command::CommentCommand::Retry => self.retry(repo, number, login, slack.as_deref()).await,
+                command::CommentCommand::Status => self.status(repo, number).await,
+                command::CommentCommand::Unknown(what) => {
+                    Err(refuse(messages::unknown_comment_command(&what, &self.config.bot_login)))
+                }
+            };
+            let answer = match result {
+                Ok(a) => a,
+                Err(Stop::Answer(a)) => a,
+                Err(Stop::Internal(e)) => {
+                    tracing::error!(login, error = format!("{e:#}"), "comment command failed");
+                    Answer::refused(messages::internal_error())
+                }
+            };
+            replies.push(answer.reply.plain());
+        }
+        replies
     }
 
     fn repo_named(&self, name: Option<&str>) -> Step<&RepoConfig> {
@@ -126,43 +161,18 @@ impl Gandalf {
             Command::Merge { pr, priority } => {
                 let repo = self.repo_of(&pr)?;
                 let login = self.login_of(user)?;
-                self.enqueue(repo, pr.number, priority, &login, Some(user.as_str()))
+                self.enqueue(repo, pr.number, priority, &login, Some(user.as_str()), true)
                     .await
             }
             Command::Retry { pr } => {
                 let repo = self.repo_of(&pr)?;
                 let login = self.login_of(user)?;
-                let mut conn = self.pool.acquire().await?;
-                let last = store::latest_item(&mut conn, &repo.name, pr_number(pr.number)?).await?;
-                match last {
-                    Some(item) if item.state == ItemState::Failed => {
-                        drop(conn);
-                        self.enqueue(repo, pr.number, item.priority, &login, Some(user.as_str()))
-                            .await
-                    }
-                    _ => Err(refuse(messages::nothing_to_retry(&repo.name, pr.number as i64))),
-                }
+                self.retry(repo, pr.number, &login, Some(user.as_str())).await
             }
             Command::Cancel { pr } => {
                 let repo = self.repo_of(&pr)?;
                 let login = self.login_of(user)?;
-                let number = pr_number(pr.number)?;
-                let mut conn = self.pool.acquire().await?;
-                let Some(item) = store::active_item(&mut conn, &repo.name, number).await? else {
-                    return Err(refuse(messages::not_queued(&repo.name, pr.number as i64)));
-                };
-                if item.queued_by != login && !self.can_write(repo, &login).await? {
-                    return Err(refuse(messages::cancel_not_allowed(&item)));
-                }
-                store::finish(
-                    &mut conn,
-                    item.id,
-                    ItemState::Cancelled,
-                    &format!("cancelled by {login}"),
-                    now,
-                )
-                .await?;
-                Ok(Answer::ok(messages::cancelled(&item, user.as_str())))
+                self.cancel(repo, pr.number, &login, Some(user.as_str())).await
             }
             Command::Queue { repo } => {
                 let repo = self.repo_named(repo.as_deref())?;
@@ -174,21 +184,7 @@ impl Gandalf {
             }
             Command::Status { pr } => {
                 let repo = self.repo_of(&pr)?;
-                let number = pr_number(pr.number)?;
-                let mut conn = self.pool.acquire().await?;
-                let Some(item) = store::latest_item(&mut conn, &repo.name, number).await? else {
-                    return Err(refuse(messages::never_queued(&repo.name, pr.number as i64)));
-                };
-                let position = if item.state.is_finished() {
-                    None
-                } else {
-                    store::queue(&mut conn, &repo.name)
-                        .await?
-                        .iter()
-                        .position(|i| i.id == item.id)
-                        .map(|p| p + 1)
-                };
-                Ok(Answer::ok(messages::status(&item, position, &self.config.public_url)))
+                self.status(repo, pr.number).await
             }
             Command::Pause { repo, reason } => {
                 if !self.is_admin(user) {
@@ -215,6 +211,94 @@ impl Gandalf {
         }
     }
 
+    async fn retry(&self, repo: &RepoConfig, number: u64, login: &str, slack: Option<&str>) -> Step<Answer> {
+        let mut conn = self.pool.acquire().await?;
+        let last = store::latest_item(&mut conn, &repo.name, pr_number(number)?).await?;
+        drop(conn);
+        match last {
+            Some(item) if item.state == ItemState::Failed => {
+                self.enqueue(repo, number, item.priority, login, slack, true).await
+            }
+            _ => Err(refuse(messages::nothing_to_retry(&repo.name, number as i64))),
+        }
+    }
+
+    async fn cancel(&self, repo: &RepoConfig, number: u64, login: &str, slack: Option<&str>) -> Step<Answer> {
+        let mut conn = self.pool.acquire().await?;
+        let Some(item) = store::active_item(&mut conn, &repo.name, pr_number(number)?).await? else {
+            return Err(refuse(messages::not_queued(&repo.name, number as i64)));
+        };
+        if item.queued_by != login && !self.can_write(repo, login).await? {
+            return Err(refuse(messages::cancel_not_allowed(&item)));
+        }
+        let now = self.clock.now();
+        store::finish(
+            &mut conn,
+            item.id,
+            ItemState::Cancelled,
+            &format!("cancelled by {login}"),
+            now,
+        )
+        .await?;
+        Ok(Answer::ok(messages::cancelled(&item, slack.unwrap_or(login))))
+    }
+
+    async fn status(&self, repo: &RepoConfig, number: u64) -> Step<Answer> {
+        let mut conn = self.pool.acquire().await?;
+        let Some(item) = store::latest_item(&mut conn, &repo.name, pr_number(number)?).await? else {
+            return Err(refuse(messages::never_queued(&repo.name, number as i64)));
+        };
+        let position = if item.state.is_finished() {
+            None
+        } else {
+            store::queue(&mut conn, &repo.name)
+                .await?
+                .iter()
+                .position(|i| i.id == item.id)
+                .map(|p| p + 1)
+        };
+        Ok(Answer::ok(messages::status(&item, position, &self.config.public_url)))
+    }
+
+    /// A `pull_request` event: new commits, closing or a base change drop the PR from the queue.
+    /// Returns the comment to post, if the queue changed.
+    pub async fn pull_request_changed(
+        &self,
+        repo: &str,
+        number: u64,
+        action: &str,
+        head_sha: &str,
+        base_changed: bool,
+        merged: bool,
+    ) -> anyhow::Result<Option<String>> {
+        let Some(repo) = self.config.repo(repo) else {
+            return Ok(None);
+        };
+        let Ok(pr) = i32::try_from(number) else { return Ok(None) };
+        let mut conn = self.pool.acquire().await?;
+        let Some(item) = store::active_item(&mut conn, &repo.name, pr).await? else {
+            return Ok(None);
+        };
+        let reason = match action {
+            "synchronize" if item.head_sha != head_sha => {
+                format!(
+                    "new commits were pushed ({}); queue it again once they are reviewed",
+                    &head_sha[..head_sha.len().min(7)]
+                )
+            }
+            "closed" if merged => "it was merged outside the queue".to_string(),
+            "closed" => "it was closed".to_string(),
+            "edited" if base_changed => "its base branch changed".to_string(),
+            _ => return Ok(None),
+        };
+        let now = self.clock.now();
+        if store::finish(&mut conn, item.id, ItemState::Dropped, &reason, now).await? {
+            Ok(Some(messages::dropped(&reason)))
+        } else {
+            Ok(None)
+        }
+    }
+
     async fn can_write(&self, repo: &RepoConfig, login: &str) -> Step<bool> {
         let gh = self.github()?;
         Ok(gh
@@ -224,7 +308,9 @@ impl Gandalf {
             .can_write())
     }
 
-    /// Queues a PR after checking, on GitHub, everything SPEC §5.3 asks of it.
+    /// Queues a PR after checking, on GitHub, everything SPEC §5.3 asks of it. `slack` is who to
+    /// DM later; `mention` says whether the reply names them by Slack mention (in Slack) or by
+    /// GitHub login (in a PR comment).
     async fn enqueue(
         &self,
         repo: &RepoConfig,
@@ -232,6 +318,7 @@ impl Gandalf {
         priority: i32,
         login: &str,
         slack: Option<&str>,
+        mention: bool,
     ) -> Step<Answer> {
         let gh = self.github()?;
         let name = repo_name(repo);
@@ -316,7 +403,12 @@ impl Gandalf {
                     .unwrap_or(items.len());
                 let eta = typical.map(|t| t * (position.saturating_sub(1) as i32));
                 metrics::counter!("gandalf_enqueued_total").increment(1);
-                Ok(Answer::ok(messages::queued(&item, position, eta, slack)))
+                Ok(Answer::ok(messages::queued(
+                    &item,
+                    position,
+                    eta,
+                    slack.filter(|_| mention),
+                )))
             }
             Err(existing) => {
                 let position = items

@@ -5,8 +5,11 @@
 //! `handler` decides, `messages` words it, `store` is the queue in Postgres, `config` reads
 //! `gandalf.toml`.
 
+pub mod app;
 pub mod command;
 pub mod config;
 pub mod handler;
 pub mod messages;
+pub mod routes;
 pub mod store;
+pub mod webhook;

@@ -100,39 +100,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 async fn serve(config: gandalf::config::GandalfConfig, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     let secrets = Secrets::from_env(&ProcessEnv)?;
-    let database_url = secrets.require_database_url()?.to_string();
-    let pool = shared::db::connect(&database_url, 8)
-        .await
-        .context("connecting to Postgres")?;
-    shared::db::migrate(&pool).await.context("applying migrations")?;
-    shared::envs::store::sync_declared(&pool, "gandalf", &config.verification_environments(), true).await?;
-
-    let mut notes = Vec::new();
-    if !secrets.has_github() {
-        let why = "no GitHub credentials (GITHUB_TOKEN, or GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY_FILE + GITHUB_APP_INSTALLATION_ID): the queues are idle";
-        tracing::warn!("{why}");
-        notes.push(why.to_string());
-    }
-    if secrets.slack_bot_token.is_none() {
-        tracing::warn!("no SLACK_BOT_TOKEN: Slack messages are logged instead of sent");
-    }
-    let app = shared::http::instrument(
-        shared::http::ops_routes(
-            pool.clone(),
-            shared::http::About {
-                bot: "gandalf",
-                endpoints: &[],
-                notes,
-            },
-        )
-        .fallback(shared::http::not_found),
-    );
     let addr = listen.unwrap_or(config.listen);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    tracing::info!(address = %listener.local_addr()?, "gandalf is listening");
-    let (_tx, shutdown) = shared::http::shutdown_on_signals();
-    shared::http::serve(listener, app, shutdown).await?;
+    let github = gandalf::handler::Gandalf::github_from(&secrets).await?;
+    let running = gandalf::app::start(gandalf::app::Options {
+        config,
+        secrets,
+        clock: std::sync::Arc::new(shared::clock::SystemClock),
+        listener,
+        pool_size: shared::settings::database_pool_size(&ProcessEnv),
+        github,
+    })
+    .await?;
+    let (_signals, mut stop) = shared::http::shutdown_on_signals();
+    let _ = stop.wait_for(|s| *s).await;
+    let handle = running.shutdown_handle();
+    let _ = handle.send(true);
+    if tokio::time::timeout(std::time::Duration::from_secs(20), running.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("work did not stop within the grace period; exiting anyway");
+    }
     Ok(())
 }

@@ -241,3 +241,15 @@ pub fn bad_map(repo: &str, number: i64, error: &str) -> Reply {
         error.replace("```", "'''")
     ))
 }
+
+pub fn unknown_comment_command(what: &str, bot: &str) -> Reply {
+    Reply::ephemeral(format!(
+        "I don't know `{}`. On a pull request I take `@{bot} merge [p=high|p=low|p=<n>]`, `@{bot} cancel`, `@{bot} retry` and `@{bot} status`.",
+        what.replace('`', "'")
+    ))
+}
+
+/// PR comment when a queued PR leaves the queue because of what happened to it on GitHub.
+pub fn dropped(reason: &str) -> String {
+    format!("Removed from the merge queue: {reason}.")
+}

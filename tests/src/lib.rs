@@ -408,7 +408,13 @@ pub struct TestGandalf {
     pub github: fake_github::FakeGithub,
     pub pool: PgPool,
     pub clock: ManualClock,
+    /// The running Gandalf server (the same `gandalf::app::start` as `main`).
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    _running: gandalf::app::Running,
 }
+
+pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
 
 pub const GANDALF_TOML: &str = r#"
 listen = "127.0.0.1:0"
@@ -464,6 +470,23 @@ pub async fn spawn_gandalf() -> TestGandalf {
     .await
     .unwrap();
     let clock = ManualClock::new(monday_morning());
+    let mut env: HashMap<String, String> = HashMap::new();
+    env.insert("DATABASE_URL".into(), db.url.clone());
+    env.insert("SLACK_SIGNING_SECRET".into(), SIGNING_SECRET.into());
+    env.insert("GITHUB_WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into());
+    env.insert("GITHUB_API_URL".into(), github.api_url());
+    let secrets = Secrets::from_env(&env).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = gandalf::app::start(gandalf::app::Options {
+        config: config.clone(),
+        secrets,
+        clock: Arc::new(clock.clone()),
+        listener,
+        pool_size: 5,
+        github: Some(client.clone()),
+    })
+    .await
+    .expect("gandalf starts");
     let gandalf = gandalf::handler::Gandalf {
         pool: pool.clone(),
         config: Arc::new(config),
@@ -475,6 +498,9 @@ pub async fn spawn_gandalf() -> TestGandalf {
         github,
         pool,
         clock,
+        addr: running.addr,
+        http: reqwest::Client::new(),
+        _running: running,
     }
 }
 
@@ -483,6 +509,39 @@ impl TestGandalf {
     pub async fn command(&self, user: &str, text: &str) -> (String, bool) {
         let answer = self.gandalf.handle(&user.parse().unwrap(), text).await;
         (answer.reply.plain(), answer.refused)
+    }
+
+    /// Delivers a GitHub webhook, signed; returns the status.
+    pub async fn deliver(&self, event: &str, delivery: &str, payload: &Value) -> u16 {
+        let body = payload.to_string();
+        self.http
+            .post(format!("http://{}/github/webhook", self.addr))
+            .header("x-github-event", event)
+            .header("x-github-delivery", delivery)
+            .header(
+                "x-hub-signature-256",
+                gandalf::webhook::sign(WEBHOOK_SECRET, body.as_bytes()),
+            )
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// Waits (boundedly) until the fake GitHub has `n` comments on PR `number`, and returns them.
+    pub async fn wait_for_comments(&self, number: u64, n: usize) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let comments = self.github.comments("acme/platform", number);
+            if comments.len() >= n {
+                return comments;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "only {comments:?} on #{number}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// A PR `number` from branch `pr-<number>` changing `path`, approved by bob.
@@ -505,4 +564,173 @@ impl TestGandalf {
         self.github.approve("acme/platform", number, "bob");
         head
     }
+}
+
+// --- Nightly support: a Bobby at a chosen instant, stopping and crashing it, step scripts -------
+
+/// Starts Bobby on a fresh database with its clock at `start`.
+pub async fn spawn_bobby_at(opts: BobbyOptions, start: DateTime<Utc>) -> TestBobby {
+    let db = fresh_database().await;
+    let slack = FakeSlack::start().await;
+    start_on(db, slack, ManualClock::new(start), opts).await
+}
+
+/// How [`TestBobby::down`] stops Bobby.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// As SIGTERM: work reaches a safe point (Nightly stops its steps and leaves the run to resume).
+    Graceful,
+    /// As `kill -9`: every task is dropped where it is; step shells die, what they started lives on.
+    Kill9,
+}
+
+/// A Bobby that is down: its database, Slack and clock stay, to be inspected, moved and started
+/// again.
+pub struct DownBobby {
+    pub db: TestDb,
+    pub slack: FakeSlack,
+    pub clock: ManualClock,
+    /// A pool on the database, for looking at what the stopped Bobby left.
+    pub pool: PgPool,
+    pub config_text: String,
+}
+
+impl TestBobby {
+    /// Stops this Bobby without starting another.
+    pub async fn down(mut self, how: Stop) -> DownBobby {
+        if let Some(r) = self.running.take() {
+            match how {
+                Stop::Graceful => r.stop().await,
+                Stop::Kill9 => r.abort().await,
+            }
+        }
+        self.pool.close().await;
+        let pool = PgPool::connect(&self.db.url)
+            .await
+            .expect("connect to the test database");
+        DownBobby {
+            db: self.db,
+            slack: self.slack,
+            clock: self.clock,
+            pool,
+            config_text: self.config_text,
+        }
+    }
+}
+
+impl DownBobby {
+    /// Starts Bobby again on the same database, Slack and clock.
+    pub async fn up(self) -> TestBobby {
+        self.pool.close().await;
+        let opts = BobbyOptions {
+            config: self.config_text,
+            ..Default::default()
+        };
+        start_on(self.db, self.slack, self.clock, opts).await
+    }
+}
+
+/// Generated Nightly step scripts in a temporary directory (removed on drop). Every script logs
+/// its start and its end (with the exit status) to `calls.log` with a nanosecond timestamp and the
+/// `BOBBY_*` variables it got, then runs its body with `$D` naming the directory.
+pub struct StepScripts {
+    pub dir: std::path::PathBuf,
+}
+
+/// One line of `calls.log`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepCall {
+    pub at_ns: u128,
+    /// `start` or `end`.
+    pub event: String,
+    pub phase: String,
+    pub env: String,
+    pub step: String,
+    pub attempt: u32,
+    /// The exit status (`end` only).
+    pub status: Option<i32>,
+}
+
+impl Default for StepScripts {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StepScripts {
+    pub fn new() -> Self {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "bobby-nightly-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        StepScripts { dir }
+    }
+
+    /// Writes `<name>.sh` and returns the `run` command line for it.
+    pub fn script(&self, name: &str, body: &str) -> String {
+        let path = self.dir.join(format!("{name}.sh"));
+        let text = format!(
+            "#!/bin/sh\nD='{dir}'\nL=\"$D/calls.log\"\n\
+             echo \"$(date +%s%N) start $BOBBY_PHASE $BOBBY_ENV $BOBBY_STEP $BOBBY_ATTEMPT\" >> \"$L\"\n\
+             trap 'echo \"$(date +%s%N) end $BOBBY_PHASE $BOBBY_ENV $BOBBY_STEP $BOBBY_ATTEMPT $?\" >> \"$L\"' EXIT\n\
+             {body}\n",
+            dir = self.dir.display()
+        );
+        std::fs::write(&path, text).unwrap();
+        format!("sh '{}'", path.display())
+    }
+
+    /// Every call logged so far, in order.
+    pub fn calls(&self) -> Vec<StepCall> {
+        let text = std::fs::read_to_string(self.dir.join("calls.log")).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split(' ').collect();
+                Some(StepCall {
+                    at_ns: f.first()?.parse().ok()?,
+                    event: f.get(1)?.to_string(),
+                    phase: f.get(2)?.to_string(),
+                    env: f.get(3)?.to_string(),
+                    step: f.get(4)?.to_string(),
+                    attempt: f.get(5)?.parse().ok()?,
+                    status: f.get(6).and_then(|s| s.parse().ok()),
+                })
+            })
+            .collect()
+    }
+
+    /// The starts of the calls, as `(env, step, attempt)`.
+    pub fn starts(&self) -> Vec<(String, String, u32)> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.event == "start")
+            .map(|c| (c.env, c.step, c.attempt))
+            .collect()
+    }
+
+    pub fn read(&self, file: &str) -> Option<String> {
+        std::fs::read_to_string(self.dir.join(file)).ok()
+    }
+}
+
+impl Drop for StepScripts {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The default test config with `[nightly]` settings (`extra`, TOML lines) and steps: each
+/// `(name, run)` of `delete`, then of `create`.
+pub fn nightly_toml(extra: &str, delete: &[(&str, String)], create: &[(&str, String)]) -> String {
+    let mut text = format!("{BOBBY_TOML}{extra}\n");
+    for (table, steps) in [("delete", delete), ("create", create)] {
+        for (name, run) in steps {
+            text.push_str(&format!("\n[[nightly.{table}]]\nname = \"{name}\"\nrun = \"{run}\"\n"));
+        }
+    }
+    text
 }

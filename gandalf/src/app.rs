@@ -1,0 +1,132 @@
+//! Assembles a running Gandalf: database, configuration sync, HTTP server and the delivery
+//! processor. `main` and the end-to-end tests start it through the same [`start`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use shared::clock::SharedClock;
+use shared::github::Github;
+use shared::http::About;
+use shared::settings::Secrets;
+use shared::slack::signature::SlackVerifier;
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::GandalfConfig;
+use crate::handler::Gandalf;
+use crate::routes::{AppState, router};
+use crate::webhook::WebhookSecret;
+
+pub struct Options {
+    pub config: GandalfConfig,
+    pub secrets: Secrets,
+    pub clock: SharedClock,
+    pub listener: tokio::net::TcpListener,
+    pub pool_size: u32,
+    /// GitHub, when credentials are configured (tests pass a client pointed at their fake).
+    pub github: Option<Github>,
+}
+
+pub struct Running {
+    pub addr: SocketAddr,
+    pub pool: PgPool,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        self.wait().await;
+    }
+
+    pub async fn wait(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    pub fn shutdown_handle(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+const ENDPOINTS: &[&str] = &[
+    "POST /github/webhook",
+    "POST /slack/commands",
+    "GET  /api/v1/repos/{owner}/{repo}/queue",
+    "GET  /api/v1/repos/{owner}/{repo}/pulls/{n}",
+    "GET  /api/v1/repos/{owner}/{repo}/history?limit=50",
+];
+
+pub async fn start(opts: Options) -> anyhow::Result<Running> {
+    let database_url = opts.secrets.require_database_url()?.to_string();
+    let pool = shared::db::connect(&database_url, opts.pool_size)
+        .await
+        .context("connecting to Postgres")?;
+    shared::db::migrate(&pool)
+        .await
+        .context("applying database migrations")?;
+    shared::envs::store::sync_declared(&pool, "gandalf", &opts.config.verification_environments(), true)
+        .await
+        .context("registering the verification environments")?;
+    let repos: Vec<String> = opts.config.repos.iter().map(|r| r.name.clone()).collect();
+    crate::store::ensure_repos(&mut *pool.acquire().await?, &repos).await?;
+
+    let mut notes = vec![];
+    if opts.github.is_none() {
+        let why = "no GitHub credentials (GITHUB_TOKEN, or GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY_FILE + GITHUB_APP_INSTALLATION_ID): the queues are idle";
+        tracing::warn!("{why}");
+        notes.push(why.to_string());
+    }
+    if opts.secrets.github_webhook_secret.is_none() {
+        let why = "no GITHUB_WEBHOOK_SECRET: GitHub deliveries are refused";
+        tracing::warn!("{why}");
+        notes.push(why.to_string());
+    }
+    if opts.secrets.slack_bot_token.is_none() {
+        tracing::warn!("no SLACK_BOT_TOKEN: Slack messages are logged instead of sent");
+    }
+    let gandalf = Gandalf {
+        pool: pool.clone(),
+        config: Arc::new(opts.config),
+        github: opts.github,
+        clock: opts.clock.clone(),
+    };
+    let state = AppState {
+        gandalf: gandalf.clone(),
+        verifier: SlackVerifier::new(opts.secrets.slack_signing_secret.clone(), opts.clock.clone()),
+        webhook_secret: WebhookSecret(opts.secrets.github_webhook_secret.clone().map(Arc::new)),
+    };
+    let app = shared::http::instrument(
+        router(state)
+            .merge(shared::http::ops_routes(
+                pool.clone(),
+                About {
+                    bot: "gandalf",
+                    endpoints: ENDPOINTS,
+                    notes,
+                },
+            ))
+            .fallback(shared::http::not_found),
+    );
+    let (shutdown, rx) = watch::channel(false);
+    let addr = opts.listener.local_addr()?;
+    let listener = opts.listener;
+    let server_rx = rx.clone();
+    let mut tasks = vec![tokio::spawn(async move {
+        if let Err(e) = shared::http::serve(listener, app, server_rx).await {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    })];
+    tasks.push(tokio::spawn(crate::webhook::process_deliveries(gandalf, rx.clone())));
+    tracing::info!(address = %addr, "gandalf is listening");
+    Ok(Running {
+        addr,
+        pool,
+        shutdown,
+        tasks,
+    })
+}

@@ -1,0 +1,165 @@
+//! Gandalf's HTTP surface (SPEC §5.5): GitHub webhooks, Slack commands, and the queue's JSON API.
+
+use axum::extract::{FromRef, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use shared::http::ApiError;
+use shared::ids::SlackUserId;
+use shared::slack::signature::{SignedSlackBody, SlackVerifier};
+use slack_morphism::prelude::SlackCommandEvent;
+
+use crate::handler::Gandalf;
+use crate::store::{self, Item};
+use crate::webhook::{SignedDelivery, WebhookSecret};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub gandalf: Gandalf,
+    pub verifier: SlackVerifier,
+    pub webhook_secret: WebhookSecret,
+}
+
+impl FromRef<AppState> for SlackVerifier {
+    fn from_ref(s: &AppState) -> Self {
+        s.verifier.clone()
+    }
+}
+
+impl FromRef<AppState> for WebhookSecret {
+    fn from_ref(s: &AppState) -> Self {
+        s.webhook_secret.clone()
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/github/webhook", post(webhook))
+        .route("/slack/commands", post(slash_command))
+        .route("/slack/interactions", post(interaction))
+        .route("/api/v1/repos/{owner}/{repo}/queue", get(queue))
+        .route("/api/v1/repos/{owner}/{repo}/pulls/{n}", get(pull))
+        .route("/api/v1/repos/{owner}/{repo}/history", get(history))
+        .with_state(state)
+}
+
+async fn webhook(State(app): State<AppState>, delivery: SignedDelivery) -> Result<Response, ApiError> {
+    let payload: Value = serde_json::from_slice(&delivery.body)
+        .map_err(|_| ApiError::user(StatusCode::BAD_REQUEST, "the payload is not JSON"))?;
+    let now = app.gandalf.clock.now();
+    let mut conn = app.gandalf.pool.acquire().await?;
+    let fresh = store::store_delivery(&mut conn, &delivery.delivery, &delivery.event, &payload, now).await?;
+    let body = if delivery.event == "ping" {
+        json!({ "ok": true, "pong": true })
+    } else {
+        json!({ "ok": true, "duplicate": !fresh })
+    };
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+async fn slash_command(State(app): State<AppState>, SignedSlackBody(body): SignedSlackBody) -> Response {
+    let Ok(event) = serde_urlencoded::from_bytes::<SlackCommandEvent>(&body) else {
+        return (StatusCode::BAD_REQUEST, "malformed slash command payload").into_response();
+    };
+    let Ok(user) = event.user_id.0.parse::<SlackUserId>() else {
+        return (StatusCode::BAD_REQUEST, "malformed user_id").into_response();
+    };
+    let answer = app.gandalf.handle(&user, event.text.as_deref().unwrap_or("")).await;
+    Json(answer.reply.command_response()).into_response()
+}
+
+/// Gandalf's messages carry no buttons yet; acknowledge so Slack does not retry.
+async fn interaction(SignedSlackBody(_): SignedSlackBody) -> StatusCode {
+    StatusCode::OK
+}
+
+fn repo_of(app: &AppState, owner: &str, repo: &str) -> Result<String, ApiError> {
+    let name = format!("{owner}/{repo}");
+    app.gandalf.config.repo(&name).map(|r| r.name.clone()).ok_or_else(|| {
+        let names: Vec<&str> = app.gandalf.config.repos.iter().map(|r| r.name.as_str()).collect();
+        ApiError::not_found(format!("no queue for `{name}`; repositories: {}", names.join(", ")))
+    })
+}
+
+async fn item_json(conn: &mut sqlx::PgConnection, item: &Item, position: Option<usize>) -> Result<Value, ApiError> {
+    let steps = store::steps(conn, item.id).await?;
+    Ok(json!({
+        "pr": item.pr,
+        "title": item.title,
+        "head_sha": item.head_sha,
+        "state": item.state,
+        "position": position,
+        "priority": item.priority,
+        "queued_by": item.queued_by,
+        "enqueued_at": item.enqueued_at,
+        "candidate_sha": item.candidate_sha,
+        "affected": item.affected.0,
+        "steps": steps,
+        "outcome_reason": item.outcome_reason,
+    }))
+}
+
+async fn queue(
+    State(app): State<AppState>,
+    Path((owner, repo)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let name = repo_of(&app, &owner, &repo)?;
+    let mut conn = app.gandalf.pool.acquire().await?;
+    let items = store::queue(&mut conn, &name).await?;
+    let pause = store::pause_state(&mut conn, &name).await?;
+    let mut out = vec![];
+    for (i, item) in items.iter().enumerate() {
+        out.push(item_json(&mut conn, item, Some(i + 1)).await?);
+    }
+    Ok(Json(json!({ "repo": name, "paused": pause.paused, "items": out })))
+}
+
+async fn pull(
+    State(app): State<AppState>,
+    Path((owner, repo, n)): Path<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let name = repo_of(&app, &owner, &repo)?;
+    let number: i32 = n
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiError::user(StatusCode::BAD_REQUEST, format!("`{n}` is not a pull request number")))?;
+    let mut conn = app.gandalf.pool.acquire().await?;
+    let Some(item) = store::latest_item(&mut conn, &name, number).await? else {
+        return Err(ApiError::not_found(format!("{name}#{number} has never been queued")));
+    };
+    let position = if item.state.is_finished() {
+        None
+    } else {
+        store::queue(&mut conn, &name)
+            .await?
+            .iter()
+            .position(|i| i.id == item.id)
+            .map(|p| p + 1)
+    };
+    Ok(Json(item_json(&mut conn, &item, position).await?))
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    limit: Option<i64>,
+}
+
+async fn history(
+    State(app): State<AppState>,
+    Path((owner, repo)): Path<(String, String)>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let name = repo_of(&app, &owner, &repo)?;
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let mut conn = app.gandalf.pool.acquire().await?;
+    let items = store::history(&mut conn, &name, limit).await?;
+    let mut out = vec![];
+    for item in &items {
+        out.push(item_json(&mut conn, item, None).await?);
+    }
+    Ok(Json(json!({ "repo": name, "items": out })))
+}
