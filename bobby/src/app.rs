@@ -1,4 +1,5 @@
-//! Assembles a running Bobby: database, configuration sync, HTTP server and background workers.
+//! Assembles a running Bobby: database, configuration sync, HTTP server and background workers
+//! (lease expiry, the Slack outbox, Nightly).
 //! `main` and the end-to-end tests start Bobby through the same [`start`].
 
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use shared::settings::Secrets;
 use shared::slack::SlackApi;
 use shared::slack::outbox::{Backoff, Deliverer};
 use shared::slack::signature::SlackVerifier;
+use shared::steps::Registry;
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -20,6 +22,8 @@ use shared::http::About;
 use crate::config::BobbyConfig;
 use crate::expiry::ExpiryWorker;
 use crate::handler::Bobby;
+use crate::nightly::scheduler::NightlyWorker;
+use crate::nightly::{self, Nightly};
 use crate::routes::{AppState, router};
 
 pub struct Options {
@@ -46,6 +50,19 @@ impl Running {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         self.wait().await;
+    }
+
+    /// Stops everything at once, mid-work, the way `kill -9` would as far as the database and the
+    /// step processes can tell: no safe point is reached, tasks are dropped where they are, and a
+    /// step's shell dies while what it started lives on in its process group (recorded in
+    /// `step_processes`, for the next start to kill). For crash-recovery tests.
+    pub async fn abort(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
     }
 
     /// Waits until the server and workers have stopped (after a shutdown signal).
@@ -87,6 +104,13 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     }
     let config = Arc::new(opts.config);
     let bobby = Bobby::new(pool.clone(), config, opts.clock.clone());
+    // Nightly reaps the step processes a crashed Bobby left on this host when it takes the Nightly
+    // leadership, not here: another replica on this host may be running steps right now.
+    let nightly = Nightly::new(
+        bobby.clone(),
+        Some(Registry::new(pool.clone())),
+        nightly::secret_values(&opts.secrets),
+    );
     let state = AppState {
         bobby: bobby.clone(),
         slack: slack.clone(),
@@ -95,6 +119,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     };
     let app = shared::http::instrument(
         router(state)
+            .merge(nightly::log::routes(pool.clone()))
             .merge(shared::http::ops_routes(
                 pool.clone(),
                 About {
@@ -121,6 +146,13 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         database_url: database_url.clone(),
     };
     tasks.push(tokio::spawn(expiry.run(rx.clone())));
+    if let Some(nightly) = nightly {
+        let worker = NightlyWorker {
+            nightly,
+            database_url: database_url.clone(),
+        };
+        tasks.push(tokio::spawn(worker.run(rx.clone())));
+    }
     let deliverer = Deliverer {
         pool: pool.clone(),
         database_url,
@@ -144,6 +176,7 @@ const ENDPOINTS: &[&str] = &[
     "GET  /api/v1/environments",
     "GET  /api/v1/environments/{name}",
     "POST /api/v1/environments/{name}/deploy-check",
+    "GET  /nightly/runs/{id}",
 ];
 
 /// How long `serve` waits for in-flight work after SIGTERM before exiting anyway.

@@ -4,6 +4,7 @@
 
 use chrono::{NaiveDate, NaiveTime};
 use shared::duration::Span;
+pub use shared::envs::store::NightlyPhase;
 
 /// The longest reason kept; longer ones are refused rather than silently cut.
 pub const MAX_REASON_CHARS: usize = 300;
@@ -64,11 +65,26 @@ pub enum Command {
     History {
         env: String,
     },
-    /// `deploy …` and `nightly …`: understood, answered by features that land separately.
+    Nightly(NightlyCommand),
+    /// `deploy …`: understood, answered by a feature that lands separately.
     NotYet {
         feature: &'static str,
     },
     Help,
+}
+
+/// `/bobby nightly …` (SPEC §4.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NightlyCommand {
+    Status,
+    Run {
+        phase: NightlyPhase,
+        env: Option<String>,
+        dry_run: bool,
+    },
+    Skip {
+        night: NaiveDate,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,7 +120,7 @@ pub const VERBS: &[(&str, &str)] = &[
     ),
     (
         "nightly",
-        "nightly status | nightly run <delete|create> [env] | nightly skip <YYYY-MM-DD>",
+        "nightly status | nightly run <delete|create> [env] [--dry-run] | nightly skip <YYYY-MM-DD>",
     ),
     ("help", "help"),
 ];
@@ -165,7 +181,7 @@ pub fn parse(text: &str) -> Result<Command, ParseError> {
         },
         "history" => Ok(Command::History { env: one_env(args, u)? }),
         "deploy" => Ok(Command::NotYet { feature: "deploy" }),
-        "nightly" => Ok(Command::NotYet { feature: "nightly" }),
+        "nightly" => parse_nightly(args).map(Command::Nightly),
         "help" | "-h" | "--help" | "?" => Ok(Command::Help),
         _ => {
             let names: Vec<&str> = VERBS.iter().map(|(v, _)| *v).collect();
@@ -240,6 +256,76 @@ fn parse_preserve(args: &[&str]) -> Result<Command, ParseError> {
             "`preserve` takes an environment and optionally `for <duration>` or `until <date>`",
             u,
         )),
+    }
+}
+
+fn parse_nightly(args: &[&str]) -> Result<NightlyCommand, ParseError> {
+    let u = usage("nightly");
+    let Some((&sub, rest)) = args.split_first() else {
+        return Ok(NightlyCommand::Status);
+    };
+    match sub.to_lowercase().as_str() {
+        "status" => match rest {
+            [] => Ok(NightlyCommand::Status),
+            _ => Err(ParseError::new("`nightly status` takes no arguments", u)),
+        },
+        "run" => {
+            let dry_run = rest.iter().any(|a| a.eq_ignore_ascii_case("--dry-run"));
+            let words: Vec<&str> = rest
+                .iter()
+                .copied()
+                .filter(|a| !a.eq_ignore_ascii_case("--dry-run"))
+                .collect();
+            if let Some(flag) = words.iter().find(|a| a.starts_with('-')) {
+                return Err(ParseError::new(
+                    format!("`nightly run` has no option {}", clip(flag)),
+                    u,
+                ));
+            }
+            let (phase, env) = match words.as_slice() {
+                [phase] => (phase, None),
+                [phase, env] => (phase, Some(env.to_string())),
+                [] => {
+                    return Err(ParseError::new(
+                        "say which phase: `nightly run delete` or `nightly run create`",
+                        u,
+                    ));
+                }
+                _ => {
+                    return Err(ParseError::new(
+                        "`nightly run` takes a phase and at most one environment",
+                        u,
+                    ));
+                }
+            };
+            let phase = NightlyPhase::parse(&phase.to_lowercase()).ok_or_else(|| {
+                ParseError::new(
+                    format!("`{}` is not a Nightly phase; use `delete` or `create`", clip(phase)),
+                    u,
+                )
+            })?;
+            Ok(NightlyCommand::Run { phase, env, dry_run })
+        }
+        "skip" => match rest {
+            [d] => NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .map(|night| NightlyCommand::Skip { night })
+                .map_err(|_| ParseError::new(format!("`{}` is not a date; write it as YYYY-MM-DD", clip(d)), u)),
+            [] => Err(ParseError::new(
+                "say which night to skip, like `nightly skip 2026-12-24`",
+                u,
+            )),
+            _ => Err(ParseError::new("`nightly skip` takes one date (YYYY-MM-DD)", u)),
+        },
+        other => {
+            let hint = match closest(other, &["status", "run", "skip"]) {
+                Some(s) => format!(" Did you mean `nightly {s}`?"),
+                None => String::new(),
+            };
+            Err(ParseError::new(
+                format!("`nightly` has no subcommand `{}`.{hint}", clip(sub)),
+                u,
+            ))
+        }
     }
 }
 
@@ -454,7 +540,55 @@ mod tests {
         assert_eq!(ok("help"), Command::Help);
         assert_eq!(ok(""), Command::Help);
         assert_eq!(ok("   \u{a0} "), Command::Help);
-        assert_eq!(ok("nightly status"), Command::NotYet { feature: "nightly" });
+    }
+
+    #[test]
+    fn nightly_commands() {
+        assert_eq!(ok("nightly status"), Command::Nightly(NightlyCommand::Status));
+        assert_eq!(ok("nightly"), Command::Nightly(NightlyCommand::Status));
+        assert_eq!(
+            ok("nightly run delete"),
+            Command::Nightly(NightlyCommand::Run {
+                phase: NightlyPhase::Delete,
+                env: None,
+                dry_run: false
+            })
+        );
+        assert_eq!(
+            ok("NIGHTLY run Create env-3 --dry-run"),
+            Command::Nightly(NightlyCommand::Run {
+                phase: NightlyPhase::Create,
+                env: Some("env-3".into()),
+                dry_run: true
+            })
+        );
+        assert_eq!(
+            ok("nightly run --dry-run create"),
+            Command::Nightly(NightlyCommand::Run {
+                phase: NightlyPhase::Create,
+                env: None,
+                dry_run: true
+            })
+        );
+        assert_eq!(
+            ok("nightly skip 2026-12-24"),
+            Command::Nightly(NightlyCommand::Skip {
+                night: NaiveDate::from_ymd_opt(2026, 12, 24).unwrap()
+            })
+        );
+    }
+
+    #[test]
+    fn nightly_mistakes_say_what_to_type() {
+        assert!(err("nightly run").message.contains("which phase"));
+        assert!(err("nightly run destroy").message.contains("not a Nightly phase"));
+        assert!(err("nightly run delete env-1 env-2").message.contains("at most one"));
+        assert!(err("nightly run delete --force").message.contains("--force"));
+        assert!(err("nightly skip tomorrow").message.contains("YYYY-MM-DD"));
+        assert!(err("nightly skip 2026-02-30").message.contains("YYYY-MM-DD"));
+        assert!(err("nightly skip").message.contains("which night"));
+        assert!(err("nightly stats").message.contains("`nightly status`"));
+        assert_eq!(err("nightly run").usage, usage("nightly"));
     }
 
     #[test]

@@ -122,6 +122,10 @@ pub struct NightlyConfig {
     pub delete: Vec<StepConfig>,
     #[serde(default)]
     pub create: Vec<StepConfig>,
+    /// What one environment costs per hour it is up, in whatever currency the team counts in:
+    /// the summary then also says how much the hours Nightly saved were worth.
+    #[serde(default)]
+    pub cost_per_environment_hour: Option<f64>,
 }
 
 fn four() -> u32 {
@@ -380,6 +384,14 @@ fn validate_nightly(n: &NightlyConfig) -> Result<(), Invalid> {
             "is longer than nightly.retry.max_backoff",
         ));
     }
+    if let Some(cost) = n.cost_per_environment_hour
+        && !(cost.is_finite() && cost >= 0.0)
+    {
+        return Err(Invalid::new(
+            "nightly.cost_per_environment_hour",
+            "must be a number of at least 0, like 0.85",
+        ));
+    }
     if n.delete_at == n.create_at {
         return Err(Invalid::new(
             "nightly.create_at",
@@ -483,6 +495,10 @@ test   = "ci/smoke.sh"
         assert_eq!(n.retry.attempts, 5);
         assert_eq!(n.retry.max_backoff.as_secs(), 120);
         assert_eq!(c.deploy.as_ref().unwrap().pipeline.test.as_deref(), Some("ci/smoke.sh"));
+        assert_eq!(n.cost_per_environment_hour, None);
+        let with_cost =
+            parse(&FULL.replace("weekend_keep = 2", "weekend_keep = 2\ncost_per_environment_hour = 0.85")).unwrap();
+        assert_eq!(with_cost.nightly.unwrap().cost_per_environment_hour, Some(0.85));
         assert!(c.is_admin("U0ADMIN1") && !c.is_admin("U0ALICE"));
     }
 
@@ -511,6 +527,11 @@ test   = "ci/smoke.sh"
                 "default_lease = \"until-nightly\"",
                 "default_lease = \"5d\"",
                 "default_lease",
+            ),
+            (
+                "weekend_keep = 2",
+                "weekend_keep = 2\ncost_per_environment_hour = -1.5",
+                "nightly.cost_per_environment_hour",
             ),
         ];
         for (from, to, key) in cases {

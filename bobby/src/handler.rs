@@ -16,9 +16,10 @@ use shared::schedule;
 use shared::slack::{Reply, outbox};
 use sqlx::{PgConnection, PgPool};
 
-use crate::command::{self, Command, LeaseEnd, PreserveEnd, Target, closest};
+use crate::command::{self, Command, LeaseEnd, NightlyCommand, PreserveEnd, Target, closest};
 use crate::config::BobbyConfig;
 use crate::messages;
+use crate::nightly::{self, Nightly};
 
 /// What a command produced: the reply, and whether it was refused (for `exec`'s exit status).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -269,6 +270,7 @@ impl Bobby {
                     None => self.vanished(&name),
                 }
             }
+            Command::Nightly(cmd) => self.nightly(user, &actor, cmd, now).await?,
             Command::History { env } => {
                 let name = env_or_answer!(env);
                 let mut conn = self.pool.acquire().await?;
@@ -277,6 +279,48 @@ impl Bobby {
             }
         };
         Ok(answer)
+    }
+
+    /// `/bobby nightly …`: status for everyone; running and skipping for admins. A run is queued
+    /// for the Nightly leader and reported through the outbox when it is done.
+    async fn nightly(
+        &self,
+        user: &SlackUserId,
+        actor: &Actor,
+        cmd: NightlyCommand,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Answer> {
+        let Some(n) = Nightly::new(self.clone(), None, Vec::new()) else {
+            return Ok(Answer::refused(messages::nightly_not_configured()));
+        };
+        Ok(match cmd {
+            NightlyCommand::Status => Answer::ok(messages::nightly_status(&nightly::status(&n, now).await?)),
+            NightlyCommand::Run { .. } if !actor.is_admin => Answer::refused(messages::nightly_needs_admin("run")),
+            NightlyCommand::Run { phase, env, dry_run } => {
+                let env = match env.map(|e| self.resolve(&e)).transpose() {
+                    Ok(env) => env,
+                    Err(answer) => return Ok(answer),
+                };
+                if dry_run {
+                    Answer::ok(messages::nightly_dry_run(
+                        &nightly::dry_run(&n, phase, env.as_deref(), now).await?,
+                    ))
+                } else {
+                    let requested = nightly::request(&n, phase, env.as_deref(), user.as_str(), now).await?;
+                    let announce = self.config.announce_channel.as_ref().map(|c| c.as_str());
+                    Answer::ok(messages::nightly_requested(&requested, announce))
+                }
+            }
+            NightlyCommand::Skip { .. } if !actor.is_admin => Answer::refused(messages::nightly_needs_admin("skip")),
+            NightlyCommand::Skip { night } => {
+                let outcome = nightly::skip(&n, night, user.as_str(), now).await?;
+                let refused = matches!(outcome, nightly::SkipOutcome::Past(_));
+                Answer {
+                    reply: messages::nightly_skip(&outcome, user.as_str()),
+                    refused,
+                }
+            }
+        })
     }
 
     /// When a lease asked for with `end` expires, or the reply refusing it.

@@ -1,5 +1,5 @@
-//! The `bobby` binary: `serve`, `migrate`, `exec` (try a command locally) and `deploy-check` (the
-//! deploy gate for scripts).
+//! The `bobby` binary: `serve`, `migrate`, `exec` (try a command locally), `deploy-check` (the
+//! deploy gate for scripts) and `nightly run` (a Nightly phase by hand, waited for).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -58,6 +58,27 @@ enum Command {
         /// Bobby's base URL.
         #[arg(long, env = "BOBBY_URL", default_value = "http://127.0.0.1:8081")]
         url: String,
+    },
+    /// Nightly by hand.
+    Nightly {
+        #[command(subcommand)]
+        command: NightlyCli,
+    },
+}
+
+#[derive(Subcommand)]
+enum NightlyCli {
+    /// Run a Nightly phase now (as `/bobby nightly run` does), wait for it and print the outcome.
+    /// Exits 0 when it went through, 1 when an environment faulted, 2 on bad input.
+    Run {
+        /// `delete` or `create`.
+        #[arg(value_parser = ["delete", "create"])]
+        phase: String,
+        /// Only this environment.
+        env: Option<String>,
+        /// Print what would run, run nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -120,6 +141,40 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Command::Nightly {
+            command: NightlyCli::Run { phase, env, dry_run },
+        } => {
+            let config = load_config(cli.config)?;
+            let Some(phase) = bobby::nightly::Phase::parse(&phase) else {
+                eprintln!("bobby: `{phase}` is not a Nightly phase; use delete or create");
+                return Ok(ExitCode::from(2));
+            };
+            if config.nightly.is_none() {
+                eprintln!("bobby: the config has no [nightly] section, so there is no Nightly to run");
+                return Ok(ExitCode::from(2));
+            }
+            let secrets = Secrets::from_env(&ProcessEnv)?;
+            let database_url = secrets.require_database_url()?.to_string();
+            let pool = shared::db::connect(&database_url, 8)
+                .await
+                .context("connecting to Postgres")?;
+            shared::db::migrate(&pool).await.context("applying migrations")?;
+            shared::envs::store::sync_declared(&pool, "bobby", &config.declared_environments(), false).await?;
+            let bobby = bobby::handler::Bobby::new(pool.clone(), Arc::new(config), Arc::new(SystemClock));
+            let registry = shared::steps::Registry::new(pool);
+            let Some(nightly) =
+                bobby::nightly::Nightly::new(bobby, Some(registry), bobby::nightly::secret_values(&secrets))
+            else {
+                return Ok(ExitCode::from(2));
+            };
+            let outcome = bobby::nightly::cli::run(&nightly, &database_url, phase, env.as_deref(), dry_run).await?;
+            if outcome.code == 2 {
+                eprintln!("{}", outcome.text);
+            } else {
+                println!("{}", outcome.text);
+            }
+            Ok(ExitCode::from(outcome.code))
         }
         Command::DeployCheck { env, who, url } => {
             let token = match Secrets::from_env(&ProcessEnv) {

@@ -735,3 +735,336 @@ pub async fn census(conn: &mut PgConnection) -> DbResult<Vec<(EnvState, bool, i6
         .map(|r| Ok((r.try_get("state")?, r.try_get("leased")?, r.try_get("n")?)))
         .collect()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Nightly (SPEC §4.5): the state transitions of an environment's lifecycle. Bobby's Nightly decides
+// what to run and runs it; these functions are the only writers of `state`, `fault` and
+// `last_nightly`, each under the environment's row lock and recorded in history like every other
+// change.
+
+/// The two phases of Nightly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NightlyPhase {
+    Delete,
+    Create,
+}
+
+impl NightlyPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NightlyPhase::Delete => "delete",
+            NightlyPhase::Create => "create",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "delete" => Some(NightlyPhase::Delete),
+            "create" => Some(NightlyPhase::Create),
+            _ => None,
+        }
+    }
+
+    /// The state an environment has while this phase works on it.
+    pub fn busy_state(self) -> EnvState {
+        match self {
+            NightlyPhase::Delete => EnvState::Deleting,
+            NightlyPhase::Create => EnvState::Creating,
+        }
+    }
+
+    /// The state it reaches when this phase succeeds.
+    pub fn done_state(self) -> EnvState {
+        match self {
+            NightlyPhase::Delete => EnvState::Deleted,
+            NightlyPhase::Create => EnvState::Ready,
+        }
+    }
+}
+
+/// What [`claim_for_nightly`] found under the row lock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NightlyClaim {
+    /// Now `deleting`/`creating`. A delete also ended the lease (`ended`, never handed over) and
+    /// cleared the waitlist (`cleared_waiters`, in their order); the caller tells them.
+    Claimed {
+        previous: EnvState,
+        previous_fault: Option<Fault>,
+        ended: Option<Box<Ended>>,
+        cleared_waiters: Vec<String>,
+    },
+    /// Preserved until then: Nightly leaves it and its lease alone.
+    Preserved(DateTime<Utc>),
+    /// Gandalf is verifying a pull request on it.
+    HeldByGandalf,
+    Unknown,
+}
+
+/// Takes an environment for a Nightly phase. The plan was made from a snapshot; preservation and
+/// Gandalf's lease are checked again here, under the row lock, so a `preserve` typed a second
+/// before the delete still counts.
+pub async fn claim_for_nightly(
+    conn: &mut PgConnection,
+    name: &str,
+    phase: NightlyPhase,
+    now: DateTime<Utc>,
+    policy: &LeasePolicy,
+) -> DbResult<NightlyClaim> {
+    let Some(previous) = lock_row(conn, name).await? else {
+        return Ok(NightlyClaim::Unknown);
+    };
+    let (preserved_until, previous_fault): (Option<DateTime<Utc>>, Option<sqlx::types::Json<Fault>>) =
+        sqlx::query_as("SELECT preserved_until, fault FROM environments WHERE name = $1")
+            .bind(name)
+            .fetch_one(&mut *conn)
+            .await?;
+    if let Some(until) = preserved_until.filter(|t| *t > now) {
+        return Ok(NightlyClaim::Preserved(until));
+    }
+    let lease = lease_of(conn, name).await?;
+    if lease.as_ref().is_some_and(|l| l.holder == super::GANDALF_HOLDER) {
+        return Ok(NightlyClaim::HeldByGandalf);
+    }
+    let mut ended = None;
+    let mut cleared_waiters = Vec::new();
+    if phase == NightlyPhase::Delete {
+        if let Some(lease) = lease {
+            ended = Some(Box::new(
+                end_lease(conn, lease, "bobby", EndReason::Nightly, now, policy).await?,
+            ));
+        }
+        cleared_waiters = sqlx::query_scalar(
+            "WITH gone AS (DELETE FROM waitlist WHERE environment = $1 RETURNING id, user_id) \
+             SELECT user_id FROM gone ORDER BY id",
+        )
+        .bind(name)
+        .fetch_all(&mut *conn)
+        .await?;
+        if !cleared_waiters.is_empty() {
+            record(
+                conn,
+                name,
+                now,
+                "bobby",
+                "waitlist-cleared-by-nightly",
+                &cleared_waiters.join(", "),
+            )
+            .await?;
+        }
+    } else {
+        close_downtime(conn, name, now).await?;
+    }
+    sqlx::query("UPDATE environments SET state = $2, fault = NULL WHERE name = $1")
+        .bind(name)
+        .bind(phase.busy_state())
+        .execute(&mut *conn)
+        .await?;
+    record(
+        conn,
+        name,
+        now,
+        "bobby",
+        &format!("nightly-{}-started", phase.as_str()),
+        &format!("was {}", previous.as_str()),
+    )
+    .await?;
+    Ok(NightlyClaim::Claimed {
+        previous,
+        previous_fault: previous_fault.map(|j| j.0),
+        ended,
+        cleared_waiters,
+    })
+}
+
+async fn set_nightly_state(
+    conn: &mut PgConnection,
+    name: &str,
+    state: EnvState,
+    fault: Option<&Fault>,
+    last: &LastNightly,
+) -> DbResult<bool> {
+    let updated = sqlx::query("UPDATE environments SET state = $2, fault = $3, last_nightly = $4 WHERE name = $1")
+        .bind(name)
+        .bind(state)
+        .bind(fault.map(sqlx::types::Json))
+        .bind(sqlx::types::Json(last))
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    Ok(updated == 1)
+}
+
+fn last_nightly(phase: NightlyPhase, outcome: &str, now: DateTime<Utc>) -> LastNightly {
+    LastNightly {
+        phase: phase.as_str().to_string(),
+        outcome: outcome.to_string(),
+        finished_at: now,
+    }
+}
+
+/// A phase went through: the environment is `deleted` (and counts as down from now) or `ready`.
+pub async fn nightly_succeeded(
+    conn: &mut PgConnection,
+    name: &str,
+    phase: NightlyPhase,
+    now: DateTime<Utc>,
+) -> DbResult<()> {
+    if lock_row(conn, name).await?.is_none() {
+        return Ok(());
+    }
+    set_nightly_state(conn, name, phase.done_state(), None, &last_nightly(phase, "ok", now)).await?;
+    if phase == NightlyPhase::Delete {
+        sqlx::query(
+            "INSERT INTO environment_downtime (environment, down_from) VALUES ($1, $2) \
+             ON CONFLICT (environment) WHERE down_until IS NULL DO NOTHING",
+        )
+        .bind(name)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    record(
+        conn,
+        name,
+        now,
+        "bobby",
+        match phase {
+            NightlyPhase::Delete => "nightly-deleted",
+            NightlyPhase::Create => "nightly-created",
+        },
+        "",
+    )
+    .await
+}
+
+/// A phase failed on the environment (`outcome` `faulted`), or was cut short by a crash and not
+/// resumed in time (`interrupted`): it is `faulted` with why, until a later phase succeeds.
+pub async fn nightly_faulted(
+    conn: &mut PgConnection,
+    name: &str,
+    fault: &Fault,
+    outcome: &str,
+    now: DateTime<Utc>,
+) -> DbResult<()> {
+    if lock_row(conn, name).await?.is_none() {
+        return Ok(());
+    }
+    let phase = NightlyPhase::parse(&fault.phase).unwrap_or(NightlyPhase::Delete);
+    let last = LastNightly {
+        phase: phase.as_str().to_string(),
+        outcome: outcome.to_string(),
+        finished_at: now,
+    };
+    set_nightly_state(conn, name, EnvState::Faulted, Some(fault), &last).await?;
+    let exit = fault
+        .exit_code
+        .map(|c| format!("exit {c}"))
+        .unwrap_or_else(|| "no exit status".into());
+    record(
+        conn,
+        name,
+        now,
+        "bobby",
+        &format!("nightly-{outcome}"),
+        &format!(
+            "{} step {} ({exit}, {} attempts)",
+            fault.phase, fault.step, fault.attempts
+        ),
+    )
+    .await
+}
+
+/// The phase looked at the environment and left it alone (preserved, held by Gandalf, not kept
+/// today, already up or down): only `last_nightly` says so.
+pub async fn nightly_skipped(
+    conn: &mut PgConnection,
+    name: &str,
+    phase: NightlyPhase,
+    now: DateTime<Utc>,
+) -> DbResult<()> {
+    sqlx::query("UPDATE environments SET last_nightly = $2 WHERE name = $1")
+        .bind(name)
+        .bind(sqlx::types::Json(last_nightly(phase, "skipped", now)))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// An interrupted run claimed the environment but never ran a step on it: it gets back the state
+/// (and fault) it had, and `last_nightly` says the phase was interrupted.
+pub async fn nightly_restored(
+    conn: &mut PgConnection,
+    name: &str,
+    phase: NightlyPhase,
+    state: EnvState,
+    fault: Option<&Fault>,
+    now: DateTime<Utc>,
+) -> DbResult<()> {
+    if lock_row(conn, name).await?.is_none() {
+        return Ok(());
+    }
+    // The fault_iff_faulted constraint: a faulted state needs its fault, nothing else has one.
+    let (state, fault) = match (state, fault) {
+        (EnvState::Faulted, Some(f)) => (EnvState::Faulted, Some(f)),
+        (EnvState::Faulted, None) | (EnvState::Deleting | EnvState::Creating, _) => (EnvState::Ready, None),
+        (s, _) => (s, None),
+    };
+    set_nightly_state(conn, name, state, fault, &last_nightly(phase, "interrupted", now)).await?;
+    if state == EnvState::Deleted {
+        // It was down before the run claimed it, and still is.
+        sqlx::query(
+            "INSERT INTO environment_downtime (environment, down_from) VALUES ($1, $2) \
+             ON CONFLICT (environment) WHERE down_until IS NULL DO NOTHING",
+        )
+        .bind(name)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    record(
+        conn,
+        name,
+        now,
+        "bobby",
+        "nightly-interrupted",
+        &format!("{} never started on it; back to {}", phase.as_str(), state.as_str()),
+    )
+    .await
+}
+
+/// Environments left `deleting` or `creating` that are not in `except` (the environments of the
+/// run being resumed): a crash's leftovers with no run to finish them.
+pub async fn stuck_in_nightly(conn: &mut PgConnection, except: &[String]) -> DbResult<Vec<(String, EnvState)>> {
+    sqlx::query_as(
+        "SELECT name, state FROM environments \
+         WHERE retired_at IS NULL AND state IN ('deleting', 'creating') AND NOT (name = ANY($1)) ORDER BY name",
+    )
+    .bind(except)
+    .fetch_all(conn)
+    .await
+}
+
+async fn close_downtime(conn: &mut PgConnection, name: &str, now: DateTime<Utc>) -> DbResult<()> {
+    sqlx::query(
+        "UPDATE environment_downtime SET down_until = GREATEST(down_from, $2) \
+         WHERE environment = $1 AND down_until IS NULL",
+    )
+    .bind(name)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Environment-hours spent down (deleted by Nightly) between `from` and `to`.
+pub async fn downtime_hours(conn: &mut PgConnection, from: DateTime<Utc>, to: DateTime<Utc>) -> DbResult<f64> {
+    sqlx::query_scalar(
+        "SELECT COALESCE(sum(EXTRACT(EPOCH FROM (LEAST(COALESCE(d.down_until, $2), $2) - GREATEST(d.down_from, $1)))), 0)::float8 / 3600.0 \
+         FROM environment_downtime d JOIN environments e ON e.name = d.environment \
+         WHERE e.retired_at IS NULL AND d.down_from < $2 AND COALESCE(d.down_until, $2) > $1",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_one(conn)
+    .await
+}
