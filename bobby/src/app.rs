@@ -10,7 +10,7 @@ use anyhow::Context;
 use shared::clock::SharedClock;
 use shared::settings::Secrets;
 use shared::slack::SlackApi;
-use shared::slack::outbox::{Backoff, Deliverer};
+use shared::slack::outbox::{Backoff, Deliverer, Sender};
 use shared::slack::signature::SlackVerifier;
 use shared::steps::Registry;
 use sqlx::PgPool;
@@ -109,7 +109,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let nightly = Nightly::new(
         bobby.clone(),
         Some(Registry::new(pool.clone())),
-        nightly::secret_values(&opts.secrets),
+        opts.secrets.mask_values(),
     );
     let state = AppState {
         bobby: bobby.clone(),
@@ -157,6 +157,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         pool: pool.clone(),
         database_url,
         slack,
+        sender: Sender::Bobby,
         clock: opts.outbox_clock,
         backoff: opts.outbox_backoff,
     };

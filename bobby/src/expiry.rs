@@ -10,7 +10,6 @@ use std::time::Duration;
 use shared::db::{Job, Leadership};
 use shared::envs::store;
 use shared::slack::outbox;
-use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 
 use crate::handler::Bobby;
@@ -49,8 +48,7 @@ impl ExpiryWorker {
     }
 
     async fn lead(&self, leader: &mut Leadership, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-        let mut listener = PgListener::connect_with(&self.bobby.pool).await?;
-        listener.listen("leases").await?;
+        let mut listener = shared::db::listen(&self.bobby.pool, &["leases"]).await?;
         let clock = self.bobby.clock.clone();
         loop {
             if !leader.still_held().await {

@@ -163,9 +163,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             shared::envs::store::sync_declared(&pool, "bobby", &config.declared_environments(), false).await?;
             let bobby = bobby::handler::Bobby::new(pool.clone(), Arc::new(config), Arc::new(SystemClock));
             let registry = shared::steps::Registry::new(pool);
-            let Some(nightly) =
-                bobby::nightly::Nightly::new(bobby, Some(registry), bobby::nightly::secret_values(&secrets))
-            else {
+            let Some(nightly) = bobby::nightly::Nightly::new(bobby, Some(registry), secrets.mask_values()) else {
                 return Ok(ExitCode::from(2));
             };
             let outcome = bobby::nightly::cli::run(&nightly, &database_url, phase, env.as_deref(), dry_run).await?;

@@ -94,12 +94,34 @@ async fn slash_command(State(app): State<AppState>, SignedSlackBody(body): Signe
 async fn deliver_late(app: &AppState, channel: &str, response_url: &str, answer: Answer) {
     let result = match answer.reply.visibility {
         Visibility::InChannel => {
-            let now = app.bobby.clock.now();
-            match app.bobby.pool.acquire().await {
-                Ok(mut conn) => outbox::enqueue(&mut conn, channel, &answer.reply, now)
-                    .await
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
+            // Under a stampede the pool may stay busy past its acquire timeout: try a few times,
+            // then post it to the channel directly (no retries then) rather than lose it.
+            let mut queued = Err(String::new());
+            for attempt in 0..3u32 {
+                if attempt > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(500 * u64::from(attempt))).await;
+                }
+                let now = app.bobby.clock.now();
+                queued = match app.bobby.pool.acquire().await {
+                    Ok(mut conn) => outbox::enqueue(&mut conn, channel, &answer.reply, now)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                if queued.is_ok() {
+                    break;
+                }
+            }
+            match queued {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox unavailable for a late reply; posting it directly");
+                    app.slack
+                        .post(channel, &answer.reply)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
             }
         }
         Visibility::Ephemeral => app

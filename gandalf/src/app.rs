@@ -9,7 +9,10 @@ use shared::clock::SharedClock;
 use shared::github::Github;
 use shared::http::About;
 use shared::settings::Secrets;
+use shared::slack::SlackApi;
+use shared::slack::outbox::{Backoff, Deliverer, Sender};
 use shared::slack::signature::SlackVerifier;
+use shared::steps::Registry;
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -18,6 +21,7 @@ use crate::config::GandalfConfig;
 use crate::handler::Gandalf;
 use crate::routes::{AppState, router};
 use crate::webhook::WebhookSecret;
+use crate::worker::QueueWorker;
 
 pub struct Options {
     pub config: GandalfConfig,
@@ -40,6 +44,18 @@ impl Running {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         self.wait().await;
+    }
+
+    /// Stops everything at once, mid-work, the way `kill -9` would as far as the database and the
+    /// step processes can tell (the steps' process groups live on, recorded for the next start to
+    /// kill). For crash-recovery tests.
+    pub async fn abort(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
     }
 
     pub async fn wait(self) {
@@ -86,9 +102,11 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         tracing::warn!("{why}");
         notes.push(why.to_string());
     }
-    if opts.secrets.slack_bot_token.is_none() {
+    let slack = SlackApi::new(opts.secrets.slack_bot_token.as_ref(), &opts.secrets.slack_api_url);
+    if !slack.is_configured() {
         tracing::warn!("no SLACK_BOT_TOKEN: Slack messages are logged instead of sent");
     }
+    let mask = Arc::new(opts.secrets.mask_values());
     let gandalf = Gandalf {
         pool: pool.clone(),
         config: Arc::new(opts.config),
@@ -121,7 +139,26 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
             tracing::error!(error = %e, "HTTP server stopped");
         }
     })];
-    tasks.push(tokio::spawn(crate::webhook::process_deliveries(gandalf, rx.clone())));
+    tasks.push(tokio::spawn(crate::webhook::process_deliveries(
+        gandalf.clone(),
+        rx.clone(),
+    )));
+    let worker = QueueWorker {
+        gandalf,
+        database_url: database_url.clone(),
+        registry: Some(Registry::new(pool.clone())),
+        mask,
+    };
+    tasks.push(tokio::spawn(worker.run(rx.clone())));
+    let deliverer = Deliverer {
+        pool: pool.clone(),
+        database_url,
+        slack,
+        sender: Sender::Gandalf,
+        clock: Arc::new(shared::clock::SystemClock),
+        backoff: Backoff::default(),
+    };
+    tasks.push(tokio::spawn(deliverer.run(rx.clone())));
     tracing::info!(address = %addr, "gandalf is listening");
     Ok(Running {
         addr,

@@ -232,7 +232,7 @@ impl Gandalf {
             return Err(refuse(messages::cancel_not_allowed(&item)));
         }
         let now = self.clock.now();
-        store::finish(
+        let cancelled = store::finish(
             &mut conn,
             item.id,
             ItemState::Cancelled,
@@ -240,6 +240,9 @@ impl Gandalf {
             now,
         )
         .await?;
+        if !cancelled {
+            return Err(refuse(messages::too_late_to_cancel(&item)));
+        }
         Ok(Answer::ok(messages::cancelled(&item, slack.unwrap_or(login))))
     }
 

@@ -3,7 +3,7 @@
 //! The binary in `main.rs` is a thin shell; the queue lives here so the end-to-end tests run the
 //! very same code. Where to look: `command` parses what people type (Slack and PR comments),
 //! `handler` decides, `messages` words it, `store` is the queue in Postgres, `config` reads
-//! `gandalf.toml`.
+//! `gandalf.toml`, `worker` works the queues and `verify` verifies and lands one pull request.
 
 pub mod app;
 pub mod command;
@@ -12,4 +12,6 @@ pub mod handler;
 pub mod messages;
 pub mod routes;
 pub mod store;
+pub mod verify;
 pub mod webhook;
+pub mod worker;

@@ -125,6 +125,15 @@ pub fn cancelled(item: &Item, by: &str) -> Reply {
     ))
 }
 
+pub fn too_late_to_cancel(item: &Item) -> Reply {
+    Reply::ephemeral(format!(
+        "{} is landing right now (or has just finished), so it can no longer be cancelled. `/gandalf status {}#{}` says how it ended.",
+        pr(&item.repo, item.pr.into()),
+        escape(&item.repo),
+        item.pr
+    ))
+}
+
 pub fn nothing_to_retry(repo: &str, number: i64) -> Reply {
     Reply::ephemeral(format!(
         "{} has not failed, so there is nothing to retry. To queue it: `/gandalf merge {}#{number}`",
@@ -181,6 +190,9 @@ pub fn status(item: &Item, position: Option<usize>, public_url: &str) -> Reply {
     );
     if let Some(p) = position {
         text.push_str(&format!(" (position {p})"));
+    }
+    if let Some(note) = &item.note {
+        text.push_str(&format!("\n{}", escape(note)));
     }
     if let Some(reason) = &item.outcome_reason {
         text.push_str(&format!("\n{}", escape(reason)));
@@ -252,4 +264,151 @@ pub fn unknown_comment_command(what: &str, bot: &str) -> Reply {
 /// PR comment when a queued PR leaves the queue because of what happened to it on GitHub.
 pub fn dropped(reason: &str) -> String {
     format!("Removed from the merge queue: {reason}.")
+}
+
+// --- What the verification worker says -----------------------------------------------------------
+
+/// Where a PR's verification can be read: its item in the queue API.
+pub fn item_url(public_url: &str, repo: &str, pr: i32) -> String {
+    format!("{}/api/v1/repos/{repo}/pulls/{pr}", public_url.trim_end_matches('/'))
+}
+
+/// The note on an item waiting for its environment (`status` shows it).
+pub fn waiting_for_environment(env: &str, holder: &str, until: DateTime<Utc>) -> String {
+    format!(
+        "waiting for {env}, held by {holder} until {}",
+        until.format("%Y-%m-%d %H:%M UTC")
+    )
+}
+
+pub fn waiting_for_nightly(env: &str, state: &str) -> String {
+    format!("waiting for {env}: Nightly is {state} it")
+}
+
+/// How a verification was told apart from a green one, for comments and DMs.
+#[derive(Debug, Clone)]
+pub struct Red {
+    /// `build`, `deploy`, `test`, or a phase before the steps (`candidate`, `resource map`).
+    pub step: String,
+    pub resource: Option<String>,
+    /// "exit status 3", "timed out…", "cancelled by alice"…
+    pub how: String,
+    /// The last lines of the step's output, secrets masked.
+    pub tail: String,
+}
+
+impl Red {
+    pub fn what(&self) -> String {
+        match &self.resource {
+            Some(r) => format!("`{}` of `{r}`", self.step),
+            None => format!("`{}`", self.step),
+        }
+    }
+}
+
+/// GitHub comment on a PR whose verification was red.
+pub fn failed_comment(red: &Red, candidate: Option<&str>, url: &str, reverted: &[String]) -> String {
+    let mut text = format!(":x: Verification failed at {}: {}.", red.what(), red.how);
+    if let Some(c) = candidate {
+        text.push_str(&format!(" Candidate: {c}."));
+    }
+    if !red.tail.trim().is_empty() {
+        text.push_str(&format!(
+            "\n\nLast lines of its output:\n\n```\n{}\n```",
+            red.tail.trim_end().replace("```", "'''")
+        ));
+    }
+    if !reverted.is_empty() {
+        text.push_str(&format!(
+            "\n\nThe environment was reverted to the base for: {}.",
+            reverted.join(", ")
+        ));
+    }
+    text.push_str(&format!(
+        "\n\nFix it and `@gandalf retry`, or push new commits and queue it again. Log: {url}"
+    ));
+    text
+}
+
+/// GitHub comment when the candidate cannot be built.
+pub fn conflict_comment(base: &str) -> String {
+    format!(
+        ":x: This pull request does not merge cleanly into `{base}`: resolve the conflicts, push, and queue it again."
+    )
+}
+
+pub fn bad_map_comment(path: &str, error: &str) -> String {
+    format!(
+        ":x: The resource map `{path}` at the candidate does not parse, so I can't tell what to deploy:\n\n```\n{}\n```",
+        error.replace("```", "'''")
+    )
+}
+
+/// GitHub comment when a PR landed.
+pub fn merged_comment(base: &str, landed: &str, affected: &[String], verification: chrono::Duration) -> String {
+    let what = if affected.is_empty() {
+        "no resources were affected; the environment's tests passed".to_string()
+    } else {
+        format!("verified with {}", affected.join(", "))
+    };
+    format!(
+        ":white_check_mark: Landed on `{base}` as {landed} ({what}; verification took {}).",
+        humanize(verification)
+    )
+}
+
+/// The announcement in `merges_channel`.
+pub fn merge_announcement(
+    item: &Item,
+    landed: &str,
+    affected: &[String],
+    in_queue: chrono::Duration,
+    verification: chrono::Duration,
+) -> Reply {
+    let affected = if affected.is_empty() {
+        "nothing (tests only)".to_string()
+    } else {
+        affected.iter().map(|a| code(a)).collect::<Vec<_>>().join(", ")
+    };
+    let who = item
+        .queued_by_slack
+        .as_deref()
+        .map(user)
+        .unwrap_or_else(|| escape(&item.queued_by));
+    Reply::in_channel(format!(
+        ":rocket: Merged {} {} by {} as `{}`.\nQueued by {who}; affected: {affected}; {} in the queue, {} verifying.",
+        pr(&item.repo, item.pr.into()),
+        escape(&item.title),
+        escape(&item.author),
+        &landed[..landed.len().min(12)],
+        humanize(in_queue),
+        humanize(verification),
+    ))
+}
+
+/// DM to whoever queued a PR that failed.
+pub fn failed_dm(item: &Item, red: &Red, url: &str) -> Reply {
+    Reply::in_channel(format!(
+        ":x: {} {} failed verification at {}: {}.\nLog: {url}\nWhen it is fixed: `/gandalf retry {}#{}`",
+        pr(&item.repo, item.pr.into()),
+        escape(&item.title),
+        escape(&red.what()),
+        escape(&red.how),
+        escape(&item.repo),
+        item.pr
+    ))
+}
+
+/// `merges_channel`, when a revert failed and the queue stopped.
+pub fn revert_failed(repo: &str, number: i32, env: &str, what: &str) -> Reply {
+    Reply::in_channel(format!(
+        ":rotating_light: Reverting {} after a red run of {} failed ({}). The queue of {} is *paused* until someone \
+         repairs {} and runs `/gandalf resume {}`.",
+        code(env),
+        pr(repo, number.into()),
+        escape(what),
+        code(repo),
+        code(env),
+        escape(repo)
+    ))
 }

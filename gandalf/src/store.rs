@@ -73,12 +73,17 @@ pub struct Item {
     pub verify_started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub landed_sha: Option<String>,
+    /// What a waiting or verifying item is doing right now.
+    pub note: Option<String>,
+    pub deployed: sqlx::types::Json<Vec<String>>,
+    pub attempts: i32,
 }
 
 macro_rules! item_columns {
     () => {
         "id, repo, pr, title, author, head_sha, priority, queued_by, queued_by_slack, enqueued_at, state, \
-         base_sha, candidate_sha, affected, outcome_reason, verify_started_at, finished_at, landed_sha"
+         base_sha, candidate_sha, affected, outcome_reason, verify_started_at, finished_at, landed_sha, note, \
+         deployed, attempts"
     };
 }
 
@@ -193,7 +198,8 @@ pub async fn history(conn: &mut PgConnection, repo: &str, limit: i64) -> DbResul
     .await
 }
 
-/// Ends an active item (cancelled or dropped) with a reason; `false` when it had finished already.
+/// Ends an active item (cancelled or dropped) with a reason; `false` when it had finished already
+/// or is landing (a landing is short and decides itself: it either lands or verifies again).
 pub async fn finish(
     conn: &mut PgConnection,
     id: i64,
@@ -202,8 +208,8 @@ pub async fn finish(
     now: DateTime<Utc>,
 ) -> DbResult<bool> {
     let n = sqlx::query(
-        "UPDATE queue_items SET state = $2, outcome_reason = $3, finished_at = $4 \
-         WHERE id = $1 AND state NOT IN ('merged', 'failed', 'cancelled', 'dropped')",
+        "UPDATE queue_items SET state = $2, outcome_reason = $3, finished_at = $4, note = NULL \
+         WHERE id = $1 AND state NOT IN ('merged', 'failed', 'cancelled', 'dropped', 'landing')",
     )
     .bind(id)
     .bind(state)
@@ -321,4 +327,177 @@ pub async fn typical_verification(conn: &mut PgConnection, repo: &str) -> DbResu
     .fetch_one(conn)
     .await?;
     Ok(secs.map(|s| chrono::Duration::milliseconds((s * 1000.0) as i64)))
+}
+
+// --- The verification worker's side -------------------------------------------------------------
+
+/// The item to verify next: the one verifying already (after a restart), else the first queued.
+pub async fn next_to_verify(conn: &mut PgConnection, repo: &str) -> DbResult<Option<Item>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {} FROM queue_items WHERE repo = $1 AND state NOT IN ('merged', 'failed', 'cancelled', 'dropped') \
+         ORDER BY {QUEUE_ORDER} LIMIT 1",
+        item_columns!()
+    )))
+    .bind(repo)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn item(conn: &mut PgConnection, id: i64) -> DbResult<Option<Item>> {
+    sqlx::query_as(concat!("SELECT ", item_columns!(), " FROM queue_items WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Moves an active item to `state` with a note; `false` when it is no longer active (cancelled or
+/// dropped meanwhile), which tells the worker to stop.
+pub async fn advance(conn: &mut PgConnection, id: i64, state: ItemState, note: Option<&str>) -> DbResult<bool> {
+    let n = sqlx::query(
+        "UPDATE queue_items SET state = $2, note = $3 \
+         WHERE id = $1 AND state NOT IN ('merged', 'failed', 'cancelled', 'dropped')",
+    )
+    .bind(id)
+    .bind(state)
+    .bind(note)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// A verification (re)starts: the candidate is about to be built.
+pub async fn start_verification(conn: &mut PgConnection, id: i64, now: DateTime<Utc>) -> DbResult<bool> {
+    let n = sqlx::query(
+        "UPDATE queue_items SET state = 'preparing', note = NULL, attempts = attempts + 1, \
+         verify_started_at = $2, candidate_sha = NULL, base_sha = NULL, \
+         affected = '[]', deployed = '[]' \
+         WHERE id = $1 AND state NOT IN ('merged', 'failed', 'cancelled', 'dropped')",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+pub async fn set_candidate(conn: &mut PgConnection, id: i64, base_sha: &str, candidate_sha: &str) -> DbResult<()> {
+    sqlx::query("UPDATE queue_items SET base_sha = $2, candidate_sha = $3 WHERE id = $1")
+        .bind(id)
+        .bind(base_sha)
+        .bind(candidate_sha)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_affected(conn: &mut PgConnection, id: i64, affected: &[String]) -> DbResult<()> {
+    sqlx::query("UPDATE queue_items SET affected = $2 WHERE id = $1")
+        .bind(id)
+        .bind(sqlx::types::Json(affected))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Records that `resource` is about to be deployed with the candidate, so a red run reverts it
+/// even when its deploy failed half-way.
+pub async fn add_deployed(conn: &mut PgConnection, id: i64, resource: &str) -> DbResult<()> {
+    sqlx::query("UPDATE queue_items SET deployed = deployed || jsonb_build_array($2::text) WHERE id = $1")
+        .bind(id)
+        .bind(resource)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Ends the item as the worker decided (merged or failed), whatever its active state.
+pub async fn conclude(
+    conn: &mut PgConnection,
+    id: i64,
+    state: ItemState,
+    reason: &str,
+    landed_sha: Option<&str>,
+    now: DateTime<Utc>,
+) -> DbResult<bool> {
+    let n = sqlx::query(
+        "UPDATE queue_items SET state = $2, outcome_reason = $3, landed_sha = $4, finished_at = $5, note = NULL \
+         WHERE id = $1 AND state NOT IN ('merged', 'failed', 'cancelled', 'dropped')",
+    )
+    .bind(id)
+    .bind(state)
+    .bind(reason)
+    .bind(landed_sha)
+    .bind(now)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// Puts an item back to `queued` (its place in the queue is unchanged): after a crash, or when
+/// the base moved before it could land.
+pub async fn requeue(conn: &mut PgConnection, id: i64, note: &str) -> DbResult<()> {
+    sqlx::query(
+        "UPDATE queue_items SET state = 'queued', note = $2 \
+         WHERE id = $1 AND state NOT IN ('merged', 'failed', 'cancelled', 'dropped')",
+    )
+    .bind(id)
+    .bind(note)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Steps a crash left `running` are marked interrupted.
+pub async fn interrupt_steps(conn: &mut PgConnection, item_id: i64, now: DateTime<Utc>) -> DbResult<()> {
+    sqlx::query(
+        "UPDATE queue_steps SET state = 'interrupted', finished_at = $2 WHERE item_id = $1 AND state = 'running'",
+    )
+    .bind(item_id)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn step_started(
+    conn: &mut PgConnection,
+    item_id: i64,
+    attempt: i32,
+    name: &str,
+    resource: Option<&str>,
+    now: DateTime<Utc>,
+) -> DbResult<i64> {
+    sqlx::query_scalar(
+        "INSERT INTO queue_steps (item_id, attempt, name, resource, state, started_at) \
+         VALUES ($1, $2, $3, $4, 'running', $5) RETURNING id",
+    )
+    .bind(item_id)
+    .bind(attempt)
+    .bind(name)
+    .bind(resource)
+    .bind(now)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn step_finished(
+    conn: &mut PgConnection,
+    step_id: i64,
+    state: &str,
+    exit_code: Option<i32>,
+    log: &str,
+    now: DateTime<Utc>,
+) -> DbResult<()> {
+    sqlx::query("UPDATE queue_steps SET state = $2, exit_code = $3, log = $4, finished_at = $5 WHERE id = $1")
+        .bind(step_id)
+        .bind(state)
+        .bind(exit_code)
+        .bind(log)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
 }

@@ -14,7 +14,6 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use sha2::Sha256;
 use shared::github::RepoName;
-use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 
 use crate::handler::Gandalf;
@@ -109,8 +108,7 @@ pub async fn process_deliveries(gandalf: Gandalf, mut shutdown: watch::Receiver<
 }
 
 async fn drain(gandalf: &Gandalf, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
-    let mut listener = PgListener::connect_with(&gandalf.pool).await?;
-    listener.listen("github_deliveries").await?;
+    let mut listener = shared::db::listen(&gandalf.pool, &["github_deliveries"]).await?;
     loop {
         while process_one(gandalf).await? {}
         tokio::select! {

@@ -19,6 +19,10 @@ pub enum Job {
     LeaseExpiry = 1,
     SlackOutbox = 2,
     Nightly = 3,
+    /// Gandalf's merge queues: the leader works every repository's queue.
+    GandalfQueues = 4,
+    /// Gandalf's share of the Slack outbox (posted with Gandalf's own Slack app).
+    GandalfOutbox = 5,
 }
 
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
@@ -42,6 +46,19 @@ pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Err
 
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
+}
+
+/// A LISTEN connection on `channels`, of its own: listeners hold their connection for as long as
+/// they live, and taking it from the request pool would starve requests (five workers listening on
+/// a pool of five leave nothing for anyone else).
+pub async fn listen(pool: &PgPool, channels: &[&str]) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
+    let own = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with((*pool.connect_options()).clone());
+    let mut listener = sqlx::postgres::PgListener::connect_with(&own).await?;
+    listener.listen_all(channels.iter().copied()).await?;
+    Ok(listener)
 }
 
 /// Readiness: the database answers and every migration this binary knows is applied.

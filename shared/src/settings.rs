@@ -181,6 +181,38 @@ pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api/";
 pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
 
 impl Secrets {
+    /// The secret values a bot holds, masked wherever step output is shown: the environment's
+    /// secrets (steps inherit the bot's environment, and a script that prints it should not leak
+    /// them) and the database password on its own.
+    pub fn mask_values(&self) -> Vec<String> {
+        let mut values: Vec<String> = [
+            &self.database_url,
+            &self.slack_bot_token,
+            &self.slack_signing_secret,
+            &self.bobby_api_token,
+            &self.github_token,
+            &self.github_webhook_secret,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|s| s.expose_secret().to_string())
+        .collect();
+        if let Some(app) = &self.github_app {
+            values.push(app.private_key.expose_secret().to_string());
+        }
+        if let Some(password) = self
+            .database_url
+            .as_ref()
+            .and_then(|u| url::Url::parse(u.expose_secret()).ok())
+            .and_then(|u| u.password().map(str::to_owned))
+        {
+            values.push(password);
+        }
+        // Longest first, so a value containing another is masked whole.
+        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        values
+    }
+
     pub fn from_env(env: &dyn EnvSource) -> Result<Self, SettingsError> {
         let slack_api_url = env
             .var("SLACK_API_URL")
@@ -325,6 +357,25 @@ impl Default for Timezone {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_secret_is_masked_including_the_database_password() {
+        let env: std::collections::HashMap<String, String> = [
+            ("DATABASE_URL", "postgres://bobby:s3cr3t-pw@db/bobby"),
+            ("SLACK_BOT_TOKEN", "xoxb-111-222"),
+            ("BOBBY_API_TOKEN", "api-token-value"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let secrets = Secrets::from_env(&env).unwrap();
+        let values = secrets.mask_values();
+        let out = crate::steps::mask(
+            "url postgres://bobby:s3cr3t-pw@db/bobby pw s3cr3t-pw token xoxb-111-222 api api-token-value",
+            &values,
+        );
+        assert_eq!(out, "url *** pw *** token *** api ***");
+    }
+
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {

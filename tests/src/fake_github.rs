@@ -306,6 +306,20 @@ impl FakeGithub {
         })
     }
 
+    /// Moves a branch the way a push would (no webhook, no pull request bookkeeping).
+    pub fn set_branch(&self, repo: &str, branch: &str, sha: &str) {
+        self.with(|i| {
+            let r = i.repos.get_mut(repo).expect("repo exists");
+            assert!(r.commits.contains_key(sha), "no commit {sha}");
+            r.branches.insert(branch.to_string(), sha.to_string());
+        })
+    }
+
+    /// How many requests so far were `METHOD /path`.
+    pub fn calls_to(&self, what: &str) -> usize {
+        self.with(|i| i.log.iter().filter(|l| l.as_str() == what).count())
+    }
+
     pub fn branch(&self, repo: &str, branch: &str) -> Option<String> {
         self.with(|i| i.repos.get(repo)?.branches.get(branch).cloned())
     }
@@ -536,6 +550,24 @@ async fn update_ref(
             return error(StatusCode::UNPROCESSABLE_ENTITY, "Update is not a fast forward");
         }
         repo.branches.insert(branch.clone(), body.sha.clone());
+        // As on GitHub: an open pull request whose head is now contained in its base is merged.
+        let merged: Vec<u64> = repo
+            .pulls
+            .iter()
+            .filter(|(_, p)| p.open && p.base_ref == branch)
+            .filter(|(_, p)| {
+                let head = repo.pull_head(p);
+                !head.is_empty() && repo.is_ancestor(&head, &body.sha)
+            })
+            .map(|(n, _)| *n)
+            .collect();
+        for n in merged {
+            let head = repo.pull_head(&repo.pulls[&n]);
+            let p = repo.pulls.get_mut(&n).expect("listed above");
+            p.merged = true;
+            p.open = false;
+            p.frozen_head = Some(head);
+        }
         Json(json!({ "ref": format!("refs/heads/{branch}"), "object": { "sha": body.sha } })).into_response()
     })
 }

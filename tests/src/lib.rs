@@ -411,7 +411,33 @@ pub struct TestGandalf {
     /// The running Gandalf server (the same `gandalf::app::start` as `main`).
     pub addr: SocketAddr,
     pub http: reqwest::Client,
-    _running: gandalf::app::Running,
+    running: Option<gandalf::app::Running>,
+    start: GandalfStart,
+}
+
+/// What it takes to start (another) Gandalf on the same database, GitHub and clock.
+#[derive(Clone)]
+struct GandalfStart {
+    config: gandalf::config::GandalfConfig,
+    secrets: Secrets,
+    client: shared::github::Github,
+    clock: shared::clock::SharedClock,
+}
+
+impl GandalfStart {
+    async fn start(&self) -> gandalf::app::Running {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        gandalf::app::start(gandalf::app::Options {
+            config: self.config.clone(),
+            secrets: self.secrets.clone(),
+            clock: self.clock.clone(),
+            listener,
+            pool_size: 5,
+            github: Some(self.client.clone()),
+        })
+        .await
+        .expect("gandalf starts")
+    }
 }
 
 pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
@@ -448,6 +474,12 @@ test = "true"
 "#;
 
 pub async fn spawn_gandalf() -> TestGandalf {
+    spawn_gandalf_with(GANDALF_TOML, Path::new("."), true).await
+}
+
+/// Gandalf with `config_toml`, steps running in `dir`; `manual_clock` false runs it on the wall
+/// clock (for benchmarks that read timestamps).
+pub async fn spawn_gandalf_with(config_toml: &str, dir: &Path, manual_clock: bool) -> TestGandalf {
     init_logs();
     let db = fresh_database().await;
     let github = fake_github::FakeGithub::start().await;
@@ -457,7 +489,7 @@ pub async fn spawn_gandalf() -> TestGandalf {
     }
     let pool = shared::db::connect(&db.url, 5).await.unwrap();
     shared::db::migrate(&pool).await.unwrap();
-    let config = gandalf::config::GandalfConfig::parse(GANDALF_TOML, Path::new(".")).unwrap();
+    let config = gandalf::config::GandalfConfig::parse(config_toml, dir).unwrap();
     let client = shared::github::Github::new(
         &github.api_url(),
         shared::github::Auth::Token(secrecy::SecretString::from(fake_github::TOKEN)),
@@ -470,28 +502,29 @@ pub async fn spawn_gandalf() -> TestGandalf {
     .await
     .unwrap();
     let clock = ManualClock::new(monday_morning());
+    let shared_clock: shared::clock::SharedClock = if manual_clock {
+        Arc::new(clock.clone())
+    } else {
+        Arc::new(shared::clock::SystemClock)
+    };
     let mut env: HashMap<String, String> = HashMap::new();
     env.insert("DATABASE_URL".into(), db.url.clone());
     env.insert("SLACK_SIGNING_SECRET".into(), SIGNING_SECRET.into());
     env.insert("GITHUB_WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into());
     env.insert("GITHUB_API_URL".into(), github.api_url());
     let secrets = Secrets::from_env(&env).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let running = gandalf::app::start(gandalf::app::Options {
+    let start = GandalfStart {
         config: config.clone(),
         secrets,
-        clock: Arc::new(clock.clone()),
-        listener,
-        pool_size: 5,
-        github: Some(client.clone()),
-    })
-    .await
-    .expect("gandalf starts");
+        client: client.clone(),
+        clock: shared_clock.clone(),
+    };
+    let running = start.start().await;
     let gandalf = gandalf::handler::Gandalf {
         pool: pool.clone(),
         config: Arc::new(config),
         github: Some(client),
-        clock: Arc::new(clock.clone()),
+        clock: shared_clock,
     };
     TestGandalf {
         gandalf,
@@ -500,11 +533,91 @@ pub async fn spawn_gandalf() -> TestGandalf {
         clock,
         addr: running.addr,
         http: reqwest::Client::new(),
-        _running: running,
+        running: Some(running),
+        start,
     }
 }
 
 impl TestGandalf {
+    /// Stops this Gandalf (gracefully, or as `kill -9` would) and starts a new one on the same
+    /// database, GitHub and clock.
+    pub async fn restart(&mut self, how: Stop) {
+        self.down(how).await;
+        self.up().await;
+    }
+
+    /// Stops this Gandalf (gracefully, or as `kill -9` would); its database and GitHub stay.
+    pub async fn down(&mut self, how: Stop) {
+        if let Some(r) = self.running.take() {
+            match how {
+                Stop::Graceful => r.stop().await,
+                Stop::Kill9 => r.abort().await,
+            }
+        }
+    }
+
+    /// Starts Gandalf again after [`TestGandalf::down`].
+    pub async fn up(&mut self) {
+        let running = self.start.start().await;
+        self.addr = running.addr;
+        self.running = Some(running);
+    }
+
+    /// A second Gandalf replica on the same database (dropped, it keeps running until stopped).
+    pub async fn another_replica(&self) -> gandalf::app::Running {
+        self.start.start().await
+    }
+
+    /// Waits (boundedly) until `sql` (a scalar query) returns `want`.
+    pub async fn wait_for<T>(&self, sql: &'static str, want: T) -> T
+    where
+        T: PartialEq
+            + std::fmt::Debug
+            + Send
+            + Unpin
+            + for<'r> sqlx::Decode<'r, sqlx::Postgres>
+            + sqlx::Type<sqlx::Postgres>,
+    {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let got: T = sqlx::query_scalar(sql).fetch_one(&self.pool).await.unwrap();
+            if got == want {
+                return got;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{sql}: still {got:?}, waited for {want:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The state of the latest item of PR `pr`.
+    pub async fn state_of(&self, pr: i32) -> String {
+        sqlx::query_scalar("SELECT state::text FROM queue_items WHERE pr = $1 ORDER BY id DESC LIMIT 1")
+            .bind(pr)
+            .fetch_optional(&self.pool)
+            .await
+            .unwrap()
+            .unwrap_or_default()
+    }
+
+    /// Waits (boundedly) until the latest item of `pr` is in `state`.
+    pub async fn wait_for_state(&self, pr: i32, state: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = self.state_of(pr).await;
+            if got == state {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "#{pr} is {got:?}, waited for {state}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// `/gandalf <text>` by `user`: the reply's plain text and whether it was refused.
     pub async fn command(&self, user: &str, text: &str) -> (String, bool) {
         let answer = self.gandalf.handle(&user.parse().unwrap(), text).await;
@@ -734,3 +847,146 @@ pub fn nightly_toml(extra: &str, delete: &[(&str, String)], create: &[(&str, Str
     }
     text
 }
+
+// --- Gandalf verification support: pipeline scripts that log, block and fail on demand --------
+
+/// A pipeline for Gandalf in a temporary directory: `build`, `deploy`, `test` and `revert` all run
+/// `sh step.sh`, which logs each start and end to `calls.log` with a nanosecond timestamp and the
+/// `GANDALF_*` variables it got. A step keyed `<step>-<pr>` or `<step>-<pr>-<resource>` blocks
+/// while a file `block-<key>` exists and fails (exit 3, after printing `boom`) when `fail-<key>` does.
+pub struct Pipeline {
+    dir: tempfile::TempDir,
+}
+
+/// One line of `calls.log`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Call {
+    pub at_ns: u128,
+    pub start: bool,
+    pub step: String,
+    pub pr: String,
+    pub resource: String,
+    /// At the start: `GANDALF_SHA`; at the end: the exit status.
+    pub detail: String,
+    /// At the start: `GANDALF_RESOURCES`.
+    pub resources: String,
+}
+
+const STEP_SH: &str = r#"key="$GANDALF_STEP-$GANDALF_PR"
+rkey="$key-${GANDALF_RESOURCE:--}"
+echo "$(date +%s%N)|start|$GANDALF_STEP|$GANDALF_PR|${GANDALF_RESOURCE:--}|$GANDALF_SHA|$GANDALF_RESOURCES|$GANDALF_REPO|$GANDALF_ENV|$GANDALF_BASE_SHA" >> calls.log
+while [ -e "block-$key" ] || [ -e "block-$rkey" ]; do sleep 0.02; done
+echo "output of $rkey"
+if [ -e "fail-$key" ] || [ -e "fail-$rkey" ]; then
+  echo "boom in $rkey"
+  echo "$(date +%s%N)|end|$GANDALF_STEP|$GANDALF_PR|${GANDALF_RESOURCE:--}|3|" >> calls.log
+  exit 3
+fi
+echo "$(date +%s%N)|end|$GANDALF_STEP|$GANDALF_PR|${GANDALF_RESOURCE:--}|0|" >> calls.log
+"#;
+
+impl Default for Pipeline {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Pipeline {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("step.sh"), STEP_SH).unwrap();
+        Pipeline { dir }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Gandalf's test configuration with this pipeline and `extra` keys for the repository.
+    pub fn config(&self, extra: &str) -> String {
+        GANDALF_TOML.replace(
+            "[repos.pipeline]\nbuild = \"true\"\ndeploy = \"true\"\ntest = \"true\"\n",
+            &format!(
+                "{extra}\n[repos.pipeline]\nbuild = \"sh step.sh\"\ndeploy = \"sh step.sh\"\ntest = \"sh step.sh\"\nrevert = \"sh step.sh\"\n"
+            ),
+        )
+    }
+
+    pub fn block(&self, key: &str) {
+        std::fs::write(self.dir.path().join(format!("block-{key}")), "").unwrap();
+    }
+
+    pub fn unblock(&self, key: &str) {
+        let _ = std::fs::remove_file(self.dir.path().join(format!("block-{key}")));
+    }
+
+    pub fn fail(&self, key: &str) {
+        std::fs::write(self.dir.path().join(format!("fail-{key}")), "").unwrap();
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        let text = std::fs::read_to_string(self.dir.path().join("calls.log")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split('|').collect();
+                (f.len() >= 7).then(|| Call {
+                    at_ns: f[0].parse().unwrap_or(0),
+                    start: f[1] == "start",
+                    step: f[2].into(),
+                    pr: f[3].into(),
+                    resource: f[4].into(),
+                    detail: f[5].into(),
+                    resources: f[6].into(),
+                })
+            })
+            .collect()
+    }
+
+    /// The steps started, as `step pr resource`, in order.
+    pub fn started(&self) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.start)
+            .map(|c| format!("{} {} {}", c.step, c.pr, c.resource))
+            .collect()
+    }
+
+    /// Waits (boundedly) until `step pr resource` has started `n` times.
+    pub async fn wait_for_start(&self, what: &str, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let started = self.started();
+            if started.iter().filter(|s| s.as_str() == what).count() >= n {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what} never started {n}x: {started:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A resource map for `acme/platform`: `lib` (a package), `api` (needs `lib`), `web`.
+pub const RESOURCE_MAP: &str = r#"
+ignore = ["**/*.md", ".gandalf/**"]
+unmapped = "none"
+
+[[resource]]
+name = "lib"
+type = "package"
+paths = ["lib/**"]
+deploy = false
+
+[[resource]]
+name = "api"
+type = "service"
+paths = ["api/**"]
+depends_on = ["lib"]
+
+[[resource]]
+name = "web"
+type = "service"
+paths = ["web/**"]
+"#;

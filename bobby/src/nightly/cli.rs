@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use shared::db::{Job, Leadership};
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 
 use super::runner::RunEnd;
@@ -97,8 +96,7 @@ fn interrupted(id: i64) -> CliOutcome {
 
 /// Until run `id` has finished (or was interrupted or skipped), whoever runs it.
 async fn wait_until_ended(pool: &PgPool, id: i64) -> anyhow::Result<()> {
-    let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen("nightly_done").await?;
+    let mut listener = shared::db::listen(pool, &["nightly_done"]).await?;
     loop {
         let state: Option<String> = sqlx::query_scalar("SELECT state FROM nightly_runs WHERE id = $1")
             .bind(id)

@@ -27,10 +27,8 @@ pub mod summary;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use secrecy::ExposeSecret;
 use shared::envs::store;
 use shared::envs::{Environment, LeasePolicy};
-use shared::settings::Secrets;
 use shared::steps::Registry;
 use sqlx::PgPool;
 
@@ -116,38 +114,6 @@ impl Nightly {
             })
             .collect()
     }
-}
-
-/// The secret values Bobby holds, masked wherever step output is shown: the environment's secrets
-/// (steps inherit Bobby's environment, and a script that prints it should not leak them) and the
-/// database password on its own.
-pub fn secret_values(secrets: &Secrets) -> Vec<String> {
-    let mut values: Vec<String> = [
-        &secrets.database_url,
-        &secrets.slack_bot_token,
-        &secrets.slack_signing_secret,
-        &secrets.bobby_api_token,
-        &secrets.github_token,
-        &secrets.github_webhook_secret,
-    ]
-    .into_iter()
-    .flatten()
-    .map(|s| s.expose_secret().to_string())
-    .collect();
-    if let Some(app) = &secrets.github_app {
-        values.push(app.private_key.expose_secret().to_string());
-    }
-    if let Some(password) = secrets
-        .database_url
-        .as_ref()
-        .and_then(|u| url::Url::parse(u.expose_secret()).ok())
-        .and_then(|u| u.password().map(str::to_owned))
-    {
-        values.push(password);
-    }
-    // Longest first, so a value containing another is masked whole.
-    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-    values
 }
 
 /// A uniform draw in `[0, 1)` for backoff jitter. SipHash keyed by the standard library's
@@ -355,24 +321,5 @@ mod tests {
         assert!((0.45..0.55).contains(&mean), "mean {mean}");
         let low = draws.iter().filter(|d| **d < 0.1).count();
         assert!((700..1300).contains(&low), "{low} draws below 0.1");
-    }
-
-    #[test]
-    fn every_secret_is_masked_including_the_database_password() {
-        let env: std::collections::HashMap<String, String> = [
-            ("DATABASE_URL", "postgres://bobby:s3cr3t-pw@db/bobby"),
-            ("SLACK_BOT_TOKEN", "xoxb-111-222"),
-            ("BOBBY_API_TOKEN", "api-token-value"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let secrets = Secrets::from_env(&env).unwrap();
-        let values = secret_values(&secrets);
-        let out = shared::steps::mask(
-            "url postgres://bobby:s3cr3t-pw@db/bobby pw s3cr3t-pw token xoxb-111-222 api api-token-value",
-            &values,
-        );
-        assert_eq!(out, "url *** pw *** token *** api ***");
     }
 }

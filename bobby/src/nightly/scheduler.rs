@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use shared::db::{Job, Leadership};
-use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 
 use super::Nightly;
@@ -56,8 +55,7 @@ impl NightlyWorker {
 
     async fn lead(&self, leader: &mut Leadership, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         let n = &self.nightly;
-        let mut listener = PgListener::connect_with(n.pool()).await?;
-        listener.listen("nightly").await?;
+        let mut listener = shared::db::listen(n.pool(), &["nightly"]).await?;
         let since = n.now();
         if n.recover(shutdown.clone()).await? == RunEnd::Stopped {
             return Ok(());

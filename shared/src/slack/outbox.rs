@@ -7,7 +7,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::watch;
 
@@ -23,8 +22,43 @@ struct StoredButton {
     primary: bool,
 }
 
-/// Queues `reply` for `channel` (a channel id, or a user id for a DM) inside the caller's transaction.
+/// Which bot's Slack app posts a message: each bot delivers only its own rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sender {
+    Bobby,
+    Gandalf,
+}
+
+impl Sender {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sender::Bobby => "bobby",
+            Sender::Gandalf => "gandalf",
+        }
+    }
+
+    fn job(self) -> Job {
+        match self {
+            Sender::Bobby => Job::SlackOutbox,
+            Sender::Gandalf => Job::GandalfOutbox,
+        }
+    }
+}
+
+/// Queues `reply` from Bobby for `channel` (a channel id, or a user id for a DM) inside the
+/// caller's transaction.
 pub async fn enqueue(conn: &mut PgConnection, channel: &str, reply: &Reply, now: DateTime<Utc>) -> sqlx::Result<()> {
+    enqueue_from(conn, Sender::Bobby, channel, reply, now).await
+}
+
+/// Queues `reply` from `sender` for `channel` inside the caller's transaction.
+pub async fn enqueue_from(
+    conn: &mut PgConnection,
+    sender: Sender,
+    channel: &str,
+    reply: &Reply,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
     let buttons: Vec<StoredButton> = reply
         .buttons
         .iter()
@@ -35,11 +69,12 @@ pub async fn enqueue(conn: &mut PgConnection, channel: &str, reply: &Reply, now:
             primary: b.primary,
         })
         .collect();
-    sqlx::query("INSERT INTO slack_outbox (channel, text, buttons, created_at) VALUES ($1, $2, $3, $4)")
+    sqlx::query("INSERT INTO slack_outbox (channel, text, buttons, created_at, sender) VALUES ($1, $2, $3, $4, $5)")
         .bind(channel)
         .bind(&reply.text)
         .bind(sqlx::types::Json(buttons))
         .bind(now)
+        .bind(sender.as_str())
         .execute(conn)
         .await?;
     Ok(())
@@ -84,6 +119,8 @@ pub struct Deliverer {
     pub pool: PgPool,
     pub database_url: String,
     pub slack: SlackApi,
+    /// Whose messages this deliverer posts.
+    pub sender: Sender,
     /// Paces retries. Its own clock, apart from the domain's: retrying is about Slack's wall-clock
     /// availability, and a test that freezes domain time still wants retries to happen.
     pub clock: SharedClock,
@@ -110,7 +147,7 @@ impl Deliverer {
         loop {
             let Some(mut leader) = Leadership::acquire(
                 &self.database_url,
-                Job::SlackOutbox,
+                self.sender.job(),
                 Duration::from_secs(5),
                 shutdown.clone(),
             )
@@ -118,7 +155,10 @@ impl Deliverer {
             else {
                 return;
             };
-            tracing::info!("delivering the Slack outbox on this replica");
+            tracing::info!(
+                sender = self.sender.as_str(),
+                "delivering the Slack outbox on this replica"
+            );
             if let Err(e) = self.lead(&mut leader, shutdown.clone()).await {
                 tracing::warn!(error = %e, "outbox worker lost its footing; starting over");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -130,8 +170,7 @@ impl Deliverer {
     }
 
     async fn lead(&self, leader: &mut Leadership, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-        let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen("slack_outbox").await?;
+        let mut listener = crate::db::listen(&self.pool, &["slack_outbox"]).await?;
         loop {
             if !leader.still_held().await {
                 anyhow::bail!("leadership connection lost");
@@ -170,8 +209,9 @@ impl Deliverer {
     async fn heads(&self) -> sqlx::Result<Vec<Pending>> {
         let rows = sqlx::query(
             "SELECT DISTINCT ON (channel) id, channel, text, buttons, attempts, next_attempt_at \
-             FROM slack_outbox WHERE delivered_at IS NULL AND failed_at IS NULL ORDER BY channel, id",
+             FROM slack_outbox WHERE sender = $1 AND delivered_at IS NULL AND failed_at IS NULL ORDER BY channel, id",
         )
+        .bind(self.sender.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

@@ -1,0 +1,324 @@
+//! The queue worker: on exactly one replica (an advisory lock), one task per repository takes the
+//! next PR and verifies it ([`crate::verify`]), then the next, woken by Postgres notifications
+//! rather than a polling tick — the gap between one PR landing and the next starting is a query,
+//! not a timer.
+//!
+//! At leadership start it kills step processes a crashed Gandalf left on this host, and puts every
+//! item that was verifying back in the queue; one that was landing is checked on GitHub first, so
+//! it is never landed twice. A reconciliation with GitHub (open PRs and their heads) runs at start
+//! and every few minutes, for deliveries that never arrived.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shared::db::{Job, Leadership};
+use shared::github::{CommitSha, Github, RepoName};
+use shared::steps::Registry;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::RepoConfig;
+use crate::handler::Gandalf;
+use crate::messages;
+use crate::store::{self, Item, ItemState};
+use crate::verify::{Outcome, StopHandle, Verifier, Why};
+
+/// How often the queues are reconciled with GitHub.
+const RECONCILE_EVERY: Duration = Duration::from_secs(300);
+/// How often the leader checks that its lock is still held.
+const LEADERSHIP_CHECK: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct QueueWorker {
+    pub gandalf: Gandalf,
+    pub database_url: String,
+    pub registry: Option<Registry>,
+    /// Secret values masked in step logs.
+    pub mask: Arc<Vec<String>>,
+}
+
+impl QueueWorker {
+    /// Runs until shutdown: competes for leadership, then works every repository's queue.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let Some(github) = self.gandalf.github.clone() else {
+            return;
+        };
+        loop {
+            let Some(mut leader) = Leadership::acquire(
+                &self.database_url,
+                Job::GandalfQueues,
+                Duration::from_secs(2),
+                shutdown.clone(),
+            )
+            .await
+            else {
+                return;
+            };
+            tracing::info!("working the merge queues on this replica");
+            if let Some(registry) = &self.registry {
+                match registry.reap_leftovers("gandalf:").await {
+                    Ok(killed) if !killed.is_empty() => tracing::warn!(?killed, "killed steps a previous run left"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not look for leftover steps"),
+                }
+            }
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let mut tasks = JoinSet::new();
+            for repo in self.gandalf.config.repos.clone() {
+                tasks.spawn(self.clone().work_repo(github.clone(), repo, stop_rx.clone()));
+            }
+            tasks.spawn(self.clone().reconcile_periodically(github.clone(), stop_rx.clone()));
+            let mut shutdown_rx = shutdown.clone();
+            loop {
+                let shutting_down = tokio::select! {
+                    _ = tokio::time::sleep(LEADERSHIP_CHECK) => false,
+                    _ = shutdown_rx.wait_for(|s| *s) => true,
+                };
+                if shutting_down {
+                    break;
+                }
+                if !leader.still_held().await {
+                    tracing::warn!("lost the queue leadership; stopping work");
+                    break;
+                }
+            }
+            let _ = stop_tx.send(true);
+            while tasks.join_next().await.is_some() {}
+            drop(leader);
+            if *shutdown.borrow() {
+                return;
+            }
+        }
+    }
+
+    async fn work_repo(self, github: Github, repo: RepoConfig, stop: watch::Receiver<bool>) {
+        loop {
+            match self.work_repo_once(&github, &repo, stop.clone()).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(repo = %repo.name, error = format!("{e:#}"), "queue worker stumbled; starting over");
+                    let mut stop = stop.clone();
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                }
+            }
+        }
+    }
+
+    fn verifier<'a>(&'a self, github: &'a Github, repo: &'a RepoConfig) -> Verifier<'a> {
+        Verifier {
+            gandalf: &self.gandalf,
+            github,
+            repo,
+            registry: self.registry.as_ref(),
+            mask: &self.mask,
+        }
+    }
+
+    async fn work_repo_once(
+        &self,
+        github: &Github,
+        repo: &RepoConfig,
+        mut stop: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let mut listener = shared::db::listen(&self.gandalf.pool, &["gandalf_queue"]).await?;
+        self.recover(github, repo).await?;
+        loop {
+            if *stop.borrow() {
+                return Ok(());
+            }
+            let next = {
+                let mut conn = self.gandalf.pool.acquire().await?;
+                let paused = store::pause_state(&mut conn, &repo.name).await?.paused;
+                metrics::gauge!("gandalf_queue_length", "repo" => repo.name.clone())
+                    .set(store::queue(&mut conn, &repo.name).await?.len() as f64);
+                if paused {
+                    None
+                } else {
+                    store::next_to_verify(&mut conn, &repo.name).await?
+                }
+            };
+            match next {
+                Some(item) => {
+                    // Drain the notifications our own work caused while verifying.
+                    while listener.next_buffered().is_some() {}
+                    self.verify_one(github, repo, item, stop.clone()).await?;
+                }
+                None => {
+                    tokio::select! {
+                        n = listener.recv() => { n?; }
+                        _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                        _ = stop.wait_for(|s| *s) => return Ok(()),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Verifies one item with a watcher that stops it when it is cancelled or dropped, when the
+    /// repository's `timeout` passes, or when this replica stops working the queue.
+    async fn verify_one(
+        &self,
+        github: &Github,
+        repo: &RepoConfig,
+        item: Item,
+        stop: watch::Receiver<bool>,
+    ) -> anyhow::Result<Outcome> {
+        let (handle, verify_stop) = StopHandle::new();
+        let watcher = tokio::spawn(watch_item(
+            self.gandalf.clone(),
+            item.id,
+            repo.timeout.chrono(),
+            handle,
+            stop,
+        ));
+        tracing::info!(repo = %repo.name, pr = item.pr, "verifying");
+        let outcome = self.verifier(github, repo).run(item.clone(), verify_stop).await;
+        watcher.abort();
+        match &outcome {
+            Ok(o) => tracing::info!(repo = %repo.name, pr = item.pr, outcome = o.as_str(), "verification ended"),
+            Err(e) => {
+                tracing::warn!(repo = %repo.name, pr = item.pr, error = format!("{e:#}"), "verification interrupted")
+            }
+        }
+        outcome
+    }
+
+    /// Puts what a previous leader left verifying back in the queue; a PR that was landing is
+    /// checked on GitHub first and concluded as merged if it landed.
+    async fn recover(&self, github: &Github, repo: &RepoConfig) -> anyhow::Result<()> {
+        let items = {
+            let mut conn = self.gandalf.pool.acquire().await?;
+            store::queue(&mut conn, &repo.name).await?
+        };
+        let verifier = self.verifier(github, repo);
+        for item in items.into_iter().filter(|i| i.state.is_verifying()) {
+            let mut conn = self.gandalf.pool.acquire().await?;
+            store::interrupt_steps(&mut conn, item.id, self.gandalf.clock.now()).await?;
+            drop(conn);
+            if item.state == ItemState::Landing
+                && let Some(candidate) = &item.candidate_sha
+                && let Some(landed) = verifier.landed_already(&item, &CommitSha(candidate.clone())).await?
+            {
+                tracing::warn!(repo = %repo.name, pr = item.pr, landed, "a restart found the PR landed already");
+                verifier.landed(&item, &landed).await?;
+                verifier.release_environment().await?;
+                continue;
+            }
+            tracing::warn!(repo = %repo.name, pr = item.pr, state = item.state.as_str(), "verifying again after a restart");
+            let mut conn = self.gandalf.pool.acquire().await?;
+            store::requeue(&mut conn, item.id, "interrupted by a restart; it is verified again").await?;
+        }
+        Ok(())
+    }
+
+    async fn reconcile_periodically(self, github: Github, mut stop: watch::Receiver<bool>) {
+        loop {
+            for repo in &self.gandalf.config.repos {
+                if let Err(e) = reconcile(&self.gandalf, &github, repo).await {
+                    tracing::warn!(repo = %repo.name, error = format!("{e:#}"), "could not reconcile with GitHub");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(RECONCILE_EVERY) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+}
+
+/// Watches one verifying item: raises the stop when its row is no longer active (cancelled,
+/// dropped), when `timeout` has passed since its verification started, or when the worker stops.
+async fn watch_item(
+    gandalf: Gandalf,
+    id: i64,
+    timeout: chrono::Duration,
+    handle: StopHandle,
+    mut worker_stop: watch::Receiver<bool>,
+) {
+    let Ok(mut listener) = shared::db::listen(&gandalf.pool, &["gandalf_queue"]).await else {
+        return;
+    };
+    loop {
+        let item = match gandalf.pool.acquire().await {
+            Ok(mut conn) => store::item(&mut conn, id).await.ok().flatten(),
+            Err(_) => None,
+        };
+        let deadline = match &item {
+            Some(i) if i.state.is_finished() => {
+                handle.raise(Why::Withdrawn);
+                return;
+            }
+            Some(i) if i.state != ItemState::WaitingForEnvironment && i.state != ItemState::Queued => {
+                i.verify_started_at.map(|t| t + timeout)
+            }
+            _ => None,
+        };
+        if deadline.is_some_and(|d| gandalf.clock.now() >= d) {
+            handle.raise(Why::TimedOut);
+            return;
+        }
+        let far = gandalf.clock.now() + chrono::Duration::days(365);
+        let listener_failed = tokio::select! {
+            n = listener.recv() => n.is_err(),
+            _ = gandalf.clock.sleep_until(deadline.unwrap_or(far)) => false,
+            _ = worker_stop.wait_for(|s| *s) => {
+                handle.raise(Why::Shutdown);
+                return;
+            }
+        };
+        if listener_failed {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// Drops queued PRs that GitHub says are closed, merged, moved to another base or carry new
+/// commits — what a missed `pull_request` delivery would have told us.
+pub async fn reconcile(gandalf: &Gandalf, github: &Github, repo: &RepoConfig) -> anyhow::Result<usize> {
+    let queued: Vec<Item> = {
+        let mut conn = gandalf.pool.acquire().await?;
+        store::queue(&mut conn, &repo.name)
+            .await?
+            .into_iter()
+            .filter(|i| i.state == ItemState::Queued)
+            .collect()
+    };
+    if queued.is_empty() {
+        return Ok(0);
+    }
+    let name = RepoName::parse(&repo.name).expect("repository names are validated at start");
+    let open = github.open_pulls(&name).await?;
+    let mut dropped = 0;
+    for item in queued {
+        let pull = match open.iter().find(|p| p.number == item.pr as u64) {
+            Some(p) => p.clone(),
+            None => github.pull(&name, item.pr as u64).await?,
+        };
+        let reason = if pull.merged {
+            "it was merged outside the queue".to_string()
+        } else if !pull.is_open() {
+            "it was closed".to_string()
+        } else if pull.head_sha.0 != item.head_sha {
+            format!(
+                "new commits were pushed ({}); queue it again once they are reviewed",
+                pull.head_sha.short()
+            )
+        } else if pull.base_ref != repo.base {
+            "its base branch changed".to_string()
+        } else {
+            continue;
+        };
+        let mut conn = gandalf.pool.acquire().await?;
+        if store::finish(&mut conn, item.id, ItemState::Dropped, &reason, gandalf.clock.now()).await? {
+            dropped += 1;
+            tracing::info!(repo = %repo.name, pr = item.pr, reason, "reconciliation dropped a PR");
+            if let Err(e) = github.comment(&name, item.pr as u64, &messages::dropped(&reason)).await {
+                tracing::warn!(repo = %repo.name, pr = item.pr, error = %e, "could not comment on the pull request");
+            }
+        }
+    }
+    Ok(dropped)
+}

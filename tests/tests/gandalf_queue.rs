@@ -1,0 +1,553 @@
+//! Gandalf's verification worker end to end: the real Gandalf against a real Postgres and the
+//! stateful fake GitHub, with pipeline scripts that log every step and block or fail on demand.
+//! The invariant under test everywhere: what lands on `main` is exactly the candidate that passed,
+//! and nothing lands twice.
+
+use bg_tests::{Pipeline, RESOURCE_MAP, Stop, TestGandalf, spawn_gandalf_with};
+use serde_json::json;
+use shared::clock::Clock;
+use shared::envs::store as envs;
+
+const REPO: &str = "acme/platform";
+const PATCH_MAIN: &str = "PATCH /repos/acme/platform/git/refs/heads/main";
+
+/// A Gandalf with the logging pipeline and `extra` repository keys; `map` commits the resource
+/// map to `main` first.
+async fn setup(extra: &str, map: bool) -> (TestGandalf, Pipeline) {
+    let pipeline = Pipeline::new();
+    let g = spawn_gandalf_with(&pipeline.config(extra), pipeline.dir(), true).await;
+    if map {
+        g.github
+            .push(REPO, "main", "main", &[(".gandalf/resources.toml", Some(RESOURCE_MAP))]);
+    }
+    (g, pipeline)
+}
+
+fn main_tip(g: &TestGandalf) -> String {
+    g.github.branch(REPO, "main").unwrap()
+}
+
+async fn merge(g: &TestGandalf, text: &str) {
+    let (reply, refused) = g.command("U0ALICE", text).await;
+    assert!(!refused, "{text}: {reply}");
+}
+
+async fn item_field(g: &TestGandalf, pr: i32, column: &'static str) -> Option<String> {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT {column}::text FROM queue_items WHERE pr = $1 ORDER BY id DESC LIMIT 1"
+    )))
+    .bind(pr)
+    .fetch_one(&g.pool)
+    .await
+    .unwrap()
+}
+
+async fn step_states(g: &TestGandalf, pr: i32) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT s.name || ' ' || COALESCE(s.resource, '-') || ' ' || s.state FROM queue_steps s \
+         JOIN queue_items i ON i.id = s.item_id WHERE i.pr = $1 ORDER BY s.id",
+    )
+    .bind(pr)
+    .fetch_all(&g.pool)
+    .await
+    .unwrap()
+}
+
+async fn outbox(g: &TestGandalf, channel: &str) -> Vec<String> {
+    sqlx::query_scalar("SELECT text FROM slack_outbox WHERE sender = 'gandalf' AND channel = $1 ORDER BY id")
+        .bind(channel)
+        .fetch_all(&g.pool)
+        .await
+        .unwrap()
+}
+
+/// The [first start, last end] of each PR's steps must not overlap: one PR verifies at a time.
+fn assert_serial(p: &Pipeline) {
+    let calls = p.calls();
+    let mut spans: std::collections::BTreeMap<String, (u128, u128)> = Default::default();
+    for c in &calls {
+        let e = spans.entry(c.pr.clone()).or_insert((u128::MAX, 0));
+        e.0 = e.0.min(c.at_ns);
+        e.1 = e.1.max(c.at_ns);
+    }
+    let mut spans: Vec<(u128, u128, String)> = spans.into_iter().map(|(pr, (a, b))| (a, b, pr)).collect();
+    spans.sort();
+    for w in spans.windows(2) {
+        assert!(w[0].1 < w[1].0, "#{} and #{} overlapped: {calls:?}", w[0].2, w[1].2);
+    }
+}
+
+#[tokio::test]
+async fn a_green_pr_lands_exactly_the_tested_candidate_with_only_what_it_affects() {
+    let (g, p) = setup("", true).await;
+    let base = main_tip(&g);
+    let head = g.ready_pull(7, "lib/core.rs");
+    merge(&g, "merge #7").await;
+    g.wait_for_state(7, "merged").await;
+
+    let candidate = item_field(&g, 7, "candidate_sha").await.unwrap();
+    assert_eq!(main_tip(&g), candidate, "main is exactly the tested candidate");
+    assert_eq!(item_field(&g, 7, "landed_sha").await.unwrap(), candidate);
+    assert_eq!(g.github.parents(REPO, &candidate), vec![base.clone(), head]);
+    assert_eq!(
+        g.github.tree(REPO, &candidate).get("lib/core.rs").map(String::as_str),
+        Some("change 7\n")
+    );
+    assert!(g.github.is_merged(REPO, 7), "GitHub sees the PR merged");
+
+    // lib changed: lib and its dependent api are built, dependencies first; only api deploys
+    // (lib is a package); web is untouched; the test runs once.
+    assert_eq!(
+        p.started(),
+        vec!["build 7 lib", "build 7 api", "deploy 7 api", "test 7 -"]
+    );
+    for c in p.calls().iter().filter(|c| c.start) {
+        assert_eq!(c.detail, candidate, "GANDALF_SHA is the candidate");
+        assert_eq!(c.resources, "api lib", "GANDALF_RESOURCES");
+    }
+    assert_eq!(
+        step_states(&g, 7).await,
+        vec![
+            "build lib succeeded",
+            "build api succeeded",
+            "deploy api succeeded",
+            "test - succeeded"
+        ]
+    );
+
+    let comments = g.wait_for_comments(7, 1).await;
+    assert!(comments.last().unwrap().contains("Landed on `main`"), "{comments:?}");
+    let announced = outbox(&g, "C0MERGES").await;
+    assert_eq!(announced.len(), 1, "{announced:?}");
+    assert!(
+        announced[0].contains("Merged *acme/platform#7*") && announced[0].contains("`api`"),
+        "{announced:?}"
+    );
+    g.wait_for("SELECT count(*) FROM leases", 0i64).await;
+
+    let api: serde_json::Value = g
+        .http
+        .get(format!("http://{}/api/v1/repos/acme/platform/pulls/7", g.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(api["state"], "merged");
+    assert_eq!(api["candidate_sha"], json!(candidate));
+    assert_eq!(api["affected"], json!(["api", "lib"]));
+    assert_eq!(api["steps"].as_array().unwrap().len(), 4, "{api}");
+}
+
+#[tokio::test]
+async fn prs_verify_one_at_a_time_in_priority_order() {
+    let (g, p) = setup("", true).await;
+    let (_, refused) = g.command("U0ADMIN1", "pause").await;
+    assert!(!refused);
+    g.ready_pull(1, "web/a.js");
+    g.ready_pull(2, "api/b.rs");
+    g.ready_pull(3, "web/c.js");
+    merge(&g, "merge #1").await;
+    merge(&g, "merge #2").await;
+    merge(&g, "merge #3 p=high").await;
+    assert_eq!(g.state_of(1).await, "queued", "a paused queue starts nothing");
+    g.command("U0ADMIN1", "resume").await;
+    for pr in [1, 2, 3] {
+        g.wait_for_state(pr, "merged").await;
+    }
+    let tests: Vec<String> = p.started().into_iter().filter(|s| s.starts_with("test")).collect();
+    assert_eq!(
+        tests,
+        vec!["test 3 -", "test 1 -", "test 2 -"],
+        "priority, then time queued"
+    );
+    assert_serial(&p);
+    let tree = g.github.tree(REPO, &main_tip(&g));
+    for f in ["web/a.js", "api/b.rs", "web/c.js"] {
+        assert!(tree.contains_key(f), "{f} landed");
+    }
+    assert_eq!(g.github.calls_to(PATCH_MAIN), 3);
+}
+
+#[tokio::test]
+async fn a_red_run_is_rejected_with_its_log_reverted_and_the_queue_goes_on() {
+    let (g, p) = setup("", true).await;
+    let before = main_tip(&g);
+    p.fail("test-7");
+    g.ready_pull(7, "api/x.rs");
+    g.ready_pull(8, "web/y.js");
+    merge(&g, "merge #7").await;
+    g.wait_for_state(7, "failed").await;
+    assert_eq!(main_tip(&g), before, "nothing landed");
+
+    // What was deployed is reverted with the base tip.
+    let reverts: Vec<_> = p
+        .calls()
+        .into_iter()
+        .filter(|c| c.start && c.step == "revert")
+        .collect();
+    assert_eq!(reverts.len(), 1, "{reverts:?}");
+    assert_eq!(
+        (reverts[0].resource.as_str(), reverts[0].detail.as_str()),
+        ("api", before.as_str())
+    );
+
+    let comments = g.wait_for_comments(7, 1).await;
+    let red = comments.last().unwrap();
+    assert!(red.contains("Verification failed at `test`: exit status 3"), "{red}");
+    assert!(
+        red.contains("boom in test-7--"),
+        "the log tail is in the comment: {red}"
+    );
+    assert!(red.contains("reverted to the base for: api"), "{red}");
+    let reason = item_field(&g, 7, "outcome_reason").await.unwrap();
+    assert!(reason.contains("failed at `test`"), "{reason}");
+    let dm = outbox(&g, "U0ALICE").await;
+    assert!(dm.iter().any(|m| m.contains("failed verification")), "{dm:?}");
+    let log: String = sqlx::query_scalar("SELECT log FROM queue_steps WHERE name = 'test'")
+        .fetch_one(&g.pool)
+        .await
+        .unwrap();
+    assert!(log.contains("boom in test-7--"), "{log}");
+
+    merge(&g, "merge #8").await;
+    g.wait_for_state(8, "merged").await;
+    g.wait_for("SELECT count(*) FROM leases", 0i64).await;
+}
+
+#[tokio::test]
+async fn a_failed_revert_pauses_the_queue_and_says_so() {
+    let (g, p) = setup("", true).await;
+    p.fail("test-7");
+    p.fail("revert-7");
+    g.ready_pull(7, "api/x.rs");
+    g.ready_pull(8, "web/y.js");
+    g.command("U0ADMIN1", "pause").await;
+    merge(&g, "merge #7").await;
+    merge(&g, "merge #8").await;
+    g.command("U0ADMIN1", "resume").await;
+    g.wait_for_state(7, "failed").await;
+    let paused: bool = sqlx::query_scalar("SELECT paused FROM repo_queues")
+        .fetch_one(&g.pool)
+        .await
+        .unwrap();
+    assert!(paused);
+    assert_eq!(
+        g.state_of(8).await,
+        "queued",
+        "#8 waits for someone to repair the environment"
+    );
+    let said = outbox(&g, "C0MERGES").await;
+    assert!(said.iter().any(|m| m.contains("is *paused*")), "{said:?}");
+    let (status, _) = g.command("U0ALICE", "queue").await;
+    assert!(status.contains("paused"), "{status}");
+
+    g.command("U0ADMIN1", "resume").await;
+    g.wait_for_state(8, "merged").await;
+}
+
+#[tokio::test]
+async fn a_conflict_rejects_the_pr_with_a_comment_and_runs_nothing() {
+    let (g, p) = setup("", true).await;
+    g.ready_pull(7, "api/x.rs");
+    g.github
+        .push(REPO, "main", "main", &[("api/x.rs", Some("someone else's\n"))]);
+    merge(&g, "merge #7").await;
+    g.wait_for_state(7, "failed").await;
+    let comments = g.wait_for_comments(7, 1).await;
+    assert!(
+        comments.last().unwrap().contains("does not merge cleanly"),
+        "{comments:?}"
+    );
+    assert!(p.started().is_empty(), "{:?}", p.started());
+}
+
+#[tokio::test]
+async fn a_push_to_main_during_verification_verifies_again_on_the_new_tip() {
+    let (g, p) = setup("", true).await;
+    p.block("test-7");
+    g.ready_pull(7, "api/x.rs");
+    merge(&g, "merge #7").await;
+    p.wait_for_start("test 7 -", 1).await;
+    let pushed = g.github.push(REPO, "main", "main", &[("web/hotfix.js", Some("fix\n"))]);
+    p.unblock("test-7");
+    g.wait_for_state(7, "merged").await;
+
+    assert_eq!(item_field(&g, 7, "attempts").await.as_deref(), Some("2"));
+    let tip = main_tip(&g);
+    assert_eq!(
+        g.github.parents(REPO, &tip)[0],
+        pushed,
+        "landed on top of the push, by fast-forward"
+    );
+    let tree = g.github.tree(REPO, &tip);
+    assert!(tree.contains_key("web/hotfix.js") && tree.contains_key("api/x.rs"));
+    assert_eq!(
+        p.started().iter().filter(|s| *s == "test 7 -").count(),
+        2,
+        "tested again: {:?}",
+        p.started()
+    );
+    let last_test = p.calls().into_iter().rfind(|c| c.start && c.step == "test").unwrap();
+    assert_eq!(last_test.detail, tip, "the second test ran on exactly what landed");
+}
+
+#[tokio::test]
+async fn new_commits_on_a_verifying_pr_stop_it_and_revert() {
+    let (g, p) = setup("", true).await;
+    let before = main_tip(&g);
+    p.block("test-7");
+    g.ready_pull(7, "api/x.rs");
+    merge(&g, "merge #7").await;
+    p.wait_for_start("test 7 -", 1).await;
+    let new_head = g.github.push(REPO, "pr-7", "main", &[("api/x.rs", Some("v2\n"))]);
+    let status = g
+        .deliver(
+            "pull_request",
+            "sync-1",
+            &json!({ "action": "synchronize", "pull_request": { "number": 7, "head": { "sha": new_head }, "merged": false }, "repository": { "full_name": REPO } }),
+        )
+        .await;
+    assert_eq!(status, 202);
+    g.wait_for_state(7, "dropped").await;
+    p.wait_for_start("revert 7 api", 1).await;
+    g.wait_for(
+        "SELECT count(*) FROM queue_steps WHERE name = 'revert' AND state = 'succeeded'",
+        1i64,
+    )
+    .await;
+    assert!(step_states(&g, 7).await.contains(&"test - cancelled".to_string()));
+    assert_eq!(main_tip(&g), before);
+    p.unblock("test-7");
+    assert!(
+        !p.calls().iter().any(|c| !c.start && c.step == "test"),
+        "the test's process group was killed, it never finished"
+    );
+}
+
+#[tokio::test]
+async fn cancel_stops_the_running_step_and_reverts() {
+    let (g, p) = setup("", true).await;
+    p.block("test-7");
+    g.ready_pull(7, "api/x.rs");
+    merge(&g, "merge #7").await;
+    p.wait_for_start("test 7 -", 1).await;
+    let (reply, refused) = g.command("U0ALICE", "cancel #7").await;
+    assert!(!refused, "{reply}");
+    assert_eq!(g.state_of(7).await, "cancelled");
+    g.wait_for(
+        "SELECT count(*) FROM queue_steps WHERE name = 'revert' AND state = 'succeeded'",
+        1i64,
+    )
+    .await;
+    assert!(step_states(&g, 7).await.contains(&"test - cancelled".to_string()));
+    g.wait_for("SELECT count(*) FROM leases", 0i64).await;
+}
+
+#[tokio::test]
+async fn a_person_holding_the_environment_makes_gandalf_wait_and_say_so() {
+    let (g, _p) = setup("", true).await;
+    let now = g.clock.now();
+    {
+        let mut tx = g.pool.begin().await.unwrap();
+        envs::lock(
+            &mut tx,
+            "verify-1",
+            "U0BOB",
+            "debugging",
+            now,
+            now + chrono::Duration::hours(1),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+    g.ready_pull(7, "api/x.rs");
+    merge(&g, "merge #7").await;
+    g.wait_for_state(7, "waiting_for_environment").await;
+    let (status, _) = g.command("U0ALICE", "status #7").await;
+    assert!(status.contains("held by U0BOB"), "{status}");
+
+    let policy = shared::envs::LeasePolicy {
+        default_lease: shared::envs::DefaultLease::For(shared::duration::Span::from_secs(3600)),
+        max_lease: shared::duration::Span::from_secs(86_400),
+        remind_before: shared::duration::Span::from_secs(600),
+        timezone: chrono_tz::UTC,
+    };
+    let bob = shared::envs::Actor {
+        id: "U0BOB".into(),
+        is_admin: false,
+    };
+    let mut tx = g.pool.begin().await.unwrap();
+    envs::unlock(&mut tx, "verify-1", &bob, false, now, &policy)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    g.wait_for_state(7, "merged").await;
+}
+
+#[tokio::test]
+async fn kill_9_during_verification_verifies_again_and_lands_once() {
+    let (mut g, p) = setup("", true).await;
+    p.block("test-7");
+    g.ready_pull(7, "api/x.rs");
+    merge(&g, "merge #7").await;
+    p.wait_for_start("test 7 -", 1).await;
+    g.down(Stop::Kill9).await;
+    assert_eq!(g.state_of(7).await, "testing", "the crash left it mid-verification");
+    p.unblock("test-7");
+    g.up().await;
+    g.wait_for_state(7, "merged").await;
+
+    assert_eq!(g.github.calls_to(PATCH_MAIN), 1, "landed once");
+    assert_eq!(item_field(&g, 7, "attempts").await.as_deref(), Some("2"));
+    let states = step_states(&g, 7).await;
+    assert!(states.contains(&"test - interrupted".to_string()), "{states:?}");
+    assert_eq!(
+        states.iter().filter(|s| *s == "test - succeeded").count(),
+        1,
+        "{states:?}"
+    );
+    assert_eq!(main_tip(&g), item_field(&g, 7, "candidate_sha").await.unwrap());
+}
+
+#[tokio::test]
+async fn a_crash_after_the_base_moved_but_before_it_was_recorded_is_not_landed_twice() {
+    let (mut g, p) = setup("", true).await;
+    p.block("test-7");
+    g.ready_pull(7, "api/x.rs");
+    merge(&g, "merge #7").await;
+    p.wait_for_start("test 7 -", 1).await;
+    g.down(Stop::Kill9).await;
+    p.unblock("test-7");
+    // The crash point: Gandalf had moved `main` to the candidate and died before writing it down.
+    let candidate = item_field(&g, 7, "candidate_sha").await.unwrap();
+    sqlx::query("UPDATE queue_items SET state = 'landing' WHERE pr = 7")
+        .execute(&g.pool)
+        .await
+        .unwrap();
+    g.github.set_branch(REPO, "main", &candidate);
+    g.up().await;
+    g.wait_for_state(7, "merged").await;
+
+    assert_eq!(g.github.calls_to(PATCH_MAIN), 0, "no second landing");
+    assert_eq!(item_field(&g, 7, "landed_sha").await.unwrap(), candidate);
+    assert_eq!(
+        item_field(&g, 7, "attempts").await.as_deref(),
+        Some("1"),
+        "not verified again"
+    );
+    let announced = outbox(&g, "C0MERGES").await;
+    assert_eq!(announced.len(), 1, "{announced:?}");
+}
+
+#[tokio::test]
+async fn a_crash_while_landing_before_the_base_moved_verifies_again_and_lands_once() {
+    let (mut g, p) = setup("", true).await;
+    p.block("test-7");
+    g.ready_pull(7, "api/x.rs");
+    merge(&g, "merge #7").await;
+    p.wait_for_start("test 7 -", 1).await;
+    g.down(Stop::Kill9).await;
+    p.unblock("test-7");
+    sqlx::query("UPDATE queue_items SET state = 'landing' WHERE pr = 7")
+        .execute(&g.pool)
+        .await
+        .unwrap();
+    g.up().await;
+    g.wait_for_state(7, "merged").await;
+    assert_eq!(g.github.calls_to(PATCH_MAIN), 1);
+    assert_eq!(item_field(&g, 7, "attempts").await.as_deref(), Some("2"));
+    assert_eq!(main_tip(&g), item_field(&g, 7, "landed_sha").await.unwrap());
+}
+
+#[tokio::test]
+async fn github_errors_while_verifying_and_landing_still_land_once() {
+    let (g, p) = setup("", true).await;
+    p.block("test-7");
+    g.ready_pull(7, "api/x.rs");
+    merge(&g, "merge #7").await;
+    p.wait_for_start("test 7 -", 1).await;
+    // The landing PATCH answers 502 (and a 429 follows for the re-read, retried by the client).
+    g.github.fail_next(1, 502);
+    g.github.fail_next(1, 429);
+    p.unblock("test-7");
+    g.wait_for_state(7, "merged").await;
+    assert_eq!(g.github.calls_to(PATCH_MAIN), 2, "one refused, one landed");
+    assert_eq!(main_tip(&g), item_field(&g, 7, "candidate_sha").await.unwrap());
+    let comments = g.wait_for_comments(7, 1).await;
+    assert_eq!(
+        comments.iter().filter(|c| c.contains("Landed")).count(),
+        1,
+        "{comments:?}"
+    );
+}
+
+#[tokio::test]
+async fn two_replicas_work_the_queue_once() {
+    let (g, p) = setup("", true).await;
+    let second = g.another_replica().await;
+    g.command("U0ADMIN1", "pause").await;
+    for pr in 1..=3u64 {
+        g.ready_pull(pr, &format!("web/{pr}.js"));
+        merge(&g, &format!("merge #{pr}")).await;
+    }
+    g.command("U0ADMIN1", "resume").await;
+    for pr in 1..=3 {
+        g.wait_for_state(pr, "merged").await;
+    }
+    for pr in 1..=3 {
+        assert_eq!(
+            p.started().iter().filter(|s| **s == format!("test {pr} -")).count(),
+            1,
+            "{:?}",
+            p.started()
+        );
+    }
+    assert_serial(&p);
+    assert_eq!(g.github.calls_to(PATCH_MAIN), 3);
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn a_verification_past_its_timeout_fails_and_reverts() {
+    let (g, p) = setup("timeout = \"10m\"\nstep_timeout = \"5m\"", true).await;
+    p.block("test-7");
+    g.ready_pull(7, "api/x.rs");
+    merge(&g, "merge #7").await;
+    p.wait_for_start("test 7 -", 1).await;
+    g.clock.advance(chrono::Duration::minutes(11));
+    g.wait_for_state(7, "failed").await;
+    let reason = item_field(&g, 7, "outcome_reason").await.unwrap();
+    assert!(reason.contains("timed out after 10m"), "{reason}");
+    assert!(step_states(&g, 7).await.contains(&"test - cancelled".to_string()));
+    p.wait_for_start("revert 7 api", 1).await;
+    p.unblock("test-7");
+}
+
+#[tokio::test]
+async fn without_a_resource_map_everything_is_built_and_deployed() {
+    let (g, p) = setup("", false).await;
+    g.ready_pull(7, "anything/at/all.txt");
+    merge(&g, "merge #7").await;
+    g.wait_for_state(7, "merged").await;
+    assert_eq!(p.started(), vec!["build 7 -", "deploy 7 -", "test 7 -"]);
+}
+
+#[tokio::test]
+async fn a_missed_delivery_is_caught_by_reconciliation() {
+    let (g, _p) = setup("", true).await;
+    g.command("U0ADMIN1", "pause").await;
+    g.ready_pull(7, "api/x.rs");
+    merge(&g, "merge #7").await;
+    g.github.close_pull(REPO, 7);
+    let client = g.gandalf.github.clone().unwrap();
+    let dropped = gandalf::worker::reconcile(&g.gandalf, &client, &g.gandalf.config.repos[0])
+        .await
+        .unwrap();
+    assert_eq!(dropped, 1);
+    assert_eq!(g.state_of(7).await, "dropped");
+    let comments = g.wait_for_comments(7, 1).await;
+    assert!(comments.last().unwrap().contains("it was closed"), "{comments:?}");
+}
