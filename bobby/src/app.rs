@@ -2,7 +2,6 @@
 //! (lease expiry, the Slack outbox, Nightly).
 //! `main` and the end-to-end tests start Bobby through the same [`start`].
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,9 +12,7 @@ use shared::slack::SlackApi;
 use shared::slack::outbox::{Backoff, Deliverer, Sender};
 use shared::slack::signature::SlackVerifier;
 use shared::steps::Registry;
-use sqlx::PgPool;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use shared::http::About;
 
@@ -38,44 +35,7 @@ pub struct Options {
     pub outbox_clock: SharedClock,
 }
 
-pub struct Running {
-    pub addr: SocketAddr,
-    pub pool: PgPool,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Running {
-    /// Asks everything to stop and waits until it has (in-flight requests finish first).
-    pub async fn stop(self) {
-        let _ = self.shutdown.send(true);
-        self.wait().await;
-    }
-
-    /// Stops everything at once, mid-work, the way `kill -9` would as far as the database and the
-    /// step processes can tell: no safe point is reached, tasks are dropped where they are, and a
-    /// step's shell dies while what it started lives on in its process group (recorded in
-    /// `step_processes`, for the next start to kill). For crash-recovery tests.
-    pub async fn abort(self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-        for t in self.tasks {
-            let _ = t.await;
-        }
-    }
-
-    /// Waits until the server and workers have stopped (after a shutdown signal).
-    pub async fn wait(self) {
-        for t in self.tasks {
-            let _ = t.await;
-        }
-    }
-
-    pub fn shutdown_handle(&self) -> watch::Sender<bool> {
-        self.shutdown.clone()
-    }
-}
+pub use shared::running::Running;
 
 /// Connects, migrates, syncs the configured environments, and starts serving.
 pub async fn start(opts: Options) -> anyhow::Result<Running> {
@@ -163,12 +123,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     };
     tasks.push(tokio::spawn(deliverer.run(rx.clone())));
     tracing::info!(address = %addr, "bobby is listening");
-    Ok(Running {
-        addr,
-        pool,
-        shutdown,
-        tasks,
-    })
+    Ok(Running::new(addr, pool, shutdown, tasks))
 }
 
 const ENDPOINTS: &[&str] = &[

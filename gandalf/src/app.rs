@@ -1,7 +1,6 @@
 //! Assembles a running Gandalf: database, configuration sync, HTTP server and the delivery
 //! processor. `main` and the end-to-end tests start it through the same [`start`].
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -13,9 +12,7 @@ use shared::slack::SlackApi;
 use shared::slack::outbox::{Backoff, Deliverer, Sender};
 use shared::slack::signature::SlackVerifier;
 use shared::steps::Registry;
-use sqlx::PgPool;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::config::GandalfConfig;
 use crate::handler::Gandalf;
@@ -33,41 +30,7 @@ pub struct Options {
     pub github: Option<Github>,
 }
 
-pub struct Running {
-    pub addr: SocketAddr,
-    pub pool: PgPool,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Running {
-    pub async fn stop(self) {
-        let _ = self.shutdown.send(true);
-        self.wait().await;
-    }
-
-    /// Stops everything at once, mid-work, the way `kill -9` would as far as the database and the
-    /// step processes can tell (the steps' process groups live on, recorded for the next start to
-    /// kill). For crash-recovery tests.
-    pub async fn abort(self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-        for t in self.tasks {
-            let _ = t.await;
-        }
-    }
-
-    pub async fn wait(self) {
-        for t in self.tasks {
-            let _ = t.await;
-        }
-    }
-
-    pub fn shutdown_handle(&self) -> watch::Sender<bool> {
-        self.shutdown.clone()
-    }
-}
+pub use shared::running::Running;
 
 const ENDPOINTS: &[&str] = &[
     "POST /github/webhook",
@@ -96,6 +59,14 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         let why = "no GitHub credentials (GITHUB_TOKEN, or GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY_FILE + GITHUB_APP_INSTALLATION_ID): the queues are idle";
         tracing::warn!("{why}");
         notes.push(why.to_string());
+    }
+    for repo in opts.config.repos.iter().filter(|r| r.checkout.is_some()) {
+        let why = format!(
+            "{}: `checkout` is not supported yet; its steps run in the config file's directory",
+            repo.name
+        );
+        tracing::warn!("{why}");
+        notes.push(why);
     }
     if opts.secrets.github_webhook_secret.is_none() {
         let why = "no GITHUB_WEBHOOK_SECRET: GitHub deliveries are refused";
@@ -160,10 +131,5 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     };
     tasks.push(tokio::spawn(deliverer.run(rx.clone())));
     tracing::info!(address = %addr, "gandalf is listening");
-    Ok(Running {
-        addr,
-        pool,
-        shutdown,
-        tasks,
-    })
+    Ok(Running::new(addr, pool, shutdown, tasks))
 }

@@ -12,6 +12,7 @@ pub mod http;
 pub mod ids;
 pub mod people;
 pub mod resources;
+pub mod running;
 pub mod schedule;
 pub mod settings;
 pub mod slack;

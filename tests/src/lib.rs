@@ -15,7 +15,7 @@ use std::time::Duration;
 use bobby::config::BobbyConfig;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use shared::clock::ManualClock;
+use shared::clock::{Clock, ManualClock};
 use shared::settings::Secrets;
 use shared::slack::outbox::Backoff;
 use sqlx::PgPool;
@@ -473,8 +473,23 @@ deploy = "true"
 test = "true"
 "#;
 
+/// Gandalf with its queue paused, so that what the tests queue stays queued (the verification
+/// worker's tests use [`spawn_gandalf_with`] and let it run).
 pub async fn spawn_gandalf() -> TestGandalf {
-    spawn_gandalf_with(GANDALF_TOML, Path::new("."), true).await
+    let g = spawn_gandalf_with(GANDALF_TOML, Path::new("."), true).await;
+    let mut conn = g.pool.acquire().await.unwrap();
+    gandalf::store::set_paused(
+        &mut conn,
+        "acme/platform",
+        true,
+        "tests of the front half",
+        "tests",
+        g.clock.now(),
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    g
 }
 
 /// Gandalf with `config_toml`, steps running in `dir`; `manual_clock` false runs it on the wall

@@ -180,7 +180,10 @@ async fn the_queue_api_shows_items_in_order() {
         .await
         .unwrap();
     assert_eq!(v["repo"], "acme/platform");
-    assert_eq!(v["paused"], false);
+    assert_eq!(
+        v["paused"], true,
+        "spawn_gandalf pauses the queue so that items stay put"
+    );
     let items = v["items"].as_array().unwrap();
     assert_eq!(
         (items[0]["pr"].as_i64(), items[0]["position"].as_i64()),
