@@ -29,7 +29,7 @@ pub enum Job {
 /// purpose: under a stampede (a thousand `/bobby lock` at once on a busy machine) requests queue for
 /// connections for seconds; Slack already got "working on it" at three seconds and takes the real
 /// answer later, so waiting beats failing.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(20);
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = url.parse()?;

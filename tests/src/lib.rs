@@ -281,7 +281,7 @@ impl TestBobby {
         let id = format!("resp-{user}");
         let mention = format!("<@{user}>");
         self.slack
-            .wait_until("a late answer", Duration::from_secs(60), |s| {
+            .wait_until("a late answer", Duration::from_secs(120), |s| {
                 s.responses().iter().any(|(r, _)| *r == id)
                     || s.posts_to("C0DEV")
                         .iter()
