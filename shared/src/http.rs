@@ -185,14 +185,7 @@ async fn metrics_page(State(s): State<OpsState>) -> String {
                 // The same series Gandalf's worker sets when it looks at a queue; here it is
                 // fresh at every scrape, also while the worker is busy verifying.
                 metrics::gauge!("gandalf_queue_length", "repo" => repo.to_string()).set(of(None) as f64);
-                for state in [
-                    "queued",
-                    "waiting_for_environment",
-                    "preparing",
-                    "deploying",
-                    "testing",
-                    "landing",
-                ] {
+                for state in std::iter::once("queued").chain(crate::control::read::VERIFYING_STATES) {
                     metrics::gauge!("gandalf_queue_items", "repo" => repo.to_string(), "state" => state)
                         .set(of(Some(state)) as f64);
                 }

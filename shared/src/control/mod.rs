@@ -286,7 +286,8 @@ async fn index(State(c): State<Control>) -> Result<Response, PageError> {
                     .map(|c| format!("exit {c}"))
                     .unwrap_or_else(|| "no exit status".into()),
                 attempts: f.attempts,
-                tail: view::tail(&f.log_tail, 6),
+                // The last lines only: the card must fit a wall screen; the run page has the rest.
+                tail: view::tail(&f.log_tail, 4),
             }),
             name: e.name,
         });

@@ -121,7 +121,11 @@ async fn verify(g: &TestGandalf, p: &Pipeline, pr: u64, title: &str, who: &str, 
 
 fn open(g: &TestGandalf, pr: u64, title: &str) {
     let branch = format!("pr-{pr}");
-    let path = if pr.is_multiple_of(2) { "web/app.ts" } else { "api/handler.rs" };
+    let path = if pr.is_multiple_of(2) {
+        "web/app.ts"
+    } else {
+        "api/handler.rs"
+    };
     g.github
         .push(REPO, &branch, "main", &[(path, Some(&format!("change {pr}\n")))]);
     g.github.open_pull(REPO, pr, title, "alice", &branch, "main");
