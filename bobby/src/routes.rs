@@ -2,8 +2,6 @@
 //! the deploy gate. Slack bodies are verified by the `SignedSlackBody` extractor before anything
 //! here parses them.
 
-use std::time::Duration;
-
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -15,13 +13,15 @@ use serde_json::json;
 use shared::envs::store;
 use shared::http::ApiError;
 use shared::ids::SlackUserId;
+use shared::slack::SlackApi;
+use shared::slack::late::{LateDelivery, answer_in_time};
+use shared::slack::outbox::Sender;
 use shared::slack::signature::{SignedSlackBody, SlackVerifier};
-use shared::slack::{Reply, SlackApi, Visibility, outbox};
 use slack_morphism::prelude::SlackCommandEvent;
 use subtle::ConstantTimeEq;
 
 use crate::deploy_check::{Decision, decide};
-use crate::handler::{Answer, Bobby};
+use crate::handler::Bobby;
 use crate::messages;
 
 #[derive(Clone)]
@@ -40,8 +40,6 @@ impl FromRef<AppState> for SlackVerifier {
 
 /// The API's bodies are tiny; anything bigger is a mistake or an attack.
 const MAX_API_BODY: usize = 16 * 1024;
-/// Slack wants an answer within 3 s; past this we acknowledge and answer through `response_url`.
-const SLACK_DEADLINE: Duration = Duration::from_millis(2500);
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -52,6 +50,18 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/environments/{name}/deploy-check", post(deploy_check))
         .layer(DefaultBodyLimit::max(MAX_API_BODY))
         .with_state(state)
+}
+
+/// Where a reply goes when it cannot go back in the HTTP response.
+fn late_delivery(app: &AppState, channel: String, response_url: String) -> LateDelivery {
+    LateDelivery {
+        pool: app.bobby.pool.clone(),
+        slack: app.slack.clone(),
+        sender: Sender::Bobby,
+        clock: app.bobby.clock.clone(),
+        channel,
+        response_url,
+    }
 }
 
 fn slack_error(status: StatusCode, message: &str) -> Response {
@@ -68,71 +78,14 @@ async fn slash_command(State(app): State<AppState>, SignedSlackBody(body): Signe
     };
     let text = event.text.clone().unwrap_or_default();
     let bobby = app.bobby.clone();
-    let mut work = tokio::spawn(async move { bobby.handle(&user, &text).await });
-    match tokio::time::timeout(SLACK_DEADLINE, &mut work).await {
-        Ok(Ok(answer)) => Json(answer.reply.command_response()).into_response(),
-        Ok(Err(join)) => {
-            tracing::error!(error = %join, "command handler panicked");
-            Json(messages::internal_error().command_response()).into_response()
-        }
-        Err(_) => {
-            // Slow (a database under load): acknowledge now, answer when done.
-            let channel = event.channel_id.0.clone();
-            let response_url = event.response_url.0.to_string();
-            tokio::spawn(async move {
-                if let Ok(answer) = work.await {
-                    deliver_late(&app, &channel, &response_url, answer).await;
-                }
-            });
-            Json(Reply::ephemeral(":hourglass: Working on it…").command_response()).into_response()
-        }
-    }
-}
-
-/// Sends a reply that could not go back in the HTTP response: in-channel ones through the outbox
-/// (retried), ephemeral ones through `response_url` (only the actor sees those).
-async fn deliver_late(app: &AppState, channel: &str, response_url: &str, answer: Answer) {
-    let result = match answer.reply.visibility {
-        Visibility::InChannel => {
-            // Under a stampede the pool may stay busy past its acquire timeout: try a few times,
-            // then post it to the channel directly (no retries then) rather than lose it.
-            let mut queued = Err(String::new());
-            for attempt in 0..3u32 {
-                if attempt > 0 {
-                    tokio::time::sleep(std::time::Duration::from_millis(500 * u64::from(attempt))).await;
-                }
-                let now = app.bobby.clock.now();
-                queued = match app.bobby.pool.acquire().await {
-                    Ok(mut conn) => outbox::enqueue(&mut conn, channel, &answer.reply, now)
-                        .await
-                        .map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                if queued.is_ok() {
-                    break;
-                }
-            }
-            match queued {
-                Ok(()) => Ok(()),
-                Err(e) => {
-                    tracing::warn!(error = %e, "outbox unavailable for a late reply; posting it directly");
-                    app.slack
-                        .post(channel, &answer.reply)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                }
-            }
-        }
-        Visibility::Ephemeral => app
-            .slack
-            .respond(response_url, &answer.reply)
+    let late = late_delivery(&app, event.channel_id.0.clone(), event.response_url.0.to_string());
+    let work = async move { bobby.handle(&user, &text).await.reply };
+    Json(
+        answer_in_time(work, late, messages::internal_error())
             .await
-            .map_err(|e| e.to_string()),
-    };
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "could not deliver a late reply");
-    }
+            .command_response(),
+    )
+    .into_response()
 }
 
 #[derive(Deserialize)]
@@ -186,9 +139,12 @@ async fn interaction(State(app): State<AppState>, SignedSlackBody(body): SignedS
         .bobby
         .handle_action(&user, &action.action_id, action.value.as_deref().unwrap_or(""))
         .await;
-    let channel = payload.channel.map(|c| c.id).unwrap_or_else(|| user.to_string());
-    let response_url = payload.response_url.unwrap_or_default();
-    tokio::spawn(async move { deliver_late(&app, &channel, &response_url, answer).await });
+    let late = late_delivery(
+        &app,
+        payload.channel.map(|c| c.id).unwrap_or_else(|| user.to_string()),
+        payload.response_url.unwrap_or_default(),
+    );
+    tokio::spawn(async move { late.deliver(&answer.reply).await });
     StatusCode::OK.into_response()
 }
 

@@ -95,6 +95,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     };
     let state = AppState {
         gandalf: gandalf.clone(),
+        slack: slack.clone(),
         verifier: SlackVerifier::new(opts.secrets.slack_signing_secret.clone(), opts.clock.clone()),
         webhook_secret: WebhookSecret(opts.secrets.github_webhook_secret.clone().map(Arc::new)),
     };

@@ -19,6 +19,7 @@ use crate::webhook::{SignedDelivery, WebhookSecret};
 #[derive(Clone)]
 pub struct AppState {
     pub gandalf: Gandalf,
+    pub slack: shared::slack::SlackApi,
     pub verifier: SlackVerifier,
     pub webhook_secret: WebhookSecret,
 }
@@ -67,8 +68,20 @@ async fn slash_command(State(app): State<AppState>, SignedSlackBody(body): Signe
     let Ok(user) = event.user_id.0.parse::<SlackUserId>() else {
         return (StatusCode::BAD_REQUEST, "malformed user_id").into_response();
     };
-    let answer = app.gandalf.handle(&user, event.text.as_deref().unwrap_or("")).await;
-    Json(answer.reply.command_response()).into_response()
+    let text = event.text.clone().unwrap_or_default();
+    let gandalf = app.gandalf.clone();
+    let late = shared::slack::late::LateDelivery {
+        pool: app.gandalf.pool.clone(),
+        slack: app.slack.clone(),
+        sender: shared::slack::outbox::Sender::Gandalf,
+        clock: app.gandalf.clock.clone(),
+        channel: event.channel_id.0.clone(),
+        response_url: event.response_url.0.to_string(),
+    };
+    // Enqueueing asks GitHub three questions; a slow GitHub must not make Slack give up on us.
+    let work = async move { gandalf.handle(&user, &text).await.reply };
+    let reply = shared::slack::late::answer_in_time(work, late, crate::messages::internal_error()).await;
+    Json(reply.command_response()).into_response()
 }
 
 /// Gandalf's messages carry no buttons yet; acknowledge so Slack does not retry.

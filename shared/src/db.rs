@@ -25,11 +25,17 @@ pub enum Job {
     GandalfOutbox = 5,
 }
 
+/// How long a request waits for a pool connection before it gives up with an error. Generous on
+/// purpose: under a stampede (a thousand `/bobby lock` at once on a busy machine) requests queue for
+/// connections for seconds; Slack already got "working on it" at three seconds and takes the real
+/// answer later, so waiting beats failing.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(20);
+
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = url.parse()?;
     PgPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(options.application_name("bobby-gandalf"))
         .await
 }
@@ -63,10 +69,14 @@ pub async fn listen(pool: &PgPool, channels: &[&str]) -> Result<sqlx::postgres::
 
 /// Readiness: the database answers and every migration this binary knows is applied.
 pub async fn ready(pool: &PgPool) -> Result<(), String> {
-    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-        .fetch_all(pool)
-        .await
-        .map_err(|e| format!("database unreachable: {}", short_db_error(&e)))?;
+    // Probes want an answer within their own timeout, not the pool's patient one.
+    let applied: Vec<i64> = tokio::time::timeout(
+        Duration::from_secs(3),
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(pool),
+    )
+    .await
+    .map_err(|_| "database unreachable: no connection within 3s".to_string())?
+    .map_err(|e| format!("database unreachable: {}", short_db_error(&e)))?;
     let missing: Vec<i64> = MIGRATOR
         .iter()
         .map(|m| m.version)

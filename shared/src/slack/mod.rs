@@ -1,6 +1,7 @@
 //! Everything Slack: request signatures, the reply shape, mrkdwn formatting, the Web API client
 //! (slack-morphism) and the outbox that delivers messages with retries.
 
+pub mod late;
 pub mod outbox;
 pub mod signature;
 
