@@ -108,7 +108,7 @@ up() {
   wait_ready "http://127.0.0.1:$gandalf_port" gandalf
   cat <<MSG
 
-Everything is up.
+Everything is up. The control center (every environment, queue and run) is on both bots' /.
   Bobby     http://127.0.0.1:$bobby_port/          (environments: http://127.0.0.1:$bobby_port/api/v1/environments)
   Gandalf   http://127.0.0.1:$gandalf_port/         (health: http://127.0.0.1:$gandalf_port/readyz)
   Postgres  $database_url

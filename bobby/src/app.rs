@@ -63,6 +63,15 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         notes.push(why.into());
     }
     let config = Arc::new(opts.config);
+    let about = About {
+        bot: "bobby",
+        endpoints: ENDPOINTS,
+        notes,
+        public_url: config.public_url.clone(),
+        people: config.people.clone(),
+        timezone: config.timezone,
+        clock: opts.clock.clone(),
+    };
     let bobby = Bobby::new(pool.clone(), config, opts.clock.clone());
     // Nightly reaps the step processes a crashed Bobby left on this host when it takes the Nightly
     // leadership, not here: another replica on this host may be running steps right now.
@@ -80,14 +89,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let app = shared::http::instrument(
         router(state)
             .merge(nightly::log::routes(pool.clone()))
-            .merge(shared::http::ops_routes(
-                pool.clone(),
-                About {
-                    bot: "bobby",
-                    endpoints: ENDPOINTS,
-                    notes,
-                },
-            ))
+            .merge(shared::http::ops_routes(pool.clone(), about))
             .fallback(shared::http::not_found),
     );
 
@@ -132,7 +134,7 @@ const ENDPOINTS: &[&str] = &[
     "GET  /api/v1/environments",
     "GET  /api/v1/environments/{name}",
     "POST /api/v1/environments/{name}/deploy-check",
-    "GET  /nightly/runs/{id}",
+    "GET  /nightly/runs/{id}/log.txt",
 ];
 
 /// How long `serve` waits for in-flight work after SIGTERM before exiting anyway.

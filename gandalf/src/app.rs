@@ -78,6 +78,15 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         tracing::warn!("no SLACK_BOT_TOKEN: Slack messages are logged instead of sent");
     }
     let mask = Arc::new(opts.secrets.mask_values());
+    let about = About {
+        bot: "gandalf",
+        endpoints: ENDPOINTS,
+        notes,
+        public_url: opts.config.public_url.clone(),
+        people: opts.config.people.clone(),
+        timezone: chrono_tz::UTC,
+        clock: opts.clock.clone(),
+    };
     let gandalf = Gandalf {
         pool: pool.clone(),
         config: Arc::new(opts.config),
@@ -92,14 +101,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     };
     let app = shared::http::instrument(
         router(state)
-            .merge(shared::http::ops_routes(
-                pool.clone(),
-                About {
-                    bot: "gandalf",
-                    endpoints: ENDPOINTS,
-                    notes,
-                },
-            ))
+            .merge(shared::http::ops_routes(pool.clone(), about))
             .fallback(shared::http::not_found),
     );
     let (shutdown, rx) = watch::channel(false);

@@ -202,10 +202,7 @@ pub fn status(item: &Item, position: Option<usize>, public_url: &str) -> Reply {
         escape(&item.queued_by),
         date(item.enqueued_at)
     ));
-    text.push_str(&format!(
-        "\nDetails: {public_url}/api/v1/repos/{}/pulls/{}",
-        item.repo, item.pr
-    ));
+    text.push_str(&format!("\nDetails: {}", item_url(public_url, &item.repo, item.pr)));
     Reply::ephemeral(text)
 }
 
@@ -268,9 +265,9 @@ pub fn dropped(reason: &str) -> String {
 
 // --- What the verification worker says -----------------------------------------------------------
 
-/// Where a PR's verification can be read: its item in the queue API.
+/// The control center's page of a PR's latest verification: steps, durations and logs.
 pub fn item_url(public_url: &str, repo: &str, pr: i32) -> String {
-    format!("{}/api/v1/repos/{repo}/pulls/{pr}", public_url.trim_end_matches('/'))
+    format!("{}/queue/{repo}/pulls/{pr}", public_url.trim_end_matches('/'))
 }
 
 /// The note on an item waiting for its environment (`status` shows it).

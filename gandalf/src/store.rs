@@ -4,6 +4,9 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+// The order of a queue (the verifying item first, then by priority, then by time queued) is
+// shared with the control center, so the positions it shows are the ones the worker follows.
+use shared::control::read::QUEUE_ORDER;
 use sqlx::{PgConnection, Row};
 
 pub type DbResult<T> = Result<T, sqlx::Error>;
@@ -86,9 +89,6 @@ macro_rules! item_columns {
          deployed, attempts"
     };
 }
-
-/// The order of a queue: the verifying item first, then by priority, then by time queued.
-const QUEUE_ORDER: &str = "(state <> 'queued') DESC, priority DESC, enqueued_at, id";
 
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct StepRow {

@@ -95,15 +95,25 @@ pub fn prometheus() -> &'static PrometheusHandle {
     })
 }
 
-/// What a bot says about itself on `/` and `/readyz`.
-#[derive(Clone, Default)]
+/// What a bot says about itself on its pages and `/readyz`, and what the control center needs to
+/// show the shared database the way this bot's people read it.
+#[derive(Clone)]
 pub struct About {
     pub bot: &'static str,
-    /// Its own endpoints, listed on the index page.
+    /// Its own endpoints, listed at the foot of the control center.
     pub endpoints: &'static [&'static str],
     /// Conditions under which the bot is alive and healthy but has less to do (no GitHub
     /// credentials, say); shown on `/` and in `/readyz`'s body.
     pub notes: Vec<String>,
+    /// Where people reach this bot: the base of the links in `/cctray.xml`.
+    pub public_url: String,
+    /// Slack ids to names, for holders and waitlists.
+    pub people: crate::people::People,
+    /// Absolute times on the pages are in this zone (Bobby's `timezone`; UTC for Gandalf, whose
+    /// config has none).
+    pub timezone: chrono_tz::Tz,
+    /// "Now" for relative times: the bot's clock, so that pages agree with what the bot decides.
+    pub clock: crate::clock::SharedClock,
 }
 
 #[derive(Clone)]
@@ -112,34 +122,19 @@ struct OpsState {
     about: About,
 }
 
-/// `/`, `/healthz`, `/readyz` and `/metrics`.
+/// The control center (`/`, `/cctray.xml` and the run pages), `/healthz`, `/readyz` and `/metrics`.
 pub fn ops_routes(pool: PgPool, about: About) -> Router {
     // Install the recorder now, so what happens before the first scrape is counted.
     prometheus();
     Router::new()
-        .route("/", get(index))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_page))
-        .with_state(OpsState { pool, about })
-}
-
-/// A plain index until the control center lands: what this is and where to look.
-async fn index(State(s): State<OpsState>) -> String {
-    let mut page = format!("{}\n\n", s.about.bot);
-    for e in s
-        .about
-        .endpoints
-        .iter()
-        .chain(&["GET  /healthz", "GET  /readyz", "GET  /metrics"])
-    {
-        page.push_str(e);
-        page.push('\n');
-    }
-    for n in &s.about.notes {
-        page.push_str(&format!("\nnote: {n}"));
-    }
-    page
+        .with_state(OpsState {
+            pool: pool.clone(),
+            about: about.clone(),
+        })
+        .merge(crate::control::routes(pool, about))
 }
 
 async fn readyz(State(s): State<OpsState>) -> Response {
@@ -156,8 +151,10 @@ async fn readyz(State(s): State<OpsState>) -> Response {
     }
 }
 
-/// Refreshes the gauges that describe the database (leases by state, outbox backlog), then renders
-/// everything. Computed at scrape time, so there is no background polling.
+/// Refreshes the gauges that describe the database (environments and leases by state, the merge
+/// queues, the outbox backlog), then renders everything. Computed at scrape time from the shared
+/// database, so there is no background polling and both bots report the same numbers; the
+/// histograms and counters (latencies, durations, outcomes) are recorded where things happen.
 async fn metrics_page(State(s): State<OpsState>) -> String {
     if let Ok(mut conn) = s.pool.acquire().await {
         if let Ok(census) = crate::envs::store::census(&mut conn).await {
@@ -172,6 +169,26 @@ async fn metrics_page(State(s): State<OpsState>) -> String {
                 let (leased, free) = (count(true), count(false));
                 metrics::gauge!("environments", "state" => state.as_str()).set((leased + free) as f64);
                 metrics::gauge!("leases", "state" => state.as_str()).set(leased as f64);
+            }
+        }
+        if let Ok(census) = crate::control::read::queue_census(&mut conn).await {
+            let mut repos: Vec<&str> = census.iter().map(|(r, _, _)| r.as_str()).collect();
+            repos.dedup();
+            for repo in repos {
+                let of = |state: Option<&str>| {
+                    census
+                        .iter()
+                        .filter(|(r, s, _)| r == repo && (state.is_none() || s.as_deref() == state))
+                        .map(|(_, _, n)| *n)
+                        .sum::<i64>()
+                };
+                // The same series Gandalf's worker sets when it looks at a queue; here it is
+                // fresh at every scrape, also while the worker is busy verifying.
+                metrics::gauge!("gandalf_queue_length", "repo" => repo.to_string()).set(of(None) as f64);
+                for state in std::iter::once("queued").chain(crate::control::read::VERIFYING_STATES) {
+                    metrics::gauge!("gandalf_queue_items", "repo" => repo.to_string(), "state" => state)
+                        .set(of(Some(state)) as f64);
+                }
             }
         }
         if let Ok(n) = crate::slack::outbox::backlog(&s.pool).await {

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod clock;
+pub mod control;
 pub mod db;
 pub mod duration;
 pub mod envs;

@@ -112,6 +112,13 @@ pub async fn spawn_bobby_with(opts: BobbyOptions) -> TestBobby {
     start_on(db, slack, clock, opts).await
 }
 
+/// Starts Bobby on an existing database and clock (Gandalf's, say: in production both bots share
+/// one database and the time of day).
+pub async fn spawn_bobby_on(db: TestDb, clock: ManualClock, opts: BobbyOptions) -> TestBobby {
+    let slack = FakeSlack::start().await;
+    start_on(db, slack, clock, opts).await
+}
+
 async fn start_on(db: TestDb, slack: FakeSlack, clock: ManualClock, opts: BobbyOptions) -> TestBobby {
     init_logs();
     raise_fd_limit();
@@ -554,6 +561,18 @@ pub async fn spawn_gandalf_with(config_toml: &str, dir: &Path, manual_clock: boo
 }
 
 impl TestGandalf {
+    /// The database this Gandalf runs on, for a Bobby to share ([`spawn_bobby_on`]).
+    pub fn database(&self) -> TestDb {
+        let url = self
+            .start
+            .secrets
+            .require_database_url()
+            .expect("Gandalf was started with a database")
+            .to_string();
+        let name = url.rsplit('/').next().unwrap_or_default().to_string();
+        TestDb { url, name }
+    }
+
     /// Stops this Gandalf (gracefully, or as `kill -9` would) and starts a new one on the same
     /// database, GitHub and clock.
     pub async fn restart(&mut self, how: Stop) {
@@ -868,7 +887,8 @@ pub fn nightly_toml(extra: &str, delete: &[(&str, String)], create: &[(&str, Str
 /// A pipeline for Gandalf in a temporary directory: `build`, `deploy`, `test` and `revert` all run
 /// `sh step.sh`, which logs each start and end to `calls.log` with a nanosecond timestamp and the
 /// `GANDALF_*` variables it got. A step keyed `<step>-<pr>` or `<step>-<pr>-<resource>` blocks
-/// while a file `block-<key>` exists and fails (exit 3, after printing `boom`) when `fail-<key>` does.
+/// while a file `block-<key>` exists, prints what [`Pipeline::say`] gave it for `<step>-<pr>`, and
+/// fails (exit 3, after printing `boom`) when `fail-<key>` exists.
 pub struct Pipeline {
     dir: tempfile::TempDir,
 }
@@ -892,6 +912,7 @@ rkey="$key-${GANDALF_RESOURCE:--}"
 echo "$(date +%s%N)|start|$GANDALF_STEP|$GANDALF_PR|${GANDALF_RESOURCE:--}|$GANDALF_SHA|$GANDALF_RESOURCES|$GANDALF_REPO|$GANDALF_ENV|$GANDALF_BASE_SHA" >> calls.log
 while [ -e "block-$key" ] || [ -e "block-$rkey" ]; do sleep 0.02; done
 echo "output of $rkey"
+if [ -e "say-$key" ]; then cat "say-$key"; fi
 if [ -e "fail-$key" ] || [ -e "fail-$rkey" ]; then
   echo "boom in $rkey"
   echo "$(date +%s%N)|end|$GANDALF_STEP|$GANDALF_PR|${GANDALF_RESOURCE:--}|3|" >> calls.log
@@ -933,6 +954,11 @@ impl Pipeline {
 
     pub fn unblock(&self, key: &str) {
         let _ = std::fs::remove_file(self.dir.path().join(format!("block-{key}")));
+    }
+
+    /// Makes step `<step>-<pr>` print `output` (after its `output of …` line).
+    pub fn say(&self, key: &str, output: &str) {
+        std::fs::write(self.dir.path().join(format!("say-{key}")), output).unwrap();
     }
 
     pub fn fail(&self, key: &str) {

@@ -440,10 +440,11 @@ if [ "$BOBBY_ENV" = env-2 ]; then echo "error: the api token test-api-token was 
         )),
         "{summary}"
     );
-    // The log behind the link.
+    // The log behind the link (the page itself is the control center's; its plain-text form is
+    // checked here).
     let log = app
         .http
-        .get(app.url(&format!("/nightly/runs/{id}")))
+        .get(app.url(&format!("/nightly/runs/{id}/log.txt")))
         .send()
         .await
         .unwrap();

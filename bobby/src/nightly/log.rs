@@ -1,6 +1,7 @@
-//! `GET /nightly/runs/{id}`: the log of one Nightly run, linked from its summary: every
-//! environment, every step, every attempt with its backoff, exit and (masked) output. Plain text,
-//! so it reads the same in a browser, `curl` and a terminal.
+//! `GET /nightly/runs/{id}/log.txt`: the whole log of one Nightly run as plain text — every
+//! environment, every step, every attempt with its backoff, exit and (masked) output — for `curl`,
+//! a terminal or an attachment. The summary links the control center's page of the run
+//! (`/nightly/runs/{id}`, served by both bots from the shared crate), which links this.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -14,7 +15,9 @@ use super::runs;
 use crate::messages;
 
 pub fn routes(pool: PgPool) -> Router {
-    Router::new().route("/nightly/runs/{id}", get(page)).with_state(pool)
+    Router::new()
+        .route("/nightly/runs/{id}/log.txt", get(page))
+        .with_state(pool)
 }
 
 async fn page(State(pool): State<PgPool>, Path(id): Path<String>) -> Result<Response, ApiError> {

@@ -1,0 +1,787 @@
+//! The control center (SPEC §7): one page for every environment, queue and run, served by both
+//! bots from here, and the cctray feed that build monitors on the office wall read.
+//!
+//! | path | what |
+//! |---|---|
+//! | `GET /` | environments, the queues with positions and ETAs, recent merges and failures, recent Nightly runs |
+//! | `GET /queue/{owner}/{repo}/pulls/{n}` | a PR's latest verification (`?item=<id>` for an earlier one): steps, durations, logs |
+//! | `GET /nightly/runs/{id}` | a Nightly run: every environment, step and attempt with its output |
+//! | `GET /logs/queue/{step}`, `GET /logs/nightly/{attempt}` | one step's whole log, paged (`?page=<n>`, default the last) |
+//! | `GET /cctray.xml` | one `Project` per environment (Nightly) and per queue (last verification) |
+//!
+//! Everything is read from the database both bots share ([`read`]), so each bot shows the other's
+//! work too. Pages are rendered on the server with askama templates (`shared/templates/control/`),
+//! which escape every value: lease reasons, PR titles and step output are user-supplied text. They
+//! refresh themselves with `<meta http-equiv="refresh">` while something can change, need no
+//! JavaScript, and follow the build-monitor colours ([`view::Tone`]) in light and dark.
+
+pub mod cctray;
+pub mod read;
+pub mod view;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use sqlx::PgPool;
+
+use crate::http::About;
+use view::{LogPage, Times, Tone};
+
+#[derive(Clone)]
+struct Control {
+    pool: PgPool,
+    about: About,
+}
+
+impl Control {
+    fn times(&self) -> Times {
+        Times {
+            now: self.about.clock.now(),
+            tz: self.about.timezone,
+        }
+    }
+
+    fn chrome(&self, title: String, refresh: bool) -> Chrome {
+        let times = self.times();
+        Chrome {
+            title,
+            bot: self.about.bot,
+            now: times.at(times.now),
+            refresh,
+        }
+    }
+
+    fn person(&self, who: &str) -> String {
+        view::person(&self.about.people, who)
+    }
+}
+
+/// The control center's routes; [`crate::http::ops_routes`] merges them with the health and
+/// metrics endpoints.
+pub fn routes(pool: PgPool, about: About) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/cctray.xml", get(cctray_feed))
+        .route("/queue/{owner}/{repo}/pulls/{n}", get(pull))
+        .route("/nightly/runs/{id}", get(nightly_run))
+        .route("/logs/queue/{step}", get(queue_log))
+        .route("/logs/nightly/{attempt}", get(nightly_log))
+        .with_state(Control { pool, about })
+}
+
+/// A page that could not be shown: a 404 for what does not exist, a 500 (details in the log
+/// only) for our failures. Both are pages, since a person with a browser asked.
+enum PageError {
+    NotFound(String),
+    Internal(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for PageError {
+    fn from(e: E) -> Self {
+        PageError::Internal(e.into())
+    }
+}
+
+#[derive(Template)]
+#[template(path = "control/error.html")]
+struct ErrorPage {
+    message: String,
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            PageError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            PageError::Internal(e) => {
+                tracing::error!(error = format!("{e:#}"), "control center page failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong on our side; the details are in the server log.".to_string(),
+                )
+            }
+        };
+        let body = ErrorPage { message }.render().unwrap_or_else(|_| "error".to_string());
+        (status, Html(body)).into_response()
+    }
+}
+
+fn html(page: impl Template) -> Result<Response, PageError> {
+    Ok(Html(page.render()?).into_response())
+}
+
+/// Parses a path's id, answering 404 (not 400) for junk: to a person it is a page that does not exist.
+fn id_of<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, PageError> {
+    raw.parse()
+        .map_err(|_| PageError::NotFound(format!("There is no {what} `{}`.", clip(raw))))
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(60).collect()
+}
+
+/// What every page has around its content.
+struct Chrome {
+    title: String,
+    bot: &'static str,
+    /// The instant the page shows, in the bot's timezone.
+    now: String,
+    /// Reload every 15 s: on the index, and on run pages while the run goes on.
+    refresh: bool,
+}
+
+// --- the index -----------------------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "control/index.html")]
+struct IndexPage {
+    chrome: Chrome,
+    notes: Vec<String>,
+    endpoints: &'static [&'static str],
+    next_nightly: Option<String>,
+    envs: Vec<EnvCard>,
+    queues: Vec<QueueView>,
+    recent: Vec<RecentRow>,
+    runs: Vec<RunRow>,
+}
+
+struct EnvCard {
+    name: String,
+    url: Option<String>,
+    state: String,
+    tone: Tone,
+    holder: Option<String>,
+    holder_id: String,
+    reason: String,
+    since: String,
+    expires: String,
+    expires_at: String,
+    preserved: Option<String>,
+    waitlist: Vec<String>,
+    last: Option<LastNightlyView>,
+    fault: Option<FaultView>,
+}
+
+struct LastNightlyView {
+    text: String,
+    tone: Tone,
+    when: String,
+    link: Option<String>,
+}
+
+struct FaultView {
+    phase: String,
+    step: String,
+    exit: String,
+    attempts: u32,
+    tail: String,
+}
+
+struct QueueView {
+    repo: String,
+    anchor: String,
+    paused: Option<String>,
+    typical: Option<String>,
+    items: Vec<QueueRow>,
+}
+
+struct QueueRow {
+    position: usize,
+    pr: i32,
+    title: String,
+    link: String,
+    state: String,
+    tone: Tone,
+    priority: String,
+    queued_by: String,
+    in_queue: String,
+    eta: String,
+    note: String,
+}
+
+struct RecentRow {
+    repo: String,
+    pr: i32,
+    title: String,
+    link: String,
+    state: String,
+    tone: Tone,
+    queued_by: String,
+    finished: String,
+    took: String,
+    reason: String,
+}
+
+struct RunRow {
+    id: i64,
+    phase: String,
+    trigger: String,
+    state: String,
+    tone: Tone,
+    when: String,
+    took: String,
+    counts: String,
+}
+
+fn pull_link(repo: &str, pr: i32) -> String {
+    format!("/queue/{repo}/pulls/{pr}")
+}
+
+fn queue_anchor(repo: &str) -> String {
+    format!("queue-{}", repo.replace('/', "-"))
+}
+
+fn priority_text(p: i32) -> String {
+    match p {
+        0 => String::new(),
+        10 => "high".into(),
+        -10 => "low".into(),
+        p => format!("p={p}"),
+    }
+}
+
+async fn index(State(c): State<Control>) -> Result<Response, PageError> {
+    let t = c.times();
+    let mut conn = c.pool.acquire().await?;
+
+    let mut envs = Vec::new();
+    for (e, extra) in read::environments(&mut conn).await? {
+        let run_link = extra
+            .as_ref()
+            .and_then(|x| x.last_run_id)
+            .map(|id| format!("/nightly/runs/{id}#{}", e.name));
+        let lease = e.lease.as_ref();
+        envs.push(EnvCard {
+            url: view::safe_link(&e.url),
+            state: e.state.as_str().to_string(),
+            tone: view::env_tone(e.state.as_str()),
+            holder: lease.map(|l| c.person(&l.holder)),
+            holder_id: lease.map(|l| l.holder.clone()).unwrap_or_default(),
+            reason: lease.map(|l| l.reason.clone()).unwrap_or_default(),
+            since: lease.map(|l| t.rel(l.since)).unwrap_or_default(),
+            expires: lease.map(|l| t.rel(l.expires_at)).unwrap_or_default(),
+            expires_at: lease.map(|l| t.at(l.expires_at)).unwrap_or_default(),
+            preserved: e.preserved_until.filter(|u| *u > t.now).map(|u| {
+                let by = e.preserved_by.as_deref().map(|b| c.person(b));
+                match by {
+                    Some(by) => format!("until {} by {by}", t.at(u)),
+                    None => format!("until {}", t.at(u)),
+                }
+            }),
+            waitlist: e.waitlist.iter().map(|w| c.person(w)).collect(),
+            last: e.last_nightly.as_ref().map(|n| LastNightlyView {
+                text: format!("{} {}", n.phase, n.outcome),
+                tone: view::outcome_tone(&n.outcome),
+                when: t.rel(n.finished_at),
+                link: run_link.clone(),
+            }),
+            fault: e.fault.as_ref().map(|f| FaultView {
+                phase: f.phase.clone(),
+                step: f.step.clone(),
+                exit: f
+                    .exit_code
+                    .map(|c| format!("exit {c}"))
+                    .unwrap_or_else(|| "no exit status".into()),
+                attempts: f.attempts,
+                // The last lines only: the card must fit a wall screen; the run page has the rest.
+                tail: view::tail(&f.log_tail, 4),
+            }),
+            name: e.name,
+        });
+    }
+
+    let mut queues = Vec::new();
+    for q in read::queues(&mut conn).await? {
+        let items = read::active_items(&mut conn, &q.repo).await?;
+        let typical = read::typical_verification(&mut conn, &q.repo).await?;
+        queues.push(QueueView {
+            anchor: queue_anchor(&q.repo),
+            paused: q.paused.then(|| {
+                let by = q.paused_by.as_deref().map(|b| format!(" (by {})", c.person(b)));
+                format!("{}{}", q.paused_reason, by.unwrap_or_default())
+            }),
+            typical: typical.map(view::span),
+            items: queue_rows(&c, &items, typical, q.paused, t),
+            repo: q.repo,
+        });
+    }
+
+    let recent = read::recent_outcomes(&mut conn, 15)
+        .await?
+        .into_iter()
+        .map(|i| RecentRow {
+            link: pull_link(&i.repo, i.pr),
+            tone: view::item_tone(&i.state),
+            queued_by: c.person(&i.queued_by),
+            finished: i.finished_at.map(|f| t.rel(f)).unwrap_or_default(),
+            took: i
+                .verify_started_at
+                .map(|s| t.took(s, i.finished_at))
+                .unwrap_or_default(),
+            reason: i.outcome_reason.clone().unwrap_or_default(),
+            state: i.state,
+            repo: i.repo,
+            pr: i.pr,
+            title: i.title,
+        })
+        .collect();
+
+    let runs = read::nightly_runs(&mut conn, 8)
+        .await?
+        .into_iter()
+        .map(|r| RunRow {
+            tone: view::run_tone(&r.state, r.faulted),
+            when: t.rel(r.started_at.unwrap_or(r.created_at)),
+            took: r.started_at.map(|s| t.took(s, r.finished_at)).unwrap_or_default(),
+            counts: format!("{} ok · {} faulted · {} skipped", r.ok, r.faulted, r.skipped),
+            id: r.id,
+            phase: r.phase,
+            trigger: r.trigger,
+            state: r.state,
+        })
+        .collect();
+
+    let next_nightly = read::next_nightly(&mut conn)
+        .await?
+        .map(|(phase, at)| format!("Next Nightly: {phase} {} ({})", t.rel(at), t.at(at)));
+
+    html(IndexPage {
+        chrome: c.chrome("Control center".into(), true),
+        notes: c.about.notes.clone(),
+        endpoints: c.about.endpoints,
+        next_nightly,
+        envs,
+        queues,
+        recent,
+        runs,
+    })
+}
+
+/// Positions, times in queue and ETAs. The verifying item (first, when there is one) is expected
+/// to finish `typical` after it started; each queued item starts when the ones before it are done,
+/// each taking `typical`. No history, no estimate: a guess would be worse than a dash.
+fn queue_rows(
+    c: &Control,
+    items: &[read::Item],
+    typical: Option<chrono::Duration>,
+    paused: bool,
+    t: Times,
+) -> Vec<QueueRow> {
+    let mut ahead = chrono::Duration::zero();
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let verifying = item.state != "queued";
+            let eta = match typical {
+                _ if paused && !verifying => "paused".to_string(),
+                None => "—".to_string(),
+                Some(typ) if verifying => {
+                    let left = item.verify_started_at.map(|s| s + typ - t.now).unwrap_or(typ);
+                    ahead = left.max(chrono::Duration::zero());
+                    if left > chrono::Duration::zero() {
+                        format!("done in ~{}", view::span(left))
+                    } else {
+                        "done any moment".to_string()
+                    }
+                }
+                Some(typ) => {
+                    let starts = ahead;
+                    ahead += typ;
+                    if starts > chrono::Duration::zero() {
+                        format!("starts in ~{}", view::span(starts))
+                    } else {
+                        "starts next".to_string()
+                    }
+                }
+            };
+            QueueRow {
+                position: i + 1,
+                pr: item.pr,
+                title: item.title.clone(),
+                link: pull_link(&item.repo, item.pr),
+                state: view::words(&item.state),
+                tone: view::item_tone(&item.state),
+                priority: priority_text(item.priority),
+                queued_by: c.person(&item.queued_by),
+                in_queue: t.took(item.enqueued_at, None),
+                eta,
+                note: item.note.clone().unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+// --- a PR's verification -------------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "control/pull.html")]
+struct PullPage {
+    chrome: Chrome,
+    repo: String,
+    queue_link: String,
+    pr: i32,
+    title: String,
+    author: String,
+    state: String,
+    tone: Tone,
+    position: Option<usize>,
+    priority: String,
+    queued_by: String,
+    enqueued: String,
+    in_queue: String,
+    verification: Option<String>,
+    attempts: i32,
+    head: String,
+    candidate: Option<String>,
+    landed: Option<String>,
+    affected: Vec<String>,
+    reason: Option<String>,
+    note: Option<String>,
+    steps: Vec<StepView>,
+    inline_lines: usize,
+    others: Vec<OtherItem>,
+}
+
+struct StepView {
+    name: String,
+    state: String,
+    tone: Tone,
+    exit: String,
+    started: String,
+    took: String,
+    tail: String,
+    lines: usize,
+    log_link: String,
+    open: bool,
+}
+
+struct OtherItem {
+    link: String,
+    state: String,
+    tone: Tone,
+    enqueued: String,
+    current: bool,
+}
+
+#[derive(Deserialize)]
+struct PullQuery {
+    item: Option<String>,
+}
+
+async fn pull(
+    State(c): State<Control>,
+    Path((owner, repo, n)): Path<(String, String, String)>,
+    Query(q): Query<PullQuery>,
+) -> Result<Response, PageError> {
+    let t = c.times();
+    let repo = format!("{owner}/{repo}");
+    let pr: i32 = id_of(&n, "pull request")?;
+    let mut conn = c.pool.acquire().await?;
+    let items = read::items_of_pull(&mut conn, &repo, pr).await?;
+    let wanted: Option<i64> = q.item.as_deref().map(|i| id_of(i, "verification")).transpose()?;
+    let item = match wanted {
+        Some(id) => items.iter().find(|i| i.id == id),
+        None => items.first(),
+    }
+    .ok_or_else(|| PageError::NotFound(format!("{}#{pr} has never been queued.", clip(&repo))))?;
+    let finished = matches!(item.state.as_str(), "merged" | "failed" | "cancelled" | "dropped");
+    let position = if finished {
+        None
+    } else {
+        read::active_items(&mut conn, &repo)
+            .await?
+            .iter()
+            .position(|i| i.id == item.id)
+            .map(|p| p + 1)
+    };
+    // A verification that restarted (the base moved before landing) keeps the steps of each
+    // attempt; the page shows the current attempt's.
+    let steps = read::queue_steps(&mut conn, item.id)
+        .await?
+        .into_iter()
+        .filter(|s| s.attempt == item.attempts.max(1))
+        .map(|s| StepView {
+            name: match &s.resource {
+                Some(r) => format!("{} {r}", s.name),
+                None => s.name.clone(),
+            },
+            tone: view::step_tone(&s.state),
+            exit: s.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+            started: t.at(s.started_at),
+            took: t.took(s.started_at, s.finished_at),
+            tail: view::tail(&s.log, view::INLINE_LINES),
+            lines: s.log.lines().count(),
+            log_link: format!("/logs/queue/{}", s.id),
+            open: s.state == "failed",
+            state: s.state,
+        })
+        .collect();
+    let others = items
+        .iter()
+        .map(|i| OtherItem {
+            link: format!("{}?item={}", pull_link(&repo, pr), i.id),
+            state: view::words(&i.state),
+            tone: view::item_tone(&i.state),
+            enqueued: t.at(i.enqueued_at),
+            current: i.id == item.id,
+        })
+        .collect::<Vec<_>>();
+    html(PullPage {
+        chrome: c.chrome(format!("{repo}#{pr}"), !finished),
+        queue_link: format!("/#{}", queue_anchor(&repo)),
+        pr,
+        title: item.title.clone(),
+        author: item.author.clone(),
+        state: view::words(&item.state),
+        tone: view::item_tone(&item.state),
+        position,
+        priority: priority_text(item.priority),
+        queued_by: c.person(&item.queued_by),
+        enqueued: t.at(item.enqueued_at),
+        in_queue: t.took(item.enqueued_at, item.verify_started_at.or(item.finished_at)),
+        verification: item.verify_started_at.map(|s| t.took(s, item.finished_at)),
+        attempts: item.attempts,
+        head: view::short_sha(&item.head_sha),
+        candidate: item.candidate_sha.as_deref().map(view::short_sha),
+        landed: item.landed_sha.as_deref().map(view::short_sha),
+        affected: item.affected.0.clone(),
+        reason: item.outcome_reason.clone(),
+        note: item.note.clone(),
+        steps,
+        inline_lines: view::INLINE_LINES,
+        others: if others.len() > 1 { others } else { Vec::new() },
+        repo,
+    })
+}
+
+// --- a Nightly run -------------------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "control/nightly_run.html")]
+struct RunPage {
+    chrome: Chrome,
+    id: i64,
+    phase: String,
+    state: String,
+    tone: Tone,
+    trigger: String,
+    requested_by: Option<String>,
+    only_env: Option<String>,
+    started: String,
+    took: String,
+    note: String,
+    counts: String,
+    text_link: String,
+    envs: Vec<RunEnvView>,
+    inline_lines: usize,
+}
+
+struct RunEnvView {
+    name: String,
+    state: String,
+    tone: Tone,
+    skip: Option<String>,
+    took: String,
+    steps: Vec<RunStepView>,
+}
+
+struct RunStepView {
+    name: String,
+    command: String,
+    state: String,
+    tone: Tone,
+    attempts: i32,
+    exit: String,
+    ended: String,
+    took: String,
+    runs: Vec<AttemptView>,
+}
+
+struct AttemptView {
+    attempt: i32,
+    started: String,
+    took: String,
+    ended: String,
+    backoff: String,
+    tail: String,
+    lines: usize,
+    log_link: String,
+    open: bool,
+}
+
+async fn nightly_run(State(c): State<Control>, Path(id): Path<String>) -> Result<Response, PageError> {
+    let t = c.times();
+    let not_found = || PageError::NotFound(format!("There is no Nightly run `{}`.", clip(&id)));
+    let run_id: i64 = id.parse().map_err(|_| not_found())?;
+    let mut conn = c.pool.acquire().await?;
+    let run = read::nightly_run(&mut conn, run_id).await?.ok_or_else(not_found)?;
+    let steps = read::run_steps(&mut conn, run_id).await?;
+    let attempts = read::run_attempts(&mut conn, run_id).await?;
+    let envs = read::run_envs(&mut conn, run_id)
+        .await?
+        .into_iter()
+        .map(|e| {
+            let steps = steps
+                .iter()
+                .filter(|s| s.environment == e.environment)
+                .map(|s| {
+                    let runs: Vec<AttemptView> = attempts
+                        .iter()
+                        .filter(|a| a.environment == s.environment && a.step_position == s.position)
+                        .map(|a| AttemptView {
+                            attempt: a.attempt,
+                            started: t.at(a.started_at),
+                            took: t.took(a.started_at, a.finished_at),
+                            ended: a.ended.clone().unwrap_or_else(|| "running".into()),
+                            backoff: a
+                                .backoff_ms
+                                .map(|ms| format!("after a {} backoff", view::span(chrono::Duration::milliseconds(ms))))
+                                .unwrap_or_default(),
+                            tail: view::tail(&a.output, view::INLINE_LINES),
+                            lines: a.output.lines().count(),
+                            log_link: format!("/logs/nightly/{}", a.id),
+                            // Open what failed: a non-zero exit, or an end without one (timeout, signal).
+                            open: a.exit_code.is_some_and(|c| c != 0) || (a.ended.is_some() && a.exit_code.is_none()),
+                        })
+                        .collect();
+                    RunStepView {
+                        name: s.name.clone(),
+                        command: s.command.clone(),
+                        state: s.state.clone(),
+                        tone: view::step_tone(&s.state),
+                        attempts: s.attempts,
+                        exit: s.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+                        ended: s.ended.clone().unwrap_or_default(),
+                        took: s.started_at.map(|st| t.took(st, s.finished_at)).unwrap_or_default(),
+                        runs,
+                    }
+                })
+                .collect();
+            RunEnvView {
+                tone: view::step_tone(&e.state),
+                skip: e.skip_reason.as_ref().map(|r| match e.skip_until {
+                    Some(u) => format!("{r} until {}", t.at(u)),
+                    None => r.clone(),
+                }),
+                took: e.started_at.map(|s| t.took(s, e.finished_at)).unwrap_or_default(),
+                state: e.state,
+                name: e.environment,
+                steps,
+            }
+        })
+        .collect();
+    let running = matches!(run.state.as_str(), "requested" | "running");
+    html(RunPage {
+        chrome: c.chrome(format!("Nightly {} #{}", run.phase, run.id), running),
+        id: run.id,
+        tone: view::run_tone(&run.state, run.faulted),
+        requested_by: run.requested_by.as_deref().map(|r| c.person(r)),
+        only_env: run.only_env.clone(),
+        started: run.started_at.map(|s| t.at(s)).unwrap_or_else(|| "not yet".into()),
+        took: run.started_at.map(|s| t.took(s, run.finished_at)).unwrap_or_default(),
+        counts: format!("{} ok · {} faulted · {} skipped", run.ok, run.faulted, run.skipped),
+        text_link: format!("/nightly/runs/{}/log.txt", run.id),
+        phase: run.phase,
+        state: run.state,
+        trigger: run.trigger,
+        note: run.note,
+        envs,
+        inline_lines: view::INLINE_LINES,
+    })
+}
+
+// --- whole logs, paged ---------------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "control/log.html")]
+struct LogView {
+    chrome: Chrome,
+    heading: String,
+    state: String,
+    tone: Tone,
+    back_link: String,
+    back_text: String,
+    base: String,
+    log: LogPage,
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    page: Option<String>,
+}
+
+impl PageQuery {
+    /// The page asked for; junk means the default (the last page) rather than an error.
+    fn page(&self) -> Option<usize> {
+        self.page.as_deref().and_then(|p| p.parse().ok())
+    }
+}
+
+async fn queue_log(
+    State(c): State<Control>,
+    Path(step): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Response, PageError> {
+    let id: i64 = id_of(&step, "step")?;
+    let mut conn = c.pool.acquire().await?;
+    let (s, item) = read::queue_step(&mut conn, id)
+        .await?
+        .ok_or_else(|| PageError::NotFound(format!("There is no step `{id}`.")))?;
+    let name = match &s.resource {
+        Some(r) => format!("{} {r}", s.name),
+        None => s.name.clone(),
+    };
+    html(LogView {
+        chrome: c.chrome(format!("{}#{} {name}", item.repo, item.pr), s.state == "running"),
+        heading: format!("{}#{} · {name}", item.repo, item.pr),
+        tone: view::step_tone(&s.state),
+        state: s.state,
+        back_link: format!("{}?item={}", pull_link(&item.repo, item.pr), item.id),
+        back_text: format!("{}#{} {}", item.repo, item.pr, item.title),
+        base: format!("/logs/queue/{id}"),
+        log: LogPage::of(&s.log, q.page()),
+    })
+}
+
+async fn nightly_log(
+    State(c): State<Control>,
+    Path(attempt): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Response, PageError> {
+    let id: i64 = id_of(&attempt, "attempt")?;
+    let mut conn = c.pool.acquire().await?;
+    let (a, step) = read::run_attempt(&mut conn, id)
+        .await?
+        .ok_or_else(|| PageError::NotFound(format!("There is no attempt `{id}`.")))?;
+    let state = match (&a.ended, a.exit_code) {
+        (None, _) => "running",
+        (Some(_), Some(0)) => "ok",
+        (Some(_), _) => "failed",
+    };
+    html(LogView {
+        chrome: c.chrome(
+            format!("{} {step} attempt {}", a.environment, a.attempt),
+            a.ended.is_none(),
+        ),
+        heading: format!("{} · {step} · attempt {}", a.environment, a.attempt),
+        state: state.to_string(),
+        tone: view::step_tone(state),
+        back_link: format!("/nightly/runs/{}#{}", a.run_id, a.environment),
+        back_text: format!("Nightly run #{}", a.run_id),
+        base: format!("/logs/nightly/{id}"),
+        log: LogPage::of(&a.output, q.page()),
+    })
+}
+
+// --- cctray ---------------------------------------------------------------------------------------
+
+async fn cctray_feed(State(c): State<Control>) -> Result<Response, PageError> {
+    let mut conn = c.pool.acquire().await?;
+    let projects = cctray::projects(&mut conn, &c.about.public_url, c.about.clock.now()).await?;
+    let body = cctray::Feed { projects }.render()?;
+    Ok(([(header::CONTENT_TYPE, "application/xml; charset=utf-8")], body).into_response())
+}

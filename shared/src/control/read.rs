@@ -1,0 +1,375 @@
+//! The control center's read-only queries over both bots' tables: environments and leases,
+//! Nightly runs with their steps and attempts, Gandalf's queues with their items and steps.
+//!
+//! The control center lives in the shared crate so that both bots serve the same page, and a bot's
+//! configuration knows only its own things; so everything here reads the one database, and nothing
+//! here writes. Rows are read as plain structs with text states: the enums of the queue belong to
+//! Gandalf's crate, which this one cannot see.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+
+use crate::envs::Environment;
+
+pub type DbResult<T> = Result<T, sqlx::Error>;
+
+/// The order of a merge queue: the verifying item first, then by priority, then by time queued.
+/// Gandalf's worker takes items in this order, so positions and ETAs shown here are the ones it
+/// will follow.
+pub const QUEUE_ORDER: &str = "(state <> 'queued') DESC, priority DESC, enqueued_at, id";
+
+/// Queue states that mean "being verified" (the partial unique index `queue_items_one_verifying`
+/// lists the same).
+pub const VERIFYING_STATES: [&str; 5] = [
+    "waiting_for_environment",
+    "preparing",
+    "deploying",
+    "testing",
+    "landing",
+];
+
+/// What the index shows of an environment beyond [`Environment`]: when it was declared (the time
+/// a build monitor shows for one Nightly never touched) and the last Nightly run that did.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct EnvExtra {
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub last_run_id: Option<i64>,
+    pub last_run_phase: Option<String>,
+}
+
+/// Environments in service, as the API shows them, with their [`EnvExtra`].
+pub async fn environments(conn: &mut PgConnection) -> DbResult<Vec<(Environment, Option<EnvExtra>)>> {
+    let envs = crate::envs::store::list(&mut *conn).await?;
+    let extras: Vec<EnvExtra> = sqlx::query_as(
+        "SELECT e.name, e.created_at, lr.run_id AS last_run_id, lr.phase AS last_run_phase \
+         FROM environments e LEFT JOIN LATERAL ( \
+             SELECT re.run_id, r.phase FROM nightly_run_envs re JOIN nightly_runs r ON r.id = re.run_id \
+             WHERE re.environment = e.name ORDER BY re.run_id DESC LIMIT 1) lr ON true \
+         WHERE e.retired_at IS NULL",
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(envs
+        .into_iter()
+        .map(|e| {
+            let extra = extras.iter().find(|x| x.name == e.name).cloned();
+            (e, extra)
+        })
+        .collect())
+}
+
+/// What the Nightly leader sleeps until, when a Bobby with Nightly runs.
+pub async fn next_nightly(conn: &mut PgConnection) -> DbResult<Option<(String, DateTime<Utc>)>> {
+    let row: Option<(Option<String>, Option<DateTime<Utc>>)> =
+        sqlx::query_as("SELECT next_phase, next_due_at FROM nightly_scheduler")
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.and_then(|(p, t)| Some((p?, t?))))
+}
+
+// --- Gandalf's queues ----------------------------------------------------------------------------
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Queue {
+    pub repo: String,
+    pub paused: bool,
+    pub paused_reason: String,
+    pub paused_by: Option<String>,
+}
+
+/// Every repository Gandalf has a queue for.
+pub async fn queues(conn: &mut PgConnection) -> DbResult<Vec<Queue>> {
+    sqlx::query_as("SELECT repo, paused, paused_reason, paused_by FROM repo_queues ORDER BY repo")
+        .fetch_all(conn)
+        .await
+}
+
+pub async fn queue(conn: &mut PgConnection, repo: &str) -> DbResult<Option<Queue>> {
+    sqlx::query_as("SELECT repo, paused, paused_reason, paused_by FROM repo_queues WHERE repo = $1")
+        .bind(repo)
+        .fetch_optional(conn)
+        .await
+}
+
+/// One time a pull request was queued.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Item {
+    pub id: i64,
+    pub repo: String,
+    pub pr: i32,
+    pub title: String,
+    pub author: String,
+    pub head_sha: String,
+    pub priority: i32,
+    pub queued_by: String,
+    pub queued_by_slack: Option<String>,
+    pub enqueued_at: DateTime<Utc>,
+    pub state: String,
+    pub base_sha: Option<String>,
+    pub candidate_sha: Option<String>,
+    pub landed_sha: Option<String>,
+    pub affected: sqlx::types::Json<Vec<String>>,
+    pub outcome_reason: Option<String>,
+    pub note: Option<String>,
+    pub verify_started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub attempts: i32,
+}
+
+macro_rules! item_select {
+    () => {
+        "SELECT id, repo, pr, title, author, head_sha, priority, queued_by, queued_by_slack, enqueued_at, \
+         state::text AS state, base_sha, candidate_sha, landed_sha, affected, outcome_reason, note, \
+         verify_started_at, finished_at, attempts FROM queue_items "
+    };
+}
+
+/// The active items of a queue, in the order Gandalf takes them.
+pub async fn active_items(conn: &mut PgConnection, repo: &str) -> DbResult<Vec<Item>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{} WHERE repo = $1 AND state NOT IN ('merged', 'failed', 'cancelled', 'dropped') ORDER BY {QUEUE_ORDER}",
+        item_select!()
+    )))
+    .bind(repo)
+    .fetch_all(conn)
+    .await
+}
+
+/// The last finished verifications (merged or failed) across all queues, newest first.
+pub async fn recent_outcomes(conn: &mut PgConnection, limit: i64) -> DbResult<Vec<Item>> {
+    sqlx::query_as(concat!(
+        item_select!(),
+        "WHERE state IN ('merged', 'failed') ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT $1"
+    ))
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// The last finished verification of one queue: what a build monitor shows for it.
+pub async fn last_outcome(conn: &mut PgConnection, repo: &str) -> DbResult<Option<Item>> {
+    sqlx::query_as(concat!(
+        item_select!(),
+        "WHERE repo = $1 AND state IN ('merged', 'failed') ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT 1"
+    ))
+    .bind(repo)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Median verification time of the last 20 finished verifications: the basis of the ETAs (the
+/// same estimate as Gandalf's `queue` command).
+pub async fn typical_verification(conn: &mut PgConnection, repo: &str) -> DbResult<Option<chrono::Duration>> {
+    let secs: Option<f64> = sqlx::query_scalar(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM finished_at - verify_started_at)) \
+         FROM (SELECT finished_at, verify_started_at FROM queue_items \
+               WHERE repo = $1 AND state IN ('merged', 'failed') AND verify_started_at IS NOT NULL \
+               ORDER BY finished_at DESC LIMIT 20) recent",
+    )
+    .bind(repo)
+    .fetch_one(conn)
+    .await?;
+    Ok(secs.map(|s| chrono::Duration::milliseconds((s * 1000.0) as i64)))
+}
+
+/// Every time a PR was queued, newest first.
+pub async fn items_of_pull(conn: &mut PgConnection, repo: &str, pr: i32) -> DbResult<Vec<Item>> {
+    sqlx::query_as(concat!(item_select!(), "WHERE repo = $1 AND pr = $2 ORDER BY id DESC"))
+        .bind(repo)
+        .bind(pr)
+        .fetch_all(conn)
+        .await
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct QueueStep {
+    pub id: i64,
+    pub item_id: i64,
+    pub attempt: i32,
+    pub name: String,
+    pub resource: Option<String>,
+    pub state: String,
+    pub exit_code: Option<i32>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub log: String,
+}
+
+const QUEUE_STEP_COLUMNS: &str = "id, item_id, attempt, name, resource, state, exit_code, started_at, finished_at, log";
+
+pub async fn queue_steps(conn: &mut PgConnection, item_id: i64) -> DbResult<Vec<QueueStep>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {QUEUE_STEP_COLUMNS} FROM queue_steps WHERE item_id = $1 ORDER BY id"
+    )))
+    .bind(item_id)
+    .fetch_all(conn)
+    .await
+}
+
+/// One verification step with the item it belongs to, for its log page.
+pub async fn queue_step(conn: &mut PgConnection, id: i64) -> DbResult<Option<(QueueStep, Item)>> {
+    let step: Option<QueueStep> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {QUEUE_STEP_COLUMNS} FROM queue_steps WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(step) = step else { return Ok(None) };
+    let item: Option<Item> = sqlx::query_as(concat!(item_select!(), "WHERE id = $1"))
+        .bind(step.item_id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(item.map(|i| (step, i)))
+}
+
+// --- Nightly -------------------------------------------------------------------------------------
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct NightlyRun {
+    pub id: i64,
+    pub phase: String,
+    pub trigger: String,
+    pub requested_by: Option<String>,
+    pub only_env: Option<String>,
+    pub state: String,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub note: String,
+    /// Environments of the run by how they ended.
+    pub ok: i64,
+    pub faulted: i64,
+    pub skipped: i64,
+}
+
+macro_rules! run_select {
+    () => {
+        "SELECT r.id, r.phase, r.trigger, r.requested_by, r.only_env, r.state, r.created_at, r.started_at, \
+                r.finished_at, r.note, \
+                (SELECT count(*) FROM nightly_run_envs e WHERE e.run_id = r.id AND e.state = 'ok') AS ok, \
+                (SELECT count(*) FROM nightly_run_envs e WHERE e.run_id = r.id \
+                   AND e.state IN ('faulted', 'interrupted')) AS faulted, \
+                (SELECT count(*) FROM nightly_run_envs e WHERE e.run_id = r.id AND e.state = 'skipped') AS skipped \
+         FROM nightly_runs r "
+    };
+}
+
+pub async fn nightly_runs(conn: &mut PgConnection, limit: i64) -> DbResult<Vec<NightlyRun>> {
+    sqlx::query_as(concat!(run_select!(), "ORDER BY r.id DESC LIMIT $1"))
+        .bind(limit)
+        .fetch_all(conn)
+        .await
+}
+
+pub async fn nightly_run(conn: &mut PgConnection, id: i64) -> DbResult<Option<NightlyRun>> {
+    sqlx::query_as(concat!(run_select!(), "WHERE r.id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct RunEnv {
+    pub environment: String,
+    pub state: String,
+    pub skip_reason: Option<String>,
+    pub skip_until: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+pub async fn run_envs(conn: &mut PgConnection, run: i64) -> DbResult<Vec<RunEnv>> {
+    sqlx::query_as(
+        "SELECT environment, state, skip_reason, skip_until, started_at, finished_at \
+         FROM nightly_run_envs WHERE run_id = $1 ORDER BY position",
+    )
+    .bind(run)
+    .fetch_all(conn)
+    .await
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct RunStep {
+    pub environment: String,
+    pub position: i32,
+    pub name: String,
+    pub command: String,
+    pub state: String,
+    pub attempts: i32,
+    pub exit_code: Option<i32>,
+    pub ended: Option<String>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+pub async fn run_steps(conn: &mut PgConnection, run: i64) -> DbResult<Vec<RunStep>> {
+    sqlx::query_as(
+        "SELECT environment, position, name, command, state, attempts, exit_code, ended, next_attempt_at, \
+         started_at, finished_at FROM nightly_steps WHERE run_id = $1 ORDER BY environment, position",
+    )
+    .bind(run)
+    .fetch_all(conn)
+    .await
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct RunAttempt {
+    pub id: i64,
+    pub run_id: i64,
+    pub environment: String,
+    pub step_position: i32,
+    pub attempt: i32,
+    pub backoff_ms: Option<i64>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub exit_code: Option<i32>,
+    pub ended: Option<String>,
+    pub output: String,
+}
+
+const ATTEMPT_COLUMNS: &str =
+    "id, run_id, environment, step_position, attempt, backoff_ms, started_at, finished_at, exit_code, ended, output";
+
+pub async fn run_attempts(conn: &mut PgConnection, run: i64) -> DbResult<Vec<RunAttempt>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM nightly_attempts WHERE run_id = $1 ORDER BY environment, step_position, id"
+    )))
+    .bind(run)
+    .fetch_all(conn)
+    .await
+}
+
+/// One attempt of a Nightly step with the step's name, for its log page.
+pub async fn run_attempt(conn: &mut PgConnection, id: i64) -> DbResult<Option<(RunAttempt, String)>> {
+    let attempt: Option<RunAttempt> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM nightly_attempts WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(a) = attempt else { return Ok(None) };
+    let step: String =
+        sqlx::query_scalar("SELECT name FROM nightly_steps WHERE run_id = $1 AND environment = $2 AND position = $3")
+            .bind(a.run_id)
+            .bind(&a.environment)
+            .bind(a.step_position)
+            .fetch_one(conn)
+            .await?;
+    Ok(Some((a, step)))
+}
+
+// --- /metrics ----------------------------------------------------------------------------------
+
+/// Active items per queue and state, for the scrape-time gauges; an empty queue has one row with
+/// no state and a count of 0. Sorted by repository.
+pub async fn queue_census(conn: &mut PgConnection) -> DbResult<Vec<(String, Option<String>, i64)>> {
+    sqlx::query_as(
+        "SELECT q.repo, i.state::text, count(i.id) FROM repo_queues q \
+         LEFT JOIN queue_items i ON i.repo = q.repo AND i.state NOT IN ('merged', 'failed', 'cancelled', 'dropped') \
+         GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .fetch_all(conn)
+    .await
+}
