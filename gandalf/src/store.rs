@@ -4,91 +4,12 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-// The order of a queue (the verifying item first, then by priority, then by time queued) is
-// shared with the control center, so the positions it shows are the ones the worker follows.
-use shared::control::read::QUEUE_ORDER;
+// The queue's model (items, states, order) and its read queries live in the shared crate, which
+// the control center reads too: the positions it shows are the ones the worker follows.
+pub use shared::queue::{Item, ItemState, QUEUE_ORDER, active_items as queue, typical_verification};
 use sqlx::{PgConnection, Row};
 
 pub type DbResult<T> = Result<T, sqlx::Error>;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, sqlx::Type)]
-#[sqlx(type_name = "queue_item_state", rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
-pub enum ItemState {
-    Queued,
-    WaitingForEnvironment,
-    Preparing,
-    Deploying,
-    Testing,
-    Landing,
-    Merged,
-    Failed,
-    Cancelled,
-    Dropped,
-}
-
-impl ItemState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ItemState::Queued => "queued",
-            ItemState::WaitingForEnvironment => "waiting_for_environment",
-            ItemState::Preparing => "preparing",
-            ItemState::Deploying => "deploying",
-            ItemState::Testing => "testing",
-            ItemState::Landing => "landing",
-            ItemState::Merged => "merged",
-            ItemState::Failed => "failed",
-            ItemState::Cancelled => "cancelled",
-            ItemState::Dropped => "dropped",
-        }
-    }
-
-    pub fn is_finished(self) -> bool {
-        matches!(
-            self,
-            ItemState::Merged | ItemState::Failed | ItemState::Cancelled | ItemState::Dropped
-        )
-    }
-
-    pub fn is_verifying(self) -> bool {
-        !self.is_finished() && self != ItemState::Queued
-    }
-}
-
-/// One time a pull request was queued.
-#[derive(Clone, Debug, sqlx::FromRow)]
-pub struct Item {
-    pub id: i64,
-    pub repo: String,
-    pub pr: i32,
-    pub title: String,
-    pub author: String,
-    pub head_sha: String,
-    pub priority: i32,
-    pub queued_by: String,
-    pub queued_by_slack: Option<String>,
-    pub enqueued_at: DateTime<Utc>,
-    pub state: ItemState,
-    pub base_sha: Option<String>,
-    pub candidate_sha: Option<String>,
-    pub affected: sqlx::types::Json<Vec<String>>,
-    pub outcome_reason: Option<String>,
-    pub verify_started_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub landed_sha: Option<String>,
-    /// What a waiting or verifying item is doing right now.
-    pub note: Option<String>,
-    pub deployed: sqlx::types::Json<Vec<String>>,
-    pub attempts: i32,
-}
-
-macro_rules! item_columns {
-    () => {
-        "id, repo, pr, title, author, head_sha, priority, queued_by, queued_by_slack, enqueued_at, state, \
-         base_sha, candidate_sha, affected, outcome_reason, verify_started_at, finished_at, landed_sha, note, \
-         deployed, attempts"
-    };
-}
 
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct StepRow {
@@ -124,7 +45,7 @@ pub async fn enqueue(conn: &mut PgConnection, new: NewItem<'_>, now: DateTime<Ut
     let inserted: Option<Item> = sqlx::query_as(concat!(
         "INSERT INTO queue_items (repo, pr, title, author, head_sha, priority, queued_by, queued_by_slack, enqueued_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING ",
-        item_columns!()
+        shared::queue_item_columns!()
     ))
     .bind(new.repo)
     .bind(new.pr)
@@ -149,7 +70,7 @@ pub async fn enqueue(conn: &mut PgConnection, new: NewItem<'_>, now: DateTime<Ut
 pub async fn active_item(conn: &mut PgConnection, repo: &str, pr: i32) -> DbResult<Option<Item>> {
     sqlx::query_as(concat!(
         "SELECT ",
-        item_columns!(),
+        shared::queue_item_columns!(),
         " FROM queue_items WHERE repo = $1 AND pr = $2 \
           AND state NOT IN ('merged', 'failed', 'cancelled', 'dropped')"
     ))
@@ -163,7 +84,7 @@ pub async fn active_item(conn: &mut PgConnection, repo: &str, pr: i32) -> DbResu
 pub async fn latest_item(conn: &mut PgConnection, repo: &str, pr: i32) -> DbResult<Option<Item>> {
     sqlx::query_as(concat!(
         "SELECT ",
-        item_columns!(),
+        shared::queue_item_columns!(),
         " FROM queue_items WHERE repo = $1 AND pr = $2 ORDER BY id DESC LIMIT 1"
     ))
     .bind(repo)
@@ -172,23 +93,11 @@ pub async fn latest_item(conn: &mut PgConnection, repo: &str, pr: i32) -> DbResu
     .await
 }
 
-/// The active items of a repository's queue, in order.
-pub async fn queue(conn: &mut PgConnection, repo: &str) -> DbResult<Vec<Item>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {} FROM queue_items WHERE repo = $1 AND state NOT IN ('merged', 'failed', 'cancelled', 'dropped') \
-         ORDER BY {QUEUE_ORDER}",
-        item_columns!()
-    )))
-    .bind(repo)
-    .fetch_all(conn)
-    .await
-}
-
 /// Finished items, newest first.
 pub async fn history(conn: &mut PgConnection, repo: &str, limit: i64) -> DbResult<Vec<Item>> {
     sqlx::query_as(concat!(
         "SELECT ",
-        item_columns!(),
+        shared::queue_item_columns!(),
         " FROM queue_items WHERE repo = $1 AND state IN ('merged', 'failed', 'cancelled', 'dropped') \
           ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT $2"
     ))
@@ -315,20 +224,6 @@ pub async fn delivery_processed(conn: &mut PgConnection, id: &str, now: DateTime
     Ok(())
 }
 
-/// Median verification time of the last finished items, for queue ETAs.
-pub async fn typical_verification(conn: &mut PgConnection, repo: &str) -> DbResult<Option<chrono::Duration>> {
-    let secs: Option<f64> = sqlx::query_scalar(
-        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM finished_at - verify_started_at)) \
-         FROM (SELECT finished_at, verify_started_at FROM queue_items \
-               WHERE repo = $1 AND state IN ('merged', 'failed') AND verify_started_at IS NOT NULL \
-               ORDER BY finished_at DESC LIMIT 20) recent",
-    )
-    .bind(repo)
-    .fetch_one(conn)
-    .await?;
-    Ok(secs.map(|s| chrono::Duration::milliseconds((s * 1000.0) as i64)))
-}
-
 // --- The verification worker's side -------------------------------------------------------------
 
 /// The item to verify next: the one verifying already (after a restart), else the first queued.
@@ -336,7 +231,7 @@ pub async fn next_to_verify(conn: &mut PgConnection, repo: &str) -> DbResult<Opt
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {} FROM queue_items WHERE repo = $1 AND state NOT IN ('merged', 'failed', 'cancelled', 'dropped') \
          ORDER BY {QUEUE_ORDER} LIMIT 1",
-        item_columns!()
+        shared::queue_item_columns!()
     )))
     .bind(repo)
     .fetch_optional(conn)
@@ -344,10 +239,14 @@ pub async fn next_to_verify(conn: &mut PgConnection, repo: &str) -> DbResult<Opt
 }
 
 pub async fn item(conn: &mut PgConnection, id: i64) -> DbResult<Option<Item>> {
-    sqlx::query_as(concat!("SELECT ", item_columns!(), " FROM queue_items WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_as(concat!(
+        "SELECT ",
+        shared::queue_item_columns!(),
+        " FROM queue_items WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
 }
 
 /// Moves an active item to `state` with a note; `false` when it is no longer active (cancelled or

@@ -343,7 +343,8 @@ impl Verifier<'_> {
     /// or Nightly is working on it.
     async fn lease_environment(&self, item: &Item, stop: &Stop) -> Flow<()> {
         let env = self.repo.environment.as_str();
-        let mut listener = shared::db::listen(&self.gandalf.pool, &["leases", "environments"]).await?;
+        // Listening costs a connection of its own: only when there is something to wait for.
+        let mut listener: Option<PgListener> = None;
         loop {
             let now = self.now();
             let until = now + self.repo.timeout.chrono() + LEASE_MARGIN;
@@ -388,7 +389,14 @@ impl Verifier<'_> {
         }
     }
 
-    async fn wait_for_change(&self, listener: &mut PgListener, stop: &Stop) -> Flow<()> {
+    /// Waits for a lease or an environment to change. The first call only starts listening and
+    /// returns at once, so the caller looks again: a change between its look and the LISTEN would
+    /// otherwise go unnoticed.
+    async fn wait_for_change(&self, listener: &mut Option<PgListener>, stop: &Stop) -> Flow<()> {
+        let Some(listener) = listener else {
+            *listener = Some(shared::db::listen(&self.gandalf.pool, &["leases", "environments"]).await?);
+            return Ok(());
+        };
         let mut flag = stop.flag.clone();
         tokio::select! {
             n = listener.recv() => { n?; Ok(()) }

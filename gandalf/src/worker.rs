@@ -131,9 +131,8 @@ impl QueueWorker {
             }
             let next = {
                 let mut conn = self.gandalf.pool.acquire().await?;
+                // (`gandalf_queue_length` is read from the database at each scrape, not here.)
                 let paused = store::pause_state(&mut conn, &repo.name).await?.paused;
-                metrics::gauge!("gandalf_queue_length", "repo" => repo.name.clone())
-                    .set(store::queue(&mut conn, &repo.name).await?.len() as f64);
                 if paused {
                     None
                 } else {

@@ -182,10 +182,10 @@ async fn metrics_page(State(s): State<OpsState>) -> String {
                         .map(|(_, _, n)| *n)
                         .sum::<i64>()
                 };
-                // The same series Gandalf's worker sets when it looks at a queue; here it is
-                // fresh at every scrape, also while the worker is busy verifying.
+                // Read at every scrape, so both bots report it and it is fresh while the worker is
+                // busy verifying.
                 metrics::gauge!("gandalf_queue_length", "repo" => repo.to_string()).set(of(None) as f64);
-                for state in std::iter::once("queued").chain(crate::control::read::VERIFYING_STATES) {
+                for state in crate::queue::ItemState::ACTIVE.map(|s| s.as_str()) {
                     metrics::gauge!("gandalf_queue_items", "repo" => repo.to_string(), "state" => state)
                         .set(of(Some(state)) as f64);
                 }

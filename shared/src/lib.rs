@@ -12,6 +12,7 @@ pub mod github;
 pub mod http;
 pub mod ids;
 pub mod people;
+pub mod queue;
 pub mod resources;
 pub mod running;
 pub mod schedule;

@@ -15,6 +15,7 @@
 //! offset. `lastBuildTime` is required, so a project that never built shows when it came to be
 //! (an environment's declaration) or, for a queue without verdicts, the time of the request.
 
+use crate::queue::ItemState;
 use askama::Template;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::PgConnection;
@@ -83,13 +84,15 @@ pub async fn projects(conn: &mut PgConnection, public_url: &str, now: DateTime<U
     }
     for q in read::queues(&mut *conn).await? {
         let active = read::active_items(&mut *conn, &q.repo).await?;
-        let building = active
-            .iter()
-            .any(|i| read::VERIFYING_STATES.contains(&i.state.as_str()));
+        let building = active.iter().any(|i| i.state.is_verifying());
         let last = read::last_outcome(&mut *conn, &q.repo).await?;
         let (status, label, time) = match &last {
             Some(i) => (
-                if i.state == "merged" { "Success" } else { "Failure" },
+                if i.state == ItemState::Merged {
+                    "Success"
+                } else {
+                    "Failure"
+                },
                 format!("#{}", i.pr),
                 i.finished_at.unwrap_or(now),
             ),

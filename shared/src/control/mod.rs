@@ -314,7 +314,7 @@ async fn index(State(c): State<Control>) -> Result<Response, PageError> {
         .into_iter()
         .map(|i| RecentRow {
             link: pull_link(&i.repo, i.pr),
-            tone: view::item_tone(&i.state),
+            tone: view::item_tone(i.state.as_str()),
             queued_by: c.person(&i.queued_by),
             finished: i.finished_at.map(|f| t.rel(f)).unwrap_or_default(),
             took: i
@@ -322,7 +322,7 @@ async fn index(State(c): State<Control>) -> Result<Response, PageError> {
                 .map(|s| t.took(s, i.finished_at))
                 .unwrap_or_default(),
             reason: i.outcome_reason.clone().unwrap_or_default(),
-            state: i.state,
+            state: i.state.as_str().to_string(),
             repo: i.repo,
             pr: i.pr,
             title: i.title,
@@ -375,7 +375,7 @@ fn queue_rows(
         .iter()
         .enumerate()
         .map(|(i, item)| {
-            let verifying = item.state != "queued";
+            let verifying = item.state != crate::queue::ItemState::Queued;
             let eta = match typical {
                 _ if paused && !verifying => "paused".to_string(),
                 None => "—".to_string(),
@@ -403,8 +403,8 @@ fn queue_rows(
                 pr: item.pr,
                 title: item.title.clone(),
                 link: pull_link(&item.repo, item.pr),
-                state: view::words(&item.state),
-                tone: view::item_tone(&item.state),
+                state: view::words(item.state.as_str()),
+                tone: view::item_tone(item.state.as_str()),
                 priority: priority_text(item.priority),
                 queued_by: c.person(&item.queued_by),
                 in_queue: t.took(item.enqueued_at, None),
@@ -488,7 +488,7 @@ async fn pull(
         None => items.first(),
     }
     .ok_or_else(|| PageError::NotFound(format!("{}#{pr} has never been queued.", clip(&repo))))?;
-    let finished = matches!(item.state.as_str(), "merged" | "failed" | "cancelled" | "dropped");
+    let finished = item.state.is_finished();
     let position = if finished {
         None
     } else {
@@ -524,8 +524,8 @@ async fn pull(
         .iter()
         .map(|i| OtherItem {
             link: format!("{}?item={}", pull_link(&repo, pr), i.id),
-            state: view::words(&i.state),
-            tone: view::item_tone(&i.state),
+            state: view::words(i.state.as_str()),
+            tone: view::item_tone(i.state.as_str()),
             enqueued: t.at(i.enqueued_at),
             current: i.id == item.id,
         })
@@ -536,8 +536,8 @@ async fn pull(
         pr,
         title: item.title.clone(),
         author: item.author.clone(),
-        state: view::words(&item.state),
-        tone: view::item_tone(&item.state),
+        state: view::words(item.state.as_str()),
+        tone: view::item_tone(item.state.as_str()),
         position,
         priority: priority_text(item.priority),
         queued_by: c.person(&item.queued_by),

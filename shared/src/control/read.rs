@@ -3,8 +3,7 @@
 //!
 //! The control center lives in the shared crate so that both bots serve the same page, and a bot's
 //! configuration knows only its own things; so everything here reads the one database, and nothing
-//! here writes. Rows are read as plain structs with text states: the enums of the queue belong to
-//! Gandalf's crate, which this one cannot see.
+//! here writes. Gandalf's queue items are `crate::queue`'s, shared with Gandalf.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -12,21 +11,6 @@ use sqlx::PgConnection;
 use crate::envs::Environment;
 
 pub type DbResult<T> = Result<T, sqlx::Error>;
-
-/// The order of a merge queue: the verifying item first, then by priority, then by time queued.
-/// Gandalf's worker takes items in this order, so positions and ETAs shown here are the ones it
-/// will follow.
-pub const QUEUE_ORDER: &str = "(state <> 'queued') DESC, priority DESC, enqueued_at, id";
-
-/// Queue states that mean "being verified" (the partial unique index `queue_items_one_verifying`
-/// lists the same).
-pub const VERIFYING_STATES: [&str; 5] = [
-    "waiting_for_environment",
-    "preparing",
-    "deploying",
-    "testing",
-    "landing",
-];
 
 /// What the index shows of an environment beyond [`Environment`]: when it was declared (the time
 /// a build monitor shows for one Nightly never touched) and the last Nightly run that did.
@@ -92,54 +76,12 @@ pub async fn queue(conn: &mut PgConnection, repo: &str) -> DbResult<Option<Queue
         .await
 }
 
-/// One time a pull request was queued.
-#[derive(Clone, Debug, sqlx::FromRow)]
-pub struct Item {
-    pub id: i64,
-    pub repo: String,
-    pub pr: i32,
-    pub title: String,
-    pub author: String,
-    pub head_sha: String,
-    pub priority: i32,
-    pub queued_by: String,
-    pub queued_by_slack: Option<String>,
-    pub enqueued_at: DateTime<Utc>,
-    pub state: String,
-    pub base_sha: Option<String>,
-    pub candidate_sha: Option<String>,
-    pub landed_sha: Option<String>,
-    pub affected: sqlx::types::Json<Vec<String>>,
-    pub outcome_reason: Option<String>,
-    pub note: Option<String>,
-    pub verify_started_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub attempts: i32,
-}
-
-macro_rules! item_select {
-    () => {
-        "SELECT id, repo, pr, title, author, head_sha, priority, queued_by, queued_by_slack, enqueued_at, \
-         state::text AS state, base_sha, candidate_sha, landed_sha, affected, outcome_reason, note, \
-         verify_started_at, finished_at, attempts FROM queue_items "
-    };
-}
-
-/// The active items of a queue, in the order Gandalf takes them.
-pub async fn active_items(conn: &mut PgConnection, repo: &str) -> DbResult<Vec<Item>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{} WHERE repo = $1 AND state NOT IN ('merged', 'failed', 'cancelled', 'dropped') ORDER BY {QUEUE_ORDER}",
-        item_select!()
-    )))
-    .bind(repo)
-    .fetch_all(conn)
-    .await
-}
+pub use crate::queue::{Item, active_items, typical_verification};
 
 /// The last finished verifications (merged or failed) across all queues, newest first.
 pub async fn recent_outcomes(conn: &mut PgConnection, limit: i64) -> DbResult<Vec<Item>> {
     sqlx::query_as(concat!(
-        item_select!(),
+        concat!("SELECT ", crate::queue_item_columns!(), " FROM queue_items "),
         "WHERE state IN ('merged', 'failed') ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT $1"
     ))
     .bind(limit)
@@ -150,7 +92,7 @@ pub async fn recent_outcomes(conn: &mut PgConnection, limit: i64) -> DbResult<Ve
 /// The last finished verification of one queue: what a build monitor shows for it.
 pub async fn last_outcome(conn: &mut PgConnection, repo: &str) -> DbResult<Option<Item>> {
     sqlx::query_as(concat!(
-        item_select!(),
+        concat!("SELECT ", crate::queue_item_columns!(), " FROM queue_items "),
         "WHERE repo = $1 AND state IN ('merged', 'failed') ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT 1"
     ))
     .bind(repo)
@@ -158,28 +100,16 @@ pub async fn last_outcome(conn: &mut PgConnection, repo: &str) -> DbResult<Optio
     .await
 }
 
-/// Median verification time of the last 20 finished verifications: the basis of the ETAs (the
-/// same estimate as Gandalf's `queue` command).
-pub async fn typical_verification(conn: &mut PgConnection, repo: &str) -> DbResult<Option<chrono::Duration>> {
-    let secs: Option<f64> = sqlx::query_scalar(
-        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM finished_at - verify_started_at)) \
-         FROM (SELECT finished_at, verify_started_at FROM queue_items \
-               WHERE repo = $1 AND state IN ('merged', 'failed') AND verify_started_at IS NOT NULL \
-               ORDER BY finished_at DESC LIMIT 20) recent",
-    )
-    .bind(repo)
-    .fetch_one(conn)
-    .await?;
-    Ok(secs.map(|s| chrono::Duration::milliseconds((s * 1000.0) as i64)))
-}
-
 /// Every time a PR was queued, newest first.
 pub async fn items_of_pull(conn: &mut PgConnection, repo: &str, pr: i32) -> DbResult<Vec<Item>> {
-    sqlx::query_as(concat!(item_select!(), "WHERE repo = $1 AND pr = $2 ORDER BY id DESC"))
-        .bind(repo)
-        .bind(pr)
-        .fetch_all(conn)
-        .await
+    sqlx::query_as(concat!(
+        concat!("SELECT ", crate::queue_item_columns!(), " FROM queue_items "),
+        "WHERE repo = $1 AND pr = $2 ORDER BY id DESC"
+    ))
+    .bind(repo)
+    .bind(pr)
+    .fetch_all(conn)
+    .await
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -216,10 +146,13 @@ pub async fn queue_step(conn: &mut PgConnection, id: i64) -> DbResult<Option<(Qu
     .fetch_optional(&mut *conn)
     .await?;
     let Some(step) = step else { return Ok(None) };
-    let item: Option<Item> = sqlx::query_as(concat!(item_select!(), "WHERE id = $1"))
-        .bind(step.item_id)
-        .fetch_optional(conn)
-        .await?;
+    let item: Option<Item> = sqlx::query_as(concat!(
+        concat!("SELECT ", crate::queue_item_columns!(), " FROM queue_items "),
+        "WHERE id = $1"
+    ))
+    .bind(step.item_id)
+    .fetch_optional(conn)
+    .await?;
     Ok(item.map(|i| (step, i)))
 }
 
