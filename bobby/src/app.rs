@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use shared::http::About;
 
 use crate::config::BobbyConfig;
+use crate::deploy::Deployer;
 use crate::expiry::ExpiryWorker;
 use crate::handler::Bobby;
 use crate::nightly::scheduler::NightlyWorker;
@@ -63,6 +64,38 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         notes.push(why.into());
     }
     let config = Arc::new(opts.config);
+    let (shutdown, rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let mut bobby = Bobby::new(pool.clone(), config.clone(), opts.clock.clone());
+    if config.deploy.is_some() {
+        match shared::github::Github::from_secrets(&opts.secrets)
+            .await
+            .context("connecting to GitHub for deploys")?
+        {
+            Some(github) => {
+                if let Some((deployer, supervisor)) = Deployer::new(
+                    pool.clone(),
+                    config.clone(),
+                    github,
+                    opts.clock.clone(),
+                    opts.secrets.mask_values(),
+                    rx.clone(),
+                ) {
+                    deployer
+                        .recover()
+                        .await
+                        .context("concluding deploys a previous Bobby left running")?;
+                    tasks.push(tokio::spawn(supervisor.run()));
+                    bobby = bobby.with_deployer(deployer);
+                }
+            }
+            None => {
+                let why = "[deploy] is configured but there is no GITHUB_TOKEN or GitHub App: `/bobby deploy` is off";
+                tracing::warn!("{why}");
+                notes.push(why.into());
+            }
+        }
+    }
     let about = About {
         bot: "bobby",
         endpoints: ENDPOINTS,
@@ -72,7 +105,6 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         timezone: config.timezone,
         clock: opts.clock.clone(),
     };
-    let bobby = Bobby::new(pool.clone(), config, opts.clock.clone());
     // Nightly reaps the step processes a crashed Bobby left on this host when it takes the Nightly
     // leadership, not here: another replica on this host may be running steps right now.
     let nightly = Nightly::new(
@@ -93,9 +125,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
             .fallback(shared::http::not_found),
     );
 
-    let (shutdown, rx) = watch::channel(false);
     let addr = opts.listener.local_addr()?;
-    let mut tasks = Vec::new();
     let server_rx = rx.clone();
     let listener = opts.listener;
     tasks.push(tokio::spawn(async move {

@@ -66,11 +66,70 @@ pub enum Command {
         env: String,
     },
     Nightly(NightlyCommand),
-    /// `deploy …`: understood, answered by a feature that lands separately.
-    NotYet {
-        feature: &'static str,
-    },
+    Deploy(DeployCommand),
     Help,
+}
+
+/// `/bobby deploy …` (SPEC §4.6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeployCommand {
+    Start {
+        env: String,
+        reference: DeployRef,
+        /// `only a,b`: exactly these resources (and what they need built).
+        only: Option<Vec<String>>,
+        dry_run: bool,
+    },
+    Cancel {
+        env: String,
+    },
+}
+
+/// What to deploy, as typed: a pull request's head, or a name that is a branch or a commit SHA
+/// (GitHub decides which).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeployRef {
+    Pull(u64),
+    Name(String),
+}
+
+impl DeployRef {
+    /// Parses `#123`, a branch name or a SHA. Refuses what can be neither, so nothing odd reaches
+    /// GitHub's URLs.
+    pub fn parse(s: &str) -> Result<DeployRef, String> {
+        if let Some(n) = s.strip_prefix('#') {
+            return match n.parse::<u64>() {
+                Ok(n) if n > 0 => Ok(DeployRef::Pull(n)),
+                _ => Err(format!("`{}` is not a pull request number; say `#123`", clip(s))),
+            };
+        }
+        let valid = !s.is_empty()
+            && s.len() <= 200
+            && !s.starts_with(['-', '/', '.'])
+            && !s.ends_with(['/', '.'])
+            && !s.contains("..")
+            && !s.contains("//")
+            && !s.contains("@{")
+            && !s.ends_with(".lock")
+            && s.chars()
+                .all(|c| c.is_ascii_graphic() && !"~^:?*[\\<>|\"'`".contains(c));
+        if valid {
+            Ok(DeployRef::Name(s.to_string()))
+        } else {
+            Err(format!(
+                "`{}` is not a branch name, a commit SHA or a pull request like `#123`",
+                clip(s)
+            ))
+        }
+    }
+
+    /// As typed, for messages and `BOBBY_REF`.
+    pub fn as_typed(&self) -> String {
+        match self {
+            DeployRef::Pull(n) => format!("#{n}"),
+            DeployRef::Name(s) => s.clone(),
+        }
+    }
 }
 
 /// `/bobby nightly …` (SPEC §4.3).
@@ -180,7 +239,7 @@ pub fn parse(text: &str) -> Result<Command, ParseError> {
             )),
         },
         "history" => Ok(Command::History { env: one_env(args, u)? }),
-        "deploy" => Ok(Command::NotYet { feature: "deploy" }),
+        "deploy" => parse_deploy(args).map(Command::Deploy),
         "nightly" => parse_nightly(args).map(Command::Nightly),
         "help" | "-h" | "--help" | "?" => Ok(Command::Help),
         _ => {
@@ -195,6 +254,75 @@ pub fn parse(text: &str) -> Result<Command, ParseError> {
             ))
         }
     }
+}
+
+fn parse_deploy(args: &[&str]) -> Result<DeployCommand, ParseError> {
+    let u = usage("deploy");
+    match args {
+        [cancel, rest @ ..] if cancel.eq_ignore_ascii_case("cancel") => {
+            return match rest {
+                [env] => Ok(DeployCommand::Cancel { env: env.to_string() }),
+                [] => Err(ParseError::new(
+                    "say which environment's deploy to cancel, like `deploy cancel env-4`",
+                    u,
+                )),
+                _ => Err(ParseError::new("`deploy cancel` takes one environment", u)),
+            };
+        }
+        [] => return Err(ParseError::new("say where and what, like `deploy env-4 my-branch`", u)),
+        [_] => {
+            return Err(ParseError::new(
+                "say what to deploy: a branch, `#123` (a pull request) or a SHA, like `deploy env-4 my-branch`",
+                u,
+            ));
+        }
+        _ => {}
+    }
+    let env = args[0].to_string();
+    let reference = DeployRef::parse(args[1]).map_err(|m| ParseError::new(m, u))?;
+    let mut dry_run = false;
+    let mut only: Option<Vec<String>> = None;
+    let mut rest = args[2..].iter().peekable();
+    while let Some(word) = rest.next() {
+        if *word == "--dry-run" || *word == "--dryrun" {
+            dry_run = true;
+        } else if word.eq_ignore_ascii_case("only") {
+            if only.is_some() {
+                return Err(ParseError::new("say `only` once, with a comma-separated list", u));
+            }
+            // `only api,web`, also written `only api, web` or `only api web`.
+            let mut names = Vec::new();
+            while let Some(next) = rest.next_if(|w| !w.starts_with("--")) {
+                names.extend(
+                    next.split(',')
+                        .map(str::trim)
+                        .filter(|n| !n.is_empty())
+                        .map(str::to_string),
+                );
+            }
+            if names.is_empty() {
+                return Err(ParseError::new("`only` needs resources, like `only api,web`", u));
+            }
+            names.dedup();
+            only = Some(names);
+        } else if word.starts_with('-') {
+            return Err(ParseError::new(format!("`deploy` has no option {}", clip(word)), u));
+        } else {
+            return Err(ParseError::new(
+                format!(
+                    "I don't understand `{}` here: after the ref come only `only <res>,…` and `--dry-run`",
+                    clip(word)
+                ),
+                u,
+            ));
+        }
+    }
+    Ok(DeployCommand::Start {
+        env,
+        reference,
+        only,
+        dry_run,
+    })
 }
 
 fn parse_lock(args: &[&str]) -> Result<Command, ParseError> {
@@ -628,5 +756,55 @@ mod tests {
         assert_eq!(closest("verfy-1", &envs), Some("verify-1"));
         assert_eq!(closest("10", &envs), Some("env-10"));
         assert_eq!(closest("production", &envs), None);
+    }
+
+    #[test]
+    fn deploy_commands() {
+        assert_eq!(
+            ok("deploy env-4 feature/login"),
+            Command::Deploy(DeployCommand::Start {
+                env: "env-4".into(),
+                reference: DeployRef::Name("feature/login".into()),
+                only: None,
+                dry_run: false,
+            })
+        );
+        assert_eq!(
+            ok("deploy env-4 #123 only api, web,api --dry-run"),
+            Command::Deploy(DeployCommand::Start {
+                env: "env-4".into(),
+                reference: DeployRef::Pull(123),
+                only: Some(vec!["api".into(), "web".into(), "api".into()]),
+                dry_run: true,
+            })
+        );
+        assert_eq!(
+            ok("DEPLOY cancel env-2"),
+            Command::Deploy(DeployCommand::Cancel { env: "env-2".into() })
+        );
+    }
+
+    #[test]
+    fn bad_deploy_commands_say_what_to_type() {
+        for (text, hint) in [
+            ("deploy", "deploy env-4 my-branch"),
+            ("deploy env-4", "a branch, `#123`"),
+            ("deploy --dry-run", "a branch, `#123`"),
+            ("deploy env-4 --dry-run", "not a branch name"),
+            ("deploy env-4 #abc", "not a pull request number"),
+            ("deploy env-4 #0", "not a pull request number"),
+            ("deploy env-4 ../etc", "not a branch name"),
+            ("deploy env-4 a..b", "not a branch name"),
+            ("deploy env-4 main only", "`only` needs resources"),
+            ("deploy env-4 main only ,", "`only` needs resources"),
+            ("deploy env-4 main --force", "has no option --force"),
+            ("deploy env-4 main please", "I don't understand `please`"),
+            ("deploy cancel", "deploy cancel env-4"),
+            ("deploy cancel env-1 env-2", "takes one environment"),
+        ] {
+            let e = parse(text).expect_err(text);
+            assert!(e.message.contains(hint), "{text:?}: {}", e.message);
+            assert_eq!(e.usage, usage("deploy"), "{text:?}");
+        }
     }
 }

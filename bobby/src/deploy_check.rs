@@ -112,6 +112,8 @@ mod tests {
             waitlist: vec![],
             last_nightly: None,
             fault: None,
+            deployed: Default::default(),
+            deploy: None,
         }
     }
 

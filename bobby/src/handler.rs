@@ -16,8 +16,9 @@ use shared::schedule;
 use shared::slack::{Reply, outbox};
 use sqlx::{PgConnection, PgPool};
 
-use crate::command::{self, Command, LeaseEnd, NightlyCommand, PreserveEnd, Target, closest};
+use crate::command::{self, Command, DeployCommand, LeaseEnd, NightlyCommand, PreserveEnd, Target, closest};
 use crate::config::BobbyConfig;
+use crate::deploy::Deployer;
 use crate::messages;
 use crate::nightly::{self, Nightly};
 
@@ -29,11 +30,11 @@ pub struct Answer {
 }
 
 impl Answer {
-    fn ok(reply: Reply) -> Self {
+    pub(crate) fn ok(reply: Reply) -> Self {
         Answer { reply, refused: false }
     }
 
-    fn refused(reply: Reply) -> Self {
+    pub(crate) fn refused(reply: Reply) -> Self {
         Answer { reply, refused: true }
     }
 }
@@ -44,6 +45,8 @@ pub struct Bobby {
     pub config: Arc<BobbyConfig>,
     pub clock: SharedClock,
     policy: LeasePolicy,
+    /// Runs `/bobby deploy`: only in the server, with `[deploy]` configured and GitHub credentials.
+    deployer: Option<Deployer>,
 }
 
 impl Bobby {
@@ -54,7 +57,13 @@ impl Bobby {
             config,
             clock,
             policy,
+            deployer: None,
         }
+    }
+
+    pub fn with_deployer(mut self, deployer: Deployer) -> Self {
+        self.deployer = Some(deployer);
+        self
     }
 
     pub fn policy(&self) -> &LeasePolicy {
@@ -64,9 +73,54 @@ impl Bobby {
     /// Runs a command typed by `user`. Never fails: our own errors are logged with their whole
     /// chain and answered with a generic apology that changed nothing.
     pub async fn handle(&self, user: &SlackUserId, text: &str) -> Answer {
+        self.handle_in(user, text, None).await
+    }
+
+    /// Runs a command typed by `user` in `channel` (where a deploy's progress is shown).
+    pub async fn handle_in(&self, user: &SlackUserId, text: &str, channel: Option<&str>) -> Answer {
         match command::parse(text) {
             Err(e) => Answer::refused(messages::parse_error(&e)),
+            Ok(Command::Deploy(cmd)) => match self.deploy(user, channel, cmd).await {
+                Ok(answer) => answer,
+                Err(e) => {
+                    tracing::error!(user = %user, error = format!("{e:#}"), "deploy command failed");
+                    Answer::refused(messages::internal_error())
+                }
+            },
             Ok(cmd) => self.run(user, cmd).await,
+        }
+    }
+
+    /// `/bobby deploy …` (SPEC §4.6).
+    async fn deploy(&self, user: &SlackUserId, channel: Option<&str>, cmd: DeployCommand) -> anyhow::Result<Answer> {
+        let Some(deployer) = &self.deployer else {
+            return Ok(Answer::refused(messages::deploy_unavailable(
+                self.config.deploy.is_some(),
+            )));
+        };
+        let actor = self.actor(user);
+        match cmd {
+            DeployCommand::Start {
+                env,
+                reference,
+                only,
+                dry_run,
+            } => {
+                let env = match self.resolve(&env) {
+                    Ok(n) => n,
+                    Err(answer) => return Ok(answer),
+                };
+                deployer
+                    .start(&actor, channel, &env, &reference, only.as_deref(), dry_run)
+                    .await
+            }
+            DeployCommand::Cancel { env } => {
+                let env = match self.resolve(&env) {
+                    Ok(n) => n,
+                    Err(answer) => return Ok(answer),
+                };
+                deployer.cancel(&actor, &env).await
+            }
         }
     }
 
@@ -137,7 +191,8 @@ impl Bobby {
         }
         let answer = match cmd {
             Command::Help => Answer::ok(messages::help()),
-            Command::NotYet { feature } => Answer::refused(messages::not_yet(feature)),
+            // Routed by `handle_in`; a button never starts a deploy.
+            Command::Deploy(_) => Answer::refused(messages::bad_action()),
             Command::Lock { target, end, reason } => {
                 let target = match target {
                     Target::Any => None,

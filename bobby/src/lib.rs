@@ -9,6 +9,7 @@
 pub mod app;
 pub mod command;
 pub mod config;
+pub mod deploy;
 pub mod deploy_check;
 pub mod expiry;
 pub mod handler;

@@ -79,7 +79,8 @@ async fn slash_command(State(app): State<AppState>, SignedSlackBody(body): Signe
     let text = event.text.clone().unwrap_or_default();
     let bobby = app.bobby.clone();
     let late = late_delivery(&app, event.channel_id.0.clone(), event.response_url.0.to_string());
-    let work = async move { bobby.handle(&user, &text).await.reply };
+    let channel = event.channel_id.0.clone();
+    let work = async move { bobby.handle_in(&user, &text, Some(&channel)).await.reply };
     Json(
         answer_in_time(work, late, messages::internal_error())
             .await

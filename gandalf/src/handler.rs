@@ -60,14 +60,7 @@ impl Gandalf {
     /// Connects to GitHub with whatever credentials the environment has; `None` without any (the
     /// queues are then idle, and commands say so).
     pub async fn github_from(secrets: &shared::settings::Secrets) -> anyhow::Result<Option<Github>> {
-        let auth = match (&secrets.github_token, &secrets.github_app) {
-            (Some(token), _) => shared::github::Auth::Token(token.clone()),
-            (None, Some(app)) => shared::github::Auth::App(app.clone()),
-            (None, None) => return Ok(None),
-        };
-        Ok(Some(
-            Github::new(&secrets.github_api_url, auth, Default::default()).await?,
-        ))
+        Ok(Github::from_secrets(secrets).await?)
     }
 
     /// Runs a command typed in Slack by `user`. Never fails: our own errors are logged and answered

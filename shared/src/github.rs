@@ -187,6 +187,19 @@ enum Failure {
 }
 
 impl Github {
+    /// Connects with whatever credentials the environment has (`GITHUB_TOKEN`, else the GitHub
+    /// App); `None` without any.
+    pub async fn from_secrets(secrets: &crate::settings::Secrets) -> GhResult<Option<Github>> {
+        let auth = match (&secrets.github_token, &secrets.github_app) {
+            (Some(token), _) => Auth::Token(token.clone()),
+            (None, Some(app)) => Auth::App(app.clone()),
+            (None, None) => return Ok(None),
+        };
+        Github::new(&secrets.github_api_url, auth, RetryPolicy::default())
+            .await
+            .map(Some)
+    }
+
     pub async fn new(api_url: &str, auth: Auth, retry: RetryPolicy) -> GhResult<Github> {
         let builder = Octocrab::builder()
             .base_uri(api_url)
@@ -378,6 +391,22 @@ impl Github {
                     .to_string(),
             ))),
             Err(GithubError::Refused { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The full SHA of a commit named by a SHA (full or abbreviated) or any ref GitHub resolves,
+    /// or `None` when there is no such commit.
+    pub async fn commit_sha(&self, repo: &RepoName, reference: &str) -> GhResult<Option<CommitSha>> {
+        match self.read(&format!("/repos/{repo}/commits/{reference}")).await {
+            Ok((_, v)) => Ok(Some(CommitSha(
+                v.get("sha")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| GithubError::Protocol("commit without sha".into()))?
+                    .to_string(),
+            ))),
+            // GitHub answers 422 for a string that cannot name a commit at all.
+            Err(GithubError::Refused { status: 404 | 422, .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }

@@ -280,6 +280,51 @@ pub async fn run(
     }
 }
 
+/// Runs `step` for each of `items` (one build level), at most `parallelism` at once. The first
+/// failure cancels the rest: each step gets a cancel flag that turns true when a sibling failed or
+/// `cancel` did, and items not started by then are not started at all (`None`). Results are in the
+/// order of `items`.
+pub async fn run_level<'a, T, E, F, Fut>(
+    items: &'a [T],
+    parallelism: usize,
+    cancel: &watch::Receiver<bool>,
+    step: F,
+) -> Vec<Option<Result<(), E>>>
+where
+    F: Fn(&'a T, watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+{
+    let (level_tx, level_rx) = watch::channel(*cancel.borrow());
+    let slots = tokio::sync::Semaphore::new(parallelism.max(1));
+    let (level_tx, slots, step) = (&level_tx, &slots, &step);
+    let runs = futures::future::join_all(items.iter().map(|item| {
+        let level_rx = level_rx.clone();
+        async move {
+            let _slot = slots.acquire().await.ok()?;
+            if *level_rx.borrow() {
+                return None;
+            }
+            let result = step(item, level_rx).await;
+            if result.is_err() {
+                level_tx.send_replace(true);
+            }
+            Some(result)
+        }
+    }));
+    let mut outer = cancel.clone();
+    let forward = async move {
+        // A dropped sender means nobody can cancel any more, not "cancel".
+        if outer.wait_for(|c| *c).await.is_ok() {
+            level_tx.send_replace(true);
+        }
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        results = runs => results,
+        _ = forward => unreachable!("forwarding the cancel flag never ends"),
+    }
+}
+
 async fn read_lines(stream: impl AsyncRead + Unpin, output: Arc<Mutex<Output>>) {
     let mut reader = BufReader::new(stream);
     let mut buf = Vec::new();
@@ -352,6 +397,47 @@ mod tests {
         let handle = tokio::spawn(async move { run(&spec("sleep 30", 60_000), "t", None, rx).await });
         tx.send(true).unwrap();
         assert_eq!(handle.await.unwrap().end, StepEnd::Cancelled);
+    }
+
+    #[tokio::test]
+    async fn a_level_runs_bounded_in_parallel_and_stops_at_the_first_failure() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let running = AtomicUsize::new(0);
+        let peak = AtomicUsize::new(0);
+        let items: Vec<u32> = (0..6).collect();
+        let results = run_level(&items, 2, &never(), |i, mut cancel| {
+            let (running, peak) = (&running, &peak);
+            let i = *i;
+            async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                let r = if i == 1 {
+                    Err("red")
+                } else {
+                    // The others run until told to stop: only the failure can end them.
+                    let _ = cancel.wait_for(|c| *c).await;
+                    Ok(())
+                };
+                running.fetch_sub(1, Ordering::SeqCst);
+                r
+            }
+        })
+        .await;
+        assert_eq!(peak.load(Ordering::SeqCst), 2, "at most `parallelism` at once");
+        assert_eq!(results[1], Some(Err("red")));
+        assert_eq!(results[0], Some(Ok(())), "the sibling was cancelled, and ended");
+        assert!(
+            results[2..].iter().all(Option::is_none),
+            "nothing starts after a failure: {results:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_level_starts_nothing() {
+        let (tx, rx) = watch::channel(true);
+        let results = run_level(&[1, 2], 4, &rx, |_, _| async { Ok::<(), ()>(()) }).await;
+        drop(tx);
+        assert_eq!(results, vec![None, None]);
     }
 
     #[test]

@@ -186,6 +186,7 @@ impl FakeGithub {
             )
             .route("/repos/{o}/{r}/merges", axum::routing::post(merges))
             .route("/repos/{o}/{r}/compare/{basehead}", axum::routing::get(compare))
+            .route("/repos/{o}/{r}/commits/{reference}", axum::routing::get(get_commit))
             .route("/repos/{o}/{r}/contents/{*path}", axum::routing::get(contents))
             .route("/repos/{o}/{r}/issues/{n}/comments", axum::routing::post(comment))
             .layer(axum::middleware::from_fn_with_state(fake.clone(), gate))
@@ -486,6 +487,34 @@ async fn get_ref(State(fake): State<FakeGithub>, Path((o, r, branch)): Path<(Str
                     .into_response()
             }
             None => error(StatusCode::NOT_FOUND, "Not Found"),
+        }
+    })
+}
+
+/// A commit by full or abbreviated SHA, or by branch name; 422 for an ambiguous prefix.
+async fn get_commit(
+    State(fake): State<FakeGithub>,
+    Path((o, r, reference)): Path<(String, String, String)>,
+) -> Response {
+    fake.with(|i| {
+        let Some(repo) = i.repos.get(&format!("{o}/{r}")) else {
+            return error(StatusCode::NOT_FOUND, "Not Found");
+        };
+        if let Some(sha) = repo.branches.get(&reference) {
+            return Json(json!({ "sha": sha })).into_response();
+        }
+        let matches: Vec<&String> = if reference.len() >= 4 && reference.chars().all(|c| c.is_ascii_hexdigit()) {
+            repo.commits.keys().filter(|k| k.starts_with(&reference)).collect()
+        } else {
+            vec![]
+        };
+        match matches.as_slice() {
+            [one] => Json(json!({ "sha": one })).into_response(),
+            [] => error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!("No commit found for SHA: {reference}"),
+            ),
+            _ => error(StatusCode::UNPROCESSABLE_ENTITY, "ambiguous SHA"),
         }
     })
 }

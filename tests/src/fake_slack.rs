@@ -1,5 +1,6 @@
-//! A stateful fake of the Slack Web API on loopback: it records every `chat.postMessage` and every
-//! post to a `response_url`, checks the bot token, and can be told to fail (HTTP 500 or 429) to
+//! A stateful fake of the Slack Web API on loopback: it records every `chat.postMessage` (replies
+//! in threads too), applies every `chat.update` to the message it edits, records every post to a
+//! `response_url`, checks the bot token, and can be told to fail (HTTP 500 or 429) to
 //! simulate an outage. Tests wait on its state changing instead of sleeping.
 
 use std::net::SocketAddr;
@@ -22,6 +23,12 @@ pub struct Posted {
     pub channel: String,
     pub text: String,
     pub body: Value,
+    /// The message's id in its channel.
+    pub ts: String,
+    /// Set for a reply in the thread of the message with this `ts`.
+    pub thread_ts: Option<String>,
+    /// How many times `chat.update` replaced it (`text` and `body` are the latest).
+    pub edits: usize,
 }
 
 impl Posted {
@@ -72,6 +79,7 @@ impl FakeSlack {
         };
         let app = Router::new()
             .route("/api/chat.postMessage", post(post_message))
+            .route("/api/chat.update", post(update_message))
             .route("/response/{id}", post(response_url))
             .with_state(fake.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -145,6 +153,54 @@ impl FakeSlack {
 }
 
 async fn post_message(State(fake): State<FakeSlack>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    api_call(&fake, &headers, |inner| {
+        let channel = body["channel"].as_str().unwrap_or_default().to_string();
+        if channel.is_empty() {
+            return json!({"ok": false, "error": "channel_not_found"});
+        }
+        inner.next_ts += 1;
+        let ts = format!("1700000000.{:06}", inner.next_ts);
+        let text = body["text"].as_str().unwrap_or_default().to_string();
+        let thread_ts = body["thread_ts"].as_str().map(str::to_string);
+        inner.posts.push(Posted {
+            channel: channel.clone(),
+            text: text.clone(),
+            body: body.clone(),
+            ts: ts.clone(),
+            thread_ts,
+            edits: 0,
+        });
+        json!({
+            "ok": true,
+            "channel": channel,
+            "ts": ts,
+            "message": { "type": "message", "ts": ts, "text": text }
+        })
+    })
+}
+
+async fn update_message(State(fake): State<FakeSlack>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    api_call(&fake, &headers, |inner| {
+        let channel = body["channel"].as_str().unwrap_or_default();
+        let ts = body["ts"].as_str().unwrap_or_default();
+        let Some(post) = inner.posts.iter_mut().find(|p| p.channel == channel && p.ts == ts) else {
+            return json!({"ok": false, "error": "message_not_found"});
+        };
+        post.text = body["text"].as_str().unwrap_or_default().to_string();
+        post.body = body.clone();
+        post.edits += 1;
+        json!({
+            "ok": true,
+            "channel": channel,
+            "ts": ts,
+            "text": post.text,
+            "message": { "type": "message", "ts": ts, "text": post.text }
+        })
+    })
+}
+
+/// The part every Web API method shares: outages, the bot token, then the method itself.
+fn api_call(fake: &FakeSlack, headers: &HeaderMap, method: impl FnOnce(&mut Inner) -> Value) -> Response {
     let mut inner = fake.inner.lock().unwrap();
     let answer = match inner.outage {
         Some(Outage::Status(code)) => {
@@ -168,29 +224,10 @@ async fn post_message(State(fake): State<FakeSlack>, headers: HeaderMap, Json(bo
                 .get("authorization")
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v == format!("Bearer {BOT_TOKEN}"));
-            if !authorized {
-                Json(json!({"ok": false, "error": "invalid_auth"})).into_response()
+            if authorized {
+                Json(method(&mut inner)).into_response()
             } else {
-                let channel = body["channel"].as_str().unwrap_or_default().to_string();
-                if channel.is_empty() {
-                    Json(json!({"ok": false, "error": "channel_not_found"})).into_response()
-                } else {
-                    inner.next_ts += 1;
-                    let ts = format!("1700000000.{:06}", inner.next_ts);
-                    let text = body["text"].as_str().unwrap_or_default().to_string();
-                    inner.posts.push(Posted {
-                        channel: channel.clone(),
-                        text: text.clone(),
-                        body,
-                    });
-                    Json(json!({
-                        "ok": true,
-                        "channel": channel,
-                        "ts": ts,
-                        "message": { "type": "message", "ts": ts, "text": text }
-                    }))
-                    .into_response()
-                }
+                Json(json!({"ok": false, "error": "invalid_auth"})).into_response()
             }
         }
     };

@@ -81,6 +81,8 @@ pub struct TestBobby {
     pub clock: ManualClock,
     pub http: reqwest::Client,
     pub config_text: String,
+    /// What a restart keeps besides the config: GitHub and the config's directory.
+    pub more: MoreOptions,
     running: Option<bobby::app::Running>,
 }
 
@@ -88,6 +90,16 @@ pub struct BobbyOptions {
     pub config: String,
     pub slack_token: bool,
     pub pool_size: u32,
+    pub more: MoreOptions,
+}
+
+/// Options a restarted Bobby keeps.
+#[derive(Clone, Debug, Default)]
+pub struct MoreOptions {
+    /// `GITHUB_API_URL` (with a token) for `/bobby deploy`; no GitHub without it.
+    pub github_api_url: Option<String>,
+    /// The config file's directory (where steps run); the current directory without it.
+    pub base_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for BobbyOptions {
@@ -96,6 +108,7 @@ impl Default for BobbyOptions {
             config: BOBBY_TOML.to_string(),
             slack_token: true,
             pool_size: 10,
+            more: MoreOptions::default(),
         }
     }
 }
@@ -122,7 +135,8 @@ pub async fn spawn_bobby_on(db: TestDb, clock: ManualClock, opts: BobbyOptions) 
 async fn start_on(db: TestDb, slack: FakeSlack, clock: ManualClock, opts: BobbyOptions) -> TestBobby {
     init_logs();
     raise_fd_limit();
-    let config = BobbyConfig::parse(&opts.config, Path::new(".")).expect("test config parses");
+    let base_dir = opts.more.base_dir.clone().unwrap_or_else(|| ".".into());
+    let config = BobbyConfig::parse(&opts.config, &base_dir).expect("test config parses");
     let mut env: HashMap<String, String> = HashMap::new();
     env.insert("DATABASE_URL".into(), db.url.clone());
     env.insert("SLACK_SIGNING_SECRET".into(), SIGNING_SECRET.into());
@@ -130,6 +144,10 @@ async fn start_on(db: TestDb, slack: FakeSlack, clock: ManualClock, opts: BobbyO
     env.insert("BOBBY_API_TOKEN".into(), API_TOKEN.into());
     if opts.slack_token {
         env.insert("SLACK_BOT_TOKEN".into(), fake_slack::BOT_TOKEN.into());
+    }
+    if let Some(url) = &opts.more.github_api_url {
+        env.insert("GITHUB_API_URL".into(), url.clone());
+        env.insert("GITHUB_TOKEN".into(), fake_github::TOKEN.into());
     }
     let secrets = Secrets::from_env(&env).expect("test secrets");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -156,6 +174,7 @@ async fn start_on(db: TestDb, slack: FakeSlack, clock: ManualClock, opts: BobbyO
         clock,
         http: reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap(),
         config_text: opts.config,
+        more: opts.more,
         running: Some(running),
     }
 }
@@ -364,6 +383,7 @@ impl TestBobby {
         self.pool.close().await;
         let opts = BobbyOptions {
             config: self.config_text.clone(),
+            more: self.more.clone(),
             ..Default::default()
         };
         start_on(self.db.clone(), self.slack.clone(), self.clock.clone(), opts).await
@@ -373,6 +393,7 @@ impl TestBobby {
     pub async fn another_replica(&self) -> TestBobby {
         let opts = BobbyOptions {
             config: self.config_text.clone(),
+            more: self.more.clone(),
             ..Default::default()
         };
         start_on(self.db.clone(), self.slack.clone(), self.clock.clone(), opts).await
@@ -740,6 +761,7 @@ pub struct DownBobby {
     /// A pool on the database, for looking at what the stopped Bobby left.
     pub pool: PgPool,
     pub config_text: String,
+    pub more: MoreOptions,
 }
 
 impl TestBobby {
@@ -761,6 +783,7 @@ impl TestBobby {
             clock: self.clock,
             pool,
             config_text: self.config_text,
+            more: self.more,
         }
     }
 }
@@ -771,6 +794,7 @@ impl DownBobby {
         self.pool.close().await;
         let opts = BobbyOptions {
             config: self.config_text,
+            more: self.more,
             ..Default::default()
         };
         start_on(self.db, self.slack, self.clock, opts).await

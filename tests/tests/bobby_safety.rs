@@ -40,7 +40,8 @@ async fn malformed_commands_get_helpful_replies_and_change_nothing() {
         ("lock env-1\u{200B}", "There is no environment"),
         ("🔒 env-1", "I don't know the command"),
         ("lock ＥＮＶ-1", "There is no environment"),
-        ("deploy env-1 main", "not available on this Bobby yet"),
+        ("deploy env-1 main", "Deploying is not set up on this Bobby"),
+        ("deploy env-1 ../../etc/passwd", "not a branch name"),
     ];
     for (text, expected) in cases {
         let r = app.command("U0ALICE", text).await;

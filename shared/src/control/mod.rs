@@ -6,7 +6,8 @@
 //! | `GET /` | environments, the queues with positions and ETAs, recent merges and failures, recent Nightly runs |
 //! | `GET /queue/{owner}/{repo}/pulls/{n}` | a PR's latest verification (`?item=<id>` for an earlier one): steps, durations, logs |
 //! | `GET /nightly/runs/{id}` | a Nightly run: every environment, step and attempt with its output |
-//! | `GET /logs/queue/{step}`, `GET /logs/nightly/{attempt}` | one step's whole log, paged (`?page=<n>`, default the last) |
+//! | `GET /deploys/{id}` | a `/bobby deploy`: its plan, steps, durations and logs |
+//! | `GET /logs/queue/{step}`, `GET /logs/nightly/{attempt}`, `GET /logs/deploy/{step}` | one step's whole log, paged (`?page=<n>`, default the last) |
 //! | `GET /cctray.xml` | one `Project` per environment (Nightly) and per queue (last verification) |
 //!
 //! Everything is read from the database both bots share ([`read`]), so each bot shows the other's
@@ -70,6 +71,8 @@ pub fn routes(pool: PgPool, about: About) -> Router {
         .route("/nightly/runs/{id}", get(nightly_run))
         .route("/logs/queue/{step}", get(queue_log))
         .route("/logs/nightly/{attempt}", get(nightly_log))
+        .route("/deploys/{id}", get(deploy_page))
+        .route("/logs/deploy/{step}", get(deploy_log))
         .with_state(Control { pool, about })
 }
 
@@ -774,6 +777,104 @@ async fn nightly_log(
         back_text: format!("Nightly run #{}", a.run_id),
         base: format!("/logs/nightly/{id}"),
         log: LogPage::of(&a.output, q.page()),
+    })
+}
+
+// --- a deploy ------------------------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "control/deploy.html")]
+struct DeployPage {
+    chrome: Chrome,
+    env: String,
+    reference: String,
+    state: String,
+    tone: Tone,
+    outcome: Option<String>,
+    by: String,
+    sha: String,
+    started: String,
+    took: String,
+    resources: Vec<String>,
+    everything: bool,
+    steps: Vec<StepView>,
+    inline_lines: usize,
+}
+
+fn step_name(step: &str, resource: Option<&str>) -> String {
+    match resource {
+        Some(r) => format!("{step} {r}"),
+        None => step.to_string(),
+    }
+}
+
+async fn deploy_page(State(c): State<Control>, Path(id): Path<String>) -> Result<Response, PageError> {
+    let t = c.times();
+    let id: i64 = id_of(&id, "deploy")?;
+    let mut conn = c.pool.acquire().await?;
+    let d = read::deploy(&mut conn, id)
+        .await?
+        .ok_or_else(|| PageError::NotFound(format!("There is no deploy `{id}`.")))?;
+    let steps = read::deploy_steps(&mut conn, id)
+        .await?
+        .into_iter()
+        .map(|s| StepView {
+            name: step_name(&s.step, s.resource.as_deref()),
+            tone: view::step_tone(&s.state),
+            exit: s.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+            started: t.at(s.started_at),
+            took: t.took(s.started_at, s.finished_at),
+            tail: view::tail(&s.log, view::INLINE_LINES),
+            lines: s.log.lines().count(),
+            log_link: format!("/logs/deploy/{}", s.id),
+            open: s.state == "failed",
+            state: s.state,
+        })
+        .collect();
+    html(DeployPage {
+        chrome: c.chrome(
+            format!("deploy {} to {}", d.reference, d.environment),
+            d.finished_at.is_none(),
+        ),
+        tone: view::step_tone(&d.state),
+        state: d.state,
+        outcome: d.outcome,
+        by: c.person(&d.by_user),
+        sha: view::short_sha(&d.sha),
+        started: t.at(d.started_at),
+        took: t.took(d.started_at, d.finished_at),
+        resources: d.resources,
+        everything: d.everything,
+        steps,
+        inline_lines: view::INLINE_LINES,
+        env: d.environment,
+        reference: d.reference,
+    })
+}
+
+async fn deploy_log(
+    State(c): State<Control>,
+    Path(step): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Response, PageError> {
+    let id: i64 = id_of(&step, "step")?;
+    let mut conn = c.pool.acquire().await?;
+    let s = read::deploy_step(&mut conn, id)
+        .await?
+        .ok_or_else(|| PageError::NotFound(format!("There is no step `{id}`.")))?;
+    let d = read::deploy(&mut conn, s.deploy_id)
+        .await?
+        .ok_or_else(|| PageError::NotFound(format!("There is no step `{id}`.")))?;
+    let name = step_name(&s.step, s.resource.as_deref());
+    html(LogView {
+        chrome: c.chrome(format!("{} {name}", d.environment), s.state == "running"),
+        heading: format!("deploy of {} to {} · {name}", d.reference, d.environment),
+        tone: view::step_tone(&s.state),
+        state: s.state,
+        back_link: format!("/deploys/{}", d.id),
+        back_text: format!("deploy of {} to {}", d.reference, d.environment),
+        base: format!("/logs/deploy/{id}"),
+        log: LogPage::of(&s.log, q.page()),
     })
 }
 

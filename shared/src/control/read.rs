@@ -306,3 +306,66 @@ pub async fn queue_census(conn: &mut PgConnection) -> DbResult<Vec<(String, Opti
     .fetch_all(conn)
     .await
 }
+
+/// A `/bobby deploy` as its page shows it (SPEC §4.6).
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Deploy {
+    pub id: i64,
+    pub environment: String,
+    pub state: String,
+    #[sqlx(rename = "ref")]
+    pub reference: String,
+    pub sha: String,
+    pub by_user: String,
+    pub resources: Vec<String>,
+    pub everything: bool,
+    pub outcome: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+const DEPLOY_COLUMNS: &str = "id, environment, state, ref, sha, by_user, resources, \
+     COALESCE((plan->>'everything')::boolean, false) AS everything, outcome, started_at, finished_at";
+
+pub async fn deploy(conn: &mut PgConnection, id: i64) -> DbResult<Option<Deploy>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {DEPLOY_COLUMNS} FROM deploys WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// One step of a deploy, with the deploy it belongs to.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct DeployStep {
+    pub id: i64,
+    pub deploy_id: i64,
+    pub step: String,
+    pub resource: Option<String>,
+    pub state: String,
+    pub exit_code: Option<i32>,
+    pub log: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+const DEPLOY_STEP_COLUMNS: &str = "id, deploy_id, step, resource, state, exit_code, log, started_at, finished_at";
+
+pub async fn deploy_steps(conn: &mut PgConnection, deploy: i64) -> DbResult<Vec<DeployStep>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {DEPLOY_STEP_COLUMNS} FROM deploy_steps WHERE deploy_id = $1 ORDER BY id"
+    )))
+    .bind(deploy)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn deploy_step(conn: &mut PgConnection, id: i64) -> DbResult<Option<DeployStep>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {DEPLOY_STEP_COLUMNS} FROM deploy_steps WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}

@@ -90,6 +90,31 @@ pub struct LastNightly {
     pub finished_at: DateTime<Utc>,
 }
 
+/// One resource deployed to an environment by `/bobby deploy` (SPEC §4.6).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployed {
+    pub sha: String,
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub by: String,
+    pub at: DateTime<Utc>,
+}
+
+/// The latest deploy to an environment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploySummary {
+    pub state: String,
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub sha: String,
+    pub by: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Not part of the API's shape: for links to the deploy's page.
+    #[serde(skip_serializing, default)]
+    pub id: i64,
+}
+
 /// Everything there is to know about an environment at one instant: the API's `Environment`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Environment {
@@ -103,6 +128,9 @@ pub struct Environment {
     pub waitlist: Vec<String>,
     pub last_nightly: Option<LastNightly>,
     pub fault: Option<Fault>,
+    /// Resources deployed by `/bobby deploy` since Nightly last rebuilt the environment.
+    pub deployed: std::collections::BTreeMap<String, Deployed>,
+    pub deploy: Option<DeploySummary>,
 }
 
 impl Environment {

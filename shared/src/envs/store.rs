@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool, Row};
 
-use super::{Actor, Declared, EnvState, Environment, Fault, LastNightly, Lease, LeasePolicy};
+use super::{Actor, Declared, DeploySummary, EnvState, Environment, Fault, LastNightly, Lease, LeasePolicy};
 
 pub type DbResult<T> = Result<T, sqlx::Error>;
 
@@ -18,7 +18,13 @@ macro_rules! env_view {
         "SELECT e.name, e.url, e.state, e.preserved_until, e.preserved_by, e.fault, e.last_nightly, \
                 l.holder, l.reason, l.since, l.expires_at, \
                 COALESCE((SELECT array_agg(w.user_id ORDER BY w.id) FROM waitlist w \
-                          WHERE w.environment = e.name), '{}') AS waitlist \
+                          WHERE w.environment = e.name), '{}') AS waitlist, \
+                COALESCE((SELECT jsonb_object_agg(d.resource, jsonb_build_object( \
+                              'sha', d.sha, 'ref', d.ref, 'by', d.by_user, 'at', d.at)) \
+                          FROM deployed d WHERE d.environment = e.name), '{}') AS deployed, \
+                (SELECT jsonb_build_object('id', x.id, 'state', x.state, 'ref', x.ref, 'sha', x.sha, \
+                              'by', x.by_user, 'started_at', x.started_at, 'finished_at', x.finished_at) \
+                 FROM deploys x WHERE x.environment = e.name ORDER BY x.id DESC LIMIT 1) AS deploy \
          FROM environments e LEFT JOIN leases l ON l.environment = e.name \
          WHERE e.retired_at IS NULL"
     };
@@ -55,6 +61,10 @@ fn env_from_row(row: &sqlx::postgres::PgRow) -> DbResult<Environment> {
         waitlist: row.try_get("waitlist")?,
         last_nightly: last_nightly.map(|j| j.0),
         fault: fault.map(|j| j.0),
+        deployed: row.try_get::<sqlx::types::Json<_>, _>("deployed")?.0,
+        deploy: row
+            .try_get::<Option<sqlx::types::Json<DeploySummary>>, _>("deploy")?
+            .map(|j| j.0),
     })
 }
 

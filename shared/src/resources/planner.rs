@@ -70,6 +70,8 @@ pub enum Reason {
     Dependency { dependency: String, via: Vec<String> },
     /// Unmapped files made everything affected.
     Unmapped,
+    /// Named explicitly (`only …`).
+    Selected,
 }
 
 const NONE: usize = usize::MAX;
@@ -173,10 +175,40 @@ impl ResourceMap {
             }
         }
 
+        let mut plan = self.finish(&affected, reasons);
+        plan.all = all;
+        plan.unmapped = unmapped.into_iter().map(str::to_owned).collect();
+        plan.ignored = ignored.into_iter().map(str::to_owned).collect();
+        plan.changed = seen.len();
+        plan
+    }
+
+    /// Plans an explicit selection (`/bobby deploy … only api,web`): exactly the named resources
+    /// are affected (not what depends on them); their build set, levels and deploy order follow
+    /// the same rules as [`ResourceMap::plan`]. Fails on the first name that is not an enabled
+    /// resource of the map.
+    pub fn plan_only<S: AsRef<str>>(&self, names: &[S]) -> Result<Plan, String> {
+        let mut affected = vec![false; self.resources.len()];
+        for name in names {
+            let name = name.as_ref();
+            match self.resources.iter().position(|r| r.name == name && r.enabled) {
+                Some(r) => affected[r] = true,
+                None => return Err(name.to_string()),
+            }
+        }
+        let reasons = affected.iter().filter(|a| **a).map(|_| Reason::Selected).collect();
+        Ok(self.finish(&affected, reasons))
+    }
+
+    /// Steps 4–6: from the affected set to the build set, its levels and the deploy order.
+    fn finish(&self, affected: &[bool], reasons: Vec<Reason>) -> Plan {
+        let n = self.resources.len();
+        let enabled = |r: usize| self.resources[r].enabled;
+
         // 4. The build set: affected plus (optionally) all they depend on, through anything.
-        let mut in_build = affected.clone();
+        let mut in_build = affected.to_vec();
         if self.build_dependencies {
-            let mut walked = affected.clone();
+            let mut walked = affected.to_vec();
             let mut stack: Vec<usize> = (0..n).filter(|&r| affected[r]).collect();
             while let Some(r) = stack.pop() {
                 for &d in &self.deps[r] {
@@ -235,14 +267,14 @@ impl ResourceMap {
                 .collect()
         };
         Plan {
-            all,
-            affected: names(&affected),
+            all: false,
+            affected: names(affected),
             levels,
             deploy: deploy.into_iter().map(|r| self.resources[r].name.clone()).collect(),
-            unmapped: unmapped.into_iter().map(str::to_owned).collect(),
+            unmapped: vec![],
             reasons,
-            ignored: ignored.into_iter().map(str::to_owned).collect(),
-            changed: seen.len(),
+            ignored: vec![],
+            changed: 0,
         }
     }
 }
@@ -319,6 +351,7 @@ impl Plan {
                     format!("depends on {dependency} (through disabled {})", via.join(" -> "))
                 }
                 Some(Reason::Unmapped) => "unmapped files changed".to_string(),
+                Some(Reason::Selected) => "selected".to_string(),
                 None => String::new(),
             };
             let _ = writeln!(out, "  {name:<width$}  {why}");

@@ -741,3 +741,34 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn only_plans_exactly_the_named_resources_and_what_they_need_built() {
+    let m = graph(
+        "build_dependencies = true",
+        &[
+            "core package",
+            "api service core",
+            "web service api",
+            "other service",
+            "old service disabled",
+        ],
+    );
+    let p = m.plan_only(&["api"]).unwrap();
+    assert_eq!(p.affected, ["api"], "dependents of a selected resource are not added");
+    assert_eq!(levels(&p), [vec!["core"], vec!["api"]]);
+    assert_eq!(p.deploy, ["api"]);
+    assert_eq!(p.reason("api"), Some(&Reason::Selected));
+
+    let p = m.plan_only(&["web", "other"]).unwrap();
+    assert_eq!(p.affected, ["other", "web"]);
+    assert_eq!(levels(&p), [vec!["core", "other"], vec!["api"], vec!["web"]]);
+    assert_eq!(p.deploy, ["other", "web"]);
+
+    assert_eq!(m.plan_only(&["nope"]), Err("nope".to_string()));
+    assert_eq!(
+        m.plan_only(&["old"]),
+        Err("old".to_string()),
+        "disabled resources cannot be selected"
+    );
+}

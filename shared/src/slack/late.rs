@@ -79,6 +79,7 @@ impl LateDelivery {
             queued = match self.pool.acquire().await {
                 Ok(mut conn) => outbox::enqueue_from(&mut conn, self.sender, &self.channel, reply, now)
                     .await
+                    .map(|_| ())
                     .map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };

@@ -285,16 +285,29 @@ impl SlackApi {
 
     /// Posts a message; returns its `ts` (None when only logged).
     pub async fn post(&self, channel: &str, reply: &Reply) -> Result<Option<String>, SendError> {
+        self.post_in_thread(channel, None, reply).await
+    }
+
+    /// Posts a message, as a reply in the thread of the message `thread_ts` when given.
+    pub async fn post_in_thread(
+        &self,
+        channel: &str,
+        thread_ts: Option<&str>,
+        reply: &Reply,
+    ) -> Result<Option<String>, SendError> {
         let Some(token) = &self.token else {
             tracing::info!(channel, text = %reply.plain(), "Slack is not configured (no SLACK_BOT_TOKEN); message logged instead");
             return Ok(None);
         };
-        let request = SlackApiChatPostMessageRequest::new(
+        let mut request = SlackApiChatPostMessageRequest::new(
             SlackChannelId::new(channel.to_string()),
             SlackMessageContent::new()
                 .with_text(fallback_text(&reply.text))
                 .with_blocks(reply.blocks()),
         );
+        if let Some(ts) = thread_ts {
+            request = request.with_thread_ts(SlackTs::new(ts.to_string()));
+        }
         let response = self
             .client
             .open_session(token)
@@ -302,6 +315,27 @@ impl SlackApi {
             .await
             .map_err(classify)?;
         Ok(Some(response.ts.0))
+    }
+
+    /// Replaces the text of the message `ts` in `channel` (`chat.update`).
+    pub async fn update(&self, channel: &str, ts: &str, reply: &Reply) -> Result<(), SendError> {
+        let Some(token) = &self.token else {
+            tracing::info!(channel, ts, text = %reply.plain(), "Slack is not configured (no SLACK_BOT_TOKEN); edit logged instead");
+            return Ok(());
+        };
+        let request = SlackApiChatUpdateRequest::new(
+            SlackChannelId::new(channel.to_string()),
+            SlackMessageContent::new()
+                .with_text(fallback_text(&reply.text))
+                .with_blocks(reply.blocks()),
+            SlackTs::new(ts.to_string()),
+        );
+        self.client
+            .open_session(token)
+            .chat_update(&request)
+            .await
+            .map(|_| ())
+            .map_err(classify)
     }
 
     /// Answers an interaction or a slow command through its `response_url`, visible only to the

@@ -48,17 +48,63 @@ impl Sender {
 /// Queues `reply` from Bobby for `channel` (a channel id, or a user id for a DM) inside the
 /// caller's transaction.
 pub async fn enqueue(conn: &mut PgConnection, channel: &str, reply: &Reply, now: DateTime<Utc>) -> sqlx::Result<()> {
-    enqueue_from(conn, Sender::Bobby, channel, reply, now).await
+    enqueue_from(conn, Sender::Bobby, channel, reply, now).await.map(|_| ())
 }
 
-/// Queues `reply` from `sender` for `channel` inside the caller's transaction.
+/// Queues `reply` from `sender` for `channel` inside the caller's transaction. Returns the row's
+/// id, which later rows can [`enqueue_edit`] or answer in its thread ([`enqueue_in_thread`]).
 pub async fn enqueue_from(
     conn: &mut PgConnection,
     sender: Sender,
     channel: &str,
     reply: &Reply,
     now: DateTime<Utc>,
-) -> sqlx::Result<()> {
+) -> sqlx::Result<i64> {
+    insert(conn, sender, channel, reply, now, Relation::None).await
+}
+
+/// Queues a `chat.update` of the message queued as `original` (same sender and channel): Slack
+/// shows `reply` in its place. Edits are delivered in order after the original; an edit that a
+/// newer one of the same message supersedes before it went out is skipped.
+pub async fn enqueue_edit(
+    conn: &mut PgConnection,
+    sender: Sender,
+    channel: &str,
+    original: i64,
+    reply: &Reply,
+    now: DateTime<Utc>,
+) -> sqlx::Result<i64> {
+    insert(conn, sender, channel, reply, now, Relation::Edits(original)).await
+}
+
+/// Queues `reply` as an answer in the thread of the message queued as `original`.
+pub async fn enqueue_in_thread(
+    conn: &mut PgConnection,
+    sender: Sender,
+    channel: &str,
+    original: i64,
+    reply: &Reply,
+    now: DateTime<Utc>,
+) -> sqlx::Result<i64> {
+    insert(conn, sender, channel, reply, now, Relation::ThreadOf(original)).await
+}
+
+/// How a queued message relates to an earlier one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Relation {
+    None,
+    Edits(i64),
+    ThreadOf(i64),
+}
+
+async fn insert(
+    conn: &mut PgConnection,
+    sender: Sender,
+    channel: &str,
+    reply: &Reply,
+    now: DateTime<Utc>,
+    relation: Relation,
+) -> sqlx::Result<i64> {
     let buttons: Vec<StoredButton> = reply
         .buttons
         .iter()
@@ -69,15 +115,24 @@ pub async fn enqueue_from(
             primary: b.primary,
         })
         .collect();
-    sqlx::query("INSERT INTO slack_outbox (channel, text, buttons, created_at, sender) VALUES ($1, $2, $3, $4, $5)")
-        .bind(channel)
-        .bind(&reply.text)
-        .bind(sqlx::types::Json(buttons))
-        .bind(now)
-        .bind(sender.as_str())
-        .execute(conn)
-        .await?;
-    Ok(())
+    let (edits, thread_of) = match relation {
+        Relation::None => (None, None),
+        Relation::Edits(id) => (Some(id), None),
+        Relation::ThreadOf(id) => (None, Some(id)),
+    };
+    sqlx::query_scalar(
+        "INSERT INTO slack_outbox (channel, text, buttons, created_at, sender, edits, thread_of) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+    )
+    .bind(channel)
+    .bind(&reply.text)
+    .bind(sqlx::types::Json(buttons))
+    .bind(now)
+    .bind(sender.as_str())
+    .bind(edits)
+    .bind(thread_of)
+    .fetch_one(conn)
+    .await
 }
 
 /// Messages not yet delivered (nor given up on).
@@ -135,6 +190,7 @@ struct Pending {
     attempts: i32,
     /// `None`: never tried, due now.
     next_attempt_at: Option<DateTime<Utc>>,
+    relation: Relation,
 }
 
 /// A Slack call that hangs must not stall the outbox forever.
@@ -208,7 +264,7 @@ impl Deliverer {
 
     async fn heads(&self) -> sqlx::Result<Vec<Pending>> {
         let rows = sqlx::query(
-            "SELECT DISTINCT ON (channel) id, channel, text, buttons, attempts, next_attempt_at \
+            "SELECT DISTINCT ON (channel) id, channel, text, buttons, attempts, next_attempt_at, edits, thread_of \
              FROM slack_outbox WHERE sender = $1 AND delivered_at IS NULL AND failed_at IS NULL ORDER BY channel, id",
         )
         .bind(self.sender.as_str())
@@ -223,9 +279,37 @@ impl Deliverer {
                     buttons: r.try_get::<sqlx::types::Json<Vec<StoredButton>>, _>("buttons")?.0,
                     attempts: r.try_get("attempts")?,
                     next_attempt_at: r.try_get("next_attempt_at")?,
+                    relation: match (r.try_get("edits")?, r.try_get("thread_of")?) {
+                        (Some(id), _) => Relation::Edits(id),
+                        (None, Some(id)) => Relation::ThreadOf(id),
+                        (None, None) => Relation::None,
+                    },
                 })
             })
             .collect()
+    }
+
+    /// The Slack `ts` of an earlier row, when it was posted.
+    async fn ts_of(&self, id: i64) -> sqlx::Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar::<_, Option<String>>("SELECT slack_ts FROM slack_outbox WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?
+                .flatten(),
+        )
+    }
+
+    /// Whether a newer edit of `original` than `id` is waiting.
+    async fn superseded(&self, id: i64, original: i64) -> sqlx::Result<bool> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM slack_outbox WHERE edits = $2 AND id > $1 \
+             AND delivered_at IS NULL AND failed_at IS NULL)",
+        )
+        .bind(id)
+        .bind(original)
+        .fetch_one(&self.pool)
+        .await
     }
 
     async fn deliver(&self, msg: Pending) -> sqlx::Result<()> {
@@ -243,7 +327,31 @@ impl Deliverer {
                 })
                 .collect(),
         };
-        let sent = match tokio::time::timeout(SEND_TIMEOUT, self.slack.post(&msg.channel, &reply)).await {
+        let target = match msg.relation {
+            Relation::None => None,
+            Relation::Edits(of) | Relation::ThreadOf(of) => self.ts_of(of).await?,
+        };
+        if let Relation::Edits(of) = msg.relation
+            && self.superseded(msg.id, of).await?
+        {
+            // A newer edit of the same message is queued behind this one: only the last counts.
+            sqlx::query("UPDATE slack_outbox SET delivered_at = $2, last_error = 'superseded' WHERE id = $1")
+                .bind(msg.id)
+                .bind(self.clock.now())
+                .execute(&self.pool)
+                .await?;
+            return Ok(());
+        }
+        let call = async {
+            match (msg.relation, target.as_deref()) {
+                (Relation::Edits(_), Some(ts)) => self.slack.update(&msg.channel, ts, &reply).await.map(|_| None),
+                (Relation::ThreadOf(_), Some(ts)) => self.slack.post_in_thread(&msg.channel, Some(ts), &reply).await,
+                // The original never reached Slack (refused for good, or Slack not configured):
+                // say it as a message of its own rather than lose it.
+                _ => self.slack.post(&msg.channel, &reply).await,
+            }
+        };
+        let sent = match tokio::time::timeout(SEND_TIMEOUT, call).await {
             Ok(r) => r,
             Err(_) => Err(SendError::Transient {
                 message: "Slack did not answer in time".into(),

@@ -1,0 +1,488 @@
+//! `/bobby deploy` (SPEC §4.6): put a branch, a pull request's head or a commit on an environment,
+//! building only what it changed.
+//!
+//! A deploy is decided here (who may, which commit, what to build and deploy), recorded as a
+//! `running` row with its progress message in one transaction, and then run in the background by
+//! [`run`] through the same step runner and affected-set planner Gandalf uses. The database keeps
+//! one running deploy per environment; a lease that ends or Nightly taking the environment cancels
+//! it (triggers), and a deploy whose runner died is concluded as `interrupted` by whoever notices
+//! first (see [`store::Liveness`]).
+
+mod run;
+pub mod store;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::Future;
+use shared::clock::SharedClock;
+use shared::envs::{Actor, EnvState, Environment};
+use shared::github::{CommitSha, Github, GithubError, RepoName};
+use shared::resources::ResourceMap;
+use shared::slack::outbox::{self, Sender};
+use shared::steps::Registry;
+use sqlx::PgPool;
+use tokio::sync::{mpsc, watch};
+
+use crate::command::{DeployRef, closest};
+use crate::config::{BobbyConfig, DeployConfig};
+use crate::handler::Answer;
+use crate::messages;
+use store::{DeployPlan, DeployRow, Liveness, NewDeploy};
+
+type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Starts, cancels and recovers deploys. Cheap to clone.
+#[derive(Clone)]
+pub struct Deployer {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub pool: PgPool,
+    pub config: Arc<BobbyConfig>,
+    pub settings: DeployConfig,
+    pub repo: RepoName,
+    pub github: Github,
+    pub clock: SharedClock,
+    pub registry: Option<Registry>,
+    pub mask: Vec<String>,
+    pub shutdown: watch::Receiver<bool>,
+    tasks: mpsc::UnboundedSender<Task>,
+}
+
+/// Runs the deploys' tasks: until shutdown, then until every running deploy reached its safe point
+/// (its step stopped, the deploy recorded `interrupted`). Aborting this task aborts them all, the
+/// way `kill -9` would.
+pub struct Supervisor {
+    tasks: mpsc::UnboundedReceiver<Task>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Supervisor {
+    pub async fn run(mut self) {
+        let mut running = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                Some(task) = self.tasks.recv() => { running.spawn(task); }
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+                _ = self.shutdown.wait_for(|s| *s) => break,
+            }
+        }
+        while running.join_next().await.is_some() {}
+    }
+}
+
+/// Why a deploy cannot start, or what it would do instead.
+enum Refusal {
+    /// Said to the user; nothing was changed.
+    Say(messages::DeployRefusal),
+    Github(GithubError),
+}
+
+impl From<GithubError> for Refusal {
+    fn from(e: GithubError) -> Self {
+        Refusal::Github(e)
+    }
+}
+
+impl Deployer {
+    /// A deployer for `config.deploy`, or `None` when the config has no `[deploy]`.
+    pub fn new(
+        pool: PgPool,
+        config: Arc<BobbyConfig>,
+        github: Github,
+        clock: SharedClock,
+        mask: Vec<String>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Option<(Deployer, Supervisor)> {
+        let settings = config.deploy.clone()?;
+        let repo = RepoName::parse(&settings.repo)?;
+        if settings.checkout.is_some() {
+            tracing::warn!("deploy.checkout is not supported yet: deploy steps run in the config file's directory");
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let inner = Inner {
+            registry: Some(Registry::new(pool.clone())),
+            pool,
+            config,
+            settings,
+            repo,
+            github,
+            clock,
+            mask,
+            shutdown: shutdown.clone(),
+            tasks: tx,
+        };
+        Some((Deployer { inner: Arc::new(inner) }, Supervisor { tasks: rx, shutdown }))
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    /// `/bobby deploy <env> <ref> [only …] [--dry-run]` by `actor`, typed in `channel` (progress
+    /// goes there; to the deployer's DMs when there is none).
+    pub async fn start(
+        &self,
+        actor: &Actor,
+        channel: Option<&str>,
+        env: &str,
+        reference: &DeployRef,
+        only: Option<&[String]>,
+        dry_run: bool,
+    ) -> anyhow::Result<Answer> {
+        if !dry_run && let Err(answer) = self.authorized(actor, env).await? {
+            return Ok(answer);
+        }
+        let (sha, plan, plan_text) = match self.decide(reference, only).await {
+            Ok(decided) => decided,
+            Err(Refusal::Say(r)) => return Ok(Answer::refused(messages::deploy_refused(&r))),
+            Err(Refusal::Github(e)) => {
+                tracing::warn!(error = %e, status = ?e.status(), "GitHub failed while planning a deploy");
+                return Ok(Answer::refused(messages::deploy_github_down()));
+            }
+        };
+        let typed = reference.as_typed();
+        if dry_run {
+            return Ok(Answer::ok(messages::deploy_dry_run(env, &typed, &sha.0, &plan_text)));
+        }
+
+        // Decided: record it with its progress message, checking the rules again under the
+        // environment's row lock (the GitHub calls took time; the lease may have changed).
+        let liveness = Liveness::reserve(&self.inner.pool).await?;
+        let channel = channel.unwrap_or(actor.id.as_str()).to_string();
+        let now = self.now();
+        let mut tx = self.inner.pool.begin().await?;
+        if let Err(answer) = self.check(&mut tx, actor, env, true).await? {
+            return Ok(answer);
+        }
+        let new = NewDeploy {
+            id: liveness.id,
+            environment: env,
+            reference: &typed,
+            sha: &sha.0,
+            by: &actor.id,
+            plan: &plan,
+            channel: &channel,
+            now,
+        };
+        if !store::insert(&mut tx, &new).await? {
+            drop(tx);
+            // Another deploy won the race for this environment.
+            return Ok(match self.authorized(actor, env).await? {
+                Err(answer) => answer,
+                Ok(()) => Answer::refused(messages::internal_error()),
+            });
+        }
+        let row = store::get(&mut tx, liveness.id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("deploy {} vanished", liveness.id))?;
+        let progress = run::progress(&self.inner, &row, &[], now);
+        let message = outbox::enqueue_from(&mut tx, Sender::Bobby, &channel, &progress, now).await?;
+        store::set_message(&mut tx, row.id, message).await?;
+        tx.commit().await?;
+        tracing::info!(deploy = row.id, env, reference = %typed, sha = %sha.0, by = %actor.id, "deploy started");
+        metrics::counter!("bobby_deploys_total", "outcome" => "started").increment(1);
+
+        let inner = self.inner.clone();
+        let task: Task = Box::pin(run::run(inner, row, liveness));
+        if self.inner.tasks.send(task).is_err() {
+            // Shutting down: the row stays `running` without a live runner, and is concluded as
+            // interrupted by the next Bobby, like after a crash.
+            tracing::warn!("deploy recorded while shutting down; it will be concluded as interrupted");
+        }
+        Ok(Answer::ok(messages::deploy_started(env, &typed, &sha.0, &channel)))
+    }
+
+    /// Whether `actor` may deploy to `env` now (reading only, before anything slow happens).
+    async fn authorized(&self, actor: &Actor, env: &str) -> anyhow::Result<Result<(), Answer>> {
+        let mut tx = self.inner.pool.begin().await?;
+        let verdict = self.check(&mut tx, actor, env, false).await?;
+        tx.commit().await?;
+        Ok(verdict)
+    }
+
+    /// The rules of who may deploy, against the environment as it is in `tx` (row-locked when
+    /// `lock`). A running deploy whose runner died is concluded first.
+    async fn check(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        actor: &Actor,
+        env: &str,
+        lock: bool,
+    ) -> anyhow::Result<Result<(), Answer>> {
+        if lock {
+            sqlx::query("SELECT 1 FROM environments WHERE name = $1 FOR UPDATE")
+                .bind(env)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let Some(environment) = shared::envs::store::get(&mut *tx, env).await? else {
+            return Ok(Err(Answer::refused(messages::unknown_env(env, None, &[]))));
+        };
+        let mut running = store::running_on(&mut *tx, env).await?;
+        if let Some(r) = &running
+            && run::conclude_if_orphaned(&self.inner, &mut *tx, r.id).await?
+        {
+            running = None;
+        }
+        Ok(
+            may_deploy(&environment, actor, running.as_ref())
+                .map_err(|r| Answer::refused(messages::deploy_refused(&r))),
+        )
+    }
+
+    /// Resolves the ref and plans the deploy. Returns the commit, the plan and the plan for people.
+    async fn decide(
+        &self,
+        reference: &DeployRef,
+        only: Option<&[String]>,
+    ) -> Result<(CommitSha, DeployPlan, String), Refusal> {
+        let gh = &self.inner.github;
+        let repo = &self.inner.repo;
+        let settings = &self.inner.settings;
+        let sha = match reference {
+            DeployRef::Pull(n) => match gh.pull(repo, *n).await {
+                Ok(p) => p.head_sha,
+                Err(GithubError::Refused { status: 404, .. }) => {
+                    return Err(Refusal::Say(messages::DeployRefusal::NoSuchPull {
+                        number: *n,
+                        repo: repo.to_string(),
+                    }));
+                }
+                Err(e) => return Err(e.into()),
+            },
+            DeployRef::Name(name) => match gh.branch_tip(repo, name).await? {
+                Some(sha) => sha,
+                None => match gh.commit_sha(repo, name).await? {
+                    Some(sha) => sha,
+                    None => {
+                        return Err(Refusal::Say(messages::DeployRefusal::NoSuchRef {
+                            reference: name.clone(),
+                            repo: repo.to_string(),
+                        }));
+                    }
+                },
+            },
+        };
+        let map_text = gh.file_at(repo, &settings.resource_map, &sha).await?;
+        let Some(map_text) = map_text else {
+            if only.is_some() {
+                return Err(Refusal::Say(messages::DeployRefusal::OnlyWithoutMap {
+                    map: settings.resource_map.clone(),
+                    sha: sha.0.clone(),
+                }));
+            }
+            let plan = DeployPlan {
+                everything: true,
+                ..DeployPlan::default()
+            };
+            let text = messages::deploy_plan_everything(&settings.resource_map);
+            return Ok((sha, plan, text));
+        };
+        let map = ResourceMap::parse(&map_text).map_err(|e| {
+            Refusal::Say(messages::DeployRefusal::BadMap {
+                rendered: e.render(&settings.resource_map),
+            })
+        })?;
+        let plan = match only {
+            Some(names) => map.plan_only(names).map_err(|unknown| {
+                let valid: Vec<&str> = map
+                    .resources()
+                    .iter()
+                    .filter(|r| r.enabled)
+                    .map(|r| r.name.as_str())
+                    .collect();
+                Refusal::Say(messages::DeployRefusal::UnknownResource {
+                    suggestion: closest(&unknown, &valid).map(str::to_string),
+                    valid: valid.iter().map(|v| v.to_string()).collect(),
+                    name: unknown,
+                })
+            })?,
+            None => {
+                let base = gh.branch_tip(repo, &settings.base).await?.ok_or_else(|| {
+                    Refusal::Say(messages::DeployRefusal::NoBase {
+                        base: settings.base.clone(),
+                        repo: repo.to_string(),
+                    })
+                })?;
+                let changed = gh.changed_files(repo, &base, &sha).await?;
+                map.plan(&changed)
+            }
+        };
+        let text = plan.to_text();
+        Ok((
+            sha,
+            DeployPlan {
+                everything: false,
+                resources: plan.affected,
+                levels: plan.levels,
+                deploy: plan.deploy,
+            },
+            text,
+        ))
+    }
+
+    /// `/bobby deploy cancel <env>`: the holder, the deployer or an admin.
+    pub async fn cancel(&self, actor: &Actor, env: &str) -> anyhow::Result<Answer> {
+        let mut tx = self.inner.pool.begin().await?;
+        let Some(running) = store::running_on(&mut tx, env).await? else {
+            return Ok(Answer::refused(messages::deploy_nothing_to_cancel(env)));
+        };
+        let holder = shared::envs::store::get(&mut tx, env)
+            .await?
+            .and_then(|e| e.lease)
+            .map(|l| l.holder);
+        let allowed = actor.is_admin || running.by_user == actor.id || holder.as_deref() == Some(actor.id.as_str());
+        if !allowed {
+            return Ok(Answer::refused(messages::deploy_cancel_not_allowed(&running)));
+        }
+        let why = format!("cancelled by {}", shared::slack::mrkdwn::user(&actor.id));
+        store::request_cancel(&mut tx, env, &why).await?;
+        // A deploy nobody runs any more is concluded now rather than waiting for a runner.
+        run::conclude_if_orphaned(&self.inner, &mut tx, running.id).await?;
+        tx.commit().await?;
+        Ok(Answer::ok(messages::deploy_cancelling(&running)))
+    }
+
+    /// Concludes every `running` deploy whose runner is gone: at start, after a crash.
+    pub async fn recover(&self) -> anyhow::Result<usize> {
+        let mut concluded = 0;
+        for id in store::running_ids(&self.inner.pool).await? {
+            let mut tx = self.inner.pool.begin().await?;
+            if run::conclude_if_orphaned(&self.inner, &mut tx, id).await? {
+                concluded += 1;
+            }
+            tx.commit().await?;
+        }
+        if concluded > 0 {
+            tracing::warn!(
+                concluded,
+                "deploys left running by a previous Bobby were marked interrupted"
+            );
+        }
+        Ok(concluded)
+    }
+}
+
+/// Who may deploy (SPEC §4.6): nobody while Nightly deletes, creates or has deleted the
+/// environment, nobody while another deploy runs there; an admin anywhere else; otherwise only
+/// the holder of its lease (a `faulted` environment included: that is how it gets fixed).
+pub fn may_deploy(
+    env: &Environment,
+    actor: &Actor,
+    running: Option<&DeployRow>,
+) -> Result<(), messages::DeployRefusal> {
+    use messages::DeployRefusal as R;
+    match env.state {
+        EnvState::Deleting | EnvState::Creating => {
+            return Err(R::Check(messages::check_busy(&env.name, env.state)));
+        }
+        EnvState::Deleted => return Err(R::Deleted { env: env.name.clone() }),
+        EnvState::Ready | EnvState::Faulted => {}
+    }
+    if let Some(r) = running {
+        return Err(R::Running(Box::new(r.clone())));
+    }
+    if actor.is_admin {
+        return Ok(());
+    }
+    match &env.lease {
+        Some(lease) if lease.holder == actor.id => Ok(()),
+        Some(lease) => Err(R::Check(messages::check_locked_by(lease))),
+        None => Err(R::Check(messages::check_unleased(&env.name))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::envs::Lease;
+
+    fn env(state: EnvState, holder: Option<&str>) -> Environment {
+        let now = Utc::now();
+        Environment {
+            name: "env-4".into(),
+            url: String::new(),
+            state,
+            lease: holder.map(|h| Lease {
+                environment: "env-4".into(),
+                holder: h.into(),
+                reason: String::new(),
+                since: now,
+                expires_at: now + chrono::Duration::hours(1),
+            }),
+            preserved_until: None,
+            preserved_by: None,
+            waitlist: vec![],
+            last_nightly: None,
+            fault: None,
+            deployed: Default::default(),
+            deploy: None,
+        }
+    }
+
+    fn actor(id: &str, is_admin: bool) -> Actor {
+        Actor {
+            id: id.into(),
+            is_admin,
+        }
+    }
+
+    fn running() -> DeployRow {
+        DeployRow {
+            id: 7,
+            environment: "env-4".into(),
+            state: store::DeployState::Running,
+            reference: "main".into(),
+            sha: "abcdef1".into(),
+            by_user: "U0ALICE".into(),
+            plan: sqlx::types::Json(DeployPlan::default()),
+            channel: "C1".into(),
+            message_id: None,
+            cancel_reason: None,
+            outcome: None,
+            started_at: Utc::now(),
+            finished_at: None,
+        }
+    }
+
+    #[test]
+    fn the_holder_may_deploy_and_others_are_told_who_holds_it() {
+        let alice = actor("U0ALICE", false);
+        assert_eq!(may_deploy(&env(EnvState::Ready, Some("U0ALICE")), &alice, None), Ok(()));
+        assert_eq!(
+            may_deploy(&env(EnvState::Faulted, Some("U0ALICE")), &alice, None),
+            Ok(())
+        );
+        match may_deploy(&env(EnvState::Ready, Some("U0BOB")), &alice, None) {
+            Err(messages::DeployRefusal::Check(text)) => {
+                assert!(text.starts_with("env-4 is locked by U0BOB"), "{text}")
+            }
+            other => panic!("{other:?}"),
+        }
+        match may_deploy(&env(EnvState::Ready, None), &alice, None) {
+            Err(messages::DeployRefusal::Check(text)) => assert!(text.contains("lock it first"), "{text}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn admins_deploy_anywhere_but_not_over_nightly_or_another_deploy() {
+        let admin = actor("U0ADMIN1", true);
+        assert_eq!(may_deploy(&env(EnvState::Ready, Some("U0BOB")), &admin, None), Ok(()));
+        assert_eq!(may_deploy(&env(EnvState::Ready, None), &admin, None), Ok(()));
+        for state in [EnvState::Deleting, EnvState::Creating, EnvState::Deleted] {
+            assert!(
+                may_deploy(&env(state, Some("U0ADMIN1")), &admin, None).is_err(),
+                "{state:?}"
+            );
+        }
+        assert!(matches!(
+            may_deploy(&env(EnvState::Ready, Some("U0ADMIN1")), &admin, Some(&running())),
+            Err(messages::DeployRefusal::Running(_))
+        ));
+    }
+}

@@ -1,0 +1,329 @@
+//! Running one deploy: build level by level (bounded parallelism within a level), deploy each
+//! deployable resource, test once; every step through [`shared::steps`], recorded in
+//! `deploy_steps`, its success recorded in `deployed` and the progress message edited in the same
+//! transaction. Stops at the first failure, at a cancel (NOTIFY `bobby_deploys`) or at shutdown,
+//! killing the running step's process group.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use shared::slack::Reply;
+use shared::slack::outbox::{self, Sender};
+use shared::steps::{self, StepEnd, StepSpec};
+use sqlx::PgConnection;
+use tokio::sync::watch;
+
+use super::Inner;
+use super::store::{self, DeployRow, DeployState, EVERYTHING, Liveness, StepRow};
+use crate::messages::{self, DeployProgress, FailedStep};
+
+/// How the pipeline ended.
+enum End {
+    Succeeded,
+    Failed(FailedStep),
+    /// Cancelled, or stopped by shutdown.
+    Stopped,
+}
+
+/// Why a step did not succeed.
+enum Halt {
+    Red(FailedStep),
+    Stopped,
+    Internal(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Halt {
+    fn from(e: E) -> Self {
+        Halt::Internal(e.into())
+    }
+}
+
+/// Runs the deploy to its end. `liveness` is held until then: while it is, nobody concludes the
+/// deploy as orphaned.
+pub(super) async fn run(inner: Arc<Inner>, row: DeployRow, liveness: Liveness) {
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let (done_tx, done_rx) = watch::channel(false);
+    let work = async {
+        let end = pipeline(&inner, &row, cancel_rx).await;
+        done_tx.send_replace(true);
+        end
+    };
+    let (end, ()) = tokio::join!(work, watch_for_cancel(&inner, row.id, cancel_tx, done_rx));
+    if let Err(e) = conclude(&inner, &row, end).await {
+        // The row stays `running`; it is concluded as interrupted once our lock is gone.
+        tracing::error!(
+            deploy = row.id,
+            error = format!("{e:#}"),
+            "could not record the end of a deploy"
+        );
+    }
+    drop(liveness);
+}
+
+/// Raises `cancel` when the deploy's row asks for it or Bobby shuts down; returns once `done`.
+async fn watch_for_cancel(inner: &Inner, id: i64, cancel: watch::Sender<bool>, mut done: watch::Receiver<bool>) {
+    let mut shutdown = inner.shutdown.clone();
+    let mut listener = match shared::db::listen(&inner.pool, &["bobby_deploys"]).await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!(deploy = id, error = %shared::db::short_db_error(&e), "cannot listen for cancels; checking every few seconds instead");
+            None
+        }
+    };
+    loop {
+        // Also catches a cancel requested before we listened, or while the listener reconnected.
+        if cancel_requested(inner, id).await {
+            cancel.send_replace(true);
+        }
+        let heard = async {
+            match listener.as_mut() {
+                Some(l) => {
+                    let _ = l.recv().await;
+                }
+                None => tokio::time::sleep(std::time::Duration::from_secs(3)).await,
+            }
+        };
+        let shutting_down = tokio::select! {
+            _ = heard => false,
+            _ = shutdown.wait_for(|s| *s) => true,
+            _ = done.wait_for(|d| *d) => return,
+        };
+        if shutting_down {
+            cancel.send_replace(true);
+            let _ = done.wait_for(|d| *d).await;
+            return;
+        }
+    }
+}
+
+async fn cancel_requested(inner: &Inner, id: i64) -> bool {
+    sqlx::query_scalar::<_, bool>("SELECT cancel_reason IS NOT NULL FROM deploys WHERE id = $1")
+        .bind(id)
+        .fetch_one(&inner.pool)
+        .await
+        .unwrap_or(false)
+}
+
+async fn pipeline(inner: &Inner, row: &DeployRow, cancel: watch::Receiver<bool>) -> End {
+    match stages(inner, row, &cancel).await {
+        Ok(()) => End::Succeeded,
+        Err(Halt::Red(f)) => End::Failed(f),
+        Err(Halt::Stopped) => End::Stopped,
+        Err(Halt::Internal(e)) => {
+            tracing::error!(deploy = row.id, error = format!("{e:#}"), "deploy failed on our side");
+            End::Failed(FailedStep {
+                step: "bobby".into(),
+                resource: None,
+                how: "failed on Bobby's side (see its logs)".into(),
+                tail: String::new(),
+            })
+        }
+    }
+}
+
+async fn stages(inner: &Inner, row: &DeployRow, cancel: &watch::Receiver<bool>) -> Result<(), Halt> {
+    let pipeline = &inner.settings.pipeline;
+    let parallelism = inner.settings.parallelism.max(1) as usize;
+    for level in row.plan.build_levels() {
+        let results = steps::run_level(&level, parallelism, cancel, |resource, c| {
+            step(inner, row, "build", &pipeline.build, resource, c)
+        })
+        .await;
+        let mut stopped = false;
+        for r in results {
+            match r {
+                Some(Ok(())) => {}
+                Some(Err(Halt::Stopped)) | None => stopped = true,
+                Some(Err(other)) => return Err(other),
+            }
+        }
+        if stopped {
+            return Err(Halt::Stopped);
+        }
+    }
+    for resource in row.plan.deploys() {
+        step(inner, row, "deploy", &pipeline.deploy, &resource, cancel.clone()).await?;
+    }
+    if let Some(test) = &pipeline.test {
+        step(inner, row, "test", test, "", cancel.clone()).await?;
+    }
+    Ok(())
+}
+
+/// Runs one step; `resource` is empty for `test` and `*` for the whole repository.
+async fn step(
+    inner: &Inner,
+    row: &DeployRow,
+    name: &str,
+    command: &str,
+    resource: &str,
+    cancel: watch::Receiver<bool>,
+) -> Result<(), Halt> {
+    if *cancel.borrow() {
+        return Err(Halt::Stopped);
+    }
+    let per_resource = (!resource.is_empty() && resource != EVERYTHING).then_some(resource);
+    let step_id = {
+        let mut conn = inner.pool.acquire().await?;
+        store::step_started(&mut conn, row.id, name, per_resource, inner.clock.now()).await?
+    };
+    let spec = spec(inner, row, name, command, per_resource);
+    let what = format!("deploy:{}:{name}:{}", row.id, per_resource.unwrap_or("-"));
+    let result = steps::run(&spec, &what, inner.registry.as_ref(), cancel).await;
+    let log = steps::mask(&result.output.text(), &inner.mask);
+    let state = match &result.end {
+        StepEnd::Exited(0) => DeployState::Succeeded,
+        StepEnd::Cancelled => DeployState::Cancelled,
+        _ => DeployState::Failed,
+    };
+    let now = inner.clock.now();
+    let mut tx = inner.pool.begin().await?;
+    store::step_finished(&mut tx, step_id, state, result.end.exit_code(), &log, now).await?;
+    if name == "deploy" && state == DeployState::Succeeded {
+        store::record_deployed(&mut tx, row, per_resource.unwrap_or(EVERYTHING), now).await?;
+    }
+    edit_progress(inner, &mut tx, row, now).await?;
+    tx.commit().await?;
+    metrics::histogram!("bobby_deploy_step_seconds", "step" => name.to_string(), "state" => state.as_str())
+        .record((result.finished_at - result.started_at).num_milliseconds() as f64 / 1000.0);
+    match result.end {
+        StepEnd::Exited(0) => Ok(()),
+        StepEnd::Cancelled => Err(Halt::Stopped),
+        end => Err(Halt::Red(FailedStep {
+            step: name.to_string(),
+            resource: per_resource.map(str::to_string),
+            how: end.describe(),
+            tail: steps::mask(&result.output.last_lines(50), &inner.mask),
+        })),
+    }
+}
+
+/// The step's command and environment (SPEC §4.6); nothing is interpolated into the command.
+fn spec(inner: &Inner, row: &DeployRow, name: &str, command: &str, resource: Option<&str>) -> StepSpec {
+    let url = inner
+        .config
+        .environments
+        .iter()
+        .find(|e| e.name.as_str() == row.environment)
+        .map(|e| e.url.clone())
+        .unwrap_or_default();
+    let mut env = vec![
+        ("BOBBY_ENV".to_string(), row.environment.clone()),
+        ("BOBBY_ENV_URL".to_string(), url),
+        ("BOBBY_REF".to_string(), row.reference.clone()),
+        ("BOBBY_SHA".to_string(), row.sha.clone()),
+        ("BOBBY_USER".to_string(), row.by_user.clone()),
+        ("BOBBY_STEP".to_string(), name.to_string()),
+        ("BOBBY_RESOURCES".to_string(), row.plan.resources.join(" ")),
+    ];
+    if let Some(r) = resource {
+        env.push(("BOBBY_RESOURCE".to_string(), r.to_string()));
+    }
+    StepSpec {
+        command: command.to_string(),
+        dir: inner.config.base_dir.clone(),
+        env,
+        timeout: inner.settings.step_timeout.std(),
+    }
+}
+
+/// Records the end of the deploy and says so: the progress message edited one last time, and the
+/// failing step's output in its thread.
+async fn conclude(inner: &Inner, row: &DeployRow, end: End) -> anyhow::Result<()> {
+    let now = inner.clock.now();
+    let mut tx = inner.pool.begin().await?;
+    let (state, outcome, failed) = match end {
+        End::Succeeded => (DeployState::Succeeded, None, None),
+        End::Failed(f) => (DeployState::Failed, Some(messages::deploy_failure_line(&f)), Some(f)),
+        End::Stopped => {
+            let why: Option<String> = sqlx::query_scalar("SELECT cancel_reason FROM deploys WHERE id = $1")
+                .bind(row.id)
+                .fetch_one(&mut *tx)
+                .await?;
+            match why {
+                Some(why) => (DeployState::Cancelled, Some(why), None),
+                None => (DeployState::Interrupted, Some(messages::deploy_shutdown_line()), None),
+            }
+        }
+    };
+    if !store::finish(&mut tx, row.id, state, outcome.as_deref(), now).await? {
+        return Ok(());
+    }
+    let message = edit_progress(inner, &mut tx, row, now).await?;
+    if let (Some(f), Some(message)) = (failed, message) {
+        outbox::enqueue_in_thread(
+            &mut tx,
+            Sender::Bobby,
+            &row.channel,
+            message,
+            &messages::deploy_failed_thread(&f, &page_url(inner, row.id)),
+            now,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    metrics::counter!("bobby_deploys_total", "outcome" => state.as_str()).increment(1);
+    metrics::histogram!("bobby_deploy_seconds", "outcome" => state.as_str())
+        .record((now - row.started_at).num_milliseconds() as f64 / 1000.0);
+    tracing::info!(deploy = row.id, env = %row.environment, outcome = state.as_str(), "deploy ended");
+    Ok(())
+}
+
+/// Concludes the deploy `id` when it is `running` but its runner is gone, inside `tx`. Leftover
+/// step processes on this host are killed first.
+pub(super) async fn conclude_if_orphaned(inner: &Inner, tx: &mut PgConnection, id: i64) -> anyhow::Result<bool> {
+    if !store::runner_is_gone(&mut *tx, id).await? {
+        return Ok(false);
+    }
+    let Some(row) = store::get(&mut *tx, id).await? else {
+        return Ok(false);
+    };
+    if row.state != DeployState::Running {
+        return Ok(false);
+    }
+    if let Some(registry) = &inner.registry {
+        registry.reap_leftovers(&format!("deploy:{id}:")).await?;
+    }
+    let (state, outcome) = match &row.cancel_reason {
+        Some(why) => (DeployState::Cancelled, why.clone()),
+        None => (DeployState::Interrupted, messages::deploy_orphaned_line()),
+    };
+    let now = inner.clock.now();
+    store::finish(&mut *tx, id, state, Some(&outcome), now).await?;
+    edit_progress(inner, tx, &row, now).await?;
+    tracing::warn!(deploy = id, env = %row.environment, outcome = state.as_str(), "concluded a deploy whose runner was gone");
+    Ok(true)
+}
+
+/// Queues an edit of the progress message with the deploy as it is in `tx`. Returns the message.
+async fn edit_progress(
+    inner: &Inner,
+    tx: &mut PgConnection,
+    row: &DeployRow,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Option<i64>> {
+    let current = store::get(&mut *tx, row.id).await?.unwrap_or_else(|| row.clone());
+    let Some(message) = current.message_id else {
+        return Ok(None);
+    };
+    let steps = store::steps(&mut *tx, row.id).await?;
+    let reply = progress(inner, &current, &steps, now);
+    outbox::enqueue_edit(&mut *tx, Sender::Bobby, &row.channel, message, &reply, now).await?;
+    Ok(Some(message))
+}
+
+fn page_url(inner: &Inner, id: i64) -> String {
+    format!("{}/deploys/{id}", inner.config.public_url.trim_end_matches('/'))
+}
+
+/// The progress message: the deploy, then each planned step with how it went.
+pub(super) fn progress(inner: &Inner, row: &DeployRow, steps: &[StepRow], now: DateTime<Utc>) -> Reply {
+    messages::deploy_progress(&DeployProgress {
+        row,
+        steps,
+        repo: &inner.repo.to_string(),
+        has_test: inner.settings.pipeline.test.is_some(),
+        page_url: page_url(inner, row.id),
+        now,
+    })
+}

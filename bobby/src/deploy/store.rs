@@ -1,0 +1,329 @@
+//! Deploys in Postgres: the row of each deploy and its steps, what is deployed where, and the
+//! advisory lock that says a deploy's runner is alive.
+//!
+//! A running deploy holds a session advisory lock keyed by its id on a connection of its own, from
+//! before its row exists until it ends. Whoever finds a `running` row whose lock is free knows its
+//! runner died (Bobby was killed, the machine went away) and concludes it as `interrupted`: nothing
+//! stays "deploying" forever.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{Connection, PgConnection, PgPool};
+
+/// The `classid` half of a deploy's advisory lock ("BD"); the other half is the deploy's id.
+const DEPLOY_LOCK_CLASS: i32 = 0x4244;
+
+/// The state of a deploy, or of one of its steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type, Serialize)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum DeployState {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    Interrupted,
+}
+
+impl DeployState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeployState::Running => "running",
+            DeployState::Succeeded => "succeeded",
+            DeployState::Failed => "failed",
+            DeployState::Cancelled => "cancelled",
+            DeployState::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// What a deploy does, decided before it starts and stored with it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployPlan {
+    /// No resource map at the ref: `build` and `deploy` run once for the whole repository.
+    pub everything: bool,
+    /// The affected (or `only`) set.
+    pub resources: Vec<String>,
+    pub levels: Vec<Vec<String>>,
+    pub deploy: Vec<String>,
+}
+
+/// The name `deployed` uses for "the whole repository" when there is no resource map.
+pub const EVERYTHING: &str = "*";
+
+impl DeployPlan {
+    /// The build levels as they run: one pseudo-resource for the whole repository without a map.
+    pub fn build_levels(&self) -> Vec<Vec<String>> {
+        if self.everything {
+            vec![vec![EVERYTHING.to_string()]]
+        } else {
+            self.levels.clone()
+        }
+    }
+
+    pub fn deploys(&self) -> Vec<String> {
+        if self.everything {
+            vec![EVERYTHING.to_string()]
+        } else {
+            self.deploy.clone()
+        }
+    }
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct DeployRow {
+    pub id: i64,
+    pub environment: String,
+    pub state: DeployState,
+    #[sqlx(rename = "ref")]
+    pub reference: String,
+    pub sha: String,
+    pub by_user: String,
+    pub plan: sqlx::types::Json<DeployPlan>,
+    pub channel: String,
+    pub message_id: Option<i64>,
+    pub cancel_reason: Option<String>,
+    pub outcome: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+macro_rules! deploy_columns {
+    () => {
+        "id, environment, state, ref, sha, by_user, plan, channel, message_id, cancel_reason, outcome, \
+         started_at, finished_at"
+    };
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct StepRow {
+    pub id: i64,
+    pub step: String,
+    pub resource: Option<String>,
+    pub state: DeployState,
+    pub exit_code: Option<i32>,
+    pub log: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// The lock that says "this deploy's runner is alive": held on a connection of its own, so it
+/// goes when the runner's process goes, however it goes.
+pub struct Liveness {
+    pub id: i64,
+    _conn: PgConnection,
+}
+
+impl Liveness {
+    /// Reserves the next deploy id and takes its lock, before the deploy's row exists: a deploy
+    /// is never seen `running` without a live lock.
+    pub async fn reserve(pool: &PgPool) -> sqlx::Result<Liveness> {
+        let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
+        let id: i64 = sqlx::query_scalar("SELECT nextval(pg_get_serial_sequence('deploys', 'id'))")
+            .fetch_one(&mut conn)
+            .await?;
+        sqlx::query("SELECT pg_advisory_lock($1, $2)")
+            .bind(DEPLOY_LOCK_CLASS)
+            .bind(lock_key(id))
+            .execute(&mut conn)
+            .await?;
+        Ok(Liveness { id, _conn: conn })
+    }
+}
+
+fn lock_key(id: i64) -> i32 {
+    // Ids beyond 2^31 wrap around: two deploys that far apart never run at once.
+    id as i32
+}
+
+/// Whether the runner of `id` is gone: takes its lock for the rest of the caller's transaction.
+pub async fn runner_is_gone(conn: &mut PgConnection, id: i64) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, $2)")
+        .bind(DEPLOY_LOCK_CLASS)
+        .bind(lock_key(id))
+        .fetch_one(conn)
+        .await
+}
+
+pub struct NewDeploy<'a> {
+    pub id: i64,
+    pub environment: &'a str,
+    pub reference: &'a str,
+    pub sha: &'a str,
+    pub by: &'a str,
+    pub plan: &'a DeployPlan,
+    pub channel: &'a str,
+    pub now: DateTime<Utc>,
+}
+
+/// Inserts a running deploy. `Ok(false)` when the environment has one running already (the unique
+/// index decides, whatever the replicas do).
+pub async fn insert(conn: &mut PgConnection, d: &NewDeploy<'_>) -> sqlx::Result<bool> {
+    let r = sqlx::query(
+        "INSERT INTO deploys (id, environment, state, ref, sha, by_user, resources, plan, channel, started_at) \
+         VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+    )
+    .bind(d.id)
+    .bind(d.environment)
+    .bind(d.reference)
+    .bind(d.sha)
+    .bind(d.by)
+    .bind(&d.plan.resources)
+    .bind(sqlx::types::Json(d.plan))
+    .bind(d.channel)
+    .bind(d.now)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn set_message(conn: &mut PgConnection, id: i64, message_id: i64) -> sqlx::Result<()> {
+    sqlx::query("UPDATE deploys SET message_id = $2 WHERE id = $1")
+        .bind(id)
+        .bind(message_id)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+pub async fn get(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<DeployRow>> {
+    sqlx::query_as(concat!("SELECT ", deploy_columns!(), " FROM deploys WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// The running deploy of an environment, if any.
+pub async fn running_on(conn: &mut PgConnection, env: &str) -> sqlx::Result<Option<DeployRow>> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        deploy_columns!(),
+        " FROM deploys WHERE environment = $1 AND state = 'running'"
+    ))
+    .bind(env)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn running_ids(pool: &PgPool) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar("SELECT id FROM deploys WHERE state = 'running' ORDER BY id")
+        .fetch_all(pool)
+        .await
+}
+
+/// Asks the running deploy of `env` to stop; returns it when there was one.
+pub async fn request_cancel(conn: &mut PgConnection, env: &str, why: &str) -> sqlx::Result<Option<DeployRow>> {
+    sqlx::query_as(concat!(
+        "UPDATE deploys SET cancel_reason = COALESCE(cancel_reason, $2) \
+         WHERE environment = $1 AND state = 'running' RETURNING ",
+        deploy_columns!()
+    ))
+    .bind(env)
+    .bind(why)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn steps(conn: &mut PgConnection, deploy: i64) -> sqlx::Result<Vec<StepRow>> {
+    sqlx::query_as(
+        "SELECT id, step, resource, state, exit_code, log, started_at, finished_at \
+         FROM deploy_steps WHERE deploy_id = $1 ORDER BY id",
+    )
+    .bind(deploy)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn step_started(
+    conn: &mut PgConnection,
+    deploy: i64,
+    step: &str,
+    resource: Option<&str>,
+    now: DateTime<Utc>,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "INSERT INTO deploy_steps (deploy_id, step, resource, state, started_at) \
+         VALUES ($1, $2, $3, 'running', $4) RETURNING id",
+    )
+    .bind(deploy)
+    .bind(step)
+    .bind(resource)
+    .bind(now)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn step_finished(
+    conn: &mut PgConnection,
+    step: i64,
+    state: DeployState,
+    exit_code: Option<i32>,
+    log: &str,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE deploy_steps SET state = $2, exit_code = $3, log = $4, finished_at = $5 WHERE id = $1")
+        .bind(step)
+        .bind(state)
+        .bind(exit_code)
+        .bind(log)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Records that `resource` now runs `sha` on the environment.
+pub async fn record_deployed(
+    conn: &mut PgConnection,
+    d: &DeployRow,
+    resource: &str,
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO deployed (environment, resource, sha, ref, by_user, at, deploy_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (environment, resource) DO UPDATE \
+         SET sha = $3, ref = $4, by_user = $5, at = $6, deploy_id = $7",
+    )
+    .bind(&d.environment)
+    .bind(resource)
+    .bind(&d.sha)
+    .bind(&d.reference)
+    .bind(&d.by_user)
+    .bind(now)
+    .bind(d.id)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Ends a running deploy; steps still marked running end with it. `false` when it had ended
+/// already (another replica concluded it).
+pub async fn finish(
+    conn: &mut PgConnection,
+    id: i64,
+    state: DeployState,
+    outcome: Option<&str>,
+    now: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    let step_state = match state {
+        DeployState::Interrupted => DeployState::Interrupted,
+        _ => DeployState::Cancelled,
+    };
+    sqlx::query("UPDATE deploy_steps SET state = $2, finished_at = $3 WHERE deploy_id = $1 AND state = 'running'")
+        .bind(id)
+        .bind(step_state)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    let r = sqlx::query(
+        "UPDATE deploys SET state = $2, outcome = $3, finished_at = $4 WHERE id = $1 AND state = 'running'",
+    )
+    .bind(id)
+    .bind(state)
+    .bind(outcome)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
