@@ -469,35 +469,19 @@ impl Verifier<'_> {
 
     /// Builds one level's resources, `parallelism` at a time; the first failure stops the rest.
     async fn build_level(&self, ctx: &StepContext<'_>, level: &[String], stop: &Stop) -> Flow<()> {
-        let (handle, level_stop) = StopHandle::new();
-        let handle = Arc::new(handle);
-        let forward = {
-            let handle = handle.clone();
-            let mut outer = stop.flag.clone();
-            let why = stop.why.clone();
-            tokio::spawn(async move {
-                let _ = outer.wait_for(|s| *s).await;
-                handle.raise(why.lock().expect("stop mutex").clone().unwrap_or(Why::Shutdown));
-            })
-        };
-        let slots = tokio::sync::Semaphore::new(self.repo.parallelism.max(1) as usize);
-        let mut builds = Vec::with_capacity(level.len());
-        for resource in level {
-            let level_stop = level_stop.clone();
-            let handle = handle.clone();
-            let slots = &slots;
-            builds.push(async move {
-                let _slot = slots.acquire().await;
+        let parallelism = self.repo.parallelism.max(1) as usize;
+        let results = steps::run_level(level, parallelism, &stop.flag, |resource, flag| {
+            // Siblings stopped by a failure end as `Stopped`; the reason read later is the outer one.
+            let level_stop = Stop {
+                flag,
+                why: stop.why.clone(),
+            };
+            async move {
                 let r = (resource != EVERYTHING).then_some(resource.as_str());
-                let result = self.step(ctx, "build", &self.repo.pipeline.build, r, &level_stop).await;
-                if result.is_err() {
-                    handle.raise(Why::Withdrawn);
-                }
-                result
-            });
-        }
-        let results: Vec<Flow<()>> = futures::future::join_all(builds).await;
-        forward.abort();
+                self.step(ctx, "build", &self.repo.pipeline.build, r, &level_stop).await
+            }
+        })
+        .await;
         if stop.raised() {
             return Err(Halt::Stopped);
         }
@@ -505,9 +489,9 @@ impl Verifier<'_> {
         let mut stopped = false;
         for r in results {
             match r {
-                Err(Halt::Stopped) => stopped = true,
-                Err(other) => return Err(other),
-                Ok(()) => {}
+                None | Some(Err(Halt::Stopped)) => stopped = true,
+                Some(Err(other)) => return Err(other),
+                Some(Ok(())) => {}
             }
         }
         if stopped { Err(Halt::Stopped) } else { Ok(()) }
