@@ -3,6 +3,7 @@
 //! escaped, times use Slack's `<!date^…>` so each reader sees their own timezone.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use shared::control::view::span;
 use shared::duration::{Span, humanize};
 use shared::envs::store::{EndReason, Ended, HistoryEvent};
 use shared::envs::{EnvState, Environment, Lease};
@@ -1300,7 +1301,7 @@ pub fn deploy_progress(p: &DeployProgress<'_>) -> Reply {
     use crate::deploy::store::{DeployState as S, EVERYTHING};
     let d = p.row;
     let what = deploy_name(&d.reference, &d.sha);
-    let took = humanize(d.finished_at.unwrap_or(p.now) - d.started_at);
+    let took = span(d.finished_at.unwrap_or(p.now) - d.started_at);
     let outcome = escape(d.outcome.as_deref().unwrap_or(""));
     let mut text = match d.state {
         S::Running => format!(
@@ -1349,7 +1350,7 @@ pub fn deploy_progress(p: &DeployProgress<'_>) -> Reply {
             Some(S::Cancelled) | Some(S::Interrupted) => ":black_square_for_stop:",
         };
         let time = run
-            .and_then(|r| r.finished_at.map(|f| format!(" {}", humanize(f - r.started_at))))
+            .and_then(|r| r.finished_at.map(|f| format!(" {}", span(f - r.started_at))))
             .unwrap_or_default();
         let name = match resource {
             Some(r) => format!("{step} {}", code(r)),

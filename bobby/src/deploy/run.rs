@@ -41,6 +41,7 @@ impl<E: Into<anyhow::Error>> From<E> for Halt {
 /// Runs the deploy to its end. `liveness` is held until then: while it is, nobody concludes the
 /// deploy as orphaned.
 pub(super) async fn run(inner: Arc<Inner>, row: DeployRow, liveness: Liveness) {
+    let wall = std::time::Instant::now();
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let (done_tx, done_rx) = watch::channel(false);
     let work = async {
@@ -49,7 +50,8 @@ pub(super) async fn run(inner: Arc<Inner>, row: DeployRow, liveness: Liveness) {
         end
     };
     let (end, ()) = tokio::join!(work, watch_for_cancel(&inner, row.id, cancel_tx, done_rx));
-    if let Err(e) = conclude(&inner, &row, end).await {
+    let took = chrono::Duration::from_std(wall.elapsed()).unwrap_or_default();
+    if let Err(e) = conclude(&inner, &row, end, took).await {
         // The row stays `running`; it is concluded as interrupted once our lock is gone.
         tracing::error!(
             deploy = row.id,
@@ -163,9 +165,10 @@ async fn step(
         return Err(Halt::Stopped);
     }
     let per_resource = (!resource.is_empty() && resource != EVERYTHING).then_some(resource);
+    let started = inner.clock.now();
     let step_id = {
         let mut conn = inner.pool.acquire().await?;
-        store::step_started(&mut conn, row.id, name, per_resource, inner.clock.now()).await?
+        store::step_started(&mut conn, row.id, name, per_resource, started).await?
     };
     let spec = spec(inner, row, name, command, per_resource);
     let what = format!("deploy:{}:{name}:{}", row.id, per_resource.unwrap_or("-"));
@@ -176,7 +179,11 @@ async fn step(
         StepEnd::Cancelled => DeployState::Cancelled,
         _ => DeployState::Failed,
     };
-    let now = inner.clock.now();
+    // The step's own duration counts, also on a clock that does not move by itself (tests).
+    let now = inner
+        .clock
+        .now()
+        .max(started + (result.finished_at - result.started_at));
     let mut tx = inner.pool.begin().await?;
     store::step_finished(&mut tx, step_id, state, result.end.exit_code(), &log, now).await?;
     if name == "deploy" && state == DeployState::Succeeded {
@@ -229,8 +236,9 @@ fn spec(inner: &Inner, row: &DeployRow, name: &str, command: &str, resource: Opt
 
 /// Records the end of the deploy and says so: the progress message edited one last time, and the
 /// failing step's output in its thread.
-async fn conclude(inner: &Inner, row: &DeployRow, end: End) -> anyhow::Result<()> {
-    let now = inner.clock.now();
+async fn conclude(inner: &Inner, row: &DeployRow, end: End, took: chrono::Duration) -> anyhow::Result<()> {
+    // How long it ran counts, also on a clock that does not move by itself (tests).
+    let now = inner.clock.now().max(row.started_at + took);
     let mut tx = inner.pool.begin().await?;
     let (state, outcome, failed) = match end {
         End::Succeeded => (DeployState::Succeeded, None, None),

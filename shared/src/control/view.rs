@@ -108,9 +108,14 @@ impl Times {
     }
 }
 
-/// A duration for people, to two units at most: `0s`, `45s`, `3m 12s`, `5m`, `2h 05m`, `3d 4h`.
+/// A duration for people, to two units at most: `0s`, `1.6s`, `45s`, `3m 12s`, `5m`, `2h 05m`,
+/// `3d 4h`. Under ten seconds, tenths count (steps are often that quick).
 pub fn span(d: chrono::Duration) -> String {
     let s = d.num_seconds().max(0);
+    let ms = d.num_milliseconds().max(0);
+    if s < 10 && ms % 1000 >= 50 {
+        return format!("{:.1}s", ms as f64 / 1000.0);
+    }
     let two = |big: i64, big_unit: &str, small: i64, small_unit: &str| {
         if small == 0 {
             format!("{big}{big_unit}")
@@ -214,6 +219,10 @@ mod tests {
         assert_eq!(s(300), "5m");
         assert_eq!(s(3 * 86_400 + 4 * 3600 + 59), "3d 4h");
         assert_eq!(s(-5), "0s");
+        let ms = |ms| span(chrono::Duration::milliseconds(ms));
+        assert_eq!(ms(1560), "1.6s");
+        assert_eq!(ms(30), "0s");
+        assert_eq!(ms(12_400), "12s");
     }
 
     #[test]
