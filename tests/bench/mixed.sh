@@ -82,13 +82,18 @@ echo "idle: bobby $(awk '/VmRSS/ {print $2}' /proc/$bobby_pid/status) KiB, ganda
   --steps "$steps" --duration "${seconds}s" --max-requests "${MAX_REQUESTS:-300000}" --prs "$prs" \
   --slack "http://$slack_addr" --bobby-pid "$bobby_pid" --gandalf-pid "$gandalf_pid" | tee "$state/mixed.txt"
 
-# What the load left behind: deliveries Gandalf stored and processed, the queue's work.
-sleep 2
-psql -h 127.0.0.1 -p "$port" -U postgres -d bg -qAtc \
-  "SELECT 'deliveries stored ' || count(*) || ', processed ' || count(processed_at) FROM github_deliveries"
-psql -h 127.0.0.1 -p "$port" -U postgres -d bg -qAtc \
-  "SELECT 'queue items by state: ' || coalesce(string_agg(state || ' ' || n, ', '), 'none') FROM (SELECT state::text, count(*) n FROM queue_items GROUP BY 1 ORDER BY 1) s"
-psql -h 127.0.0.1 -p "$port" -U postgres -d bg -qAtc \
-  "SELECT 'leases left ' || count(*) FROM leases"
+# What the load left behind. Deliveries are acknowledged once stored and processed from Postgres
+# afterwards, so processing may trail the load: wait (at most DRAIN seconds) for the backlog to drain.
+pg() { psql -h 127.0.0.1 -p "$port" -U postgres -d bg -qAtc "$1"; }
+echo "deliveries when the load stopped: $(pg "SELECT count(*) || ' stored, ' || count(processed_at) || ' processed' FROM github_deliveries")"
+drain_start=$(date +%s.%N)
+for _ in $(seq 1 $((${DRAIN:-300} * 5))); do
+  [ "$(pg "SELECT count(*) FROM github_deliveries WHERE processed_at IS NULL")" = 0 ] && break
+  sleep 0.2
+done
+echo "deliveries after $(awk -v s="$drain_start" -v e="$(date +%s.%N)" 'BEGIN {printf "%.1f", e - s}') s more: $(pg "SELECT count(*) || ' stored, ' || count(processed_at) || ' processed' FROM github_deliveries")"
+echo "resident memory after the drain: bobby VmRSS $(awk '/VmRSS/ {print $2}' /proc/$bobby_pid/status) KiB, VmHWM $(awk '/VmHWM/ {print $2}' /proc/$bobby_pid/status) KiB; gandalf VmRSS $(awk '/VmRSS/ {print $2}' /proc/$gandalf_pid/status) KiB, VmHWM $(awk '/VmHWM/ {print $2}' /proc/$gandalf_pid/status) KiB"
+pg "SELECT 'queue items by state: ' || coalesce(string_agg(state || ' ' || n, ', '), 'none') FROM (SELECT state::text, count(*) n FROM queue_items GROUP BY 1 ORDER BY 1) s"
+pg "SELECT 'leases left ' || count(*) FROM leases"
 echo "errors in the bots' logs: bobby $(grep -c ERROR "$state/bobby.log" || true), gandalf $(grep -c ERROR "$state/gandalf.log" || true)"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

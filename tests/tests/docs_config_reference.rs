@@ -121,7 +121,11 @@ fn documented(heading: &str, all_in_cell: bool) -> BTreeSet<String> {
             continue;
         };
         let names: Vec<&str> = cell.split('`').skip(1).step_by(2).collect();
-        let names = if all_in_cell { &names[..] } else { &names[..names.len().min(1)] };
+        let names = if all_in_cell {
+            &names[..]
+        } else {
+            &names[..names.len().min(1)]
+        };
         keys.extend(names.iter().map(|n| n.to_string()));
     }
     assert!(!keys.is_empty(), "no table rows under {heading:?}");
@@ -142,7 +146,11 @@ fn assert_same(what: &str, accepted: &BTreeSet<String>, documented: &BTreeSet<St
 fn every_bobby_toml_key_is_documented_and_every_documented_key_exists() {
     let accepted = accepted_keys(&|text| bobby::config::BobbyConfig::parse(text, Path::new(".")).map(|_| ()));
     // The probe must have found the nested structs, not only the top level.
-    for key in ["nightly.retry.attempts", "environments.keep_on_weekends", "deploy.pipeline.test"] {
+    for key in [
+        "nightly.retry.attempts",
+        "environments.keep_on_weekends",
+        "deploy.pipeline.test",
+    ] {
         assert!(accepted.contains(key), "{key} not found by probing: {accepted:?}");
     }
     assert_same("bobby.toml", &accepted, &documented("### `bobby.toml`", false));
