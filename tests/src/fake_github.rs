@@ -165,8 +165,14 @@ impl RepoState {
 
 impl FakeGithub {
     pub async fn start() -> Self {
+        Self::start_on("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// Starts the fake on a chosen address (the mixed load benchmark runs it as its own process,
+    /// at an address Gandalf is configured with before it starts).
+    pub async fn start_on(addr: SocketAddr) -> Self {
         let inner = Arc::new(Mutex::new(Inner::default()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let fake = FakeGithub { addr, inner };
         let app = Router::new()

@@ -72,6 +72,11 @@ pub struct FakeSlack {
 
 impl FakeSlack {
     pub async fn start() -> Self {
+        Self::start_on("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// Starts the fake on a chosen address (see `FakeGithub::start_on`).
+    pub async fn start_on(addr: SocketAddr) -> Self {
         let fake = FakeSlack {
             addr: "127.0.0.1:0".parse().unwrap(),
             inner: Arc::new(Mutex::new(Inner::default())),
@@ -82,7 +87,7 @@ impl FakeSlack {
             .route("/api/chat.update", post(update_message))
             .route("/response/{id}", post(response_url))
             .with_state(fake.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.ok() });
         FakeSlack { addr, ..fake }
