@@ -166,6 +166,16 @@ struct EnvCard {
     waitlist: Vec<String>,
     last: Option<LastNightlyView>,
     fault: Option<FaultView>,
+    deploy: Option<DeployView>,
+    deployed: Vec<String>,
+}
+
+/// The latest `/bobby deploy` to an environment, on its card.
+struct DeployView {
+    text: String,
+    tone: Tone,
+    when: String,
+    link: String,
 }
 
 struct LastNightlyView {
@@ -281,6 +291,17 @@ async fn index(State(c): State<Control>) -> Result<Response, PageError> {
                 when: t.rel(n.finished_at),
                 link: run_link.clone(),
             }),
+            deploy: e.deploy.as_ref().map(|d| DeployView {
+                text: format!("{} {} ({})", d.state, d.reference, view::short_sha(&d.sha)),
+                tone: view::step_tone(&d.state),
+                when: t.rel(d.finished_at.unwrap_or(d.started_at)),
+                link: format!("/deploys/{}", d.id),
+            }),
+            deployed: e
+                .deployed
+                .iter()
+                .map(|(r, d)| format!("{r} {}", view::short_sha(&d.sha)))
+                .collect(),
             fault: e.fault.as_ref().map(|f| FaultView {
                 phase: f.phase.clone(),
                 step: f.step.clone(),
