@@ -260,6 +260,9 @@ async fn day(seed: u64) {
         let mut received = got.remove(channel).unwrap_or_default();
         // Drop immediate repeats (a re-send follows its first copy directly: the channel's next
         // message waits for it).
+        for pair in received.windows(2).filter(|w| w[0] == w[1]) {
+            println!("faults_day: seed {seed}: re-sent to {channel}: {}", pair[0]);
+        }
         let before = received.len();
         received.dedup();
         extra += before - received.len();
