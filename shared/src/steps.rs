@@ -190,6 +190,12 @@ fn host_identity() -> String {
     format!("{}/{}", host.trim(), boot.trim())
 }
 
+/// Whether any process of group `pgid` is left (a zombie not yet reaped counts).
+fn group_exists(pgid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the group has a member we may signal.
+    pgid > 1 && unsafe { libc::kill(-pgid, 0) } == 0
+}
+
 fn kill_group(pgid: i32, signal: i32) {
     if pgid > 1 {
         // SAFETY: kill(2) with a negative pid signals a process group; no memory is involved.
@@ -258,10 +264,16 @@ pub async fn run(
     };
     if matches!(end, StepEnd::TimedOut | StepEnd::Cancelled) {
         kill_group(pgid, libc::SIGTERM);
-        if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
-            kill_group(pgid, libc::SIGKILL);
-            let _ = child.wait().await;
+        // The grace is for the whole group, not only its leader: the leader is usually the
+        // `sh -c` wrapper, which dies of SIGTERM at once, while the script it runs traps SIGTERM
+        // to clean up. Killing the group as soon as the wrapper is gone gave it no grace at all.
+        let deadline = tokio::time::Instant::now() + KILL_GRACE;
+        let _ = tokio::time::timeout_at(deadline, child.wait()).await;
+        while group_exists(pgid) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        kill_group(pgid, libc::SIGKILL);
+        let _ = child.wait().await;
     }
     // Whatever the shell left running in its group goes with it.
     kill_group(pgid, libc::SIGKILL);

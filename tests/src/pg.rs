@@ -226,82 +226,14 @@ fn start_private_server() -> String {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // The server is spawned from a thread that lives as long as the process, because the parent
-    // death signal fires when the spawning *thread* exits.
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
-    let socket_dir = dir.clone();
-    std::thread::Builder::new()
-        .name("test-postgres".into())
-        .spawn(move || {
-            let mut cmd = Command::new(bindir.join("postgres"));
-            cmd.args([
-                "-D",
-                data.to_str().unwrap(),
-                "-k",
-                socket_dir.to_str().unwrap(),
-                "-h",
-                "",
-            ])
-            .args([
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ])
-            .args([
-                "-c",
-                "max_connections=500",
-                "-c",
-                "shared_buffers=128MB",
-                "-c",
-                "log_min_messages=warning",
-            ])
-            .args(["-c", "logging_collector=off"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-            if let Some((uid, gid)) = ids {
-                cmd.uid(uid).gid(gid);
-            }
-            // SAFETY: prctl is async-signal-safe; this runs between fork and exec.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT);
-                    Ok(())
-                });
-            }
-            let mut child = match cmd.spawn() {
-                Ok(c) => c,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(format!("cannot start postgres: {e}")));
-                    return;
-                }
-            };
-            let stderr = child.stderr.take().expect("piped stderr");
-            let mut said_ready = false;
-            let mut log = Vec::new();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if !said_ready {
-                    if line.contains("ready to accept connections") {
-                        said_ready = true;
-                        let _ = ready_tx.send(Ok(()));
-                    } else {
-                        log.push(line);
-                    }
-                }
-            }
-            if !said_ready {
-                let _ = ready_tx.send(Err(format!("postgres exited before it was ready:\n{}", log.join("\n"))));
-            }
-            let _ = child.wait();
-        })
-        .expect("spawn the Postgres thread");
-    match ready_rx.recv_timeout(std::time::Duration::from_secs(60)) {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => panic!("{e}"),
-        Err(_) => panic!("postgres did not become ready within 60 s"),
-    }
+    let server = PrivateServer {
+        bindir,
+        data,
+        socket_dir: dir.clone(),
+        ids,
+    };
+    server.spawn().unwrap_or_else(|e| panic!("{e}"));
+    let _ = PRIVATE.set(server);
     let socket = url_encode(dir.to_str().unwrap());
     format!("postgres://postgres@localhost/postgres?host={socket}")
 }
@@ -313,4 +245,154 @@ fn url_encode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+// --- Restarting the private server (for the fault tests) -------------------------------------
+
+/// The private server this process started: what it takes to start it again.
+struct PrivateServer {
+    bindir: PathBuf,
+    data: PathBuf,
+    socket_dir: PathBuf,
+    ids: Option<(u32, u32)>,
+}
+
+static PRIVATE: std::sync::OnceLock<PrivateServer> = std::sync::OnceLock::new();
+
+impl PrivateServer {
+    /// Starts `postgres` on the data directory and waits until it accepts connections.
+    fn spawn(&self) -> Result<(), String> {
+        // The server is spawned from a thread that lives as long as the process, because the parent
+        // death signal fires when the spawning *thread* exits.
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let (bindir, data, socket_dir, ids) = (
+            self.bindir.clone(),
+            self.data.clone(),
+            self.socket_dir.clone(),
+            self.ids,
+        );
+        std::thread::Builder::new()
+            .name("test-postgres".into())
+            .spawn(move || {
+                let mut cmd = Command::new(bindir.join("postgres"));
+                cmd.args([
+                    "-D",
+                    data.to_str().unwrap(),
+                    "-k",
+                    socket_dir.to_str().unwrap(),
+                    "-h",
+                    "",
+                ])
+                .args([
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "synchronous_commit=off",
+                    "-c",
+                    "full_page_writes=off",
+                ])
+                .args([
+                    "-c",
+                    "max_connections=500",
+                    "-c",
+                    "shared_buffers=128MB",
+                    "-c",
+                    "log_min_messages=warning",
+                ])
+                .args(["-c", "logging_collector=off"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+                if let Some((uid, gid)) = ids {
+                    cmd.uid(uid).gid(gid);
+                }
+                // SAFETY: prctl is async-signal-safe; this runs between fork and exec.
+                unsafe {
+                    cmd.pre_exec(|| {
+                        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT);
+                        Ok(())
+                    });
+                }
+                let mut child = match cmd.spawn() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(format!("cannot start postgres: {e}")));
+                        return;
+                    }
+                };
+                let stderr = child.stderr.take().expect("piped stderr");
+                let mut said_ready = false;
+                let mut log = Vec::new();
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if !said_ready {
+                        if line.contains("ready to accept connections") {
+                            said_ready = true;
+                            let _ = ready_tx.send(Ok(()));
+                        } else {
+                            log.push(line);
+                        }
+                    }
+                }
+                if !said_ready {
+                    let _ = ready_tx.send(Err(format!("postgres exited before it was ready:\n{}", log.join("\n"))));
+                }
+                let _ = child.wait();
+            })
+            .expect("spawn the Postgres thread");
+        match ready_rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(r) => r,
+            Err(_) => Err("postgres did not become ready within 60 s".into()),
+        }
+    }
+}
+
+/// How [`stop_server`] stops Postgres (`pg_ctl stop -m …`, as signals to the postmaster).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PgStop {
+    /// SIGINT: running transactions are rolled back, connections closed, a clean shutdown.
+    Fast,
+    /// SIGQUIT: everything dies at once, as in a crash; the next start recovers from the WAL.
+    Immediate,
+}
+
+/// Whether this process runs its own Postgres (which [`stop_server`] can stop), rather than one
+/// named by `DATABASE_URL`. Call after [`fresh_database`].
+pub fn can_restart_server() -> bool {
+    PRIVATE.get().is_some()
+}
+
+/// Stops the private test server, and waits until it is gone: every database of this test
+/// process becomes unreachable until [`start_server`]. Panics when the tests run against a server
+/// of `DATABASE_URL` (see [`can_restart_server`]).
+pub async fn stop_server(how: PgStop) {
+    let server = PRIVATE.get().expect("the tests run their own Postgres");
+    let pid_file = server.data.join("postmaster.pid");
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|t| t.lines().next()?.trim().parse().ok())
+        .expect("the postmaster's pid");
+    let signal = match how {
+        PgStop::Fast => libc::SIGINT,
+        PgStop::Immediate => libc::SIGQUIT,
+    };
+    // SAFETY: kill(2) on the postmaster this process started.
+    unsafe { libc::kill(pid, signal) };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    // The spawning thread reaps it; until then it is a zombie, which kill(pid, 0) still finds.
+    // SAFETY: signal 0 only checks for existence.
+    while unsafe { libc::kill(pid, 0) } == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "postgres did not stop within 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Starts the private test server again on the same data directory and socket, after
+/// [`stop_server`]; returns when it accepts connections.
+pub async fn start_server() {
+    tokio::task::spawn_blocking(|| PRIVATE.get().expect("the tests run their own Postgres").spawn())
+        .await
+        .expect("start Postgres")
+        .unwrap_or_else(|e| panic!("{e}"));
 }
