@@ -81,6 +81,12 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
                     opts.secrets.mask_values(),
                     rx.clone(),
                 ) {
+                    if config.deploy.as_ref().is_some_and(|d| d.checkout.is_some()) {
+                        notes.push(
+                            "deploy.checkout is not supported yet: deploy steps run in the config file's directory"
+                                .into(),
+                        );
+                    }
                     deployer
                         .recover()
                         .await
