@@ -8,7 +8,8 @@
 # fuzz/.work/corpus/<target>/ (ignored by git), so the seeds stay small and hand-written. One job
 # per target, niced: the machine is shared. A crash stops the script with the input saved under
 # fuzz/artifacts/<target>/; the summary of every run (executions, exec/s) goes to
-# fuzz/.work/<target>.log and is printed at the end, ready for docs/fuzzing.md.
+# fuzz/.work/<target>.log and is printed at the end, ready for docs/fuzzing.md. One process per
+# target (no -jobs: libFuzzer would fork workers that log to ./fuzz-N.log instead).
 #
 # Not run by .ci/run (CI time is limited); what the fuzzers found lives on as unit tests.
 set -euo pipefail
@@ -38,7 +39,7 @@ for t in "${targets[@]}"; do
   mkdir -p ".work/corpus/$t"
   echo "==> $t for ${secs}s" >&2
   nice -n 10 "${fuzz[@]}" run "${build_flags[@]}" "$t" ".work/corpus/$t" "corpus/$t" -- \
-    -max_total_time="$secs" -jobs=1 -workers=1 -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
+    -max_total_time="$secs" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 2>&1 | tee ".work/$t.log" | grep -E '^#[0-9]+ +(DONE|pulse)|ERROR|panicked|SUMMARY' >&2 || true
   if grep -qE 'ERROR: libFuzzer|panicked at' ".work/$t.log"; then
     echo "$t: crash; see fuzz/.work/$t.log and fuzz/artifacts/$t/" >&2
