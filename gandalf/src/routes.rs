@@ -48,8 +48,9 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn webhook(State(app): State<AppState>, delivery: SignedDelivery) -> Result<Response, ApiError> {
-    let payload: Value = serde_json::from_slice(&delivery.body)
+    let mut payload: Value = serde_json::from_slice(&delivery.body)
         .map_err(|_| ApiError::user(StatusCode::BAD_REQUEST, "the payload is not JSON"))?;
+    crate::webhook::replace_nul(&mut payload);
     let now = app.gandalf.clock.now();
     let mut conn = app.gandalf.pool.acquire().await?;
     let fresh = store::store_delivery(&mut conn, &delivery.delivery, &delivery.event, &payload, now).await?;

@@ -32,6 +32,102 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// Checks an `X-Hub-Signature-256` header against the body, in constant time. Pure, so the fuzzer
+/// (fuzz/fuzz_targets/github_webhook.rs) can hammer it without an HTTP server; the error says why.
+pub fn verify(secret: &str, signature: Option<&str>, body: &[u8]) -> Result<(), &'static str> {
+    let Some(hex_sig) = signature.and_then(|s| s.strip_prefix("sha256=")) else {
+        return Err("missing X-Hub-Signature-256");
+    };
+    let expected = hex::decode(hex_sig).map_err(|_| "bad signature")?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(body);
+    // Constant-time comparison.
+    mac.verify_slice(&expected).map_err(|_| "signature does not match")
+}
+
+/// Replaces every NUL character in the payload's strings and keys with U+FFFD. JSON may carry
+/// `\u0000` and GitHub signs whatever its users typed, but Postgres's `jsonb` refuses it: stored
+/// as is, an authentic delivery was answered 500 (and retried forever) and its commands were lost.
+pub fn replace_nul(v: &mut Value) {
+    const NUL: char = '\0';
+    match v {
+        Value::String(s) if s.contains(NUL) => *s = s.replace(NUL, "\u{FFFD}"),
+        Value::Array(items) => items.iter_mut().for_each(replace_nul),
+        Value::Object(fields) => {
+            if fields.keys().any(|k| k.contains(NUL)) {
+                *fields = std::mem::take(fields)
+                    .into_iter()
+                    .map(|(k, v)| (k.replace(NUL, "\u{FFFD}"), v))
+                    .collect();
+            }
+            fields.values_mut().for_each(replace_nul);
+        }
+        _ => {}
+    }
+}
+
+/// What a delivery asks of Gandalf, read from its JSON payload. Decoding is pure (no database,
+/// no GitHub) so that it can be fuzzed; every missing or mistyped field falls back to a value the
+/// handler ignores, never to a panic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A new comment by a person on a pull request: it may carry `@gandalf` commands.
+    Comment {
+        repo: String,
+        number: u64,
+        author: String,
+        body: String,
+    },
+    /// A pull request changed (opened, synchronized, retargeted, closed…).
+    PullRequest {
+        repo: String,
+        number: u64,
+        action: String,
+        head_sha: String,
+        base_changed: bool,
+        merged: bool,
+    },
+    /// ping, pull_request_review, a comment on an issue, our own comment…: nothing to do.
+    Ignored,
+}
+
+/// Decodes a stored delivery of type `event` into the [`Event`] Gandalf acts on.
+pub fn decode(event: &str, p: &Value, bot_login: &str) -> Event {
+    let str_at = |ptr: &str| p.pointer(ptr).and_then(Value::as_str).unwrap_or_default().to_string();
+    let repo = str_at("/repository/full_name");
+    match event {
+        "issue_comment" => {
+            let on_pull = p.pointer("/issue/pull_request").is_some();
+            let action = str_at("/action");
+            let number = p.pointer("/issue/number").and_then(Value::as_u64).unwrap_or(0);
+            let author = str_at("/comment/user/login");
+            let is_bot = p.pointer("/comment/user/type").and_then(Value::as_str) == Some("Bot")
+                || author.eq_ignore_ascii_case(bot_login);
+            if !on_pull || action != "created" || number == 0 || is_bot {
+                return Event::Ignored;
+            }
+            Event::Comment {
+                repo,
+                number,
+                author,
+                body: str_at("/comment/body"),
+            }
+        }
+        "pull_request" => Event::PullRequest {
+            repo,
+            number: p.pointer("/pull_request/number").and_then(Value::as_u64).unwrap_or(0),
+            action: str_at("/action"),
+            head_sha: str_at("/pull_request/head/sha"),
+            base_changed: p.pointer("/changes/base").is_some(),
+            merged: p
+                .pointer("/pull_request/merged")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        },
+        _ => Event::Ignored,
+    }
+}
+
 /// A delivery whose signature checked out, with its event name and delivery id.
 pub struct SignedDelivery {
     pub event: String,
@@ -75,15 +171,8 @@ where
                 shared::http::BodyError::TooLarge => Rejection(StatusCode::PAYLOAD_TOO_LARGE, "payload too large"),
                 shared::http::BodyError::Unreadable => Rejection(StatusCode::BAD_REQUEST, "unreadable body"),
             })?;
-        let Some(hex_sig) = signature.as_deref().and_then(|s| s.strip_prefix("sha256=")) else {
-            return Err(Rejection(StatusCode::UNAUTHORIZED, "missing X-Hub-Signature-256"));
-        };
-        let expected = hex::decode(hex_sig).map_err(|_| Rejection(StatusCode::UNAUTHORIZED, "bad signature"))?;
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes()).expect("HMAC takes any key");
-        mac.update(&body);
-        // Constant-time comparison.
-        mac.verify_slice(&expected)
-            .map_err(|_| Rejection(StatusCode::UNAUTHORIZED, "signature does not match"))?;
+        verify(secret.expose_secret(), signature.as_deref(), &body)
+            .map_err(|why| Rejection(StatusCode::UNAUTHORIZED, why))?;
         let (Some(event), Some(delivery)) = (event, delivery) else {
             return Err(Rejection(
                 StatusCode::BAD_REQUEST,
@@ -142,53 +231,34 @@ async fn process_one(gandalf: &Gandalf) -> anyhow::Result<bool> {
 }
 
 async fn handle_event(gandalf: &Gandalf, event: &str, p: &Value) -> anyhow::Result<()> {
-    let repo = p
-        .pointer("/repository/full_name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let str_at = |ptr: &str| p.pointer(ptr).and_then(Value::as_str).unwrap_or_default().to_string();
-    match event {
-        "issue_comment" => {
-            let on_pull = p.pointer("/issue/pull_request").is_some();
-            let action = str_at("/action");
-            let number = p.pointer("/issue/number").and_then(Value::as_u64).unwrap_or(0);
-            let author = str_at("/comment/user/login");
-            let is_bot = p.pointer("/comment/user/type").and_then(Value::as_str) == Some("Bot")
-                || author.eq_ignore_ascii_case(&gandalf.config.bot_login);
-            if !on_pull || action != "created" || number == 0 || is_bot {
-                return Ok(());
-            }
-            let replies = gandalf
-                .handle_comment(&repo, number, &author, &str_at("/comment/body"))
-                .await;
+    match decode(event, p, &gandalf.config.bot_login) {
+        Event::Comment {
+            repo,
+            number,
+            author,
+            body,
+        } => {
+            let replies = gandalf.handle_comment(&repo, number, &author, &body).await;
             for reply in replies {
                 comment(gandalf, &repo, number, &reply).await?;
             }
         }
-        "pull_request" => {
-            let number = p.pointer("/pull_request/number").and_then(Value::as_u64).unwrap_or(0);
-            let merged = p
-                .pointer("/pull_request/merged")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-            let base_changed = p.pointer("/changes/base").is_some();
+        Event::PullRequest {
+            repo,
+            number,
+            action,
+            head_sha,
+            base_changed,
+            merged,
+        } => {
             let note = gandalf
-                .pull_request_changed(
-                    &repo,
-                    number,
-                    &str_at("/action"),
-                    &str_at("/pull_request/head/sha"),
-                    base_changed,
-                    merged,
-                )
+                .pull_request_changed(&repo, number, &action, &head_sha, base_changed, merged)
                 .await?;
             if let Some(note) = note {
                 comment(gandalf, &repo, number, &note).await?;
             }
         }
-        // ping, pull_request_review and everything else: acknowledged, nothing to do.
-        _ => {}
+        Event::Ignored => {}
     }
     Ok(())
 }
@@ -199,4 +269,87 @@ async fn comment(gandalf: &Gandalf, repo: &str, number: u64, body: &str) -> anyh
     };
     gh.comment(&name, number, body).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn verify_takes_only_the_right_signature_of_this_body() {
+        let body = br#"{"zen":"Keep it simple."}"#;
+        let good = sign("s3cret", body);
+        assert_eq!(verify("s3cret", Some(&good), body), Ok(()));
+        assert_eq!(
+            verify(
+                "s3cret",
+                Some(&good.to_uppercase().replacen("SHA256", "sha256", 1)),
+                body
+            ),
+            Ok(())
+        );
+        for bad in [
+            None,
+            Some(""),
+            Some("sha256="),
+            Some("sha256=zz"),
+            Some(&good[..good.len() - 2]),
+            Some(good.trim_start_matches("sha256=")),
+        ] {
+            assert!(verify("s3cret", bad, body).is_err(), "{bad:?}");
+        }
+        assert!(verify("other", Some(&good), body).is_err());
+        assert!(verify("s3cret", Some(&good), b"{}").is_err());
+    }
+
+    #[test]
+    fn decode_ignores_what_is_not_a_person_commenting_on_a_pull_request() {
+        let comment = |login: &str, kind: &str, on_pull: bool, number: Value| {
+            let mut p = json!({
+                "action": "created",
+                "issue": { "number": number },
+                "comment": { "body": "@gandalf merge", "user": { "login": login, "type": kind } },
+                "repository": { "full_name": "acme/api" },
+            });
+            if on_pull {
+                p["issue"]["pull_request"] = json!({});
+            }
+            p
+        };
+        assert_eq!(
+            decode("issue_comment", &comment("alice", "User", true, json!(7)), "gandalf"),
+            Event::Comment {
+                repo: "acme/api".into(),
+                number: 7,
+                author: "alice".into(),
+                body: "@gandalf merge".into()
+            }
+        );
+        for p in [
+            comment("alice", "User", false, json!(7)),
+            comment("GANDALF", "User", true, json!(7)),
+            comment("dependabot", "Bot", true, json!(7)),
+            comment("alice", "User", true, json!(0)),
+            comment("alice", "User", true, json!(-7)),
+            comment("alice", "User", true, json!("7")),
+            json!([]),
+            json!(null),
+        ] {
+            assert_eq!(decode("issue_comment", &p, "gandalf"), Event::Ignored, "{p}");
+        }
+        assert_eq!(decode("ping", &json!({}), "gandalf"), Event::Ignored);
+        assert!(matches!(
+            decode("pull_request", &json!("not an object"), "gandalf"),
+            Event::PullRequest { number: 0, .. }
+        ));
+    }
+
+    /// Postgres's jsonb refuses `\u0000`; the route replaces NULs in strings and keys first.
+    #[test]
+    fn replace_nul_leaves_nothing_jsonb_refuses() {
+        let mut v: Value = serde_json::from_str(r#"{"a\u0000":["x\u0000y",{"b":"\u0000"}],"n":1}"#).unwrap();
+        replace_nul(&mut v);
+        assert_eq!(v, json!({ "a\u{FFFD}": ["x\u{FFFD}y", { "b": "\u{FFFD}" }], "n": 1 }));
+    }
 }

@@ -172,9 +172,19 @@ pub mod mrkdwn {
         }
     }
 
-    /// Inline code; backticks inside are replaced so the span cannot be broken out of.
+    /// Inline code; backticks inside are replaced so the span cannot be broken out of, and control
+    /// characters (a NUL, a newline) by U+FFFD so that what someone typed is echoed visibly and
+    /// nothing invisible reaches Slack.
     pub fn code(s: &str) -> String {
-        format!("`{}`", escape(&s.replace('`', "'")))
+        let clean: String = s
+            .chars()
+            .map(|c| match c {
+                '`' => '\'',
+                c if c.is_control() => '\u{FFFD}',
+                c => c,
+            })
+            .collect();
+        format!("`{}`", escape(&clean))
     }
 
     /// Resolves Slack markup to plain text: `<!date^…|fallback>` → fallback, `<@U1>` → `@U1`,
@@ -362,6 +372,13 @@ impl SlackApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by tests/tests/hostile_input.rs: `/bobby lock env-1<NUL>` echoed the NUL to Slack.
+    #[test]
+    fn code_spans_show_control_characters_visibly() {
+        assert_eq!(mrkdwn::code("env-1\u{0}"), "`env-1\u{FFFD}`");
+        assert_eq!(mrkdwn::code("a`b\nc<d>"), "`a'b\u{FFFD}c&lt;d&gt;`");
+    }
 
     #[test]
     fn escapes_control_characters() {

@@ -52,7 +52,9 @@ impl SlackVerifier {
             return Err(SignatureError::Missing);
         };
         let ts: i64 = timestamp.trim().parse().map_err(|_| SignatureError::Missing)?;
-        if (self.clock.now().timestamp() - ts).abs() > MAX_SKEW_SECS {
+        // `abs_diff`, not `(now - ts).abs()`: the header is the sender's, and a timestamp near
+        // `i64::MIN` must be refused as stale, not overflow (a panic in debug builds).
+        if self.clock.now().timestamp().abs_diff(ts) > MAX_SKEW_SECS.unsigned_abs() {
             return Err(SignatureError::Stale);
         }
         let Some(hex_sig) = signature.trim().strip_prefix("v0=") else {
@@ -184,5 +186,20 @@ mod tests {
             unconfigured.verify(Some("1"), Some(&sig), b""),
             Err(SignatureError::NotConfigured)
         );
+    }
+
+    /// Found while writing the `slack_signature` fuzz target (fuzz/): `(now - ts).abs()`
+    /// overflowed for timestamps at the ends of `i64`, a panic in debug builds.
+    #[test]
+    fn extreme_timestamps_are_stale_not_an_overflow() {
+        let v = verifier_at("secret", 1_000_000);
+        for ts in [i64::MIN, i64::MIN + 1, -i64::MAX, i64::MAX] {
+            let sig = sign("secret", ts, b"text=lock");
+            assert_eq!(
+                v.verify(Some(&ts.to_string()), Some(&sig), b"text=lock"),
+                Err(SignatureError::Stale),
+                "{ts}"
+            );
+        }
     }
 }
