@@ -46,6 +46,7 @@ depends_on = ["core"]
 "#;
 
 const STEP_SH: &str = r#"key="$BOBBY_STEP-${BOBBY_RESOURCE:--}"
+echo $$ > "pid-$key"
 echo "$(date +%s%N)|start|$BOBBY_STEP|${BOBBY_RESOURCE:--}|$BOBBY_SHA|$BOBBY_RESOURCES|$BOBBY_ENV|$BOBBY_REF|$BOBBY_USER|$BOBBY_ENV_URL" >> calls.log
 while [ -e "block-$key" ]; do sleep 0.02; done
 echo "output of $key"
@@ -214,6 +215,27 @@ async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
 
 fn exists(dir: &Path, file: &str) -> bool {
     dir.join(file).exists()
+}
+
+/// Whether the process is still running (a zombie waiting for its parent counts as gone).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+impl Setup {
+    /// The pid the step `<step>-<resource>` wrote when it started.
+    fn pid_of(&self, key: &str) -> u32 {
+        std::fs::read_to_string(self.dir.path().join(format!("pid-{key}")))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
 }
 
 #[tokio::test]
@@ -409,6 +431,8 @@ async fn cancelling_kills_the_running_step_and_a_lease_ending_cancels_too() {
         exists(s.dir.path(), "block-build-api"),
         "the step stopped while still blocked"
     );
+    let pid = s.pid_of("build-api");
+    wait_until("the step's process to be killed", || !alive(pid)).await;
     assert_eq!(
         s.count("SELECT count(*) FROM deploy_steps WHERE state = 'cancelled' AND resource = 'api'")
             .await,
@@ -469,8 +493,11 @@ async fn a_deploy_interrupted_by_kill_9_is_concluded_at_restart() {
     s.say(ALICE, "deploy env-1 feature/api").await;
     s.wait_for_start("build api").await;
 
+    let pid = s.pid_of("build-api");
     let Setup { app, github, dir, main } = s;
     let down = app.down(Stop::Kill9).await;
+    // As after a real `kill -9`: the shell Bobby started died with it, what it ran lives on.
+    assert!(alive(pid), "the step's script outlived the killed Bobby");
     let running: i64 = sqlx::query_scalar("SELECT count(*) FROM deploys WHERE state = 'running'")
         .fetch_one(&down.pool)
         .await
@@ -483,6 +510,7 @@ async fn a_deploy_interrupted_by_kill_9_is_concluded_at_restart() {
         main,
     };
     let env = s.wait_for_deploy_state("env-1", "interrupted").await;
+    wait_until("the leftover step to be killed at restart", || !alive(pid)).await;
     assert!(env["deploy"]["finished_at"].is_string());
     s.progress("was interrupted").await;
     assert_eq!(
