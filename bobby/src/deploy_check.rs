@@ -88,13 +88,14 @@ fn root_cause(e: &reqwest::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use chrono::Utc;
     use shared::envs::{EnvState, Lease};
     use shared::people::Person;
 
-    fn env(state: EnvState, holder: Option<&str>) -> Environment {
+    /// env-4 in `state`, leased by `holder` for an hour (also used by the deploy rules' tests).
+    pub(crate) fn env(state: EnvState, holder: Option<&str>) -> Environment {
         let now = Utc::now();
         Environment {
             name: "env-4".into(),

@@ -360,22 +360,7 @@ async fn gandalf_refuses_oversized_bodies_on_every_post_endpoint() {
     // A webhook over the 2 MB limit, correctly signed, that would otherwise queue #7.
     let mut payload = comment_payload(7, "@gandalf merge");
     payload["padding"] = json!("x".repeat(gandalf::webhook::MAX_WEBHOOK_BODY));
-    let body = payload.to_string();
-    let r = g
-        .http
-        .post(gandalf_url(&g, "/github/webhook"))
-        .header("x-github-event", "issue_comment")
-        .header("x-github-delivery", "huge-1")
-        .header(
-            "x-hub-signature-256",
-            gandalf::webhook::sign(WEBHOOK_SECRET, body.as_bytes()),
-        )
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 413);
+    assert_eq!(g.deliver("issue_comment", "huge-1", &payload).await, 413);
     gandalf_untouched(&g).await;
     assert!(g.github.comments("acme/platform", 7).is_empty());
 }

@@ -399,30 +399,7 @@ pub fn may_deploy(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::envs::Lease;
-
-    fn env(state: EnvState, holder: Option<&str>) -> Environment {
-        let now = Utc::now();
-        Environment {
-            name: "env-4".into(),
-            url: String::new(),
-            state,
-            lease: holder.map(|h| Lease {
-                environment: "env-4".into(),
-                holder: h.into(),
-                reason: String::new(),
-                since: now,
-                expires_at: now + chrono::Duration::hours(1),
-            }),
-            preserved_until: None,
-            preserved_by: None,
-            waitlist: vec![],
-            last_nightly: None,
-            fault: None,
-            deployed: Default::default(),
-            deploy: None,
-        }
-    }
+    use crate::deploy_check::tests::env;
 
     fn actor(id: &str, is_admin: bool) -> Actor {
         Actor {

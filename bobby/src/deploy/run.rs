@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use shared::slack::Reply;
-use shared::slack::outbox::{self, Sender};
+use shared::slack::outbox::{self, Relation, Sender};
 use shared::steps::{self, StepEnd, StepSpec};
 use sqlx::PgConnection;
 use tokio::sync::watch;
@@ -72,21 +72,26 @@ async fn watch_for_cancel(inner: &Inner, id: i64, cancel: watch::Sender<bool>, m
             None
         }
     };
+    let payload = id.to_string();
+    // The first look also catches a cancel requested before we listened.
+    let mut look = true;
     loop {
-        // Also catches a cancel requested before we listened, or while the listener reconnected.
-        if cancel_requested(inner, id).await {
+        if look && cancel_requested(inner, id).await {
             cancel.send_replace(true);
         }
+        // Every deploy's cancel is announced on one channel: look again only for ours, or when
+        // notifications may have been missed (the listener reconnected, or there is none).
         let heard = async {
             match listener.as_mut() {
-                Some(l) => {
-                    let _ = l.recv().await;
+                Some(l) => l.recv().await.map_or(true, |n| n.payload() == payload),
+                None => {
+                    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                    true
                 }
-                None => tokio::time::sleep(std::time::Duration::from_secs(3)).await,
             }
         };
         let shutting_down = tokio::select! {
-            _ = heard => false,
+            ours = heard => { look = ours; false }
             _ = shutdown.wait_for(|s| *s) => true,
             _ = done.wait_for(|d| *d) => return,
         };
@@ -259,13 +264,13 @@ async fn conclude(inner: &Inner, row: &DeployRow, end: End, took: chrono::Durati
     }
     let message = edit_progress(inner, &mut tx, row, now).await?;
     if let (Some(f), Some(message)) = (failed, message) {
-        outbox::enqueue_in_thread(
+        outbox::enqueue_related(
             &mut tx,
             Sender::Bobby,
             &row.channel,
-            message,
             &messages::deploy_failed_thread(&f, &page_url(inner, row.id)),
             now,
+            Relation::ThreadOf(message),
         )
         .await?;
     }
@@ -316,7 +321,15 @@ async fn edit_progress(
     };
     let steps = store::steps(&mut *tx, row.id).await?;
     let reply = progress(inner, &current, &steps, now);
-    outbox::enqueue_edit(&mut *tx, Sender::Bobby, &row.channel, message, &reply, now).await?;
+    outbox::enqueue_related(
+        &mut *tx,
+        Sender::Bobby,
+        &row.channel,
+        &reply,
+        now,
+        Relation::Edits(message),
+    )
+    .await?;
     Ok(Some(message))
 }
 

@@ -26,6 +26,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sqlx::PgPool;
 
@@ -483,6 +484,39 @@ struct StepView {
     open: bool,
 }
 
+impl StepView {
+    /// A step as the run pages show it; `name` and `log_link` are the caller's to fill in.
+    fn of(
+        t: &Times,
+        state: String,
+        exit_code: Option<i32>,
+        started_at: DateTime<Utc>,
+        finished_at: Option<DateTime<Utc>>,
+        log: &str,
+    ) -> StepView {
+        StepView {
+            name: String::new(),
+            tone: view::step_tone(&state),
+            exit: exit_code.map(|c| c.to_string()).unwrap_or_default(),
+            started: t.at(started_at),
+            took: t.took(started_at, finished_at),
+            tail: view::tail(log, view::INLINE_LINES),
+            lines: log.lines().count(),
+            log_link: String::new(),
+            open: state == "failed",
+            state,
+        }
+    }
+}
+
+/// `build api`, or `test` for a step of the whole change.
+fn step_name(step: &str, resource: Option<&str>) -> String {
+    match resource {
+        Some(r) => format!("{step} {r}"),
+        None => step.to_string(),
+    }
+}
+
 struct OtherItem {
     link: String,
     state: String,
@@ -529,19 +563,9 @@ async fn pull(
         .into_iter()
         .filter(|s| s.attempt == item.attempts.max(1))
         .map(|s| StepView {
-            name: match &s.resource {
-                Some(r) => format!("{} {r}", s.name),
-                None => s.name.clone(),
-            },
-            tone: view::step_tone(&s.state),
-            exit: s.exit_code.map(|c| c.to_string()).unwrap_or_default(),
-            started: t.at(s.started_at),
-            took: t.took(s.started_at, s.finished_at),
-            tail: view::tail(&s.log, view::INLINE_LINES),
-            lines: s.log.lines().count(),
+            name: step_name(&s.name, s.resource.as_deref()),
             log_link: format!("/logs/queue/{}", s.id),
-            open: s.state == "failed",
-            state: s.state,
+            ..StepView::of(&t, s.state, s.exit_code, s.started_at, s.finished_at, &s.log)
         })
         .collect();
     let others = items
@@ -755,10 +779,7 @@ async fn queue_log(
     let (s, item) = read::queue_step(&mut conn, id)
         .await?
         .ok_or_else(|| PageError::NotFound(format!("There is no step `{id}`.")))?;
-    let name = match &s.resource {
-        Some(r) => format!("{} {r}", s.name),
-        None => s.name.clone(),
-    };
+    let name = step_name(&s.name, s.resource.as_deref());
     html(LogView {
         chrome: c.chrome(format!("{}#{} {name}", item.repo, item.pr), s.state == "running"),
         heading: format!("{}#{} · {name}", item.repo, item.pr),
@@ -822,13 +843,6 @@ struct DeployPage {
     inline_lines: usize,
 }
 
-fn step_name(step: &str, resource: Option<&str>) -> String {
-    match resource {
-        Some(r) => format!("{step} {r}"),
-        None => step.to_string(),
-    }
-}
-
 async fn deploy_page(State(c): State<Control>, Path(id): Path<String>) -> Result<Response, PageError> {
     let t = c.times();
     let id: i64 = id_of(&id, "deploy")?;
@@ -841,15 +855,8 @@ async fn deploy_page(State(c): State<Control>, Path(id): Path<String>) -> Result
         .into_iter()
         .map(|s| StepView {
             name: step_name(&s.step, s.resource.as_deref()),
-            tone: view::step_tone(&s.state),
-            exit: s.exit_code.map(|c| c.to_string()).unwrap_or_default(),
-            started: t.at(s.started_at),
-            took: t.took(s.started_at, s.finished_at),
-            tail: view::tail(&s.log, view::INLINE_LINES),
-            lines: s.log.lines().count(),
             log_link: format!("/logs/deploy/{}", s.id),
-            open: s.state == "failed",
-            state: s.state,
+            ..StepView::of(&t, s.state, s.exit_code, s.started_at, s.finished_at, &s.log)
         })
         .collect();
     html(DeployPage {

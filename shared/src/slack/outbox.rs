@@ -52,7 +52,7 @@ pub async fn enqueue(conn: &mut PgConnection, channel: &str, reply: &Reply, now:
 }
 
 /// Queues `reply` from `sender` for `channel` inside the caller's transaction. Returns the row's
-/// id, which later rows can [`enqueue_edit`] or answer in its thread ([`enqueue_in_thread`]).
+/// id, which later rows can edit or answer in its thread ([`enqueue_related`]).
 pub async fn enqueue_from(
     conn: &mut PgConnection,
     sender: Sender,
@@ -60,44 +60,25 @@ pub async fn enqueue_from(
     reply: &Reply,
     now: DateTime<Utc>,
 ) -> sqlx::Result<i64> {
-    insert(conn, sender, channel, reply, now, Relation::None).await
+    enqueue_related(conn, sender, channel, reply, now, Relation::None).await
 }
 
-/// Queues a `chat.update` of the message queued as `original` (same sender and channel): Slack
-/// shows `reply` in its place. Edits are delivered in order after the original; an edit that a
-/// newer one of the same message supersedes before it went out is skipped.
-pub async fn enqueue_edit(
-    conn: &mut PgConnection,
-    sender: Sender,
-    channel: &str,
-    original: i64,
-    reply: &Reply,
-    now: DateTime<Utc>,
-) -> sqlx::Result<i64> {
-    insert(conn, sender, channel, reply, now, Relation::Edits(original)).await
-}
-
-/// Queues `reply` as an answer in the thread of the message queued as `original`.
-pub async fn enqueue_in_thread(
-    conn: &mut PgConnection,
-    sender: Sender,
-    channel: &str,
-    original: i64,
-    reply: &Reply,
-    now: DateTime<Utc>,
-) -> sqlx::Result<i64> {
-    insert(conn, sender, channel, reply, now, Relation::ThreadOf(original)).await
-}
-
-/// How a queued message relates to an earlier one.
+/// How a queued message relates to an earlier one of the same sender and channel, which is
+/// delivered before it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Relation {
+pub enum Relation {
+    /// A message of its own.
     None,
+    /// A `chat.update` of that row's message: Slack shows this text in its place. An edit that a
+    /// newer edit of the same message supersedes before it went out is skipped.
     Edits(i64),
+    /// An answer in the thread of that row's message.
     ThreadOf(i64),
 }
 
-async fn insert(
+/// Queues `reply` from `sender` for `channel`, related to an earlier row, inside the caller's
+/// transaction. Returns the row's id.
+pub async fn enqueue_related(
     conn: &mut PgConnection,
     sender: Sender,
     channel: &str,
