@@ -381,7 +381,7 @@ impl Gandalf {
             pr: pr_number(number)?,
             title: &pull.title,
             author: &pull.author,
-            head_sha: &pull.head_sha.0,
+            head_sha: &pull.head_sha.to_string(),
             priority,
             queued_by: login,
             queued_by_slack: slack,
@@ -511,21 +511,21 @@ mod tests {
         Review {
             login: login.into(),
             state: state.into(),
-            commit_id: Some(CommitSha(sha.into())),
+            commit_id: Some(sha.repeat(20).parse().unwrap()),
         }
     }
 
     #[test]
     fn approvals_count_only_the_current_head_and_the_latest_word() {
-        let head = CommitSha("h2".into());
+        let head: CommitSha = "a2".repeat(20).parse().unwrap();
         let reviews = vec![
-            review("bob", "APPROVED", "h1"),
-            review("carol", "APPROVED", "h2"),
-            review("dave", "APPROVED", "h2"),
-            review("dave", "CHANGES_REQUESTED", "h2"),
-            review("alice", "APPROVED", "h2"),
-            review("erin", "COMMENTED", "h2"),
-            review("carol", "COMMENTED", "h2"),
+            review("bob", "APPROVED", "a1"),
+            review("carol", "APPROVED", "a2"),
+            review("dave", "APPROVED", "a2"),
+            review("dave", "CHANGES_REQUESTED", "a2"),
+            review("alice", "APPROVED", "a2"),
+            review("erin", "COMMENTED", "a2"),
+            review("carol", "COMMENTED", "a2"),
         ];
         assert_eq!(approvals_on_head(&reviews, &head, "alice"), 1, "only carol");
     }

@@ -9,7 +9,7 @@ use serde::Serialize;
 pub use shared::queue::{Item, ItemState, QUEUE_ORDER, active_items as queue, typical_verification};
 use sqlx::{PgConnection, Row};
 
-pub type DbResult<T> = Result<T, sqlx::Error>;
+pub use shared::db::DbResult;
 
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct StepRow {

@@ -252,7 +252,7 @@ impl Verifier<'_> {
         if !pull.is_open() {
             return Err(Halt::Drop("it was closed".into()));
         }
-        if pull.head_sha.0 != item.head_sha {
+        if pull.head_sha.as_str() != item.head_sha {
             return Err(Halt::Drop(format!(
                 "new commits were pushed ({}); queue it again once they are reviewed",
                 pull.head_sha.short()
@@ -271,7 +271,7 @@ impl Verifier<'_> {
             item.pr, item.title, self.repo.base
         );
         let candidate = match gh
-            .merge(&name, CANDIDATE_BRANCH, &CommitSha(item.head_sha.clone()), &message)
+            .merge(&name, CANDIDATE_BRANCH, &item.head_sha.parse::<CommitSha>()?, &message)
             .await?
         {
             MergeOutcome::Merged(sha) => sha,
@@ -289,7 +289,7 @@ impl Verifier<'_> {
         };
         {
             let mut conn = self.gandalf.pool.acquire().await?;
-            store::set_candidate(&mut conn, item.id, &base_tip.0, &candidate.0).await?;
+            store::set_candidate(&mut conn, item.id, &base_tip.to_string(), &candidate.to_string()).await?;
         }
 
         // 3. What the change affects.
@@ -303,8 +303,8 @@ impl Verifier<'_> {
         let ctx = StepContext {
             item,
             attempt,
-            sha: candidate.0.clone(),
-            base_sha: base_tip.0.clone(),
+            sha: candidate.to_string(),
+            base_sha: base_tip.to_string(),
             resources: work.affected.join(" "),
         };
         self.advance(item, ItemState::Deploying, None, stop).await?;
@@ -577,7 +577,7 @@ impl Verifier<'_> {
                 MergeMethod::FastForward => gh
                     .set_branch(&name, &self.repo.base, candidate, false)
                     .await
-                    .map(|_| candidate.0.clone()),
+                    .map(|_| candidate.to_string()),
                 MergeMethod::Merge | MergeMethod::Squash => {
                     // GitHub merges onto whatever the base is now: only when it is still the tip
                     // the candidate was built on is the result the tree that was tested.
@@ -590,9 +590,9 @@ impl Verifier<'_> {
                     } else {
                         "merge"
                     };
-                    gh.merge_pull(&name, item.pr as u64, &CommitSha(item.head_sha.clone()), method)
+                    gh.merge_pull(&name, item.pr as u64, &item.head_sha.parse::<CommitSha>()?, method)
                         .await
-                        .map(|sha| sha.0)
+                        .map(|sha| sha.to_string())
                 }
             };
             match tried {
@@ -608,7 +608,7 @@ impl Verifier<'_> {
                     }
                     if let GithubError::Refused { status, message } = &e {
                         let pull = gh.pull(&name, item.pr as u64).await?;
-                        if pull.head_sha.0 != item.head_sha {
+                        if pull.head_sha.as_str() != item.head_sha {
                             return Err(Halt::Drop(format!(
                                 "new commits were pushed ({}); queue it again once they are reviewed",
                                 pull.head_sha.short()
@@ -636,7 +636,7 @@ impl Verifier<'_> {
         if let Some(tip) = self.github.branch_tip(&name, &self.repo.base).await?
             && tip == *candidate
         {
-            return Ok(Some(tip.0));
+            return Ok(Some(tip.to_string()));
         }
         let pull = self.github.pull(&name, item.pr as u64).await?;
         if pull.merged {
@@ -644,7 +644,7 @@ impl Verifier<'_> {
                 self.github
                     .branch_tip(&name, &self.repo.base)
                     .await?
-                    .map(|t| t.0)
+                    .map(|t| t.to_string())
                     .unwrap_or_default(),
             ));
         }
@@ -732,7 +732,7 @@ impl Verifier<'_> {
         let current = store::item(&mut conn, item.id).await?.unwrap_or_else(|| item.clone());
         drop(conn);
         let base = match self.github.branch_tip(&name, &self.repo.base).await {
-            Ok(Some(tip)) => tip.0,
+            Ok(Some(tip)) => tip.to_string(),
             _ => current.base_sha.clone().unwrap_or_default(),
         };
         let ctx = StepContext {

@@ -199,7 +199,7 @@ impl QueueWorker {
             drop(conn);
             if item.state == ItemState::Landing
                 && let Some(candidate) = &item.candidate_sha
-                && let Some(landed) = verifier.landed_already(&item, &CommitSha(candidate.clone())).await?
+                && let Some(landed) = verifier.landed_already(&item, &candidate.parse::<CommitSha>()?).await?
             {
                 tracing::warn!(repo = %repo.name, pr = item.pr, landed, "a restart found the PR landed already");
                 verifier.landed(&item, &landed).await?;
@@ -300,7 +300,7 @@ pub async fn reconcile(gandalf: &Gandalf, github: &Github, repo: &RepoConfig) ->
             "it was merged outside the queue".to_string()
         } else if !pull.is_open() {
             "it was closed".to_string()
-        } else if pull.head_sha.0 != item.head_sha {
+        } else if pull.head_sha.as_str() != item.head_sha {
             format!(
                 "new commits were pushed ({}); queue it again once they are reviewed",
                 pull.head_sha.short()

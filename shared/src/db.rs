@@ -7,6 +7,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::watch;
 
+/// What every database function returns: sqlx's error, for the caller to wrap or `?` away.
+pub type DbResult<T> = Result<T, sqlx::Error>;
+
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
 /// The `classid` half of every advisory lock key the product takes ("BG").

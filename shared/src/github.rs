@@ -16,51 +16,13 @@ use base64::Engine;
 use http::StatusCode;
 use octocrab::Octocrab;
 use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::settings::GithubApp;
 
-/// A full 40-hex commit id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct CommitSha(pub String);
-
-impl CommitSha {
-    pub fn short(&self) -> &str {
-        &self.0[..self.0.len().min(7)]
-    }
-}
-
-impl std::fmt::Display for CommitSha {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// `owner/name`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RepoName {
-    pub owner: String,
-    pub name: String,
-}
-
-impl RepoName {
-    pub fn parse(s: &str) -> Option<RepoName> {
-        let (owner, name) = s.split_once('/')?;
-        (!owner.is_empty() && !name.is_empty() && !name.contains('/')).then(|| RepoName {
-            owner: owner.to_string(),
-            name: name.to_string(),
-        })
-    }
-}
-
-impl std::fmt::Display for RepoName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.owner, self.name)
-    }
-}
+pub use crate::ids::{CommitSha, PrNumber, RepoName};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GithubError {
@@ -358,7 +320,7 @@ impl Github {
             out.extend(reviews.into_iter().map(|r| Review {
                 login: r.user.map(|u| u.login).unwrap_or_default(),
                 state: r.state,
-                commit_id: r.commit_id.map(CommitSha),
+                commit_id: r.commit_id,
             }));
             if n < 100 {
                 break;
@@ -384,12 +346,7 @@ impl Github {
     /// The tip of a branch, or `None` when it does not exist.
     pub async fn branch_tip(&self, repo: &RepoName, branch: &str) -> GhResult<Option<CommitSha>> {
         match self.read(&format!("/repos/{repo}/git/ref/heads/{branch}")).await {
-            Ok((_, v)) => Ok(Some(CommitSha(
-                v.pointer("/object/sha")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| GithubError::Protocol("ref without sha".into()))?
-                    .to_string(),
-            ))),
+            Ok((_, v)) => Ok(Some(sha_at(&v, "/object/sha", "ref without sha")?)),
             Err(GithubError::Refused { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
         }
@@ -399,12 +356,7 @@ impl Github {
     /// or `None` when there is no such commit.
     pub async fn commit_sha(&self, repo: &RepoName, reference: &str) -> GhResult<Option<CommitSha>> {
         match self.read(&format!("/repos/{repo}/commits/{reference}")).await {
-            Ok((_, v)) => Ok(Some(CommitSha(
-                v.get("sha")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| GithubError::Protocol("commit without sha".into()))?
-                    .to_string(),
-            ))),
+            Ok((_, v)) => Ok(Some(sha_at(&v, "/sha", "commit without sha")?)),
             // GitHub answers 422 for a string that cannot name a commit at all.
             Err(GithubError::Refused { status: 404 | 422, .. }) => Ok(None),
             Err(e) => Err(e),
@@ -417,7 +369,7 @@ impl Github {
             .write(
                 "PATCH",
                 &format!("/repos/{repo}/git/refs/heads/{branch}"),
-                json!({ "sha": sha.0, "force": force }),
+                json!({ "sha": sha.as_str(), "force": force }),
             )
             .await;
         match update {
@@ -425,7 +377,7 @@ impl Github {
                 .write(
                     "POST",
                     &format!("/repos/{repo}/git/refs"),
-                    json!({ "ref": format!("refs/heads/{branch}"), "sha": sha.0 }),
+                    json!({ "ref": format!("refs/heads/{branch}"), "sha": sha.as_str() }),
                 )
                 .await
                 .map(|_| ()),
@@ -435,15 +387,10 @@ impl Github {
 
     /// Merges `head` into `base` (a branch) on GitHub.
     pub async fn merge(&self, repo: &RepoName, base: &str, head: &CommitSha, message: &str) -> GhResult<MergeOutcome> {
-        let body = json!({ "base": base, "head": head.0, "commit_message": message });
+        let body = json!({ "base": base, "head": head.as_str(), "commit_message": message });
         match self.write("POST", &format!("/repos/{repo}/merges"), body).await {
             Ok((StatusCode::NO_CONTENT, _)) => Ok(MergeOutcome::NothingToMerge),
-            Ok((_, v)) => Ok(MergeOutcome::Merged(CommitSha(
-                v.get("sha")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| GithubError::Protocol("merge without sha".into()))?
-                    .to_string(),
-            ))),
+            Ok((_, v)) => Ok(MergeOutcome::Merged(sha_at(&v, "/sha", "merge without sha")?)),
             Err(GithubError::Refused { status: 409, .. }) => Ok(MergeOutcome::Conflict),
             Err(e) => Err(e),
         }
@@ -501,12 +448,10 @@ impl Github {
             .write(
                 "PUT",
                 &format!("/repos/{repo}/pulls/{number}/merge"),
-                json!({ "sha": sha.0, "merge_method": method }),
+                json!({ "sha": sha.as_str(), "merge_method": method }),
             )
             .await?;
-        Ok(CommitSha(
-            v.get("sha").and_then(Value::as_str).unwrap_or_default().to_string(),
-        ))
+        sha_at(&v, "/sha", "merge without sha")
     }
 
     pub async fn comment(&self, repo: &RepoName, number: u64, body: &str) -> GhResult<()> {
@@ -527,7 +472,7 @@ struct RawUser {
 
 #[derive(Deserialize)]
 struct RawBranch {
-    sha: String,
+    sha: CommitSha,
     #[serde(rename = "ref")]
     name: String,
 }
@@ -547,6 +492,14 @@ struct RawPull {
     base: RawBranch,
 }
 
+/// The commit id at `pointer` of a GitHub answer; a missing or malformed one is a protocol error.
+fn sha_at(v: &Value, pointer: &str, what: &str) -> GhResult<CommitSha> {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| GithubError::Protocol(what.into()))
+}
+
 fn pull_from(p: RawPull) -> GhResult<PullRequest> {
     Ok(PullRequest {
         number: p.number,
@@ -555,7 +508,7 @@ fn pull_from(p: RawPull) -> GhResult<PullRequest> {
         state: p.state,
         draft: p.draft,
         merged: p.merged,
-        head_sha: CommitSha(p.head.sha),
+        head_sha: p.head.sha,
         base_ref: p.base.name,
     })
 }
@@ -564,7 +517,7 @@ fn pull_from(p: RawPull) -> GhResult<PullRequest> {
 struct RawReview {
     user: Option<RawUser>,
     state: String,
-    commit_id: Option<String>,
+    commit_id: Option<CommitSha>,
 }
 
 /// `Retry-After` (seconds) or `X-RateLimit-Reset` (epoch seconds), whichever GitHub sent.

@@ -13,6 +13,7 @@ pub mod http;
 pub mod ids;
 pub mod people;
 pub mod queue;
+pub mod refusal;
 pub mod resources;
 pub mod running;
 pub mod schedule;

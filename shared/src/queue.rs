@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgConnection;
 
-pub type DbResult<T> = Result<T, sqlx::Error>;
+pub use crate::db::DbResult;
 
 /// The order of a merge queue: the verifying item first, then by priority, then by time queued.
 pub const QUEUE_ORDER: &str = "(state <> 'queued') DESC, priority DESC, enqueued_at, id";

@@ -146,7 +146,12 @@ impl Deployer {
         };
         let typed = reference.as_typed();
         if dry_run {
-            return Ok(Answer::ok(messages::deploy_dry_run(env, &typed, &sha.0, &plan_text)));
+            return Ok(Answer::ok(messages::deploy_dry_run(
+                env,
+                &typed,
+                &sha.to_string(),
+                &plan_text,
+            )));
         }
 
         // Decided: record it with its progress message, checking the rules again under the
@@ -162,7 +167,7 @@ impl Deployer {
             id: liveness.id,
             environment: env,
             reference: &typed,
-            sha: &sha.0,
+            sha: &sha.to_string(),
             by: &actor.id,
             plan: &plan,
             channel: &channel,
@@ -183,7 +188,7 @@ impl Deployer {
         let message = outbox::enqueue_from(&mut tx, Sender::Bobby, &channel, &progress, now).await?;
         store::set_message(&mut tx, row.id, message).await?;
         tx.commit().await?;
-        tracing::info!(deploy = row.id, env, reference = %typed, sha = %sha.0, by = %actor.id, "deploy started");
+        tracing::info!(deploy = row.id, env, reference = %typed, sha = %sha.to_string(), by = %actor.id, "deploy started");
         metrics::counter!("bobby_deploys_total", "outcome" => "started").increment(1);
 
         let inner = self.inner.clone();
@@ -193,7 +198,12 @@ impl Deployer {
             // interrupted by the next Bobby, like after a crash.
             tracing::warn!("deploy recorded while shutting down; it will be concluded as interrupted");
         }
-        Ok(Answer::ok(messages::deploy_started(env, &typed, &sha.0, &channel)))
+        Ok(Answer::ok(messages::deploy_started(
+            env,
+            &typed,
+            &sha.to_string(),
+            &channel,
+        )))
     }
 
     /// Whether `actor` may deploy to `env` now (reading only, before anything slow happens).
@@ -272,7 +282,7 @@ impl Deployer {
             if only.is_some() {
                 return Err(Refusal::Say(messages::DeployRefusal::OnlyWithoutMap {
                     map: settings.resource_map.clone(),
-                    sha: sha.0.clone(),
+                    sha: sha.to_string(),
                 }));
             }
             let plan = DeployPlan {

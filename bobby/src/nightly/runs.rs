@@ -9,7 +9,7 @@ use sqlx::PgConnection;
 
 use super::plan::{Phase, Skip};
 
-pub type DbResult<T> = Result<T, sqlx::Error>;
+pub use shared::db::DbResult;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Run {

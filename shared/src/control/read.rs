@@ -10,7 +10,7 @@ use sqlx::PgConnection;
 
 use crate::envs::Environment;
 
-pub type DbResult<T> = Result<T, sqlx::Error>;
+pub use crate::db::DbResult;
 
 /// What the index shows of an environment beyond [`Environment`]: when it was declared (the time
 /// a build monitor shows for one Nightly never touched) and the last Nightly run that did.

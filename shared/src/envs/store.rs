@@ -10,7 +10,7 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use super::{Actor, Declared, DeploySummary, EnvState, Environment, Fault, LastNightly, Lease, LeasePolicy};
 
-pub type DbResult<T> = Result<T, sqlx::Error>;
+pub use crate::db::DbResult;
 
 /// The one query that reads environments as the API shows them; callers add a filter.
 macro_rules! env_view {

@@ -373,7 +373,7 @@ impl SlackApi {
 mod tests {
     use super::*;
 
-    /// Found by tests/tests/hostile_input.rs: `/bobby lock env-1<NUL>` echoed the NUL to Slack.
+    /// Found by tests/tests/e2e/hostile_input.rs: `/bobby lock env-1<NUL>` echoed the NUL to Slack.
     #[test]
     fn code_spans_show_control_characters_visibly() {
         assert_eq!(mrkdwn::code("env-1\u{0}"), "`env-1\u{FFFD}`");

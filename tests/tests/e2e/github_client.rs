@@ -48,7 +48,7 @@ async fn reads_pull_requests_reviews_and_permissions() {
         (7, "Pay faster", "alice")
     );
     assert!(pr.is_open() && !pr.draft && !pr.merged);
-    assert_eq!(pr.head_sha, CommitSha(head.clone()));
+    assert_eq!(pr.head_sha, head.clone().parse::<CommitSha>().unwrap());
     assert_eq!(pr.base_ref, "main");
 
     let reviews = gh.reviews(&repo, 7).await.unwrap();
@@ -57,7 +57,7 @@ async fn reads_pull_requests_reviews_and_permissions() {
         (reviews[0].login.as_str(), reviews[0].state.as_str()),
         ("bob", "APPROVED")
     );
-    assert_eq!(reviews[0].commit_id, Some(CommitSha(head)));
+    assert_eq!(reviews[0].commit_id, Some(head.parse::<CommitSha>().unwrap()));
 
     assert_eq!(gh.permission(&repo, "alice").await.unwrap(), Permission::Write);
     assert!(gh.permission(&repo, "alice").await.unwrap().can_write());
@@ -81,21 +81,34 @@ async fn builds_a_candidate_and_lands_it_by_fast_forward() {
     let main_tip = fake.push(REPO, "main", "main", &[("docs/guide.md", Some("guide\n"))]);
 
     let tip = gh.branch_tip(&repo, "main").await.unwrap().unwrap();
-    assert_eq!(tip.0, main_tip);
+    assert_eq!(tip.to_string(), main_tip);
     assert_eq!(gh.branch_tip(&repo, "gandalf/candidate").await.unwrap(), None);
     gh.set_branch(&repo, "gandalf/candidate", &tip, true).await.unwrap();
     let merged = gh
-        .merge(&repo, "gandalf/candidate", &CommitSha(head.clone()), "Merge #7")
+        .merge(
+            &repo,
+            "gandalf/candidate",
+            &head.clone().parse::<CommitSha>().unwrap(),
+            "Merge #7",
+        )
         .await
         .unwrap();
     let MergeOutcome::Merged(candidate) = merged else {
         panic!("{merged:?}")
     };
-    assert_eq!(fake.parents(REPO, &candidate.0), vec![main_tip.clone(), head.clone()]);
     assert_eq!(
-        gh.merge(&repo, "gandalf/candidate", &CommitSha(head.clone()), "again")
-            .await
-            .unwrap(),
+        fake.parents(REPO, &candidate.to_string()),
+        vec![main_tip.clone(), head.clone()]
+    );
+    assert_eq!(
+        gh.merge(
+            &repo,
+            "gandalf/candidate",
+            &head.clone().parse::<CommitSha>().unwrap(),
+            "again"
+        )
+        .await
+        .unwrap(),
         MergeOutcome::NothingToMerge
     );
 
@@ -116,7 +129,7 @@ async fn builds_a_candidate_and_lands_it_by_fast_forward() {
 
     // Landing is a fast-forward of main to exactly the tested commit.
     gh.set_branch(&repo, "main", &candidate, false).await.unwrap();
-    assert_eq!(fake.branch(REPO, "main").unwrap(), candidate.0);
+    assert_eq!(fake.branch(REPO, "main").unwrap(), candidate.to_string());
     // A non-fast-forward move without force is refused.
     let err = gh.set_branch(&repo, "main", &tip, false).await.unwrap_err();
     assert_eq!(err.status(), Some(422), "{err}");
@@ -130,7 +143,7 @@ async fn conflicts_and_stale_merges_are_refused() {
     let tip = gh.branch_tip(&repo, "main").await.unwrap().unwrap();
     gh.set_branch(&repo, "gandalf/candidate", &tip, true).await.unwrap();
     assert_eq!(
-        gh.merge(&repo, "gandalf/candidate", &CommitSha(head), "m")
+        gh.merge(&repo, "gandalf/candidate", &head.parse::<CommitSha>().unwrap(), "m")
             .await
             .unwrap(),
         MergeOutcome::Conflict
@@ -138,14 +151,17 @@ async fn conflicts_and_stale_merges_are_refused() {
 
     let head = fake.push(REPO, "other", "main", &[("new.txt", Some("x\n"))]);
     fake.open_pull(REPO, 8, "Other", "alice", "other", "main");
-    let stale = CommitSha("0".repeat(40));
+    let stale = "0".repeat(40).parse::<CommitSha>().unwrap();
     assert_eq!(
         gh.merge_pull(&repo, 8, &stale, "squash").await.unwrap_err().status(),
         Some(409)
     );
-    let landed = gh.merge_pull(&repo, 8, &CommitSha(head), "squash").await.unwrap();
+    let landed = gh
+        .merge_pull(&repo, 8, &head.parse::<CommitSha>().unwrap(), "squash")
+        .await
+        .unwrap();
     assert!(fake.is_merged(REPO, 8));
-    assert_eq!(fake.branch(REPO, "main").unwrap(), landed.0);
+    assert_eq!(fake.branch(REPO, "main").unwrap(), landed.to_string());
     gh.comment(&repo, 8, "Merged by Gandalf").await.unwrap();
     assert_eq!(fake.comments(REPO, 8), ["Merged by Gandalf"]);
 }
