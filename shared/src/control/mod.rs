@@ -31,6 +31,7 @@ use serde::Deserialize;
 use sqlx::PgPool;
 
 use crate::http::About;
+use crate::refusal::{Handled, Refusal};
 use view::{LogPage, Times, Tone};
 
 #[derive(Clone)]
@@ -77,17 +78,17 @@ pub fn routes(pool: PgPool, about: About) -> Router {
         .with_state(Control { pool, about })
 }
 
-/// A page that could not be shown: a 404 for what does not exist, a 500 (details in the log
-/// only) for our failures. Both are pages, since a person with a browser asked.
-enum PageError {
-    NotFound(String),
-    Internal(anyhow::Error),
-}
+/// The user's half of a page's [`Refusal`]: what does not exist, shown as a 404 page. Our own
+/// failures are `Refusal::Internal`: a 500 page, with the details in the log only. Both are pages,
+/// since a person with a browser asked.
+#[derive(Debug)]
+struct Missing(String);
 
-impl<E: Into<anyhow::Error>> From<E> for PageError {
-    fn from(e: E) -> Self {
-        PageError::Internal(e.into())
-    }
+/// What every page handler returns.
+type PageResult = Handled<Response, Missing>;
+
+fn missing(message: String) -> Refusal<Missing> {
+    Refusal::User(Missing(message))
 }
 
 #[derive(Template)]
@@ -96,11 +97,11 @@ struct ErrorPage {
     message: String,
 }
 
-impl IntoResponse for PageError {
+impl IntoResponse for Refusal<Missing> {
     fn into_response(self) -> Response {
         let (status, message) = match self {
-            PageError::NotFound(m) => (StatusCode::NOT_FOUND, m),
-            PageError::Internal(e) => {
+            Refusal::User(Missing(m)) => (StatusCode::NOT_FOUND, m),
+            Refusal::Internal(e) => {
                 tracing::error!(error = format!("{e:#}"), "control center page failed");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -113,14 +114,14 @@ impl IntoResponse for PageError {
     }
 }
 
-fn html(page: impl Template) -> Result<Response, PageError> {
+fn html(page: impl Template) -> PageResult {
     Ok(Html(page.render()?).into_response())
 }
 
 /// Parses a path's id, answering 404 (not 400) for junk: to a person it is a page that does not exist.
-fn id_of<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, PageError> {
+fn id_of<T: std::str::FromStr>(raw: &str, what: &str) -> Handled<T, Missing> {
     raw.parse()
-        .map_err(|_| PageError::NotFound(format!("There is no {what} `{}`.", clip(raw))))
+        .map_err(|_| missing(format!("There is no {what} `{}`.", clip(raw))))
 }
 
 fn clip(s: &str) -> String {
@@ -257,118 +258,25 @@ fn priority_text(p: i32) -> String {
     }
 }
 
-async fn index(State(c): State<Control>) -> Result<Response, PageError> {
+async fn index(State(c): State<Control>) -> PageResult {
     let t = c.times();
     let mut conn = c.pool.acquire().await?;
-
-    let mut envs = Vec::new();
-    for (e, extra) in read::environments(&mut conn).await? {
-        let run_link = extra
-            .as_ref()
-            .and_then(|x| x.last_run_id)
-            .map(|id| format!("/nightly/runs/{id}#{}", e.name));
-        let lease = e.lease.as_ref();
-        envs.push(EnvCard {
-            url: view::safe_link(&e.url),
-            state: e.state.as_str().to_string(),
-            tone: view::env_tone(e.state.as_str()),
-            holder: lease.map(|l| c.person(&l.holder)),
-            holder_id: lease.map(|l| l.holder.clone()).unwrap_or_default(),
-            reason: lease.map(|l| l.reason.clone()).unwrap_or_default(),
-            since: lease.map(|l| t.rel(l.since)).unwrap_or_default(),
-            expires: lease.map(|l| t.rel(l.expires_at)).unwrap_or_default(),
-            expires_at: lease.map(|l| t.at(l.expires_at)).unwrap_or_default(),
-            preserved: e.preserved_until.filter(|u| *u > t.now).map(|u| {
-                let by = e.preserved_by.as_deref().map(|b| c.person(b));
-                match by {
-                    Some(by) => format!("until {} by {by}", t.at(u)),
-                    None => format!("until {}", t.at(u)),
-                }
-            }),
-            waitlist: e.waitlist.iter().map(|w| c.person(w)).collect(),
-            last: e.last_nightly.as_ref().map(|n| LastNightlyView {
-                text: format!("{} {}", n.phase, n.outcome),
-                tone: view::outcome_tone(&n.outcome),
-                when: t.rel(n.finished_at),
-                link: run_link.clone(),
-            }),
-            deploy: e.deploy.as_ref().map(|d| DeployView {
-                text: format!("{} {} ({})", d.state, d.reference, view::short_sha(&d.sha)),
-                tone: view::step_tone(&d.state),
-                when: t.rel(d.finished_at.unwrap_or(d.started_at)),
-                link: format!("/deploys/{}", d.id),
-            }),
-            deployed: e
-                .deployed
-                .iter()
-                .map(|(r, d)| format!("{r} {}", view::short_sha(&d.sha)))
-                .collect(),
-            fault: e.fault.as_ref().map(|f| FaultView {
-                phase: f.phase.clone(),
-                step: f.step.clone(),
-                exit: f
-                    .exit_code
-                    .map(|c| format!("exit {c}"))
-                    .unwrap_or_else(|| "no exit status".into()),
-                attempts: f.attempts,
-                // The last lines only: the card must fit a wall screen; the run page has the rest.
-                tail: view::tail(&f.log_tail, 4),
-            }),
-            name: e.name,
-        });
-    }
-
-    let mut queues = Vec::new();
-    for q in read::queues(&mut conn).await? {
-        let items = read::active_items(&mut conn, &q.repo).await?;
-        let typical = read::typical_verification(&mut conn, &q.repo).await?;
-        queues.push(QueueView {
-            anchor: queue_anchor(&q.repo),
-            paused: q.paused.then(|| {
-                let by = q.paused_by.as_deref().map(|b| format!(" (by {})", c.person(b)));
-                format!("{}{}", q.paused_reason, by.unwrap_or_default())
-            }),
-            typical: typical.map(view::span),
-            items: queue_rows(&c, &items, typical, q.paused, t),
-            repo: q.repo,
-        });
-    }
-
+    let envs = read::environments(&mut conn)
+        .await?
+        .into_iter()
+        .map(|(e, extra)| env_card(&c, t, e, extra))
+        .collect();
+    let queues = queue_views(&c, &mut conn, t).await?;
     let recent = read::recent_outcomes(&mut conn, 15)
         .await?
         .into_iter()
-        .map(|i| RecentRow {
-            link: pull_link(&i.repo, i.pr),
-            tone: view::item_tone(i.state.as_str()),
-            queued_by: c.person(&i.queued_by),
-            finished: i.finished_at.map(|f| t.rel(f)).unwrap_or_default(),
-            took: i
-                .verify_started_at
-                .map(|s| t.took(s, i.finished_at))
-                .unwrap_or_default(),
-            reason: i.outcome_reason.clone().unwrap_or_default(),
-            state: i.state.as_str().to_string(),
-            repo: i.repo,
-            pr: i.pr,
-            title: i.title,
-        })
+        .map(|i| recent_row(&c, t, i))
         .collect();
-
     let runs = read::nightly_runs(&mut conn, 8)
         .await?
         .into_iter()
-        .map(|r| RunRow {
-            tone: view::run_tone(&r.state, r.faulted),
-            when: t.rel(r.started_at.unwrap_or(r.created_at)),
-            took: r.started_at.map(|s| t.took(s, r.finished_at)).unwrap_or_default(),
-            counts: format!("{} ok · {} faulted · {} skipped", r.ok, r.faulted, r.skipped),
-            id: r.id,
-            phase: r.phase,
-            trigger: r.trigger,
-            state: r.state,
-        })
+        .map(|r| run_row(t, r))
         .collect();
-
     let next_nightly = read::next_nightly(&mut conn)
         .await?
         .map(|(phase, at)| format!("Next Nightly: {phase} {} ({})", t.rel(at), t.at(at)));
@@ -383,6 +291,116 @@ async fn index(State(c): State<Control>) -> Result<Response, PageError> {
         recent,
         runs,
     })
+}
+
+/// One environment's card: state, lease, preservation, last Nightly, fault, deploys.
+fn env_card(c: &Control, t: Times, e: crate::envs::Environment, extra: Option<read::EnvExtra>) -> EnvCard {
+    let run_link = extra
+        .as_ref()
+        .and_then(|x| x.last_run_id)
+        .map(|id| format!("/nightly/runs/{id}#{}", e.name));
+    let lease = e.lease.as_ref();
+    EnvCard {
+        url: view::safe_link(&e.url),
+        state: e.state.as_str().to_string(),
+        tone: view::env_tone(e.state.as_str()),
+        holder: lease.map(|l| c.person(&l.holder)),
+        holder_id: lease.map(|l| l.holder.clone()).unwrap_or_default(),
+        reason: lease.map(|l| l.reason.clone()).unwrap_or_default(),
+        since: lease.map(|l| t.rel(l.since)).unwrap_or_default(),
+        expires: lease.map(|l| t.rel(l.expires_at)).unwrap_or_default(),
+        expires_at: lease.map(|l| t.at(l.expires_at)).unwrap_or_default(),
+        preserved: e.preserved_until.filter(|u| *u > t.now).map(|u| {
+            let by = e.preserved_by.as_deref().map(|b| c.person(b));
+            match by {
+                Some(by) => format!("until {} by {by}", t.at(u)),
+                None => format!("until {}", t.at(u)),
+            }
+        }),
+        waitlist: e.waitlist.iter().map(|w| c.person(w)).collect(),
+        last: e.last_nightly.as_ref().map(|n| LastNightlyView {
+            text: format!("{} {}", n.phase, n.outcome),
+            tone: view::outcome_tone(&n.outcome),
+            when: t.rel(n.finished_at),
+            link: run_link.clone(),
+        }),
+        deploy: e.deploy.as_ref().map(|d| DeployView {
+            text: format!("{} {} ({})", d.state, d.reference, view::short_sha(&d.sha)),
+            tone: view::step_tone(&d.state),
+            when: t.rel(d.finished_at.unwrap_or(d.started_at)),
+            link: format!("/deploys/{}", d.id),
+        }),
+        deployed: e
+            .deployed
+            .iter()
+            .map(|(r, d)| format!("{r} {}", view::short_sha(&d.sha)))
+            .collect(),
+        fault: e.fault.as_ref().map(|f| FaultView {
+            phase: f.phase.clone(),
+            step: f.step.clone(),
+            exit: f
+                .exit_code
+                .map(|c| format!("exit {c}"))
+                .unwrap_or_else(|| "no exit status".into()),
+            attempts: f.attempts,
+            // The last lines only: the card must fit a wall screen; the run page has the rest.
+            tail: view::tail(&f.log_tail, 4),
+        }),
+        name: e.name,
+    }
+}
+
+/// Every repository's queue, with positions and ETAs.
+async fn queue_views(c: &Control, conn: &mut sqlx::PgConnection, t: Times) -> Handled<Vec<QueueView>, Missing> {
+    let mut queues = Vec::new();
+    for q in read::queues(&mut *conn).await? {
+        let items = read::active_items(&mut *conn, &q.repo).await?;
+        let typical = read::typical_verification(&mut *conn, &q.repo).await?;
+        queues.push(QueueView {
+            anchor: queue_anchor(&q.repo),
+            paused: q.paused.then(|| {
+                let by = q.paused_by.as_deref().map(|b| format!(" (by {})", c.person(b)));
+                format!("{}{}", q.paused_reason, by.unwrap_or_default())
+            }),
+            typical: typical.map(view::span),
+            items: queue_rows(c, &items, typical, q.paused, t),
+            repo: q.repo,
+        });
+    }
+    Ok(queues)
+}
+
+/// A PR that recently left the queue: merged, rejected or dropped.
+fn recent_row(c: &Control, t: Times, i: read::Item) -> RecentRow {
+    RecentRow {
+        link: pull_link(&i.repo, i.pr),
+        tone: view::item_tone(i.state.as_str()),
+        queued_by: c.person(&i.queued_by),
+        finished: i.finished_at.map(|f| t.rel(f)).unwrap_or_default(),
+        took: i
+            .verify_started_at
+            .map(|s| t.took(s, i.finished_at))
+            .unwrap_or_default(),
+        reason: i.outcome_reason.clone().unwrap_or_default(),
+        state: i.state.as_str().to_string(),
+        repo: i.repo,
+        pr: i.pr,
+        title: i.title,
+    }
+}
+
+/// A recent Nightly run, with its counts.
+fn run_row(t: Times, r: read::NightlyRun) -> RunRow {
+    RunRow {
+        tone: view::run_tone(&r.state, r.faulted),
+        when: t.rel(r.started_at.unwrap_or(r.created_at)),
+        took: r.started_at.map(|s| t.took(s, r.finished_at)).unwrap_or_default(),
+        counts: format!("{} ok · {} faulted · {} skipped", r.ok, r.faulted, r.skipped),
+        id: r.id,
+        phase: r.phase,
+        trigger: r.trigger,
+        state: r.state,
+    }
 }
 
 /// Positions, times in queue and ETAs. The verifying item (first, when there is one) is expected
@@ -534,7 +552,7 @@ async fn pull(
     State(c): State<Control>,
     Path((owner, repo, n)): Path<(String, String, String)>,
     Query(q): Query<PullQuery>,
-) -> Result<Response, PageError> {
+) -> PageResult {
     let t = c.times();
     let repo = format!("{owner}/{repo}");
     let pr: i32 = id_of(&n, "pull request")?;
@@ -545,7 +563,7 @@ async fn pull(
         Some(id) => items.iter().find(|i| i.id == id),
         None => items.first(),
     }
-    .ok_or_else(|| PageError::NotFound(format!("{}#{pr} has never been queued.", clip(&repo))))?;
+    .ok_or_else(|| missing(format!("{}#{pr} has never been queued.", clip(&repo))))?;
     let finished = item.state.is_finished();
     let position = if finished {
         None
@@ -661,9 +679,9 @@ struct AttemptView {
     open: bool,
 }
 
-async fn nightly_run(State(c): State<Control>, Path(id): Path<String>) -> Result<Response, PageError> {
+async fn nightly_run(State(c): State<Control>, Path(id): Path<String>) -> PageResult {
     let t = c.times();
-    let not_found = || PageError::NotFound(format!("There is no Nightly run `{}`.", clip(&id)));
+    let not_found = || missing(format!("There is no Nightly run `{}`.", clip(&id)));
     let run_id: i64 = id.parse().map_err(|_| not_found())?;
     let mut conn = c.pool.acquire().await?;
     let run = read::nightly_run(&mut conn, run_id).await?.ok_or_else(not_found)?;
@@ -769,16 +787,12 @@ impl PageQuery {
     }
 }
 
-async fn queue_log(
-    State(c): State<Control>,
-    Path(step): Path<String>,
-    Query(q): Query<PageQuery>,
-) -> Result<Response, PageError> {
+async fn queue_log(State(c): State<Control>, Path(step): Path<String>, Query(q): Query<PageQuery>) -> PageResult {
     let id: i64 = id_of(&step, "step")?;
     let mut conn = c.pool.acquire().await?;
     let (s, item) = read::queue_step(&mut conn, id)
         .await?
-        .ok_or_else(|| PageError::NotFound(format!("There is no step `{id}`.")))?;
+        .ok_or_else(|| missing(format!("There is no step `{id}`.")))?;
     let name = step_name(&s.name, s.resource.as_deref());
     html(LogView {
         chrome: c.chrome(format!("{}#{} {name}", item.repo, item.pr), s.state == "running"),
@@ -792,16 +806,12 @@ async fn queue_log(
     })
 }
 
-async fn nightly_log(
-    State(c): State<Control>,
-    Path(attempt): Path<String>,
-    Query(q): Query<PageQuery>,
-) -> Result<Response, PageError> {
+async fn nightly_log(State(c): State<Control>, Path(attempt): Path<String>, Query(q): Query<PageQuery>) -> PageResult {
     let id: i64 = id_of(&attempt, "attempt")?;
     let mut conn = c.pool.acquire().await?;
     let (a, step) = read::run_attempt(&mut conn, id)
         .await?
-        .ok_or_else(|| PageError::NotFound(format!("There is no attempt `{id}`.")))?;
+        .ok_or_else(|| missing(format!("There is no attempt `{id}`.")))?;
     let state = match (&a.ended, a.exit_code) {
         (None, _) => "running",
         (Some(_), Some(0)) => "ok",
@@ -843,13 +853,13 @@ struct DeployPage {
     inline_lines: usize,
 }
 
-async fn deploy_page(State(c): State<Control>, Path(id): Path<String>) -> Result<Response, PageError> {
+async fn deploy_page(State(c): State<Control>, Path(id): Path<String>) -> PageResult {
     let t = c.times();
     let id: i64 = id_of(&id, "deploy")?;
     let mut conn = c.pool.acquire().await?;
     let d = read::deploy(&mut conn, id)
         .await?
-        .ok_or_else(|| PageError::NotFound(format!("There is no deploy `{id}`.")))?;
+        .ok_or_else(|| missing(format!("There is no deploy `{id}`.")))?;
     let steps = read::deploy_steps(&mut conn, id)
         .await?
         .into_iter()
@@ -880,19 +890,15 @@ async fn deploy_page(State(c): State<Control>, Path(id): Path<String>) -> Result
     })
 }
 
-async fn deploy_log(
-    State(c): State<Control>,
-    Path(step): Path<String>,
-    Query(q): Query<PageQuery>,
-) -> Result<Response, PageError> {
+async fn deploy_log(State(c): State<Control>, Path(step): Path<String>, Query(q): Query<PageQuery>) -> PageResult {
     let id: i64 = id_of(&step, "step")?;
     let mut conn = c.pool.acquire().await?;
     let s = read::deploy_step(&mut conn, id)
         .await?
-        .ok_or_else(|| PageError::NotFound(format!("There is no step `{id}`.")))?;
+        .ok_or_else(|| missing(format!("There is no step `{id}`.")))?;
     let d = read::deploy(&mut conn, s.deploy_id)
         .await?
-        .ok_or_else(|| PageError::NotFound(format!("There is no step `{id}`.")))?;
+        .ok_or_else(|| missing(format!("There is no step `{id}`.")))?;
     let name = step_name(&s.step, s.resource.as_deref());
     html(LogView {
         chrome: c.chrome(format!("{} {name}", d.environment), s.state == "running"),
@@ -908,7 +914,7 @@ async fn deploy_log(
 
 // --- cctray ---------------------------------------------------------------------------------------
 
-async fn cctray_feed(State(c): State<Control>) -> Result<Response, PageError> {
+async fn cctray_feed(State(c): State<Control>) -> PageResult {
     let mut conn = c.pool.acquire().await?;
     let projects = cctray::projects(&mut conn, &c.about.public_url, c.about.clock.now()).await?;
     let body = cctray::Feed { projects }.render()?;
