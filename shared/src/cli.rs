@@ -15,6 +15,8 @@ where
     F: Future<Output = anyhow::Result<ExitCode>>,
 {
     crate::http::init_tracing(crate::settings::log_format_json(&ProcessEnv));
+    // Steps run code we did not write: they must not read our environment through /proc (SPEC §8).
+    crate::steps::env::harden_process();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

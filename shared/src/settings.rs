@@ -16,6 +16,9 @@ use serde::{Deserialize, Deserializer};
 /// Where environment variables come from: the process, or a map in tests and `exec`.
 pub trait EnvSource: Send + Sync {
     fn var(&self, key: &str) -> Option<String>;
+
+    /// Every variable, for `pass_env`'s patterns (SPEC §8). Names that are not UTF-8 are skipped.
+    fn vars(&self) -> Vec<(String, String)>;
 }
 
 /// The real process environment.
@@ -26,11 +29,21 @@ impl EnvSource for ProcessEnv {
     fn var(&self, key: &str) -> Option<String> {
         std::env::var(key).ok().filter(|v| !v.is_empty())
     }
+
+    fn vars(&self) -> Vec<(String, String)> {
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect()
+    }
 }
 
 impl EnvSource for HashMap<String, String> {
     fn var(&self, key: &str) -> Option<String> {
         self.get(key).cloned().filter(|v| !v.is_empty())
+    }
+
+    fn vars(&self) -> Vec<(String, String)> {
+        self.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 }
 

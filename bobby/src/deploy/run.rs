@@ -235,6 +235,7 @@ fn spec(inner: &Inner, row: &DeployRow, name: &str, command: &str, resource: Opt
         command: command.to_string(),
         dir: inner.config.base_dir.clone(),
         env,
+        sandbox: Default::default(),
         timeout: inner.settings.step_timeout.std(),
     }
 }

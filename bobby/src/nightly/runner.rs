@@ -318,6 +318,7 @@ impl Nightly {
                     ("BOBBY_STEP".into(), step.name.clone()),
                     ("BOBBY_ATTEMPT".into(), attempt.to_string()),
                 ],
+                sandbox: Default::default(),
                 timeout: self.settings.step_timeout.std(),
             };
             let what = format!("nightly:{env}:{}:{}", phase.as_str(), step.name);

@@ -3,7 +3,10 @@
 //! recorded in Postgres so that a bot that crashed kills its leftovers at the next start.
 //!
 //! Nightly, deploys and Gandalf's verifications all run their steps through [`run`]. Nothing is ever
-//! interpolated into the command line: everything a step needs arrives in environment variables.
+//! interpolated into the command line: everything a step needs arrives in environment variables,
+//! and a step gets none of the bot's own ([`env`]: it starts from an empty environment).
+
+pub mod env;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -22,7 +25,11 @@ pub struct StepSpec {
     /// A shell command line, run as `sh -c <command>`.
     pub command: String,
     pub dir: PathBuf,
+    /// The run's documented variables (`GANDALF_*`, `BOBBY_*`); they win over everything else.
     pub env: Vec<(String, String)>,
+    /// What else the step may see, and as whom it runs (`pass_env`, the pipeline's `env` table,
+    /// `step_user`).
+    pub sandbox: env::StepEnv,
     pub timeout: Duration,
 }
 
@@ -130,6 +137,17 @@ pub fn mask(text: &str, secrets: &[String]) -> String {
     out
 }
 
+/// Masks `secrets` in one line of output, and each line of a multi-line secret (a PEM key printed
+/// by a step arrives one line at a time).
+fn mask_lines(line: &str, secrets: &[String]) -> String {
+    let mut out = mask(line, secrets);
+    for s in secrets.iter().filter(|s| s.contains('\n')) {
+        let parts: Vec<String> = s.lines().map(str::to_string).collect();
+        out = mask(&out, &parts);
+    }
+    out
+}
+
 /// Where the running groups are recorded; `None` runs without crash bookkeeping (tools, tests of
 /// the runner itself).
 #[derive(Clone)]
@@ -220,16 +238,33 @@ pub async fn run(
 ) -> StepResult {
     let started_at = Utc::now();
     let output = Arc::new(Mutex::new(Output::default()));
+    let resolved = match spec.sandbox.resolve(&crate::settings::ProcessEnv, &spec.env) {
+        Ok(r) => r,
+        Err(e) => {
+            return StepResult {
+                end: StepEnd::SpawnFailed(e.to_string()),
+                output: Output::default(),
+                started_at,
+                finished_at: Utc::now(),
+            };
+        }
+    };
+    let masked = Arc::new(resolved.masked);
     let mut cmd = tokio::process::Command::new("sh");
     cmd.arg("-c")
         .arg(&spec.command)
         .current_dir(&spec.dir)
-        .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env_clear()
+        .envs(resolved.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    if let Some(user) = spec.sandbox.user() {
+        // As root, std also clears the supplementary groups before switching (setgroups(0)).
+        cmd.uid(user.uid).gid(user.gid);
+    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -246,8 +281,14 @@ pub async fn run(
         r.record(pgid, what).await;
     }
     let readers = [
-        child.stdout.take().map(|s| tokio::spawn(read_lines(s, output.clone()))),
-        child.stderr.take().map(|s| tokio::spawn(read_lines(s, output.clone()))),
+        child
+            .stdout
+            .take()
+            .map(|s| tokio::spawn(read_lines(s, output.clone(), masked.clone()))),
+        child
+            .stderr
+            .take()
+            .map(|s| tokio::spawn(read_lines(s, output.clone(), masked.clone()))),
     ];
 
     let end = tokio::select! {
@@ -337,7 +378,9 @@ where
     }
 }
 
-async fn read_lines(stream: impl AsyncRead + Unpin, output: Arc<Mutex<Output>>) {
+/// Reads a stream line by line into `output`, masking the values of the step's secret variables
+/// as they arrive, so no log of the step (stored, shown or tailed) ever holds them.
+async fn read_lines(stream: impl AsyncRead + Unpin, output: Arc<Mutex<Output>>, masked: Arc<Vec<String>>) {
     let mut reader = BufReader::new(stream);
     let mut buf = Vec::new();
     loop {
@@ -346,6 +389,11 @@ async fn read_lines(stream: impl AsyncRead + Unpin, output: Arc<Mutex<Output>>) 
             Ok(0) | Err(_) => return,
             Ok(_) => {
                 let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
+                let line = if masked.is_empty() {
+                    line
+                } else {
+                    mask_lines(&line, &masked)
+                };
                 output.lock().expect("output mutex").push(line);
             }
         }
@@ -361,6 +409,7 @@ mod tests {
             command: command.into(),
             dir: std::env::temp_dir(),
             env: vec![("STEP_GREETING".into(), "hello $(rm -rf /)".into())],
+            sandbox: env::StepEnv::default(),
             timeout: Duration::from_millis(timeout_ms),
         }
     }
@@ -463,6 +512,93 @@ mod tests {
         assert!(text.contains("[… 500 lines not kept …]"));
         assert!(o.last_lines(2).ends_with(&format!("line {}", Output::MAX_LINES + 499)));
         assert_eq!(o.last_lines(50).lines().count(), 50);
+    }
+
+    #[tokio::test]
+    async fn a_step_sees_none_of_the_bots_environment_and_secret_table_values_are_masked() {
+        // The test process stands for the bot: whatever it has must not reach the step.
+        let table = std::collections::BTreeMap::from([
+            ("SHOWN".to_string(), env::EnvValue::Literal("plain-value".into())),
+            ("PASSED".to_string(), env::EnvValue::FromEnv("CARGO_PKG_NAME".into())),
+        ]);
+        let mut s = spec("env; echo \"token is $PASSED\"", 10_000);
+        s.sandbox = env::StepEnv::default().with_table(&table).unwrap();
+        let r = run(&s, "t", None, never()).await;
+        assert_eq!(r.end, StepEnd::Exited(0));
+        let text = r.output.text();
+        let names: Vec<&str> = text.lines().filter_map(|l| l.split_once('=').map(|(k, _)| k)).collect();
+        for n in &names {
+            assert!(
+                [
+                    "PATH",
+                    "HOME",
+                    "LANG",
+                    "TZ",
+                    "PWD",
+                    "SHLVL",
+                    "_",
+                    "OLDPWD",
+                    "STEP_GREETING",
+                    "SHOWN",
+                    "PASSED"
+                ]
+                .contains(n)
+                    || env::DEFAULT_PASS_ENV.contains(n),
+                "the step saw {n}: {text}"
+            );
+        }
+        assert!(names.contains(&"PATH") && names.contains(&"HOME"), "{text}");
+        assert!(text.contains("SHOWN=plain-value"), "literals are shown: {text}");
+        assert!(text.contains("token is ***"), "from_env values are masked: {text}");
+        assert!(
+            !text.contains("shared"),
+            "the masked value never reaches the log: {text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unresolvable_table_entry_fails_the_step_clearly_without_running_it() {
+        let table = std::collections::BTreeMap::from([(
+            "TOKEN".to_string(),
+            env::EnvValue::FromFile("/nonexistent/secret".into()),
+        )]);
+        let mut s = spec("echo ran", 10_000);
+        s.sandbox = env::StepEnv::default().with_table(&table).unwrap();
+        let r = run(&s, "t", None, never()).await;
+        match r.end {
+            StepEnd::SpawnFailed(m) => assert!(m.contains("TOKEN") && m.contains("/nonexistent/secret"), "{m}"),
+            other => panic!("expected a refusal to start, got {other:?}"),
+        }
+        assert!(r.output.text().is_empty());
+    }
+
+    /// As root (CI and the container's init), `step_user` drops to another user: the step cannot
+    /// read a file only the bot may read, nor the bot's `/proc/<pid>/environ`.
+    #[tokio::test]
+    async fn a_step_user_cannot_read_the_bots_secrets() {
+        // SAFETY: getuid has no preconditions.
+        if unsafe { libc::getuid() } != 0 {
+            eprintln!("skipped: switching users needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("slack-token");
+        std::fs::write(&secret, "xoxb-very-secret").unwrap();
+        std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let mut s = spec(
+            &format!(
+                "id -u; cat {} || echo no-file; tr '\\0' '\\n' < /proc/$PPID/environ || echo no-environ",
+                secret.display()
+            ),
+            10_000,
+        );
+        s.dir = PathBuf::from("/");
+        s.sandbox = env::StepEnv::new(None, Some("nobody")).unwrap();
+        let r = run(&s, "t", None, never()).await;
+        let text = r.output.text();
+        assert_ne!(text.lines().next(), Some("0"), "still root: {text}");
+        assert!(text.contains("no-file") && !text.contains("xoxb-very-secret"), "{text}");
+        assert!(text.contains("no-environ") && !text.contains("CARGO"), "{text}");
     }
 
     #[test]
