@@ -11,7 +11,8 @@
 //! | [`envs`] | environments, leases, waitlists, preservation: the rules as Postgres transactions (`envs::store`) |
 //! | [`queue`] | Gandalf's queue items as both bots read them (Gandalf's writes stay in `gandalf::store`) |
 //! | [`resources`] | the resource map (`.gandalf/resources.toml`), the affected-set planner, `resources discover` (SPEC §6) |
-//! | [`steps`] | running a pipeline step: its own process group, timeout, captured output, leftovers killed after a crash |
+//! | [`steps`] | running a pipeline step: its own process group, timeout, captured output, leftovers killed after a crash; `steps::env`: what a step can see |
+//! | [`working_copy`] | one bare mirror per repository and a checkout per run, so steps see exactly the commit they concern; complete change lists |
 //! | [`slack`] | request signatures, the reply shape, mrkdwn, the Web API client and the outbox (messages written in the change's transaction) |
 //! | [`github`] | GitHub's REST API through octocrab: domain-named calls, our retry policy |
 //! | [`control`] | the control center pages and the cctray feed, read from the shared database |
@@ -45,3 +46,4 @@ pub mod schedule;
 pub mod settings;
 pub mod slack;
 pub mod steps;
+pub mod working_copy;

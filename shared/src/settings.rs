@@ -25,6 +25,14 @@ pub trait EnvSource: Send + Sync {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ProcessEnv;
 
+impl ProcessEnv {
+    /// `PATH` for the programs the bot itself runs (git), with a sane default.
+    pub fn path_or_default(&self) -> String {
+        self.var("PATH")
+            .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into())
+    }
+}
+
 impl EnvSource for ProcessEnv {
     fn var(&self, key: &str) -> Option<String> {
         std::env::var(key).ok().filter(|v| !v.is_empty())

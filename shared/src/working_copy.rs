@@ -1,0 +1,562 @@
+//! Working copies (SPEC §5.8): every step runs in a checkout of exactly the commit it concerns.
+//!
+//! One bare mirror per repository lives under `<state_dir>/mirrors/`; it is updated with
+//! `git fetch` of just the commits a run needs (and their history, once), so a copy of a large
+//! monorepo costs a checkout, not a clone. Each run gets its own copy under `<state_dir>/copies/`
+//! (`git clone --shared`: its own `.git`, the mirror's objects through alternates), shared by all
+//! its steps and removed when the run ends ([`WorkingCopy`] removes itself on drop; leftovers of a
+//! crashed run are removed by [`Mirrors::remove_leftovers`] at start).
+//!
+//! The bot's git is locked down: hooks off, no system or global config, no terminal prompts, an
+//! empty environment but for what git needs. The token reaches git through `GIT_CONFIG_*`
+//! variables of that one git process (never its command line, which any user can read in `/proc`,
+//! and never a file): not the copy's `.git/config`, not a step. The list of changed files is read
+//! from the mirror, never from the copy, so nothing a step plants in the copy's `.git` (a hook, an
+//! `fsmonitor` command) ever runs as the bot.
+//!
+//! Failures here are never the change's fault (no `git`, no route, GitHub's git down, a full
+//! disk): they come back as [`CopyError`] after a few retries, for the caller to pause, fail the
+//! deploy or fault the environment — never to reject a PR.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::process::Command;
+
+use crate::ids::{CommitSha, RepoName};
+
+/// Where a repository's commits come from, and how to authenticate.
+#[derive(Clone)]
+pub struct Remote {
+    /// An `https://` clone URL (GitHub's `clone_url`), or `file://` / a path for mirrors and tests.
+    pub url: String,
+    /// GitHub's token (a personal token or an App installation token), sent as HTTP basic auth.
+    pub token: Option<SecretString>,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CopyError {
+    /// Git could not be run at all: not installed, or not executable.
+    #[error("cannot run git: {0}")]
+    NoGit(String),
+    /// A git command failed after its retries; the message is git's own last words.
+    #[error("{what} failed: {detail}")]
+    Git { what: String, detail: String },
+    #[error("{what}: {error}")]
+    Io { what: String, error: String },
+}
+
+/// How often and how patiently a fetch is tried before the run gives up (and the caller pauses the
+/// queue, fails the deploy or faults the environment).
+#[derive(Clone, Copy, Debug)]
+pub struct Retry {
+    pub attempts: u32,
+    pub first_backoff: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempts: 4,
+            first_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The mirrors and copies of one bot, under its `state_dir`.
+#[derive(Clone)]
+pub struct Mirrors {
+    root: PathBuf,
+    retry: Retry,
+    /// One fetch at a time per mirror within this process (git's ref locks would fail the second).
+    locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl Mirrors {
+    pub fn new(state_dir: &Path) -> Self {
+        Mirrors {
+            root: state_dir.to_path_buf(),
+            retry: Retry::default(),
+            locks: Arc::default(),
+        }
+    }
+
+    pub fn with_retry(mut self, retry: Retry) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    fn mirror_dir(&self, repo: &RepoName) -> PathBuf {
+        self.root
+            .join("mirrors")
+            .join(&repo.owner)
+            .join(format!("{}.git", repo.name))
+    }
+
+    fn copies_dir(&self) -> PathBuf {
+        self.root.join("copies")
+    }
+
+    /// Removes the copies a previous run of this bot left (it crashed, or was killed, mid-run).
+    /// Call at start, before any run resumes: a resumed run makes a fresh copy.
+    pub fn remove_leftovers(&self) -> Result<usize, CopyError> {
+        let dir = self.copies_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_error("reading the copies directory", e)),
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            tracing::warn!(path = %path.display(), "removing a working copy left by a previous run");
+            std::fs::remove_dir_all(&path).map_err(|e| io_error("removing a left-over working copy", e))?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    fn lock_for(&self, repo: &RepoName) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().expect("mirror locks");
+        locks.entry(repo.to_string()).or_default().clone()
+    }
+
+    /// Makes sure the mirror of `repo` holds `shas` and their history, fetching only what is
+    /// missing. Retried with backoff; an error means the commits could not be had.
+    pub async fn fetch(&self, repo: &RepoName, remote: &Remote, shas: &[&CommitSha]) -> Result<(), CopyError> {
+        let lock = self.lock_for(repo);
+        let _guard = lock.lock().await;
+        let mirror = self.mirror_dir(repo);
+        if !mirror.join("HEAD").exists() {
+            std::fs::create_dir_all(&mirror).map_err(|e| io_error("creating the mirror", e))?;
+            git(
+                Some(&mirror),
+                &["init", "--quiet", "--bare"],
+                None,
+                "git init of the mirror",
+            )
+            .await?;
+        }
+        let missing: Vec<&CommitSha> = {
+            let mut m = vec![];
+            for sha in shas {
+                if !has_commit(&mirror, sha).await {
+                    m.push(*sha);
+                }
+            }
+            m
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut args: Vec<String> = [
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "--",
+            &remote.url,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(missing.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut backoff = self.retry.first_backoff;
+        let mut last = None;
+        for attempt in 1..=self.retry.attempts.max(1) {
+            match git(Some(&mirror), &args, remote.token.as_ref(), "git fetch").await {
+                Ok(_) => {
+                    // Keep what was fetched: a ref per commit, so `gc` never prunes a run's commits.
+                    for sha in &missing {
+                        let name = format!("refs/runs/{sha}");
+                        git(
+                            Some(&mirror),
+                            &["update-ref", &name, sha.as_str()],
+                            None,
+                            "git update-ref",
+                        )
+                        .await?;
+                    }
+                    return Ok(());
+                }
+                Err(e @ CopyError::NoGit(_)) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(repo = %repo, attempt, error = %e, "fetching into the mirror failed");
+                    last = Some(e);
+                    if attempt < self.retry.attempts {
+                        tokio::time::sleep(backoff).await;
+                        backoff *= 2;
+                    }
+                }
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
+    /// The paths that differ between two commits of the mirror (both must have been fetched), each
+    /// once, sorted; a rename counts as both paths. Complete, unlike GitHub's compare (300 files).
+    pub async fn changed_files(
+        &self,
+        repo: &RepoName,
+        from: &CommitSha,
+        to: &CommitSha,
+    ) -> Result<Vec<String>, CopyError> {
+        let mirror = self.mirror_dir(repo);
+        let out = git(
+            Some(&mirror),
+            &[
+                "diff",
+                "--name-only",
+                "--no-renames",
+                "-z",
+                from.as_str(),
+                to.as_str(),
+                "--",
+            ],
+            None,
+            "git diff",
+        )
+        .await?;
+        let mut files: Vec<String> = out
+            .split(|b| *b == 0)
+            .filter(|p| !p.is_empty())
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect();
+        files.sort();
+        files.dedup();
+        Ok(files)
+    }
+
+    /// The merge base of two fetched commits (for "what did this branch change", SPEC §4.6).
+    pub async fn merge_base(
+        &self,
+        repo: &RepoName,
+        a: &CommitSha,
+        b: &CommitSha,
+    ) -> Result<Option<CommitSha>, CopyError> {
+        let mirror = self.mirror_dir(repo);
+        match git(
+            Some(&mirror),
+            &["merge-base", a.as_str(), b.as_str()],
+            None,
+            "git merge-base",
+        )
+        .await
+        {
+            Ok(out) => Ok(String::from_utf8_lossy(&out).trim().parse().ok()),
+            Err(CopyError::Git { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A working copy of `repo` at `sha` (fetched first if needed), named after the run (`name`
+    /// must be unique among running runs, e.g. `verify-42`). Its steps all run in it; it is removed
+    /// when the returned value is dropped.
+    pub async fn checkout(
+        &self,
+        repo: &RepoName,
+        remote: &Remote,
+        sha: &CommitSha,
+        name: &str,
+    ) -> Result<WorkingCopy, CopyError> {
+        self.fetch(repo, remote, &[sha]).await?;
+        let safe: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .collect();
+        let path = self.copies_dir().join(safe);
+        if path.exists() {
+            std::fs::remove_dir_all(&path).map_err(|e| io_error("removing an old copy", e))?;
+        }
+        std::fs::create_dir_all(self.copies_dir()).map_err(|e| io_error("creating the copies directory", e))?;
+        let copy = WorkingCopy { path: path.clone() };
+        let mirror = self.mirror_dir(repo);
+        let (mirror_s, path_s) = (mirror.display().to_string(), path.display().to_string());
+        git(
+            None,
+            &[
+                "clone",
+                "--quiet",
+                "--shared",
+                "--no-checkout",
+                "--",
+                &mirror_s,
+                &path_s,
+            ],
+            None,
+            "git clone of the mirror",
+        )
+        .await?;
+        git(
+            Some(&path),
+            &["checkout", "--quiet", "--detach", sha.as_str()],
+            None,
+            "git checkout",
+        )
+        .await?;
+        Ok(copy)
+    }
+}
+
+/// A checkout for one run; removed from disk when dropped.
+#[derive(Debug)]
+pub struct WorkingCopy {
+    path: PathBuf,
+}
+
+impl WorkingCopy {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for WorkingCopy {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %self.path.display(), error = %e, "could not remove a working copy");
+        }
+    }
+}
+
+fn io_error(what: &str, e: std::io::Error) -> CopyError {
+    CopyError::Io {
+        what: what.into(),
+        error: e.to_string(),
+    }
+}
+
+async fn has_commit(mirror: &Path, sha: &CommitSha) -> bool {
+    let spec = format!("{sha}^{{commit}}");
+    git(Some(mirror), &["cat-file", "-e", &spec], None, "git cat-file")
+        .await
+        .is_ok()
+}
+
+/// Runs the bot's own git: an empty environment but PATH, no system or global config, hooks off,
+/// no prompts; the token, when given, as an HTTP header in `GIT_CONFIG_*` of this process only.
+async fn git(
+    dir: Option<&Path>,
+    args: &[&str],
+    token: Option<&SecretString>,
+    what: &str,
+) -> Result<Vec<u8>, CopyError> {
+    let mut cmd = Command::new("git");
+    cmd.env_clear()
+        .env("PATH", crate::settings::ProcessEnv.path_or_default())
+        .env("HOME", "/nonexistent")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ASKPASS", "/bin/false")
+        .env("LC_ALL", "C")
+        .args([
+            "-c",
+            "core.hooksPath=/dev/null",
+            "-c",
+            "core.fsmonitor=false",
+            "-c",
+            "protocol.file.allow=always",
+        ])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut n = 0;
+    if let Some(token) = token {
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{}", token.expose_secret()));
+        cmd.env("GIT_CONFIG_KEY_0", "http.extraHeader")
+            .env("GIT_CONFIG_VALUE_0", format!("Authorization: Basic {basic}"));
+        n += 1;
+    }
+    cmd.env("GIT_CONFIG_COUNT", n.to_string());
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
+    let out = cmd.output().await.map_err(|e| CopyError::NoGit(e.to_string()))?;
+    if out.status.success() {
+        return Ok(out.stdout);
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let detail = stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no message")
+        .trim();
+    Err(CopyError::Git {
+        what: what.into(),
+        detail: detail.chars().take(300).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source repository with two commits on `main` and a side commit; returns (dir, [c1, c2, side]).
+    fn source() -> (tempfile::TempDir, Vec<CommitSha>) {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        run(&["init", "--quiet", "--initial-branch=main"]);
+        std::fs::create_dir_all(dir.path().join("services/api")).unwrap();
+        std::fs::write(dir.path().join("services/api/main.rs"), "v1").unwrap();
+        std::fs::write(dir.path().join("README.md"), "hi").unwrap();
+        run(&["add", "-A"]);
+        run(&["commit", "--quiet", "-m", "one"]);
+        let c1 = run(&["rev-parse", "HEAD"]);
+        std::fs::write(dir.path().join("services/api/main.rs"), "v2").unwrap();
+        run(&["mv", "README.md", "docs.md"]);
+        run(&["commit", "--quiet", "-am", "two"]);
+        let c2 = run(&["rev-parse", "HEAD"]);
+        run(&["checkout", "--quiet", "-b", "side", &c1]);
+        std::fs::write(dir.path().join("side.txt"), "side").unwrap();
+        run(&["add", "-A"]);
+        run(&["commit", "--quiet", "-m", "side"]);
+        let side = run(&["rev-parse", "HEAD"]);
+        run(&["checkout", "--quiet", "main"]);
+        let shas = [c1, c2, side].into_iter().map(|s| s.parse().unwrap()).collect();
+        (dir, shas)
+    }
+
+    fn remote(dir: &Path) -> Remote {
+        Remote {
+            url: format!("file://{}", dir.display()),
+            token: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_copy_is_exactly_the_commit_with_its_own_git_and_goes_away() {
+        let (src, shas) = source();
+        let state = tempfile::tempdir().unwrap();
+        let mirrors = Mirrors::new(state.path());
+        let repo: RepoName = "acme/mono".parse().unwrap();
+        let copy = mirrors
+            .checkout(&repo, &remote(src.path()), &shas[1], "verify-7")
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(copy.path().join("services/api/main.rs")).unwrap(),
+            "v2"
+        );
+        assert!(copy.path().join("docs.md").exists() && !copy.path().join("README.md").exists());
+        let head = std::process::Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(copy.path())
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&head.stdout).trim(), shas[1].as_str());
+        assert!(
+            copy.path().join(".git/objects/info/alternates").exists(),
+            "objects shared, .git its own"
+        );
+        let config = std::fs::read_to_string(copy.path().join(".git/config")).unwrap();
+        assert!(
+            !config.contains(src.path().to_str().unwrap()),
+            "the copy does not name the remote"
+        );
+
+        // A second run of the same commit needs no fetch; a side commit is fetched on its own.
+        let other = mirrors
+            .checkout(&repo, &remote(src.path()), &shas[2], "deploy-3")
+            .await
+            .unwrap();
+        assert!(other.path().join("side.txt").exists());
+        let path = copy.path().to_path_buf();
+        drop(copy);
+        assert!(!path.exists(), "a copy is removed when its run ends");
+    }
+
+    #[tokio::test]
+    async fn changed_files_are_complete_and_count_a_rename_as_both_paths() {
+        let (src, shas) = source();
+        let state = tempfile::tempdir().unwrap();
+        let mirrors = Mirrors::new(state.path());
+        let repo: RepoName = "acme/mono".parse().unwrap();
+        mirrors
+            .fetch(&repo, &remote(src.path()), &[&shas[1], &shas[2]])
+            .await
+            .unwrap();
+        let files = mirrors.changed_files(&repo, &shas[0], &shas[1]).await.unwrap();
+        assert_eq!(files, ["README.md", "docs.md", "services/api/main.rs"]);
+        assert_eq!(
+            mirrors.merge_base(&repo, &shas[1], &shas[2]).await.unwrap(),
+            Some(shas[0].clone())
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_remote_is_retried_then_reported_and_leftovers_are_removed() {
+        let state = tempfile::tempdir().unwrap();
+        let mirrors = Mirrors::new(state.path()).with_retry(Retry {
+            attempts: 2,
+            first_backoff: Duration::from_millis(10),
+        });
+        let repo: RepoName = "acme/gone".parse().unwrap();
+        let sha: CommitSha = "a".repeat(40).parse().unwrap();
+        let gone = Remote {
+            url: "file:///nonexistent/repo".into(),
+            token: None,
+        };
+        let err = mirrors.checkout(&repo, &gone, &sha, "verify-1").await.unwrap_err();
+        assert!(matches!(err, CopyError::Git { .. }), "{err:?}");
+
+        std::fs::create_dir_all(state.path().join("copies/verify-9/src")).unwrap();
+        assert_eq!(mirrors.remove_leftovers().unwrap(), 1);
+        assert!(!state.path().join("copies/verify-9").exists());
+    }
+
+    #[tokio::test]
+    async fn the_token_reaches_git_only_through_its_environment() {
+        let (src, shas) = source();
+        let state = tempfile::tempdir().unwrap();
+        let mirrors = Mirrors::new(state.path());
+        let repo: RepoName = "acme/mono".parse().unwrap();
+        let r = Remote {
+            url: format!("file://{}", src.path().display()),
+            token: Some(SecretString::from("ghs_installation_token")),
+        };
+        let copy = mirrors.checkout(&repo, &r, &shas[1], "verify-8").await.unwrap();
+        for dir in [copy.path().join(".git"), state.path().join("mirrors")] {
+            let out = std::process::Command::new("grep")
+                .args(["-rl", "ghs_installation_token"])
+                .arg(&dir)
+                .output()
+                .unwrap();
+            assert!(out.stdout.is_empty(), "token written under {}", dir.display());
+        }
+        assert!(format!("{r:?}").contains("***") && !format!("{r:?}").contains("ghs_"));
+    }
+}

@@ -1,0 +1,139 @@
+//! Working copies at monorepo scale (SPEC §5.8, §9): a generated repository of `--files` files in
+//! `--dirs` directories, and the time to get a working copy of a candidate commit
+//!
+//! - cold: an empty state directory (the mirror is created and the whole history fetched), then
+//!   the checkout;
+//! - warm: the mirror already holds the base; the candidate (a commit changing 20 files on top of
+//!   it) is fetched and checked out, as for every verification after the first;
+//! - the complete change list of that candidate, read from the mirror.
+//!
+//! Each timing is one run of the real `shared::working_copy` code (the machine's `git`), repeated
+//! `--runs` times; the source repository is a local `file://` remote, so the figures leave out the
+//! network (a fetch from GitHub adds its transfer time).
+//!
+//!   cargo run --release -p bg-tests --bin copybench -- --files 100000
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use clap::Parser;
+use shared::ids::{CommitSha, RepoName};
+use shared::working_copy::{Mirrors, Remote};
+
+#[derive(Parser)]
+#[command(about = "Times working copies of a candidate in a generated monorepo")]
+struct Cli {
+    #[arg(long, default_value_t = 100_000)]
+    files: usize,
+    #[arg(long, default_value_t = 500)]
+    dirs: usize,
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The base commit: `files` small files under `services/svcNNNN/src/…`, written by fast-import.
+fn generate(dir: &Path, files: usize, dirs: usize) -> (CommitSha, CommitSha) {
+    git(dir, &["init", "--quiet", "--initial-branch=main"]);
+    let mut child = Command::new("git")
+        .args(["fast-import", "--quiet"])
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("git fast-import");
+    {
+        let mut w = std::io::BufWriter::new(child.stdin.take().unwrap());
+        // A second commit to the same branch in one import takes the first as its parent.
+        let mut commit = |msg: &str, range: std::ops::Range<usize>, version: &str| {
+            writeln!(w, "commit refs/heads/main").unwrap();
+            writeln!(w, "committer Bench <bench@example.com> 1700000000 +0000").unwrap();
+            writeln!(w, "data {}\n{msg}", msg.len()).unwrap();
+            for i in range {
+                let content = format!("// file {i} {version}\nfn f{i}() {{}}\n");
+                writeln!(w, "M 644 inline services/svc{:04}/src/f{i}.rs", i % dirs).unwrap();
+                writeln!(w, "data {}\n{content}", content.len()).unwrap();
+            }
+            writeln!(w).unwrap();
+        };
+        commit("base", 0..files, "v1");
+        commit("candidate", 0..20, "v2");
+        w.flush().unwrap();
+    }
+    assert!(child.wait().unwrap().success());
+    let candidate = git(dir, &["rev-parse", "main"]);
+    let base = git(dir, &["rev-parse", "main~1"]);
+    (base.parse().unwrap(), candidate.parse().unwrap())
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let src = tempfile::tempdir().unwrap();
+    let t = Instant::now();
+    let (base, candidate) = generate(src.path(), cli.files, cli.dirs);
+    eprintln!("generated {} files in {:.0} ms", cli.files, ms(t));
+    let remote = Remote {
+        url: format!("file://{}", src.path().display()),
+        token: None,
+    };
+    let repo: RepoName = "bench/mono".parse().unwrap();
+    let (mut cold, mut warm_fetch, mut warm, mut diff) = (vec![], vec![], vec![], vec![]);
+    for run in 0..cli.runs {
+        let state = tempfile::tempdir().unwrap();
+        let mirrors = Mirrors::new(state.path());
+        let t = Instant::now();
+        let copy = mirrors
+            .checkout(&repo, &remote, &base, &format!("cold-{run}"))
+            .await
+            .unwrap();
+        cold.push(ms(t));
+        drop(copy);
+        // The mirror now holds the base: a verification's fetch and checkout of a new candidate.
+        let t = Instant::now();
+        mirrors.fetch(&repo, &remote, &[&candidate]).await.unwrap();
+        warm_fetch.push(ms(t));
+        let t = Instant::now();
+        let copy = mirrors
+            .checkout(&repo, &remote, &candidate, &format!("warm-{run}"))
+            .await
+            .unwrap();
+        warm.push(ms(t));
+        let t = Instant::now();
+        let files = mirrors.changed_files(&repo, &base, &candidate).await.unwrap();
+        diff.push(ms(t));
+        assert_eq!(files.len(), 20);
+        drop(copy);
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "files={} runs={} cold_copy_ms(median)={:.0} warm_fetch_ms={:.0} warm_copy_ms(fetch+checkout)={:.0} changed_files_ms={:.1}",
+        cli.files,
+        cli.runs,
+        med(&mut cold),
+        med(&mut warm_fetch),
+        med(&mut warm),
+        med(&mut diff)
+    );
+}
