@@ -6,6 +6,7 @@
 //! `gandalf.toml`, `worker` works the queues and `verify` verifies and lands one pull request.
 
 pub mod app;
+pub mod batch;
 pub mod command;
 pub mod config;
 pub mod handler;
