@@ -13,6 +13,9 @@ use serde_json::json;
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 
+/// The metadata `event_type` of messages the outbox posts; the payload carries `outbox_id`.
+pub const OUTBOX_EVENT: &str = "bg_outbox";
+
 /// Who sees a reply to a command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Visibility {
@@ -305,16 +308,42 @@ impl SlackApi {
         thread_ts: Option<&str>,
         reply: &Reply,
     ) -> Result<Option<String>, SendError> {
+        self.post_message(channel, thread_ts, reply, None).await
+    }
+
+    /// Posts an outbox message, tagged with its outbox id in the message's metadata so that
+    /// [`SlackApi::find_tagged`] can tell later whether Slack has it (SPEC §8: delivered once).
+    pub async fn post_tagged(
+        &self,
+        channel: &str,
+        thread_ts: Option<&str>,
+        reply: &Reply,
+        outbox_id: i64,
+    ) -> Result<Option<String>, SendError> {
+        self.post_message(channel, thread_ts, reply, Some(outbox_id)).await
+    }
+
+    async fn post_message(
+        &self,
+        channel: &str,
+        thread_ts: Option<&str>,
+        reply: &Reply,
+        outbox_id: Option<i64>,
+    ) -> Result<Option<String>, SendError> {
         let Some(token) = &self.token else {
             tracing::info!(channel, text = %reply.plain(), "Slack is not configured (no SLACK_BOT_TOKEN); message logged instead");
             return Ok(None);
         };
-        let mut request = SlackApiChatPostMessageRequest::new(
-            SlackChannelId::new(channel.to_string()),
-            SlackMessageContent::new()
-                .with_text(fallback_text(&reply.text))
-                .with_blocks(reply.blocks()),
-        );
+        let mut content = SlackMessageContent::new()
+            .with_text(fallback_text(&reply.text))
+            .with_blocks(reply.blocks());
+        if let Some(id) = outbox_id {
+            content = content.with_metadata(SlackMessageMetadata {
+                event_type: OUTBOX_EVENT.into(),
+                event_payload: Some([("outbox_id".to_string(), id.to_string())].into()),
+            });
+        }
+        let mut request = SlackApiChatPostMessageRequest::new(SlackChannelId::new(channel.to_string()), content);
         if let Some(ts) = thread_ts {
             request = request.with_thread_ts(SlackTs::new(ts.to_string()));
         }
@@ -325,6 +354,76 @@ impl SlackApi {
             .await
             .map_err(classify)?;
         Ok(Some(response.ts.0))
+    }
+
+    /// The `ts` of the message tagged with `outbox_id` that was posted to `channel` (in the thread
+    /// of `thread_ts`, when given) since `since`, if Slack has one. Reads `conversations.history`
+    /// (or `conversations.replies`) with metadata; a DM to a user id is looked up in the DM's
+    /// own channel (`conversations.open`).
+    pub async fn find_tagged(
+        &self,
+        channel: &str,
+        thread_ts: Option<&str>,
+        outbox_id: i64,
+        since: DateTime<Utc>,
+    ) -> Result<Option<String>, SendError> {
+        let Some(token) = &self.token else {
+            return Ok(None);
+        };
+        let session = self.client.open_session(token);
+        let channel = if channel.starts_with(['U', 'W']) {
+            let open = SlackApiConversationsOpenRequest::new()
+                .with_users(vec![SlackUserId::new(channel.to_string())])
+                .with_return_im(false);
+            session.conversations_open(&open).await.map_err(classify)?.channel.id
+        } else {
+            SlackChannelId::new(channel.to_string())
+        };
+        // Slack's clock and ours may differ a little: look a minute further back.
+        let oldest = (since - chrono::Duration::minutes(1)).timestamp().max(0);
+        let oldest = format!("{oldest}.000000");
+        let wanted = outbox_id.to_string();
+        let mut cursor: Option<String> = None;
+        for _page in 0..10 {
+            let mut params: Vec<(&str, Option<String>)> = vec![
+                ("channel", Some(channel.0.clone())),
+                ("oldest", Some(oldest.clone())),
+                ("limit", Some("200".into())),
+                ("include_all_metadata", Some("true".into())),
+                ("cursor", cursor.clone()),
+            ];
+            let method = match thread_ts {
+                Some(ts) => {
+                    params.push(("ts", Some(ts.to_string())));
+                    "conversations.replies"
+                }
+                None => "conversations.history",
+            };
+            let params: Vec<(&str, Option<&String>)> = params.iter().map(|(k, v)| (*k, v.as_ref())).collect();
+            let page: SlackApiConversationsHistoryResponse = session
+                .http_session_api
+                .http_get(method, &params, None)
+                .await
+                .map_err(classify)?;
+            let found = page.messages.iter().find(|m| {
+                m.content.metadata.as_ref().is_some_and(|md| {
+                    md.event_type == OUTBOX_EVENT
+                        && md.event_payload.as_ref().and_then(|p| p.get("outbox_id")) == Some(&wanted)
+                })
+            });
+            if let Some(m) = found {
+                return Ok(Some(m.origin.ts.0.clone()));
+            }
+            cursor = page
+                .response_metadata
+                .and_then(|r| r.next_cursor)
+                .map(|c| c.0)
+                .filter(|c| !c.is_empty());
+            if cursor.is_none() {
+                break;
+            }
+        }
+        Ok(None)
     }
 
     /// Replaces the text of the message `ts` in `channel` (`chat.update`).

@@ -1,6 +1,13 @@
 //! The Slack outbox: messages are rows written in the same transaction as the change they report,
 //! and one worker (on one replica, by advisory lock) delivers them in order per channel, retrying
 //! with exponential backoff and jitter. A Slack outage delays announcements; it loses none.
+//!
+//! And it sends none twice (SPEC §8): before a post, the row's `sending_since` is committed, and the
+//! post carries the row's id in its metadata. A row found with `sending_since` but no delivery —
+//! the bot died between Slack's answer and recording it, or the call timed out — may already be in
+//! Slack, so the channel (or thread) is searched for that id first (`conversations.history`) and
+//! the message is posted again only when it is not there. Edits (`chat.update`) are idempotent and
+//! need no search.
 
 use std::time::Duration;
 
@@ -172,10 +179,24 @@ struct Pending {
     /// `None`: never tried, due now.
     next_attempt_at: Option<DateTime<Utc>>,
     relation: Relation,
+    /// Set when a post was attempted whose outcome we never learnt.
+    sending_since: Option<DateTime<Utc>>,
 }
 
 /// A Slack call that hangs must not stall the outbox forever.
 const SEND_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A Slack call bounded by [`SEND_TIMEOUT`]; running out of time is a transient failure whose
+/// outcome is unknown (the post may have gone through).
+async fn timed<T>(call: impl std::future::Future<Output = Result<T, SendError>>) -> Result<T, SendError> {
+    match tokio::time::timeout(SEND_TIMEOUT, call).await {
+        Ok(r) => r,
+        Err(_) => Err(SendError::Transient {
+            message: "Slack did not answer in time".into(),
+            after: None,
+        }),
+    }
+}
 
 impl Deliverer {
     /// Runs until shutdown: competes for leadership, then delivers whatever is due, waking on new
@@ -245,7 +266,7 @@ impl Deliverer {
 
     async fn heads(&self) -> sqlx::Result<Vec<Pending>> {
         let rows = sqlx::query(
-            "SELECT DISTINCT ON (channel) id, channel, text, buttons, attempts, next_attempt_at, edits, thread_of \
+            "SELECT DISTINCT ON (channel) id, channel, text, buttons, attempts, next_attempt_at, edits, thread_of, sending_since \
              FROM slack_outbox WHERE sender = $1 AND delivered_at IS NULL AND failed_at IS NULL ORDER BY channel, id",
         )
         .bind(self.sender.as_str())
@@ -265,6 +286,7 @@ impl Deliverer {
                         (None, Some(id)) => Relation::ThreadOf(id),
                         (None, None) => Relation::None,
                     },
+                    sending_since: r.try_get("sending_since")?,
                 })
             })
             .collect()
@@ -293,17 +315,33 @@ impl Deliverer {
         .await
     }
 
+    /// Whether a post of `msg` whose outcome we never learnt did reach Slack: its `ts` if so.
+    /// Slack refusing the search for good (a missing `*:history` scope, say) cannot be told from
+    /// "not there": the message is then sent again, with a warning, rather than never.
+    async fn already_posted(&self, msg: &Pending, thread: Option<&str>) -> Result<Option<String>, SendError> {
+        let Some(since) = msg.sending_since else {
+            return Ok(None);
+        };
+        match timed(self.slack.find_tagged(&msg.channel, thread, msg.id, since)).await {
+            Err(SendError::Permanent(e)) => {
+                tracing::warn!(id = msg.id, channel = %msg.channel, error = %e, "cannot search Slack for a message that may have been posted; sending it again");
+                Ok(None)
+            }
+            other => other,
+        }
+    }
+
     async fn deliver(&self, msg: Pending) -> sqlx::Result<()> {
         let reply = Reply {
             visibility: Visibility::InChannel,
-            text: msg.text,
+            text: msg.text.clone(),
             buttons: msg
                 .buttons
-                .into_iter()
+                .iter()
                 .map(|b| Button {
-                    label: b.label,
-                    action_id: b.action_id,
-                    value: b.value,
+                    label: b.label.clone(),
+                    action_id: b.action_id.clone(),
+                    value: b.value.clone(),
                     primary: b.primary,
                 })
                 .collect(),
@@ -323,21 +361,39 @@ impl Deliverer {
                 .await?;
             return Ok(());
         }
-        let call = async {
-            match (msg.relation, target.as_deref()) {
-                (Relation::Edits(_), Some(ts)) => self.slack.update(&msg.channel, ts, &reply).await.map(|_| None),
-                (Relation::ThreadOf(_), Some(ts)) => self.slack.post_in_thread(&msg.channel, Some(ts), &reply).await,
-                // The original never reached Slack (refused for good, or Slack not configured):
-                // say it as a message of its own rather than lose it.
-                _ => self.slack.post(&msg.channel, &reply).await,
-            }
+        let is_edit = matches!((msg.relation, target.as_deref()), (Relation::Edits(_), Some(_)));
+        // The original never reached Slack (refused for good, or Slack not configured): an edit or
+        // a thread answer is said as a message of its own rather than lost.
+        let thread = match msg.relation {
+            Relation::ThreadOf(_) => target.as_deref(),
+            _ => None,
         };
-        let sent = match tokio::time::timeout(SEND_TIMEOUT, call).await {
-            Ok(r) => r,
-            Err(_) => Err(SendError::Transient {
-                message: "Slack did not answer in time".into(),
-                after: None,
-            }),
+        let sent = if is_edit {
+            let ts = target.as_deref().unwrap_or_default();
+            timed(self.slack.update(&msg.channel, ts, &reply)).await.map(|_| None)
+        } else {
+            match self.already_posted(&msg, thread).await {
+                Ok(Some(ts)) => {
+                    tracing::info!(id = msg.id, channel = %msg.channel, "message found in Slack already; not sending it again");
+                    metrics::counter!("slack_messages_total", "outcome" => "found_posted").increment(1);
+                    sqlx::query("UPDATE slack_outbox SET recovered = true WHERE id = $1")
+                        .bind(msg.id)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(Some(ts))
+                }
+                Ok(None) => {
+                    // Committed before the post: if we die after Slack took it, the next attempt
+                    // knows to look for it first.
+                    sqlx::query("UPDATE slack_outbox SET sending_since = coalesce(sending_since, $2) WHERE id = $1")
+                        .bind(msg.id)
+                        .bind(self.clock.now())
+                        .execute(&self.pool)
+                        .await?;
+                    timed(self.slack.post_tagged(&msg.channel, thread, &reply, msg.id)).await
+                }
+                Err(e) => Err(e),
+            }
         };
         let now = self.clock.now();
         match sent {

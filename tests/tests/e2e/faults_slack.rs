@@ -144,3 +144,60 @@ async fn a_minute_of_slack_500s_and_429s_with_a_replica_killed_delivers_every_me
          {refused_before_429} refused during the 500s, {refused_during_429} during the 429s"
     );
 }
+
+/// SPEC §8, delivered once: Slack takes a message but its answer never comes back, because Bobby
+/// is killed (`kill -9`) while waiting for it. After the restart the outbox does not know whether
+/// the message went out; it finds it in the channel by the outbox id in its metadata
+/// (`conversations.history`) and does not post it again. Every other message goes out once.
+#[tokio::test]
+async fn a_message_slack_took_just_before_a_kill_9_is_not_sent_again() {
+    let a = spawn_bobby().await;
+    a.slack.hold_posts(true);
+    let r = a.command("U0ALICE", "lock env-1 for 1h demo").await;
+    assert!(r.in_channel(), "{}", r.text());
+    let r = a.command("U0BOB", "wait env-1").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The forced unlock tells Alice, the channel and Bob: three outbox messages.
+    let r = a.command("U0ADMIN1", "unlock env-1 --force").await;
+    assert!(r.in_channel(), "{}", r.text());
+    a.slack
+        .wait_until("the first message to reach Slack", Duration::from_secs(20), |s| {
+            !s.posts().is_empty()
+        })
+        .await;
+    let held = a.slack.posts()[0].clone();
+    assert!(
+        held.metadata.as_ref().is_some_and(|m| m["event_type"] == "bg_outbox"),
+        "posted with its outbox id: {:?}",
+        held.metadata
+    );
+
+    let down = a.down(Stop::Kill9).await;
+    down.slack.hold_posts(false);
+    let a = down.up().await;
+    a.wait_for_count("SELECT count(*) FROM slack_outbox WHERE delivered_at IS NULL", 0)
+        .await;
+
+    let total = a.count("SELECT count(*) FROM slack_outbox").await;
+    assert!(total >= 3, "{total} outbox rows");
+    assert_eq!(
+        a.slack.posts().len() as i64,
+        total,
+        "each message once: {:#?}",
+        a.slack.posts()
+    );
+    assert_eq!(
+        a.count("SELECT count(*) FROM slack_outbox WHERE recovered").await,
+        1,
+        "the held message was found in Slack, not sent again"
+    );
+    assert_eq!(
+        a.slack
+            .posts()
+            .iter()
+            .filter(|p| p.text == held.text && p.channel == held.channel)
+            .count(),
+        1
+    );
+    assert!(a.slack.history_calls() >= 1, "the outbox looked before sending");
+}
