@@ -51,7 +51,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     shared::envs::store::sync_declared(&pool, "gandalf", &opts.config.verification_environments(), true)
         .await
         .context("registering the verification environments")?;
-    let repos: Vec<String> = opts.config.repos.iter().map(|r| r.name.clone()).collect();
+    let repos: Vec<_> = opts.config.repos.iter().map(|r| r.name.clone()).collect();
     crate::store::ensure_repos(&mut *pool.acquire().await?, &repos).await?;
 
     let mut notes = vec![];
