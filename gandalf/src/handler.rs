@@ -202,7 +202,11 @@ impl Gandalf {
         if !store::finish(&mut conn, item.id, &reason, self.clock.now()).await? {
             return refuse(messages::too_late_to_cancel(&item));
         }
-        let by = who.slack.map(SlackUserId::as_str).unwrap_or(who.login);
+        // Slack mentions them; on GitHub their login reads better than a Slack id.
+        let by = match who.slack {
+            Some(user) if who.in_slack => user.as_str(),
+            _ => who.login,
+        };
         Ok(Answer::ok(messages::cancelled(&item, by)))
     }
 

@@ -689,7 +689,7 @@ impl Verifier<'_> {
         let url = messages::item_url(&self.gandalf.config.public_url, &self.repo.name, item.pr);
         let mut tx = self.gandalf.pool.begin().await?;
         let current = store::item(&mut tx, item.id).await?.unwrap_or_else(|| item.clone());
-        let reason = format!("failed at {}: {}", red.what(), red.how);
+        let reason = red.reason();
         if !store::conclude(&mut tx, item.id, ItemState::Failed, &reason, None, now).await? {
             return Ok(());
         }
@@ -759,7 +759,7 @@ impl Verifier<'_> {
     /// repairs it, and `merges_channel` hears why.
     async fn revert_failed(&self, item: &Item, resource: &str, halt: Halt) -> anyhow::Result<()> {
         let what = match halt {
-            Halt::Red(red) => format!("{} {}", red.what(), red.how),
+            Halt::Red(red) => red.summary(),
             Halt::Internal(e) => format!("{e:#}"),
             _ => "stopped".into(),
         };

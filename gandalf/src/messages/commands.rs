@@ -9,13 +9,14 @@ use shared::slack::mrkdwn::{code, date, escape, user};
 
 use super::pr;
 use crate::command::{ParseError, VERBS};
-use crate::store::{Item, Pause};
+use crate::store::{Item, ItemState, Pause};
 
 pub fn help() -> Reply {
     let mut text =
         String::from("*Gandalf* merges pull requests one at a time, after deploying and testing them. Commands:\n");
     for (_, usage) in VERBS {
-        text.push_str(&format!("• `/gandalf {usage}`\n"));
+        // `<pr>` is escaped: raw, Slack reads it as markup, and a PR comment's plain text drops it.
+        text.push_str(&format!("• `/gandalf {}`\n", escape(usage)));
     }
     text.push_str("On a pull request, comment `@gandalf merge` (or `cancel`, `retry`, `status`).");
     Reply::ephemeral(text)
@@ -24,7 +25,7 @@ pub fn help() -> Reply {
 pub fn parse_error(e: &ParseError) -> Reply {
     let mut text = format!(":warning: {}", escape(&e.message));
     match e.usage {
-        Some(u) => text.push_str(&format!("\nUsage: `/gandalf {u}`")),
+        Some(u) => text.push_str(&format!("\nUsage: `/gandalf {}`", escape(u))),
         None => text.push_str("\nType `/gandalf help` for the list of commands."),
     }
     Reply::ephemeral(text)
@@ -153,8 +154,13 @@ pub fn already_queued(item: &Item, position: usize) -> Reply {
     Reply::ephemeral(format!(
         "{} is already in the queue (position {position}, {}).",
         pr(&item.repo, item.pr),
-        item.state.as_str()
+        state(item.state)
     ))
+}
+
+/// A state in words: `waiting_for_environment` raw would turn `_for_` italic in Slack.
+fn state(s: ItemState) -> String {
+    s.as_str().replace('_', " ")
 }
 
 pub fn not_queued(repo: &RepoName, number: PrNumber) -> Reply {
@@ -200,7 +206,7 @@ fn item_line(item: &Item, position: usize, now: DateTime<Utc>) -> String {
         "{position}. {} {} · {} · queued by {} {} ago",
         pr(&item.repo, item.pr),
         escape(&item.title),
-        item.state.as_str(),
+        state(item.state),
         escape(&item.queued_by),
         humanize(now - item.enqueued_at)
     )
@@ -240,7 +246,7 @@ pub fn status(item: &Item, position: Option<usize>, public_url: &str) -> Reply {
         "{} {}: *{}*",
         pr(&item.repo, item.pr),
         escape(&item.title),
-        item.state.as_str()
+        state(item.state)
     );
     if let Some(p) = position {
         text.push_str(&format!(" (position {p})"));
@@ -316,15 +322,14 @@ pub fn bad_map(repo: &RepoName, number: PrNumber, error: &str) -> Reply {
 
 pub fn unknown_comment_command(what: &str, bot: &str) -> Reply {
     Reply::ephemeral(format!(
-        "I don't know `{}`. On a pull request I take `@{bot} merge [p=high|p=low|p=<n>]`, `@{bot} cancel`, `@{bot} retry` and `@{bot} status`.",
-        what.replace('`', "'")
+        "I don't know `{}`. On a pull request I take `@{bot} merge [p=high|p=low|p=&lt;n&gt;]`, `@{bot} cancel`, `@{bot} retry` and `@{bot} status`.",
+        escape(&what.replace('`', "'"))
     ))
 }
 
 #[cfg(test)]
 mod tests {
     use insta::assert_snapshot;
-    use shared::queue::ItemState;
 
     use super::*;
     use crate::messages::fixtures::{at, both, item, sha, slack};
@@ -426,7 +431,7 @@ mod tests {
             id: 2,
             pr: n(43),
             title: "Docs".into(),
-            state: ItemState::Queued,
+            state: ItemState::WaitingForEnvironment,
             queued_by: "bob".into(),
             enqueued_at: at(9, 30),
             ..item()
@@ -434,6 +439,7 @@ mod tests {
         let third = Item {
             id: 3,
             pr: n(44),
+            state: ItemState::Queued,
             ..waiting.clone()
         };
         let now = at(10, 0);

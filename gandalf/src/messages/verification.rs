@@ -133,12 +133,31 @@ impl Red {
             None => format!("`{}`", self.step.as_str()),
         }
     }
+
+    /// " at `deploy` of `billing`", or nothing when the whole verification failed (it timed
+    /// out): "failed at `verification`" said nothing.
+    pub fn at_what(&self) -> String {
+        match self.step {
+            Phase::Verification => String::new(),
+            _ => format!(" at {}", self.what()),
+        }
+    }
+
+    /// The item's `outcome_reason`, which `status` and the control center show.
+    pub fn reason(&self) -> String {
+        format!("failed{}: {}", self.at_what(), self.how)
+    }
+
+    /// What a failed revert did, for the pause reason and `merges_channel`.
+    pub fn summary(&self) -> String {
+        format!("{}: {}", self.what(), self.how)
+    }
 }
 
 /// GitHub comment on a PR whose verification was red. Conflicts and a bad resource map have
 /// comments of their own ([`conflict_comment`], [`bad_map_comment`]).
 pub fn failed_comment(red: &Red, candidate: Option<&CommitSha>, url: &str, reverted: &[String]) -> String {
-    let mut text = format!(":x: Verification failed at {}: {}.", red.what(), red.how);
+    let mut text = format!(":x: Verification failed{}: {}.", red.at_what(), red.how);
     if let Some(c) = candidate {
         text.push_str(&format!(" Candidate: {c}."));
     }
@@ -221,10 +240,10 @@ pub fn merge_announcement(
 /// DM to whoever queued a PR that failed.
 pub fn failed_dm(item: &Item, red: &Red, url: &str) -> Reply {
     Reply::in_channel(format!(
-        ":x: {} {} failed verification at {}: {}.\nLog: {url}\nWhen it is fixed: `/gandalf retry {}#{}`",
+        ":x: {} {} failed verification{}: {}.\nLog: {url}\nWhen it is fixed: `/gandalf retry {}#{}`",
         pr(&item.repo, item.pr),
         escape(&item.title),
-        escape(&red.what()),
+        escape(&red.at_what()),
         escape(&red.how),
         escape(&item.repo.to_string()),
         item.pr
@@ -297,7 +316,9 @@ mod tests {
             interrupted_by_restart().to_string(),
             interrupted_by_error().to_string(),
             base_moved("main"),
-            revert_failed_pause("billing", n(42), "`deploy` exit status 1"),
+            revert_failed_pause("billing", n(42), "`revert` of `billing`: exit status 1"),
+            red().reason(),
+            Red::at(Phase::Verification, "timed out after 1h").reason(),
             candidate_message(&item(), "main"),
         ];
         assert_snapshot!(text.join("\n\n"));
@@ -348,12 +369,17 @@ mod tests {
         let url = item_url("https://gandalf.example.com", &repo(), n(42));
         let text = [
             slack(&failed_dm(&item(), &red(), &url)),
+            slack(&failed_dm(
+                &item(),
+                &Red::at(Phase::Verification, "timed out after 1h"),
+                &url,
+            )),
             slack(&environment_handed_over("verify-1", at(18, 0))),
             slack(&revert_failed(
                 &repo(),
                 n(42),
                 "verify-1",
-                "`revert` of `billing` exit status 1",
+                "`revert` of `billing`: exit status 1",
             )),
         ];
         assert_snapshot!(text.join("\n\n"));
