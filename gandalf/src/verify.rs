@@ -217,7 +217,7 @@ impl Verifier<'_> {
                 return Ok(None);
             }
             Halt::Stopped if stop.why() == Some(StopReason::TimedOut) => {
-                let red = Red::at(Phase::Verification, format!("timed out after {}", self.repo.timeout));
+                let red = Red::timed_out(self.repo.timeout);
                 self.rejected(item, red, deployed).await?;
                 Outcome::Failed
             }
@@ -297,10 +297,7 @@ impl Verifier<'_> {
         let candidate = match gh.merge(name, CANDIDATE_BRANCH, &item.head_sha, &message).await? {
             MergeOutcome::Merged(sha) => sha,
             MergeOutcome::Conflict => {
-                return Err(Halt::Red(Red::at(
-                    Phase::Candidate,
-                    format!("it conflicts with `{}`", self.repo.base),
-                )));
+                return Err(Halt::Red(Red::conflicts(&self.repo.base)));
             }
             MergeOutcome::NothingToMerge => {
                 return Err(Halt::Drop(DropReason::AlreadyInBase {
@@ -363,7 +360,7 @@ impl Verifier<'_> {
         loop {
             let now = self.now();
             let until = now + self.repo.timeout.chrono() + LEASE_MARGIN;
-            let reason = format!("verifying {}#{}", self.repo.name, item.pr);
+            let reason = messages::lease_reason(&self.repo.name, item.pr);
             let mut tx = self.gandalf.pool.begin().await?;
             let waiting = match envs::lock(&mut tx, env, &holder, &reason, now, until).await? {
                 LockOutcome::Locked { state, .. } => (state != EnvState::Ready).then_some(state),
@@ -464,10 +461,7 @@ impl Verifier<'_> {
                     deploy: plan.deploy,
                 })
             }
-            Err(e) => Err(Halt::Red(Red {
-                tail: e.render(&self.repo.resource_map),
-                ..Red::at(Phase::ResourceMap, "it does not parse")
-            })),
+            Err(e) => Err(Halt::Red(Red::bad_map(e.render(&self.repo.resource_map)))),
         }
     }
 
@@ -630,10 +624,7 @@ impl Verifier<'_> {
         if pull.head_sha != item.head_sha {
             return Ok(Halt::Drop(DropReason::NewCommits { head: pull.head_sha }));
         }
-        Ok(Halt::Red(Red::at(
-            Phase::Land,
-            format!("GitHub refused to land it ({status}: {message})"),
-        )))
+        Ok(Halt::Red(Red::refused_to_land(status, message)))
     }
 
     /// Whether the PR landed already: the base is at the candidate (fast-forward) or GitHub says

@@ -62,6 +62,11 @@ pub fn candidate_message(item: &Item, base: &str) -> String {
     )
 }
 
+/// The reason on Gandalf's lease of the verification environment (Bobby's lists show it).
+pub fn lease_reason(repo: &RepoName, number: PrNumber) -> String {
+    format!("verifying {repo}#{number}")
+}
+
 /// DM to the first person waiting for an environment Gandalf has finished with.
 pub fn environment_handed_over(env: &str, until: DateTime<Utc>) -> Reply {
     Reply::in_channel(format!(
@@ -125,6 +130,31 @@ impl Red {
             how: how.into(),
             tail: String::new(),
         }
+    }
+
+    /// The whole verification ran past the repository's `timeout`.
+    pub fn timed_out(timeout: impl fmt::Display) -> Red {
+        Red::at(Phase::Verification, format!("timed out after {timeout}"))
+    }
+
+    /// The PR's head does not merge into the base.
+    pub fn conflicts(base: &str) -> Red {
+        Red::at(Phase::Candidate, format!("it conflicts with `{base}`"))
+    }
+
+    /// The candidate's resource map does not parse; `error` is the parser's rendering.
+    pub fn bad_map(error: String) -> Red {
+        Red {
+            tail: error,
+            ..Red::at(Phase::ResourceMap, "it does not parse")
+        }
+    }
+
+    /// GitHub refused to land a PR whose head had not changed (a rule of the repository).
+    pub fn refused_to_land(status: u16, message: &str) -> Red {
+        // GitHub's messages end with a period; the sentence this goes in has its own.
+        let message = message.trim_end_matches('.');
+        Red::at(Phase::Land, format!("GitHub refused to land it ({status}: {message})"))
     }
 
     pub fn what(&self) -> String {
@@ -293,6 +323,13 @@ mod tests {
         }
     }
 
+    fn revert_red() -> Red {
+        Red {
+            resource: Some("billing".into()),
+            ..Red::at(Phase::Revert, "exit status 1")
+        }
+    }
+
     #[test]
     fn dropped_comments_for_every_reason() {
         let reasons = [
@@ -316,9 +353,12 @@ mod tests {
             interrupted_by_restart().to_string(),
             interrupted_by_error().to_string(),
             base_moved("main"),
-            revert_failed_pause("billing", n(42), "`revert` of `billing`: exit status 1"),
+            revert_failed_pause("billing", n(42), &revert_red().summary()),
+            lease_reason(&repo(), n(42)),
             red().reason(),
-            Red::at(Phase::Verification, "timed out after 1h").reason(),
+            Red::timed_out("1h").reason(),
+            Red::conflicts("main").reason(),
+            Red::bad_map("line 3: unknown key `deploys`".into()).reason(),
             candidate_message(&item(), "main"),
         ];
         assert_snapshot!(text.join("\n\n"));
@@ -327,10 +367,12 @@ mod tests {
     #[test]
     fn red_comments() {
         let url = item_url("https://gandalf.example.com", &repo(), n(42));
-        let timed_out = Red::at(Phase::Verification, "timed out after 1h");
+        let timed_out = Red::timed_out("1h");
+        let refused = Red::refused_to_land(405, "Required status check \"ci\" is expected.");
         let text = [
             failed_comment(&red(), Some(&sha('c')), &url, &["billing".to_string()]),
             failed_comment(&timed_out, None, &url, &[]),
+            failed_comment(&refused, Some(&sha('c')), &url, &[]),
             conflict_comment("main"),
             bad_map_comment(".gandalf/resources.toml", "line 3: unknown key `deploys`\n```"),
         ];
@@ -375,12 +417,7 @@ mod tests {
                 &url,
             )),
             slack(&environment_handed_over("verify-1", at(18, 0))),
-            slack(&revert_failed(
-                &repo(),
-                n(42),
-                "verify-1",
-                "`revert` of `billing`: exit status 1",
-            )),
+            slack(&revert_failed(&repo(), n(42), "verify-1", &revert_red().summary())),
         ];
         assert_snapshot!(text.join("\n\n"));
     }
