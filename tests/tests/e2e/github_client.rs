@@ -103,7 +103,7 @@ async fn builds_a_candidate_and_lands_it_by_fast_forward() {
         panic!("{merged:?}")
     };
     assert_eq!(
-        fake.parents(REPO, &candidate.to_string()),
+        fake.parents(REPO, candidate.as_ref()),
         vec![main_tip.clone(), head.clone()]
     );
     assert_eq!(
