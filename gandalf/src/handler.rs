@@ -35,6 +35,17 @@ struct Requester<'a> {
     in_slack: bool,
 }
 
+impl Requester<'_> {
+    /// How a reply names them: a Slack mention in Slack; on GitHub their login reads better than
+    /// a Slack id.
+    fn by(&self) -> messages::By<'_> {
+        match self.slack {
+            Some(user) if self.in_slack => messages::By::Slack(user),
+            _ => messages::By::GitHub(self.login),
+        }
+    }
+}
+
 impl Gandalf {
     /// Connects to GitHub with whatever credentials the environment has; `None` without any (the
     /// queues are then idle, and commands say so).
@@ -202,12 +213,7 @@ impl Gandalf {
         if !store::finish(&mut conn, item.id, &reason, self.clock.now()).await? {
             return refuse(messages::too_late_to_cancel(&item));
         }
-        // Slack mentions them; on GitHub their login reads better than a Slack id.
-        let by = match who.slack {
-            Some(user) if who.in_slack => user.as_str(),
-            _ => who.login,
-        };
-        Ok(Answer::ok(messages::cancelled(&item, by)))
+        Ok(Answer::ok(messages::cancelled(&item, who.by())))
     }
 
     async fn status(&self, repo: &RepoConfig, number: PrNumber) -> Handled<Answer> {
@@ -288,8 +294,7 @@ impl Gandalf {
                 let ahead = i32::try_from(position.saturating_sub(1)).unwrap_or(i32::MAX);
                 let eta = typical.map(|t| t * ahead);
                 metrics::counter!("gandalf_enqueued_total").increment(1);
-                let mention = who.slack.filter(|_| who.in_slack);
-                Ok(Answer::ok(messages::queued(&item, position, eta, mention)))
+                Ok(Answer::ok(messages::queued(&item, position, eta, who.by())))
             }
             Err(existing) => refuse(messages::already_queued(
                 &existing,

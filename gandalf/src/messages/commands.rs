@@ -129,14 +129,28 @@ pub fn refused(repo: &RepoName, number: PrNumber, why: &Unqueueable) -> Reply {
     Reply::ephemeral(format!(":no_entry: I can't queue {}: {why}", pr(repo, number)))
 }
 
-/// A PR was queued. `mention` is who queued it, mentioned in Slack; a PR comment names their
-/// GitHub login instead.
-pub fn queued(item: &Item, position: usize, eta: Option<chrono::Duration>, mention: Option<&SlackUserId>) -> Reply {
-    let who = mention
-        .map(|u| user(u.as_str()))
-        .unwrap_or_else(|| escape(&item.queued_by));
+/// Who did something, as a reply names them: mentioned in Slack, by GitHub login on a PR (and
+/// for people Gandalf knows only on GitHub).
+#[derive(Clone, Copy, Debug)]
+pub enum By<'a> {
+    Slack(&'a SlackUserId),
+    GitHub(&'a str),
+}
+
+impl By<'_> {
+    fn name(self) -> String {
+        match self {
+            By::Slack(u) => user(u.as_str()),
+            By::GitHub(login) => escape(login),
+        }
+    }
+}
+
+/// A PR was queued by `by`.
+pub fn queued(item: &Item, position: usize, eta: Option<chrono::Duration>, by: By) -> Reply {
     let mut text = format!(
-        ":inbox_tray: {who} queued {} {} at position {position}",
+        ":inbox_tray: {} queued {} {} at position {position}",
+        by.name(),
         pr(&item.repo, item.pr),
         escape(&item.title)
     );
@@ -175,11 +189,10 @@ pub fn cancel_not_allowed(item: &Item) -> Reply {
     ))
 }
 
-/// `by` is a Slack user id (mentioned) or, for someone Gandalf knows only on GitHub, their login.
-pub fn cancelled(item: &Item, by: &str) -> Reply {
+pub fn cancelled(item: &Item, by: By) -> Reply {
     Reply::in_channel(format!(
         ":x: {} took {} out of the queue.",
-        user(by),
+        by.name(),
         pr(&item.repo, item.pr)
     ))
 }
@@ -405,8 +418,13 @@ mod tests {
     fn queued_in_slack_and_on_github() {
         let high = Item { priority: 10, ..item() };
         let text = [
-            both(&queued(&item(), 1, None, Some(&alice()))),
-            both(&queued(&high, 3, Some(chrono::Duration::minutes(50)), None)),
+            both(&queued(&item(), 1, None, By::Slack(&alice()))),
+            both(&queued(
+                &high,
+                3,
+                Some(chrono::Duration::minutes(50)),
+                By::GitHub("alice"),
+            )),
             both(&already_queued(&item(), 2)),
         ];
         assert_snapshot!(text.join("\n\n"));
@@ -417,8 +435,8 @@ mod tests {
         let text = [
             both(&not_queued(&repo(), n(42))),
             both(&cancel_not_allowed(&item())),
-            both(&cancelled(&item(), "U0BOB")),
-            both(&cancelled(&item(), "bob")),
+            both(&cancelled(&item(), By::Slack(&"U0BOB".parse().unwrap()))),
+            both(&cancelled(&item(), By::GitHub("bob"))),
             both(&too_late_to_cancel(&item())),
             both(&nothing_to_retry(&repo(), n(42))),
         ];
