@@ -480,6 +480,14 @@ mod tests {
         assert_snapshot!(text.join("\n\n"));
     }
 
+    /// What Slack receives for a reply (Gandalf's have no buttons): the response type, the
+    /// notification text and the section blocks.
+    #[test]
+    fn a_reply_as_slack_receives_it() {
+        let reply = queued(&item(), 2, Some(chrono::Duration::minutes(20)), By::Slack(&alice()));
+        assert_snapshot!(serde_json::to_string_pretty(&reply.command_response()).unwrap());
+    }
+
     #[test]
     fn status_of_a_verifying_and_of_a_finished_pull_request() {
         let verifying = Item {
