@@ -42,6 +42,6 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fn pr_round_trips(pr: &PrRef) {
-    assert!(pr.number > 0, "pull request #0 accepted");
+    assert!(pr.number.get() > 0, "pull request #0 accepted");
     assert_eq!(parse_pr(&pr.to_string()).as_ref(), Ok(pr), "{pr} does not parse back");
 }

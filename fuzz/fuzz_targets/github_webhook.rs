@@ -50,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
         Event::Comment {
             number, author, body, ..
         } => {
-            assert!(number > 0);
+            assert!(number.get() > 0);
             assert!(!author.eq_ignore_ascii_case("gandalf"), "Gandalf would answer itself");
             let _ = parse_comment(&body, "gandalf");
         }

@@ -42,37 +42,8 @@ const ENDPOINTS: &[&str] = &[
 
 pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let database_url = opts.secrets.require_database_url()?.to_string();
-    let pool = shared::db::connect(&database_url, opts.pool_size)
-        .await
-        .context("connecting to Postgres")?;
-    shared::db::migrate(&pool)
-        .await
-        .context("applying database migrations")?;
-    shared::envs::store::sync_declared(&pool, "gandalf", &opts.config.verification_environments(), true)
-        .await
-        .context("registering the verification environments")?;
-    let repos: Vec<String> = opts.config.repos.iter().map(|r| r.name.clone()).collect();
-    crate::store::ensure_repos(&mut *pool.acquire().await?, &repos).await?;
-
-    let mut notes = vec![];
-    if opts.github.is_none() {
-        let why = "no GitHub credentials (GITHUB_TOKEN, or GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY_FILE + GITHUB_APP_INSTALLATION_ID): the queues are idle";
-        tracing::warn!("{why}");
-        notes.push(why.to_string());
-    }
-    for repo in opts.config.repos.iter().filter(|r| r.checkout.is_some()) {
-        let why = format!(
-            "{}: `checkout` is not supported yet; its steps run in the config file's directory",
-            repo.name
-        );
-        tracing::warn!("{why}");
-        notes.push(why);
-    }
-    if opts.secrets.github_webhook_secret.is_none() {
-        let why = "no GITHUB_WEBHOOK_SECRET: GitHub deliveries are refused";
-        tracing::warn!("{why}");
-        notes.push(why.to_string());
-    }
+    let pool = prepare_database(&database_url, &opts).await?;
+    let notes = setup_notes(&opts);
     let slack = SlackApi::new(opts.secrets.slack_bot_token.as_ref(), &opts.secrets.slack_api_url);
     if !slack.is_configured() {
         tracing::warn!("no SLACK_BOT_TOKEN: Slack messages are logged instead of sent");
@@ -113,10 +84,64 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
             tracing::error!(error = %e, "HTTP server stopped");
         }
     })];
-    tasks.push(tokio::spawn(crate::webhook::process_deliveries(
+    tasks.extend(spawn_workers(gandalf, database_url, slack, mask, &rx));
+    tracing::info!(address = %addr, "gandalf is listening");
+    Ok(Running::new(addr, pool, shutdown, tasks))
+}
+
+/// Connects, migrates, and registers the verification environments and the queues.
+async fn prepare_database(database_url: &str, opts: &Options) -> anyhow::Result<sqlx::PgPool> {
+    let pool = shared::db::connect(database_url, opts.pool_size)
+        .await
+        .context("connecting to Postgres")?;
+    shared::db::migrate(&pool)
+        .await
+        .context("applying database migrations")?;
+    shared::envs::store::sync_declared(&pool, "gandalf", &opts.config.verification_environments(), true)
+        .await
+        .context("registering the verification environments")?;
+    let repos: Vec<_> = opts.config.repos.iter().map(|r| r.name.clone()).collect();
+    crate::store::ensure_repos(&mut *pool.acquire().await?, &repos).await?;
+    Ok(pool)
+}
+
+/// What is missing or not supported in this setup: logged, and shown by `/about`.
+fn setup_notes(opts: &Options) -> Vec<String> {
+    let mut notes = vec![];
+    if opts.github.is_none() {
+        let why = "no GitHub credentials (GITHUB_TOKEN, or GITHUB_APP_ID + GITHUB_APP_PRIVATE_KEY_FILE + GITHUB_APP_INSTALLATION_ID): the queues are idle";
+        tracing::warn!("{why}");
+        notes.push(why.to_string());
+    }
+    for repo in opts.config.repos.iter().filter(|r| r.checkout.is_some()) {
+        let why = format!(
+            "{}: `checkout` is not supported yet; its steps run in the config file's directory",
+            repo.name
+        );
+        tracing::warn!("{why}");
+        notes.push(why);
+    }
+    if opts.secrets.github_webhook_secret.is_none() {
+        let why = "no GITHUB_WEBHOOK_SECRET: GitHub deliveries are refused";
+        tracing::warn!("{why}");
+        notes.push(why.to_string());
+    }
+    notes
+}
+
+/// The delivery processor, the queue worker and the Slack outbox, each stopping on `rx`.
+fn spawn_workers(
+    gandalf: Gandalf,
+    database_url: String,
+    slack: SlackApi,
+    mask: Arc<Vec<String>>,
+    rx: &watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let pool = gandalf.pool.clone();
+    let mut tasks = vec![tokio::spawn(crate::webhook::process_deliveries(
         gandalf.clone(),
         rx.clone(),
-    )));
+    ))];
     let worker = QueueWorker {
         gandalf,
         database_url: database_url.clone(),
@@ -125,7 +150,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     };
     tasks.push(tokio::spawn(worker.run(rx.clone())));
     let deliverer = Deliverer {
-        pool: pool.clone(),
+        pool,
         database_url,
         slack,
         sender: Sender::Gandalf,
@@ -133,6 +158,5 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         backoff: Backoff::default(),
     };
     tasks.push(tokio::spawn(deliverer.run(rx.clone())));
-    tracing::info!(address = %addr, "gandalf is listening");
-    Ok(Running::new(addr, pool, shutdown, tasks))
+    tasks
 }

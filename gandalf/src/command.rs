@@ -4,12 +4,14 @@
 
 use std::fmt;
 
+use shared::ids::{PrNumber, RepoName};
+
 /// A pull request as someone referred to it: `#123`, `123`, `owner/repo#123` or its URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrRef {
     /// `owner/name` when the reference said so; otherwise the caller's default repository.
-    pub repo: Option<String>,
-    pub number: u64,
+    pub repo: Option<RepoName>,
+    pub number: PrNumber,
 }
 
 impl fmt::Display for PrRef {
@@ -26,10 +28,10 @@ pub enum Command {
     Merge { pr: PrRef, priority: i32 },
     Cancel { pr: PrRef },
     Retry { pr: PrRef },
-    Queue { repo: Option<String> },
+    Queue { repo: Option<RepoName> },
     Status { pr: PrRef },
-    Pause { repo: Option<String>, reason: String },
-    Resume { repo: Option<String> },
+    Pause { repo: Option<RepoName>, reason: String },
+    Resume { repo: Option<RepoName> },
     Plan { pr: PrRef },
     Help,
 }
@@ -75,13 +77,14 @@ pub fn parse_pr(s: &str) -> Result<PrRef, String> {
             clip(s)
         )
     };
-    let number = |n: &str| n.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(bad);
+    let number = |n: &str| n.parse::<PrNumber>().map_err(|_| bad());
+    let repo = |owner: &str, name: &str| format!("{owner}/{name}").parse::<RepoName>().map_err(|_| bad());
     if let Some(rest) = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://")) {
         // https://host/owner/repo/pull/123[/files…]
         let parts: Vec<&str> = rest.split('/').collect();
         return match parts.as_slice() {
-            [_host, owner, repo, "pull", n, ..] if valid_repo_part(owner) && valid_repo_part(repo) => Ok(PrRef {
-                repo: Some(format!("{owner}/{repo}")),
+            [_host, owner, name, "pull", n, ..] => Ok(PrRef {
+                repo: Some(repo(owner, name)?),
                 number: number(n.split(['?', '#']).next().unwrap_or(""))?,
             }),
             _ => Err(bad()),
@@ -94,12 +97,8 @@ pub fn parse_pr(s: &str) -> Result<PrRef, String> {
                 number: number(n)?,
             });
         }
-        let (owner, name) = repo.split_once('/').ok_or_else(bad)?;
-        if !valid_repo_part(owner) || !valid_repo_part(name) {
-            return Err(bad());
-        }
         return Ok(PrRef {
-            repo: Some(repo.to_string()),
+            repo: Some(repo.parse::<RepoName>().map_err(|_| bad())?),
             number: number(n)?,
         });
     }
@@ -109,18 +108,9 @@ pub fn parse_pr(s: &str) -> Result<PrRef, String> {
     })
 }
 
-fn valid_repo_part(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 100
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
-fn parse_repo(s: &str) -> Result<String, String> {
-    match s.split_once('/') {
-        Some((o, n)) if valid_repo_part(o) && valid_repo_part(n) => Ok(s.to_string()),
-        _ => Err(format!("`{}` is not a repository; write it as owner/repo", clip(s))),
-    }
+fn parse_repo(s: &str) -> Result<RepoName, String> {
+    s.parse()
+        .map_err(|_| format!("`{}` is not a repository; write it as owner/repo", clip(s)))
 }
 
 fn parse_priority(s: &str) -> Result<i32, String> {
@@ -293,8 +283,8 @@ mod tests {
 
     fn pr(repo: Option<&str>, number: u64) -> PrRef {
         PrRef {
-            repo: repo.map(str::to_string),
-            number,
+            repo: repo.map(|r| r.parse().unwrap()),
+            number: PrNumber::new(number).unwrap(),
         }
     }
 
@@ -366,13 +356,13 @@ mod tests {
         assert_eq!(
             parse("queue acme/platform"),
             Ok(Command::Queue {
-                repo: Some("acme/platform".into())
+                repo: Some("acme/platform".parse().unwrap())
             })
         );
         assert_eq!(
             parse("pause acme/platform infra is down"),
             Ok(Command::Pause {
-                repo: Some("acme/platform".into()),
+                repo: Some("acme/platform".parse().unwrap()),
                 reason: "infra is down".into()
             })
         );

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use shared::duration::Span;
 use shared::envs::Declared;
-use shared::ids::{ChannelId, EnvName, SlackUserId};
+use shared::ids::{ChannelId, EnvName, RepoName, SlackUserId};
 use shared::people::{People, Person};
 use shared::settings::{Invalid, SettingsError, config_dir, load_toml, parse_toml};
 
@@ -58,8 +58,8 @@ pub enum MergeMethod {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RepoConfig {
-    /// `owner/name`.
-    pub name: String,
+    /// `owner/name`, parsed (and so checked) when the file is read.
+    pub name: RepoName,
     #[serde(default = "main_branch")]
     pub base: String,
     pub environment: EnvName,
@@ -118,16 +118,6 @@ pub struct PipelineConfig {
     pub revert: Option<String>,
 }
 
-impl RepoConfig {
-    pub fn owner(&self) -> &str {
-        self.name.split('/').next().unwrap_or_default()
-    }
-
-    pub fn short_name(&self) -> &str {
-        self.name.split('/').nth(1).unwrap_or_default()
-    }
-}
-
 impl GandalfConfig {
     pub fn load(path: &Path) -> Result<Self, SettingsError> {
         let raw: RawConfig = load_toml(path)?;
@@ -147,14 +137,8 @@ impl GandalfConfig {
         }
         let mut names = HashSet::new();
         for r in &raw.repos {
-            let parts: Vec<&str> = r.name.split('/').collect();
-            if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
-                return Err(Invalid::new(
-                    "repos.name",
-                    format!("`{}` is not of the form owner/name", r.name),
-                ));
-            }
-            if !names.insert(r.name.to_ascii_lowercase()) {
+            // The name's form was checked when it was parsed; GitHub's names are case-insensitive.
+            if !names.insert(r.name.to_string().to_ascii_lowercase()) {
                 return Err(Invalid::new("repos.name", format!("lists `{}` twice", r.name)));
             }
             if r.base.trim().is_empty() {
@@ -192,12 +176,20 @@ impl GandalfConfig {
         })
     }
 
-    pub fn is_admin(&self, user: &str) -> bool {
-        self.admins.iter().any(|a| a.as_str() == user)
+    pub fn is_admin(&self, user: &SlackUserId) -> bool {
+        self.admins.contains(user)
     }
 
-    pub fn repo(&self, name: &str) -> Option<&RepoConfig> {
-        self.repos.iter().find(|r| r.name.eq_ignore_ascii_case(name))
+    /// The queue of `name`, compared as GitHub does (case-insensitively).
+    pub fn repo(&self, name: &RepoName) -> Option<&RepoConfig> {
+        self.repos
+            .iter()
+            .find(|r| r.name.owner.eq_ignore_ascii_case(&name.owner) && r.name.name.eq_ignore_ascii_case(&name.name))
+    }
+
+    /// The names of the repositories Gandalf queues, as the config spells them.
+    pub fn repo_names(&self) -> Vec<&RepoName> {
+        self.repos.iter().map(|r| &r.name).collect()
     }
 
     pub fn verification_environments(&self) -> Vec<Declared> {
@@ -248,8 +240,8 @@ revert = "ci/deploy.sh"
     #[test]
     fn the_spec_example_parses() {
         let c = GandalfConfig::parse(EXAMPLE, Path::new(".")).unwrap();
-        let r = c.repo("ACME/platform").unwrap();
-        assert_eq!((r.owner(), r.short_name()), ("acme", "platform"));
+        let r = c.repo(&"ACME/platform".parse().unwrap()).unwrap();
+        assert_eq!((r.name.owner.as_str(), r.name.name.as_str()), ("acme", "platform"));
         assert_eq!(r.merge_method, MergeMethod::FastForward);
         assert_eq!(r.timeout.as_secs(), 3600);
         assert_eq!(r.pipeline.revert.as_deref(), Some("ci/deploy.sh"));
@@ -264,7 +256,13 @@ revert = "ci/deploy.sh"
                 "merge_method = \"rebase\"",
                 "merge_method",
             ),
-            ("name = \"acme/platform\"", "name = \"platform\"", "repos.name"),
+            // The name is parsed as it is read: the error quotes the line and says what is wrong.
+            ("name = \"acme/platform\"", "name = \"platform\"", "name = \"platform\""),
+            (
+                "name = \"acme/platform\"",
+                "name = \"platform\"",
+                "is not a GitHub repository",
+            ),
             ("step_timeout = \"20m\"", "step_timeout = \"2h\"", "repos.step_timeout"),
             (
                 "environment = \"verify-1\"",

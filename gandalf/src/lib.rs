@@ -2,13 +2,18 @@
 //!
 //! The binary in `main.rs` is a thin shell; the queue lives here so the end-to-end tests run the
 //! very same code. Where to look: `command` parses what people type (Slack and PR comments),
-//! `handler` decides, `messages` words it, `store` is the queue in Postgres, `config` reads
-//! `gandalf.toml`, `worker` works the queues and `verify` verifies and lands one pull request.
+//! `handler` decides, `messages` words it (by family: `messages::commands`,
+//! `messages::verification`, each with snapshot tests), `store` is the queue in Postgres, `config`
+//! reads `gandalf.toml`, `worker` works the queues and `verify` verifies and lands one pull
+//! request; `drop_reason` is why a PR leaves the queue, whichever of them finds out. The ids
+//! (`RepoName`, `PrNumber`, `CommitSha`) are `shared::ids`, parsed at the edge (config, command,
+//! webhook) and typed everywhere after; refusals are `shared::refusal`.
 
 pub mod app;
 pub mod batch;
 pub mod command;
 pub mod config;
+pub mod drop_reason;
 pub mod handler;
 pub mod messages;
 pub mod routes;

@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use shared::http::ApiError;
-use shared::ids::SlackUserId;
+use shared::ids::{PrNumber, RepoName, SlackUserId};
 use shared::slack::signature::{SignedSlackBody, SlackVerifier};
 use slack_morphism::prelude::SlackCommandEvent;
 
@@ -90,12 +90,17 @@ async fn interaction(SignedSlackBody(_): SignedSlackBody) -> StatusCode {
     StatusCode::OK
 }
 
-fn repo_of(app: &AppState, owner: &str, repo: &str) -> Result<String, ApiError> {
+fn repo_of(app: &AppState, owner: &str, repo: &str) -> Result<RepoName, ApiError> {
     let name = format!("{owner}/{repo}");
-    app.gandalf.config.repo(&name).map(|r| r.name.clone()).ok_or_else(|| {
-        let names: Vec<&str> = app.gandalf.config.repos.iter().map(|r| r.name.as_str()).collect();
-        ApiError::not_found(format!("no queue for `{name}`; repositories: {}", names.join(", ")))
-    })
+    let config = &app.gandalf.config;
+    name.parse()
+        .ok()
+        .and_then(|n| config.repo(&n))
+        .map(|r| r.name.clone())
+        .ok_or_else(|| {
+            let names: Vec<String> = config.repo_names().iter().map(|r| r.to_string()).collect();
+            ApiError::not_found(format!("no queue for `{name}`; repositories: {}", names.join(", ")))
+        })
 }
 
 async fn item_json(conn: &mut sqlx::PgConnection, item: &Item, position: Option<usize>) -> Result<Value, ApiError> {
@@ -136,11 +141,9 @@ async fn pull(
     Path((owner, repo, n)): Path<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let name = repo_of(&app, &owner, &repo)?;
-    let number: i32 = n
+    let number: PrNumber = n
         .parse()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| ApiError::user(StatusCode::BAD_REQUEST, format!("`{n}` is not a pull request number")))?;
+        .map_err(|_| ApiError::user(StatusCode::BAD_REQUEST, format!("`{n}` is not a pull request number")))?;
     let mut conn = app.gandalf.pool.acquire().await?;
     let Some(item) = store::latest_item(&mut conn, &name, number).await? else {
         return Err(ApiError::not_found(format!("{name}#{number} has never been queued")));

@@ -2,37 +2,115 @@
 //! database holds the invariants — one active item per PR, one verifying item per repository, a PR
 //! landed at most once — as unique indexes, so no code path can break them.
 
+use std::str::FromStr;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use shared::ids::{CommitSha, Holder, PrNumber, RepoName, SlackUserId};
 // The queue's model (items, states, order) and its read queries live in the shared crate, which
 // the control center reads too: the positions it shows are the ones the worker follows.
-pub use shared::queue::{Item, ItemState, QUEUE_ORDER, active_items as queue, typical_verification};
-use sqlx::{PgConnection, Row};
+pub use shared::queue::{Item, ItemState, QUEUE_ORDER};
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef};
+use sqlx::{Decode, Encode, PgConnection, Postgres, Row, Type};
 
 pub use shared::db::DbResult;
+
+use crate::drop_reason::DropReason;
 
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct StepRow {
     pub name: String,
     pub resource: Option<String>,
-    pub state: String,
+    pub state: StepState,
     pub exit_code: Option<i32>,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-pub struct NewItem<'a> {
-    pub repo: &'a str,
-    pub pr: i32,
-    pub title: &'a str,
-    pub author: &'a str,
-    pub head_sha: &'a str,
-    pub priority: i32,
-    pub queued_by: &'a str,
-    pub queued_by_slack: Option<&'a str>,
+/// A step of a verification (`queue_steps.state`, a `text` column with a CHECK of these words).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    /// It was running when Gandalf stopped (a crash or a restart).
+    Interrupted,
 }
 
-pub async fn ensure_repos(conn: &mut PgConnection, repos: &[String]) -> DbResult<()> {
+impl StepState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepState::Running => "running",
+            StepState::Succeeded => "succeeded",
+            StepState::Failed => "failed",
+            StepState::Cancelled => "cancelled",
+            StepState::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl FromStr for StepState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "running" => StepState::Running,
+            "succeeded" => StepState::Succeeded,
+            "failed" => StepState::Failed,
+            "cancelled" => StepState::Cancelled,
+            "interrupted" => StepState::Interrupted,
+            other => return Err(format!("`{other}` is not a step state")),
+        })
+    }
+}
+
+impl Type<Postgres> for StepState {
+    fn type_info() -> PgTypeInfo {
+        <String as Type<Postgres>>::type_info()
+    }
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        <String as Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl Encode<'_, Postgres> for StepState {
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        <&str as Encode<Postgres>>::encode(self.as_str(), buf)
+    }
+}
+
+impl<'r> Decode<'r, Postgres> for StepState {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+        Ok(<&str as Decode<Postgres>>::decode(value)?.parse::<StepState>()?)
+    }
+}
+
+pub struct NewItem<'a> {
+    pub repo: &'a RepoName,
+    pub pr: PrNumber,
+    pub title: &'a str,
+    pub author: &'a str,
+    pub head_sha: &'a CommitSha,
+    pub priority: i32,
+    /// The GitHub login of whoever queues it.
+    pub queued_by: &'a str,
+    pub queued_by_slack: Option<&'a SlackUserId>,
+}
+
+/// The active items of a repository's queue, in the order Gandalf works them.
+pub async fn queue(conn: &mut PgConnection, repo: &RepoName) -> DbResult<Vec<Item>> {
+    shared::queue::active_items(conn, &repo.to_string()).await
+}
+
+/// Median verification time of the last 20 finished verifications: the basis of every ETA.
+pub async fn typical_verification(conn: &mut PgConnection, repo: &RepoName) -> DbResult<Option<chrono::Duration>> {
+    shared::queue::typical_verification(conn, &repo.to_string()).await
+}
+
+pub async fn ensure_repos(conn: &mut PgConnection, repos: &[RepoName]) -> DbResult<()> {
     sqlx::query("INSERT INTO repo_queues (repo) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING")
         .bind(repos)
         .execute(conn)
@@ -67,7 +145,7 @@ pub async fn enqueue(conn: &mut PgConnection, new: NewItem<'_>, now: DateTime<Ut
     }
 }
 
-pub async fn active_item(conn: &mut PgConnection, repo: &str, pr: i32) -> DbResult<Option<Item>> {
+pub async fn active_item(conn: &mut PgConnection, repo: &RepoName, pr: PrNumber) -> DbResult<Option<Item>> {
     sqlx::query_as(concat!(
         "SELECT ",
         shared::queue_item_columns!(),
@@ -81,7 +159,7 @@ pub async fn active_item(conn: &mut PgConnection, repo: &str, pr: i32) -> DbResu
 }
 
 /// The most recent item of a PR, finished or not.
-pub async fn latest_item(conn: &mut PgConnection, repo: &str, pr: i32) -> DbResult<Option<Item>> {
+pub async fn latest_item(conn: &mut PgConnection, repo: &RepoName, pr: PrNumber) -> DbResult<Option<Item>> {
     sqlx::query_as(concat!(
         "SELECT ",
         shared::queue_item_columns!(),
@@ -94,7 +172,7 @@ pub async fn latest_item(conn: &mut PgConnection, repo: &str, pr: i32) -> DbResu
 }
 
 /// Finished items, newest first.
-pub async fn history(conn: &mut PgConnection, repo: &str, limit: i64) -> DbResult<Vec<Item>> {
+pub async fn history(conn: &mut PgConnection, repo: &RepoName, limit: i64) -> DbResult<Vec<Item>> {
     sqlx::query_as(concat!(
         "SELECT ",
         shared::queue_item_columns!(),
@@ -107,22 +185,17 @@ pub async fn history(conn: &mut PgConnection, repo: &str, limit: i64) -> DbResul
     .await
 }
 
-/// Ends an active item (cancelled or dropped) with a reason; `false` when it had finished already
-/// or is landing (a landing is short and decides itself: it either lands or verifies again).
-pub async fn finish(
-    conn: &mut PgConnection,
-    id: i64,
-    state: ItemState,
-    reason: &str,
-    now: DateTime<Utc>,
-) -> DbResult<bool> {
+/// Ends an active item (cancelled or dropped, as `reason` says); `false` when it had finished
+/// already or is landing (a landing is short and decides itself: it either lands or verifies
+/// again).
+pub async fn finish(conn: &mut PgConnection, id: i64, reason: &DropReason, now: DateTime<Utc>) -> DbResult<bool> {
     let n = sqlx::query(
         "UPDATE queue_items SET state = $2, outcome_reason = $3, finished_at = $4, note = NULL \
          WHERE id = $1 AND state NOT IN ('merged', 'failed', 'cancelled', 'dropped', 'landing')",
     )
     .bind(id)
-    .bind(state)
-    .bind(reason)
+    .bind(reason.state())
+    .bind(reason.to_string())
     .bind(now)
     .execute(conn)
     .await?
@@ -143,10 +216,10 @@ pub async fn steps(conn: &mut PgConnection, item_id: i64) -> DbResult<Vec<StepRo
 pub struct Pause {
     pub paused: bool,
     pub reason: String,
-    pub by: Option<String>,
+    pub by: Option<Holder>,
 }
 
-pub async fn pause_state(conn: &mut PgConnection, repo: &str) -> DbResult<Pause> {
+pub async fn pause_state(conn: &mut PgConnection, repo: &RepoName) -> DbResult<Pause> {
     let row = sqlx::query("SELECT paused, paused_reason, paused_by FROM repo_queues WHERE repo = $1")
         .bind(repo)
         .fetch_optional(conn)
@@ -163,10 +236,10 @@ pub async fn pause_state(conn: &mut PgConnection, repo: &str) -> DbResult<Pause>
 
 pub async fn set_paused(
     conn: &mut PgConnection,
-    repo: &str,
+    repo: &RepoName,
     paused: bool,
     reason: &str,
-    by: &str,
+    by: &Holder,
     now: DateTime<Utc>,
 ) -> DbResult<()> {
     sqlx::query(
@@ -227,7 +300,7 @@ pub async fn delivery_processed(conn: &mut PgConnection, id: &str, now: DateTime
 // --- The verification worker's side -------------------------------------------------------------
 
 /// The item to verify next: the one verifying already (after a restart), else the first queued.
-pub async fn next_to_verify(conn: &mut PgConnection, repo: &str) -> DbResult<Option<Item>> {
+pub async fn next_to_verify(conn: &mut PgConnection, repo: &RepoName) -> DbResult<Option<Item>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {} FROM queue_items WHERE repo = $1 AND state NOT IN ('merged', 'failed', 'cancelled', 'dropped') \
          ORDER BY {QUEUE_ORDER} LIMIT 1",
@@ -281,7 +354,12 @@ pub async fn start_verification(conn: &mut PgConnection, id: i64, now: DateTime<
     Ok(n == 1)
 }
 
-pub async fn set_candidate(conn: &mut PgConnection, id: i64, base_sha: &str, candidate_sha: &str) -> DbResult<()> {
+pub async fn set_candidate(
+    conn: &mut PgConnection,
+    id: i64,
+    base_sha: &CommitSha,
+    candidate_sha: &CommitSha,
+) -> DbResult<()> {
     sqlx::query("UPDATE queue_items SET base_sha = $2, candidate_sha = $3 WHERE id = $1")
         .bind(id)
         .bind(base_sha)
@@ -317,7 +395,7 @@ pub async fn conclude(
     id: i64,
     state: ItemState,
     reason: &str,
-    landed_sha: Option<&str>,
+    landed_sha: Option<&CommitSha>,
     now: DateTime<Utc>,
 ) -> DbResult<bool> {
     let n = sqlx::query(
@@ -351,13 +429,13 @@ pub async fn requeue(conn: &mut PgConnection, id: i64, note: &str) -> DbResult<(
 
 /// Steps a crash left `running` are marked interrupted.
 pub async fn interrupt_steps(conn: &mut PgConnection, item_id: i64, now: DateTime<Utc>) -> DbResult<()> {
-    sqlx::query(
-        "UPDATE queue_steps SET state = 'interrupted', finished_at = $2 WHERE item_id = $1 AND state = 'running'",
-    )
-    .bind(item_id)
-    .bind(now)
-    .execute(conn)
-    .await?;
+    sqlx::query("UPDATE queue_steps SET state = $3, finished_at = $2 WHERE item_id = $1 AND state = $4")
+        .bind(item_id)
+        .bind(now)
+        .bind(StepState::Interrupted)
+        .bind(StepState::Running)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -371,13 +449,14 @@ pub async fn step_started(
 ) -> DbResult<i64> {
     sqlx::query_scalar(
         "INSERT INTO queue_steps (item_id, attempt, name, resource, state, started_at) \
-         VALUES ($1, $2, $3, $4, 'running', $5) RETURNING id",
+         VALUES ($1, $2, $3, $4, $6, $5) RETURNING id",
     )
     .bind(item_id)
     .bind(attempt)
     .bind(name)
     .bind(resource)
     .bind(now)
+    .bind(StepState::Running)
     .fetch_one(conn)
     .await
 }
@@ -385,7 +464,7 @@ pub async fn step_started(
 pub async fn step_finished(
     conn: &mut PgConnection,
     step_id: i64,
-    state: &str,
+    state: StepState,
     exit_code: Option<i32>,
     log: &str,
     now: DateTime<Utc>,

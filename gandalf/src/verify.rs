@@ -3,8 +3,10 @@
 //! commit — or revert what was deployed and say why.
 //!
 //! Every state change is a conditional update of the item's row (`store::advance`), so a PR that
-//! was cancelled or dropped meanwhile stops the run at the next change, and a [`Stop`] watcher
-//! kills the running step's process group at once. Landing never repeats a write blindly: after any
+//! was cancelled or dropped meanwhile stops the run at the next change, and a [`StopSignal`]
+//! watcher kills the running step's process group at once. A run that cannot go on says why with
+//! a [`Halt`] (red, stopped, dropped, or our own error); [`Verifier::run`] turns each into the
+//! item's end. Landing never repeats a write blindly: after any
 //! doubt it re-reads the base branch and the pull request first.
 
 use std::sync::{Arc, Mutex};
@@ -12,24 +14,26 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use shared::envs::store::{self as envs, LockOutcome, UnlockOutcome};
-use shared::envs::{Actor, DefaultLease, EnvState, GANDALF_HOLDER, LeasePolicy};
-use shared::github::{CommitSha, Github, GithubError, MergeOutcome, RepoName};
+use shared::envs::{Actor, DefaultLease, EnvState, LeasePolicy};
+use shared::github::{CommitSha, Github, GithubError, MergeOutcome, MergeStyle, PrNumber};
+use shared::ids::Holder;
 use shared::slack::outbox::{self, Sender};
 use shared::steps::{self, Registry, StepEnd, StepSpec};
 use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 
 use crate::config::{MergeMethod, RepoConfig};
+use crate::drop_reason::DropReason;
 use crate::handler::Gandalf;
-use crate::messages::{self, Red};
-use crate::store::{self, Item, ItemState};
+use crate::messages::{self, Phase, Red};
+use crate::store::{self, Item, ItemState, StepState};
 
 /// The branch Gandalf builds candidates on.
 pub const CANDIDATE_BRANCH: &str = "gandalf/candidate";
 
 /// Why a verification was stopped from outside its steps.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Why {
+pub enum StopReason {
     /// Cancelled or dropped (the item's row says which and why).
     Withdrawn,
     /// The whole verification ran past the repository's `timeout`.
@@ -41,13 +45,13 @@ pub enum Why {
 /// A stop signal for one verification: the running step watches the flag; the reason is read
 /// once it is raised.
 #[derive(Clone)]
-pub struct Stop {
+pub struct StopSignal {
     flag: watch::Receiver<bool>,
-    why: Arc<Mutex<Option<Why>>>,
+    why: Arc<Mutex<Option<StopReason>>>,
 }
 
-impl Stop {
-    pub fn why(&self) -> Option<Why> {
+impl StopSignal {
+    pub fn why(&self) -> Option<StopReason> {
         self.why.lock().expect("stop mutex").clone()
     }
 
@@ -58,18 +62,18 @@ impl Stop {
 
 pub struct StopHandle {
     tx: watch::Sender<bool>,
-    why: Arc<Mutex<Option<Why>>>,
+    why: Arc<Mutex<Option<StopReason>>>,
 }
 
 impl StopHandle {
-    pub fn new() -> (StopHandle, Stop) {
+    pub fn new() -> (StopHandle, StopSignal) {
         let (tx, rx) = watch::channel(false);
         let why = Arc::new(Mutex::new(None));
-        (StopHandle { tx, why: why.clone() }, Stop { flag: rx, why })
+        (StopHandle { tx, why: why.clone() }, StopSignal { flag: rx, why })
     }
 
     /// Raises the stop; the first reason wins.
-    pub fn raise(&self, why: Why) {
+    pub fn raise(&self, why: StopReason) {
         let mut w = self.why.lock().expect("stop mutex");
         if w.is_none() {
             *w = Some(why);
@@ -113,13 +117,16 @@ struct Work {
 /// Marks the whole repository in `deployed` when there is no resource map.
 const EVERYTHING: &str = "*";
 
-/// How a verification stopped before it was green.
+/// How a verification stopped before it was green. Not a refusal: nobody typed a command; each
+/// ends the item its own way in [`Verifier::run`].
 enum Halt {
+    /// The PR is at fault: rejected, with what was deployed reverted.
     Red(Red),
-    /// Stopped from outside ([`Why`]), or the item is no longer active.
+    /// Stopped from outside ([`StopReason`]), or the item is no longer active.
     Stopped,
     /// The PR left the queue for a reason found on GitHub (already merged, new commits…).
-    Drop(String),
+    Drop(DropReason),
+    /// Our own trouble: the item goes back to the queue.
     Internal(anyhow::Error),
 }
 
@@ -144,15 +151,11 @@ pub struct Verifier<'a> {
 const LEASE_MARGIN: chrono::Duration = chrono::Duration::minutes(15);
 
 impl Verifier<'_> {
-    fn name(&self) -> RepoName {
-        RepoName::parse(&self.repo.name).expect("repository names are validated at start")
-    }
-
     fn now(&self) -> DateTime<Utc> {
         self.gandalf.clock.now()
     }
 
-    async fn advance(&self, item: &Item, state: ItemState, note: Option<&str>, stop: &Stop) -> Flow<()> {
+    async fn advance(&self, item: &Item, state: ItemState, note: Option<&str>, stop: &StopSignal) -> Flow<()> {
         if stop.raised() {
             return Err(Halt::Stopped);
         }
@@ -166,7 +169,7 @@ impl Verifier<'_> {
 
     /// Verifies `item` and lands it or rejects it. Never leaves the item verifying unless Gandalf
     /// is shutting down (then it is queued again for the next leader).
-    pub async fn run(&self, item: Item, stop: Stop) -> anyhow::Result<Outcome> {
+    pub async fn run(&self, item: Item, stop: StopSignal) -> anyhow::Result<Outcome> {
         let started = self.now();
         let mut deployed_for_revert: Vec<String> = vec![];
         let result = self.verify(&item, &stop, &mut deployed_for_revert).await;
@@ -176,52 +179,11 @@ impl Verifier<'_> {
                 Outcome::Merged
             }
             Ok(None) => Outcome::Requeued,
-            Err(Halt::Drop(reason)) => {
-                let mut conn = self.gandalf.pool.acquire().await?;
-                if store::finish(&mut conn, item.id, ItemState::Dropped, &reason, self.now()).await? {
-                    self.comment(item.pr, &messages::dropped(&reason)).await;
-                }
-                Outcome::Withdrawn
-            }
-            Err(Halt::Stopped) if stop.why() == Some(Why::Shutdown) => {
-                let mut conn = self.gandalf.pool.acquire().await?;
-                store::interrupt_steps(&mut conn, item.id, self.now()).await?;
-                store::requeue(&mut conn, item.id, "interrupted by a restart; it is verified again").await?;
-                return Ok(Outcome::Requeued);
-            }
-            Err(Halt::Stopped) if stop.why() == Some(Why::TimedOut) => {
-                let red = Red {
-                    step: "verification".into(),
-                    resource: None,
-                    how: format!("timed out after {}", self.repo.timeout),
-                    tail: String::new(),
-                };
-                self.rejected(&item, red, &deployed_for_revert).await?;
-                Outcome::Failed
-            }
-            Err(Halt::Stopped) => {
-                self.revert(&item, &deployed_for_revert).await?;
-                Outcome::Withdrawn
-            }
-            Err(Halt::Red(red)) => {
-                self.rejected(&item, red, &deployed_for_revert).await?;
-                Outcome::Failed
-            }
-            Err(Halt::Internal(e)) => {
-                // Our own trouble (GitHub down past its retries, the database away): the PR is
-                // not at fault, so it goes back to the queue rather than being rejected.
-                tracing::error!(repo = %self.repo.name, pr = item.pr, error = format!("{e:#}"), "verification failed on our side");
-                self.revert(&item, &deployed_for_revert).await?;
-                let mut conn = self.gandalf.pool.acquire().await?;
-                store::interrupt_steps(&mut conn, item.id, self.now()).await?;
-                store::requeue(
-                    &mut conn,
-                    item.id,
-                    "interrupted by an error on Gandalf's side (GitHub or the database); it is verified again",
-                )
-                .await?;
-                return Err(e);
-            }
+            Err(halt) => match self.halted(&item, halt, &stop, &deployed_for_revert).await? {
+                Some(outcome) => outcome,
+                // Requeued without letting go of the environment: the next leader verifies it.
+                None => return Ok(Outcome::Requeued),
+            },
         };
         self.release_environment().await?;
         let secs = (self.now() - started).num_milliseconds() as f64 / 1000.0;
@@ -230,8 +192,59 @@ impl Verifier<'_> {
         Ok(outcome)
     }
 
+    /// Ends an item whose verification halted, as the [`Halt`] says. `None` when it went back to
+    /// the queue because Gandalf is shutting down; an `Err` is our own trouble (the item is queued
+    /// again, and the error is the worker's to log).
+    async fn halted(
+        &self,
+        item: &Item,
+        halt: Halt,
+        stop: &StopSignal,
+        deployed: &[String],
+    ) -> anyhow::Result<Option<Outcome>> {
+        let outcome = match halt {
+            Halt::Drop(reason) => {
+                let mut conn = self.gandalf.pool.acquire().await?;
+                if store::finish(&mut conn, item.id, &reason, self.now()).await? {
+                    self.comment(item.pr, &messages::dropped(&reason)).await;
+                }
+                Outcome::Withdrawn
+            }
+            Halt::Stopped if stop.why() == Some(StopReason::Shutdown) => {
+                let mut conn = self.gandalf.pool.acquire().await?;
+                store::interrupt_steps(&mut conn, item.id, self.now()).await?;
+                store::requeue(&mut conn, item.id, messages::interrupted_by_restart()).await?;
+                return Ok(None);
+            }
+            Halt::Stopped if stop.why() == Some(StopReason::TimedOut) => {
+                let red = Red::timed_out(self.repo.timeout);
+                self.rejected(item, red, deployed).await?;
+                Outcome::Failed
+            }
+            Halt::Stopped => {
+                self.revert(item, deployed).await?;
+                Outcome::Withdrawn
+            }
+            Halt::Red(red) => {
+                self.rejected(item, red, deployed).await?;
+                Outcome::Failed
+            }
+            Halt::Internal(e) => {
+                // Our own trouble (GitHub down past its retries, the database away): the PR is
+                // not at fault, so it goes back to the queue rather than being rejected.
+                tracing::error!(repo = %self.repo.name, pr = %item.pr, error = format!("{e:#}"), "verification failed on our side");
+                self.revert(item, deployed).await?;
+                let mut conn = self.gandalf.pool.acquire().await?;
+                store::interrupt_steps(&mut conn, item.id, self.now()).await?;
+                store::requeue(&mut conn, item.id, messages::interrupted_by_error()).await?;
+                return Err(e);
+            }
+        };
+        Ok(Some(outcome))
+    }
+
     /// Steps 1–5. `Ok(Some(sha))` landed as `sha`; `Ok(None)` queued again (the base moved).
-    async fn verify(&self, item: &Item, stop: &Stop, deployed: &mut Vec<String>) -> Flow<Option<String>> {
+    async fn verify(&self, item: &Item, stop: &StopSignal, deployed: &mut Vec<String>) -> Flow<Option<CommitSha>> {
         // 1. The environment.
         self.lease_environment(item, stop).await?;
         {
@@ -240,60 +253,12 @@ impl Verifier<'_> {
                 return Err(Halt::Stopped);
             }
         }
-        let attempt = item.attempts + 1;
 
         // 2. The candidate: the base tip with the pinned head merged in.
-        let gh = self.github;
-        let name = self.name();
-        let pull = gh.pull(&name, item.pr as u64).await?;
-        if pull.merged {
-            return Err(Halt::Drop("it was merged outside the queue".into()));
-        }
-        if !pull.is_open() {
-            return Err(Halt::Drop("it was closed".into()));
-        }
-        if pull.head_sha.as_str() != item.head_sha {
-            return Err(Halt::Drop(format!(
-                "new commits were pushed ({}); queue it again once they are reviewed",
-                pull.head_sha.short()
-            )));
-        }
-        if pull.base_ref != self.repo.base {
-            return Err(Halt::Drop("its base branch changed".into()));
-        }
-        let base_tip = gh
-            .branch_tip(&name, &self.repo.base)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("the base branch {} does not exist", self.repo.base))?;
-        gh.set_branch(&name, CANDIDATE_BRANCH, &base_tip, true).await?;
-        let message = format!(
-            "Merge #{} ({}) into {}\n\nVerified by Gandalf before landing.",
-            item.pr, item.title, self.repo.base
-        );
-        let candidate = match gh
-            .merge(&name, CANDIDATE_BRANCH, &item.head_sha.parse::<CommitSha>()?, &message)
-            .await?
-        {
-            MergeOutcome::Merged(sha) => sha,
-            MergeOutcome::Conflict => {
-                return Err(Halt::Red(Red {
-                    step: "candidate".into(),
-                    resource: None,
-                    how: format!("it conflicts with `{}`", self.repo.base),
-                    tail: String::new(),
-                }));
-            }
-            MergeOutcome::NothingToMerge => {
-                return Err(Halt::Drop(format!("its changes are already in `{}`", self.repo.base)));
-            }
-        };
-        {
-            let mut conn = self.gandalf.pool.acquire().await?;
-            store::set_candidate(&mut conn, item.id, &base_tip.to_string(), &candidate.to_string()).await?;
-        }
+        let (base_tip, candidate) = self.build_candidate(item).await?;
 
         // 3. What the change affects.
-        let work = self.plan(&name, &base_tip, &candidate).await?;
+        let work = self.plan(&base_tip, &candidate).await?;
         {
             let mut conn = self.gandalf.pool.acquire().await?;
             store::set_affected(&mut conn, item.id, &work.affected).await?;
@@ -302,17 +267,65 @@ impl Verifier<'_> {
         // 4. Build, deploy, test.
         let ctx = StepContext {
             item,
-            attempt,
-            sha: candidate.to_string(),
-            base_sha: base_tip.to_string(),
+            attempt: item.attempts + 1,
+            sha: candidate.clone(),
+            base_sha: base_tip.clone(),
             resources: work.affected.join(" "),
         };
+        self.build_deploy_test(&ctx, &work, stop, deployed).await?;
+
+        // 5. Land exactly the candidate.
+        self.advance(item, ItemState::Landing, None, stop).await?;
+        self.land(item, &base_tip, &candidate).await
+    }
+
+    /// Step 2: checks the PR is still what was queued, then merges its pinned head into the base's
+    /// tip on [`CANDIDATE_BRANCH`]. Returns the base tip and the candidate.
+    async fn build_candidate(&self, item: &Item) -> Flow<(CommitSha, CommitSha)> {
+        let gh = self.github;
+        let name = &self.repo.name;
+        let pull = gh.pull(name, item.pr).await?;
+        if let Some(reason) = DropReason::from_pull(&pull, &item.head_sha, &self.repo.base) {
+            return Err(Halt::Drop(reason));
+        }
+        let base_tip = gh
+            .branch_tip(name, &self.repo.base)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the base branch {} does not exist", self.repo.base))?;
+        gh.set_branch(name, CANDIDATE_BRANCH, &base_tip, true).await?;
+        let message = messages::candidate_message(item, &self.repo.base);
+        let candidate = match gh.merge(name, CANDIDATE_BRANCH, &item.head_sha, &message).await? {
+            MergeOutcome::Merged(sha) => sha,
+            MergeOutcome::Conflict => {
+                return Err(Halt::Red(Red::conflicts(&self.repo.base)));
+            }
+            MergeOutcome::NothingToMerge => {
+                return Err(Halt::Drop(DropReason::AlreadyInBase {
+                    base: self.repo.base.clone(),
+                }));
+            }
+        };
+        let mut conn = self.gandalf.pool.acquire().await?;
+        store::set_candidate(&mut conn, item.id, &base_tip, &candidate).await?;
+        Ok((base_tip, candidate))
+    }
+
+    /// Step 4: builds the affected resources level by level, deploys them (each recorded before
+    /// it starts, so a red run reverts even a half-done deploy), then runs the tests.
+    async fn build_deploy_test(
+        &self,
+        ctx: &StepContext<'_>,
+        work: &Work,
+        stop: &StopSignal,
+        deployed: &mut Vec<String>,
+    ) -> Flow<()> {
+        let item = ctx.item;
         self.advance(item, ItemState::Deploying, None, stop).await?;
         for level in &work.levels {
-            self.build_level(&ctx, level, stop).await?;
+            self.build_level(ctx, level, stop).await?;
         }
         if work.everything {
-            self.build_level(&ctx, &[EVERYTHING.to_string()], stop).await?;
+            self.build_level(ctx, &[EVERYTHING.to_string()], stop).await?;
         }
         let to_deploy: Vec<String> = if work.everything {
             vec![EVERYTHING.into()]
@@ -329,28 +342,27 @@ impl Verifier<'_> {
             }
             deployed.push(resource.clone());
             let r = (resource != EVERYTHING).then_some(resource.as_str());
-            self.step(&ctx, "deploy", &self.repo.pipeline.deploy, r, stop).await?;
+            self.step(ctx, Phase::Deploy, &self.repo.pipeline.deploy, r, stop)
+                .await?;
         }
         self.advance(item, ItemState::Testing, None, stop).await?;
-        self.step(&ctx, "test", &self.repo.pipeline.test, None, stop).await?;
-
-        // 5. Land exactly the candidate.
-        self.advance(item, ItemState::Landing, None, stop).await?;
-        self.land(item, &base_tip, &candidate).await
+        self.step(ctx, Phase::Test, &self.repo.pipeline.test, None, stop).await
     }
 
     /// Takes the environment's lease for Gandalf, waiting (and saying so) while a person holds it
     /// or Nightly is working on it.
-    async fn lease_environment(&self, item: &Item, stop: &Stop) -> Flow<()> {
+    async fn lease_environment(&self, item: &Item, stop: &StopSignal) -> Flow<()> {
         let env = self.repo.environment.as_str();
+        // The environments store takes the holder as text for now.
+        let holder = Holder::Gandalf.to_string();
         // Listening costs a connection of its own: only when there is something to wait for.
         let mut listener: Option<PgListener> = None;
         loop {
             let now = self.now();
             let until = now + self.repo.timeout.chrono() + LEASE_MARGIN;
-            let reason = format!("verifying {}#{}", self.repo.name, item.pr);
+            let reason = messages::lease_reason(&self.repo.name, item.pr);
             let mut tx = self.gandalf.pool.begin().await?;
-            let waiting = match envs::lock(&mut tx, env, GANDALF_HOLDER, &reason, now, until).await? {
+            let waiting = match envs::lock(&mut tx, env, &holder, &reason, now, until).await? {
                 LockOutcome::Locked { state, .. } => (state != EnvState::Ready).then_some(state),
                 LockOutcome::AlreadyYours(_) => {
                     let state = envs::get(&mut tx, env).await?.map(|e| e.state);
@@ -392,7 +404,7 @@ impl Verifier<'_> {
     /// Waits for a lease or an environment to change. The first call only starts listening and
     /// returns at once, so the caller looks again: a change between its look and the LISTEN would
     /// otherwise go unnoticed.
-    async fn wait_for_change(&self, listener: &mut Option<PgListener>, stop: &Stop) -> Flow<()> {
+    async fn wait_for_change(&self, listener: &mut Option<PgListener>, stop: &StopSignal) -> Flow<()> {
         let Some(listener) = listener else {
             *listener = Some(shared::db::listen(&self.gandalf.pool, &["leases", "environments"]).await?);
             return Ok(());
@@ -411,7 +423,7 @@ impl Verifier<'_> {
     pub async fn release_environment(&self) -> anyhow::Result<()> {
         let env = self.repo.environment.as_str();
         let actor = Actor {
-            id: GANDALF_HOLDER.into(),
+            id: Holder::Gandalf.to_string(),
             is_admin: false,
         };
         let now = self.now();
@@ -420,25 +432,16 @@ impl Verifier<'_> {
             envs::unlock(&mut tx, env, &actor, false, now, &handoff_policy()).await?
             && let Some(next) = &ended.next
         {
-            let text = format!(
-                ":key: {} is yours now: Gandalf finished verifying on it. Your lease ends at {}.",
-                shared::slack::mrkdwn::code(env),
-                shared::slack::mrkdwn::date(next.expires_at)
-            );
-            outbox::enqueue_from(
-                &mut tx,
-                Sender::Gandalf,
-                &next.holder,
-                &shared::slack::Reply::in_channel(text),
-                now,
-            )
-            .await?;
+            let dm = messages::environment_handed_over(env, next.expires_at);
+            outbox::enqueue_from(&mut tx, Sender::Gandalf, &next.holder, &dm, now).await?;
         }
         tx.commit().await?;
         Ok(())
     }
 
-    async fn plan(&self, name: &RepoName, base: &CommitSha, candidate: &CommitSha) -> Flow<Work> {
+    /// Step 3: what the candidate affects, from its resource map (everything without one).
+    async fn plan(&self, base: &CommitSha, candidate: &CommitSha) -> Flow<Work> {
+        let name = &self.repo.name;
         let changed = self.github.changed_files(name, base, candidate).await?;
         let Some(text) = self.github.file_at(name, &self.repo.resource_map, candidate).await? else {
             return Ok(Work {
@@ -458,27 +461,23 @@ impl Verifier<'_> {
                     deploy: plan.deploy,
                 })
             }
-            Err(e) => Err(Halt::Red(Red {
-                step: "resource map".into(),
-                resource: None,
-                how: "it does not parse".into(),
-                tail: e.render(&self.repo.resource_map),
-            })),
+            Err(e) => Err(Halt::Red(Red::bad_map(e.render(&self.repo.resource_map)))),
         }
     }
 
     /// Builds one level's resources, `parallelism` at a time; the first failure stops the rest.
-    async fn build_level(&self, ctx: &StepContext<'_>, level: &[String], stop: &Stop) -> Flow<()> {
+    async fn build_level(&self, ctx: &StepContext<'_>, level: &[String], stop: &StopSignal) -> Flow<()> {
         let parallelism = self.repo.parallelism.max(1) as usize;
         let results = steps::run_level(level, parallelism, &stop.flag, |resource, flag| {
             // Siblings stopped by a failure end as `Stopped`; the reason read later is the outer one.
-            let level_stop = Stop {
+            let level_stop = StopSignal {
                 flag,
                 why: stop.why.clone(),
             };
             async move {
                 let r = (resource != EVERYTHING).then_some(resource.as_str());
-                self.step(ctx, "build", &self.repo.pipeline.build, r, &level_stop).await
+                self.step(ctx, Phase::Build, &self.repo.pipeline.build, r, &level_stop)
+                    .await
             }
         })
         .await;
@@ -501,19 +500,20 @@ impl Verifier<'_> {
     async fn step(
         &self,
         ctx: &StepContext<'_>,
-        name: &str,
+        phase: Phase,
         command: &str,
         resource: Option<&str>,
-        stop: &Stop,
+        stop: &StopSignal,
     ) -> Flow<()> {
         if stop.raised() {
             return Err(Halt::Stopped);
         }
+        let name = phase.as_str();
         let step_id = {
             let mut conn = self.gandalf.pool.acquire().await?;
             store::step_started(&mut conn, ctx.item.id, ctx.attempt, name, resource, self.now()).await?
         };
-        let spec = self.spec(ctx, name, command, resource, &ctx.sha);
+        let spec = self.spec(ctx, name, command, resource);
         let what = format!(
             "gandalf:{}#{}:{name}:{}",
             self.repo.name,
@@ -523,21 +523,21 @@ impl Verifier<'_> {
         let result = steps::run(&spec, &what, self.registry, stop.flag.clone()).await;
         let log = steps::mask(&result.output.text(), self.mask);
         let state = match &result.end {
-            StepEnd::Exited(0) => "succeeded",
-            StepEnd::Cancelled => "cancelled",
-            _ => "failed",
+            StepEnd::Exited(0) => StepState::Succeeded,
+            StepEnd::Cancelled => StepState::Cancelled,
+            _ => StepState::Failed,
         };
         {
             let mut conn = self.gandalf.pool.acquire().await?;
             store::step_finished(&mut conn, step_id, state, result.end.exit_code(), &log, self.now()).await?;
         }
-        metrics::histogram!("gandalf_step_seconds", "step" => name.to_string(), "state" => state)
+        metrics::histogram!("gandalf_step_seconds", "step" => name, "state" => state.as_str())
             .record((result.finished_at - result.started_at).num_milliseconds() as f64 / 1000.0);
         match result.end {
             StepEnd::Exited(0) => Ok(()),
             StepEnd::Cancelled => Err(Halt::Stopped),
             end => Err(Halt::Red(Red {
-                step: name.to_string(),
+                step: phase,
                 resource: resource.map(str::to_string),
                 how: end.describe(),
                 tail: steps::mask(&result.output.last_lines(50), self.mask),
@@ -545,12 +545,12 @@ impl Verifier<'_> {
         }
     }
 
-    fn spec(&self, ctx: &StepContext<'_>, name: &str, command: &str, resource: Option<&str>, sha: &str) -> StepSpec {
+    fn spec(&self, ctx: &StepContext<'_>, name: &str, command: &str, resource: Option<&str>) -> StepSpec {
         let mut env = vec![
-            ("GANDALF_REPO".to_string(), self.repo.name.clone()),
+            ("GANDALF_REPO".to_string(), self.repo.name.to_string()),
             ("GANDALF_PR".to_string(), ctx.item.pr.to_string()),
-            ("GANDALF_SHA".to_string(), sha.to_string()),
-            ("GANDALF_BASE_SHA".to_string(), ctx.base_sha.clone()),
+            ("GANDALF_SHA".to_string(), ctx.sha.to_string()),
+            ("GANDALF_BASE_SHA".to_string(), ctx.base_sha.to_string()),
             ("GANDALF_ENV".to_string(), self.repo.environment.to_string()),
             ("GANDALF_STEP".to_string(), name.to_string()),
             ("GANDALF_RESOURCES".to_string(), ctx.resources.clone()),
@@ -570,105 +570,91 @@ impl Verifier<'_> {
     /// Step 5: moves the base to exactly the candidate (or merges the PR with the pinned head, for
     /// `merge`/`squash`). `Ok(None)` when the base moved since the candidate was built: the item
     /// goes back to the head of the queue to be verified on the new tip.
-    async fn land(&self, item: &Item, base_tip: &CommitSha, candidate: &CommitSha) -> Flow<Option<String>> {
-        let name = self.name();
+    async fn land(&self, item: &Item, base_tip: &CommitSha, candidate: &CommitSha) -> Flow<Option<CommitSha>> {
+        let name = &self.repo.name;
         let gh = self.github;
         for attempt in 1..=5u32 {
             let tried = match self.repo.merge_method {
                 MergeMethod::FastForward => gh
-                    .set_branch(&name, &self.repo.base, candidate, false)
+                    .set_branch(name, &self.repo.base, candidate, false)
                     .await
-                    .map(|_| candidate.to_string()),
+                    .map(|_| candidate.clone()),
                 MergeMethod::Merge | MergeMethod::Squash => {
                     // GitHub merges onto whatever the base is now: only when it is still the tip
                     // the candidate was built on is the result the tree that was tested.
-                    match gh.branch_tip(&name, &self.repo.base).await? {
-                        Some(tip) if tip == *base_tip => {}
-                        _ => return self.base_moved(item).await,
+                    if !self.base_still_at(base_tip).await? {
+                        return self.base_moved(item).await;
                     }
-                    let method = if self.repo.merge_method == MergeMethod::Squash {
-                        "squash"
+                    let style = if self.repo.merge_method == MergeMethod::Squash {
+                        MergeStyle::Squash
                     } else {
-                        "merge"
+                        MergeStyle::Merge
                     };
-                    gh.merge_pull(&name, item.pr as u64, &item.head_sha.parse::<CommitSha>()?, method)
-                        .await
-                        .map(|sha| sha.to_string())
+                    gh.merge_pull(name, item.pr, &item.head_sha, style).await
                 }
             };
-            match tried {
+            let e = match tried {
                 Ok(sha) => return Ok(Some(sha)),
-                Err(e) => {
-                    // Did it land anyway (a lost answer)? Has the base moved? Read before trying again.
-                    if let Some(sha) = self.landed_already(item, candidate).await? {
-                        return Ok(Some(sha));
-                    }
-                    match gh.branch_tip(&name, &self.repo.base).await? {
-                        Some(tip) if tip == *base_tip => {}
-                        _ => return self.base_moved(item).await,
-                    }
-                    if let GithubError::Refused { status, message } = &e {
-                        let pull = gh.pull(&name, item.pr as u64).await?;
-                        if pull.head_sha.as_str() != item.head_sha {
-                            return Err(Halt::Drop(format!(
-                                "new commits were pushed ({}); queue it again once they are reviewed",
-                                pull.head_sha.short()
-                            )));
-                        }
-                        return Err(Halt::Red(Red {
-                            step: "land".into(),
-                            resource: None,
-                            how: format!("GitHub refused to land it ({status}: {message})"),
-                            tail: String::new(),
-                        }));
-                    }
-                    tracing::warn!(repo = %self.repo.name, pr = item.pr, attempt, error = %e, "landing did not go through; trying again");
-                    tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
-                }
+                Err(e) => e,
+            };
+            // Did it land anyway (a lost answer)? Has the base moved? Read before trying again.
+            if let Some(sha) = self.landed_already(item, candidate).await? {
+                return Ok(Some(sha));
             }
+            if !self.base_still_at(base_tip).await? {
+                return self.base_moved(item).await;
+            }
+            if let GithubError::Refused { status, message } = &e {
+                return Err(self.refused_to_land(item, *status, message).await?);
+            }
+            tracing::warn!(repo = %self.repo.name, pr = %item.pr, attempt, error = %e, "landing did not go through; trying again");
+            tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
         }
         Err(Halt::Internal(anyhow::anyhow!("GitHub kept failing while landing")))
     }
 
-    /// Whether the PR landed already: the base is at the candidate (fast-forward) or GitHub says
-    /// the PR is merged. Returns the landed commit.
-    pub async fn landed_already(&self, item: &Item, candidate: &CommitSha) -> anyhow::Result<Option<String>> {
-        let name = self.name();
-        if let Some(tip) = self.github.branch_tip(&name, &self.repo.base).await?
-            && tip == *candidate
-        {
-            return Ok(Some(tip.to_string()));
-        }
-        let pull = self.github.pull(&name, item.pr as u64).await?;
-        if pull.merged {
-            return Ok(Some(
-                self.github
-                    .branch_tip(&name, &self.repo.base)
-                    .await?
-                    .map(|t| t.to_string())
-                    .unwrap_or_default(),
-            ));
-        }
-        Ok(None)
+    /// Whether the base branch is still at `tip`.
+    async fn base_still_at(&self, tip: &CommitSha) -> Flow<bool> {
+        Ok(self.github.branch_tip(&self.repo.name, &self.repo.base).await?.as_ref() == Some(tip))
     }
 
-    async fn base_moved(&self, item: &Item) -> Flow<Option<String>> {
+    /// GitHub refused to land: new commits (the PR leaves the queue), or a rule of the repository
+    /// (the PR is rejected with GitHub's words).
+    async fn refused_to_land(&self, item: &Item, status: u16, message: &str) -> Flow<Halt> {
+        let pull = self.github.pull(&self.repo.name, item.pr).await?;
+        if pull.head_sha != item.head_sha {
+            return Ok(Halt::Drop(DropReason::NewCommits { head: pull.head_sha }));
+        }
+        Ok(Halt::Red(Red::refused_to_land(status, message)))
+    }
+
+    /// Whether the PR landed already: the base is at the candidate (fast-forward) or GitHub says
+    /// the PR is merged. Returns the landed commit.
+    pub async fn landed_already(&self, item: &Item, candidate: &CommitSha) -> anyhow::Result<Option<CommitSha>> {
+        let name = &self.repo.name;
+        let tip = self.github.branch_tip(name, &self.repo.base).await?;
+        if tip.as_ref() == Some(candidate) {
+            return Ok(tip);
+        }
+        if !self.github.pull(name, item.pr).await?.merged {
+            return Ok(None);
+        }
+        // Merged by GitHub (merge or squash): the landed commit is the base's new tip.
+        match self.github.branch_tip(name, &self.repo.base).await? {
+            Some(tip) => Ok(Some(tip)),
+            None => anyhow::bail!("{} is merged, but the base branch {} is gone", item.pr, self.repo.base),
+        }
+    }
+
+    async fn base_moved(&self, item: &Item) -> Flow<Option<CommitSha>> {
         let mut conn = self.gandalf.pool.acquire().await?;
-        store::requeue(
-            &mut conn,
-            item.id,
-            &format!(
-                "`{}` moved before it could land; verifying again on the new tip",
-                self.repo.base
-            ),
-        )
-        .await?;
+        store::requeue(&mut conn, item.id, &messages::base_moved(&self.repo.base)).await?;
         metrics::counter!("gandalf_reverifications_total").increment(1);
         Ok(None)
     }
 
     /// Step 6: the item is merged; announce it (in the same transaction) and comment on the PR.
-    pub async fn landed(&self, item: &Item, landed: &str) -> anyhow::Result<()> {
+    pub async fn landed(&self, item: &Item, landed: &CommitSha) -> anyhow::Result<()> {
         let now = self.now();
         let mut tx = self.gandalf.pool.begin().await?;
         let current = store::item(&mut tx, item.id).await?.unwrap_or_else(|| item.clone());
@@ -695,25 +681,19 @@ impl Verifier<'_> {
         let url = messages::item_url(&self.gandalf.config.public_url, &self.repo.name, item.pr);
         let mut tx = self.gandalf.pool.begin().await?;
         let current = store::item(&mut tx, item.id).await?.unwrap_or_else(|| item.clone());
-        let reason = format!("failed at {}: {}", red.what(), red.how);
+        let reason = red.reason();
         if !store::conclude(&mut tx, item.id, ItemState::Failed, &reason, None, now).await? {
             return Ok(());
         }
         if let Some(slack) = &item.queued_by_slack {
-            outbox::enqueue_from(
-                &mut tx,
-                Sender::Gandalf,
-                slack,
-                &messages::failed_dm(item, &red, &url),
-                now,
-            )
-            .await?;
+            let dm = messages::failed_dm(item, &red, &url);
+            outbox::enqueue_from(&mut tx, Sender::Gandalf, slack.as_str(), &dm, now).await?;
         }
         tx.commit().await?;
-        let comment = match red.step.as_str() {
-            "candidate" => messages::conflict_comment(&self.repo.base),
-            "resource map" => messages::bad_map_comment(&self.repo.resource_map, &red.tail),
-            _ => messages::failed_comment(&red, current.candidate_sha.as_deref(), &url, &reverted),
+        let comment = match red.step {
+            Phase::Candidate => messages::conflict_comment(&self.repo.base),
+            Phase::ResourceMap => messages::bad_map_comment(&self.repo.resource_map, &red.tail),
+            _ => messages::failed_comment(&red, current.candidate_sha.as_ref(), &url, &reverted),
         };
         self.comment(item.pr, &comment).await;
         Ok(())
@@ -728,13 +708,16 @@ impl Verifier<'_> {
         if deployed.is_empty() {
             return Ok(vec![]);
         }
-        let name = self.name();
         let mut conn = self.gandalf.pool.acquire().await?;
         let current = store::item(&mut conn, item.id).await?.unwrap_or_else(|| item.clone());
         drop(conn);
-        let base = match self.github.branch_tip(&name, &self.repo.base).await {
-            Ok(Some(tip)) => tip.to_string(),
-            _ => current.base_sha.clone().unwrap_or_default(),
+        let base = match self.github.branch_tip(&self.repo.name, &self.repo.base).await {
+            Ok(Some(tip)) => tip,
+            // GitHub is away: the base the candidate was built on is the best guess.
+            _ => current
+                .base_sha
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("no base to revert {} to", item.pr))?,
         };
         let ctx = StepContext {
             item: &current,
@@ -753,32 +736,10 @@ impl Verifier<'_> {
         let mut reverted = vec![];
         for resource in deployed.iter().rev() {
             let r = (resource != EVERYTHING).then_some(resource.as_str());
-            match self.step(&ctx, "revert", &command, r, &stop).await {
+            match self.step(&ctx, Phase::Revert, &command, r, &stop).await {
                 Ok(()) => reverted.push(resource.clone()),
                 Err(halt) => {
-                    let what = match halt {
-                        Halt::Red(red) => format!("{} {}", red.what(), red.how),
-                        Halt::Internal(e) => format!("{e:#}"),
-                        _ => "stopped".into(),
-                    };
-                    let now = self.now();
-                    let mut tx = self.gandalf.pool.begin().await?;
-                    store::set_paused(
-                        &mut tx,
-                        &self.repo.name,
-                        true,
-                        &format!("revert of {resource} after #{} failed: {what}", item.pr),
-                        GANDALF_HOLDER,
-                        now,
-                    )
-                    .await?;
-                    if let Some(channel) = &self.gandalf.config.merges_channel {
-                        let reply =
-                            messages::revert_failed(&self.repo.name, item.pr, self.repo.environment.as_str(), &what);
-                        outbox::enqueue_from(&mut tx, Sender::Gandalf, channel.as_str(), &reply, now).await?;
-                    }
-                    tx.commit().await?;
-                    tracing::error!(repo = %self.repo.name, pr = item.pr, resource, what, "revert failed; queue paused");
+                    self.revert_failed(item, resource, halt).await?;
                     break;
                 }
             }
@@ -786,10 +747,31 @@ impl Verifier<'_> {
         Ok(reverted)
     }
 
+    /// A revert failed: the environment is in an unknown state, so the queue pauses until someone
+    /// repairs it, and `merges_channel` hears why.
+    async fn revert_failed(&self, item: &Item, resource: &str, halt: Halt) -> anyhow::Result<()> {
+        let what = match halt {
+            Halt::Red(red) => red.summary(),
+            Halt::Internal(e) => format!("{e:#}"),
+            _ => "stopped".into(),
+        };
+        let now = self.now();
+        let mut tx = self.gandalf.pool.begin().await?;
+        let reason = messages::revert_failed_pause(resource, item.pr, &what);
+        store::set_paused(&mut tx, &self.repo.name, true, &reason, &Holder::Gandalf, now).await?;
+        if let Some(channel) = &self.gandalf.config.merges_channel {
+            let reply = messages::revert_failed(&self.repo.name, item.pr, self.repo.environment.as_str(), &what);
+            outbox::enqueue_from(&mut tx, Sender::Gandalf, channel.as_str(), &reply, now).await?;
+        }
+        tx.commit().await?;
+        tracing::error!(repo = %self.repo.name, pr = %item.pr, resource, what, "revert failed; queue paused");
+        Ok(())
+    }
+
     /// Comments on the PR; a comment that cannot be posted is logged, not retried blindly.
-    async fn comment(&self, pr: i32, body: &str) {
-        if let Err(e) = self.github.comment(&self.name(), pr as u64, body).await {
-            tracing::warn!(repo = %self.repo.name, pr, error = %e, "could not comment on the pull request");
+    async fn comment(&self, pr: PrNumber, body: &str) {
+        if let Err(e) = self.github.comment(&self.repo.name, pr, body).await {
+            tracing::warn!(repo = %self.repo.name, %pr, error = %e, "could not comment on the pull request");
         }
     }
 }
@@ -798,8 +780,8 @@ struct StepContext<'a> {
     item: &'a Item,
     attempt: i32,
     /// `GANDALF_SHA`: the candidate (for `revert`, the commit to restore).
-    sha: String,
-    base_sha: String,
+    sha: CommitSha,
+    base_sha: CommitSha,
     resources: String,
 }
 

@@ -13,9 +13,10 @@ use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use sha2::Sha256;
-use shared::github::RepoName;
+use shared::github::{CommitSha, PrNumber, RepoName};
 use tokio::sync::watch;
 
+use crate::drop_reason::PrChange;
 use crate::handler::Gandalf;
 use crate::store;
 
@@ -67,63 +68,72 @@ pub fn replace_nul(v: &mut Value) {
 }
 
 /// What a delivery asks of Gandalf, read from its JSON payload. Decoding is pure (no database,
-/// no GitHub) so that it can be fuzzed; every missing or mistyped field falls back to a value the
-/// handler ignores, never to a panic.
+/// no GitHub) so that it can be fuzzed; the ids are parsed here, and a delivery whose repository,
+/// number or SHA is missing or malformed is [`Event::Ignored`], never a panic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A new comment by a person on a pull request: it may carry `@gandalf` commands.
     Comment {
-        repo: String,
-        number: u64,
+        repo: RepoName,
+        number: PrNumber,
         author: String,
         body: String,
     },
-    /// A pull request changed (opened, synchronized, retargeted, closed…).
+    /// A pull request changed in a way that may take it out of the queue.
     PullRequest {
-        repo: String,
-        number: u64,
-        action: String,
-        head_sha: String,
-        base_changed: bool,
-        merged: bool,
+        repo: RepoName,
+        number: PrNumber,
+        change: PrChange,
     },
-    /// ping, pull_request_review, a comment on an issue, our own comment…: nothing to do.
+    /// ping, pull_request_review, a comment on an issue, our own comment, a PR opened or
+    /// relabelled…: nothing to do.
     Ignored,
 }
 
 /// Decodes a stored delivery of type `event` into the [`Event`] Gandalf acts on.
 pub fn decode(event: &str, p: &Value, bot_login: &str) -> Event {
     let str_at = |ptr: &str| p.pointer(ptr).and_then(Value::as_str).unwrap_or_default().to_string();
-    let repo = str_at("/repository/full_name");
+    let number_at = |ptr: &str| p.pointer(ptr).and_then(Value::as_u64).and_then(PrNumber::new);
+    let Ok(repo) = str_at("/repository/full_name").parse::<RepoName>() else {
+        return Event::Ignored;
+    };
     match event {
         "issue_comment" => {
             let on_pull = p.pointer("/issue/pull_request").is_some();
             let action = str_at("/action");
-            let number = p.pointer("/issue/number").and_then(Value::as_u64).unwrap_or(0);
             let author = str_at("/comment/user/login");
             let is_bot = p.pointer("/comment/user/type").and_then(Value::as_str) == Some("Bot")
                 || author.eq_ignore_ascii_case(bot_login);
-            if !on_pull || action != "created" || number == 0 || is_bot {
-                return Event::Ignored;
-            }
-            Event::Comment {
-                repo,
-                number,
-                author,
-                body: str_at("/comment/body"),
+            match number_at("/issue/number") {
+                Some(number) if on_pull && action == "created" && !is_bot => Event::Comment {
+                    repo,
+                    number,
+                    author,
+                    body: str_at("/comment/body"),
+                },
+                _ => Event::Ignored,
             }
         }
-        "pull_request" => Event::PullRequest {
-            repo,
-            number: p.pointer("/pull_request/number").and_then(Value::as_u64).unwrap_or(0),
-            action: str_at("/action"),
-            head_sha: str_at("/pull_request/head/sha"),
-            base_changed: p.pointer("/changes/base").is_some(),
-            merged: p
-                .pointer("/pull_request/merged")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-        },
+        "pull_request" => {
+            let Some(number) = number_at("/pull_request/number") else {
+                return Event::Ignored;
+            };
+            let change = match str_at("/action").as_str() {
+                "synchronize" => match str_at("/pull_request/head/sha").parse::<CommitSha>() {
+                    Ok(head) => PrChange::Pushed { head },
+                    Err(_) => return Event::Ignored,
+                },
+                "closed" => PrChange::Closed {
+                    merged: p
+                        .pointer("/pull_request/merged")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
+                },
+                "edited" if p.pointer("/changes/base").is_some() => PrChange::Retargeted,
+                _ => return Event::Ignored,
+            };
+            Event::PullRequest { repo, number, change }
+        }
         _ => Event::Ignored,
     }
 }
@@ -243,17 +253,8 @@ async fn handle_event(gandalf: &Gandalf, event: &str, p: &Value) -> anyhow::Resu
                 comment(gandalf, &repo, number, &reply).await?;
             }
         }
-        Event::PullRequest {
-            repo,
-            number,
-            action,
-            head_sha,
-            base_changed,
-            merged,
-        } => {
-            let note = gandalf
-                .pull_request_changed(&repo, number, &action, &head_sha, base_changed, merged)
-                .await?;
+        Event::PullRequest { repo, number, change } => {
+            let note = gandalf.pull_request_changed(&repo, number, &change).await?;
             if let Some(note) = note {
                 comment(gandalf, &repo, number, &note).await?;
             }
@@ -263,11 +264,11 @@ async fn handle_event(gandalf: &Gandalf, event: &str, p: &Value) -> anyhow::Resu
     Ok(())
 }
 
-async fn comment(gandalf: &Gandalf, repo: &str, number: u64, body: &str) -> anyhow::Result<()> {
-    let (Some(gh), Some(name)) = (gandalf.github.as_ref(), RepoName::parse(repo)) else {
+async fn comment(gandalf: &Gandalf, repo: &RepoName, number: PrNumber, body: &str) -> anyhow::Result<()> {
+    let Some(gh) = gandalf.github.as_ref() else {
         return Ok(());
     };
-    gh.comment(&name, number, body).await?;
+    gh.comment(repo, number, body).await?;
     Ok(())
 }
 
@@ -320,8 +321,8 @@ mod tests {
         assert_eq!(
             decode("issue_comment", &comment("alice", "User", true, json!(7)), "gandalf"),
             Event::Comment {
-                repo: "acme/api".into(),
-                number: 7,
+                repo: "acme/api".parse().unwrap(),
+                number: PrNumber::new(7).unwrap(),
                 author: "alice".into(),
                 body: "@gandalf merge".into()
             }
@@ -339,10 +340,51 @@ mod tests {
             assert_eq!(decode("issue_comment", &p, "gandalf"), Event::Ignored, "{p}");
         }
         assert_eq!(decode("ping", &json!({}), "gandalf"), Event::Ignored);
-        assert!(matches!(
+        // Without a repository, a number or a SHA there is nothing to act on.
+        assert_eq!(
             decode("pull_request", &json!("not an object"), "gandalf"),
-            Event::PullRequest { number: 0, .. }
-        ));
+            Event::Ignored
+        );
+    }
+
+    #[test]
+    fn decode_reads_what_happened_to_a_pull_request() {
+        let pr = |action: &str, extra: Value| {
+            let mut p = json!({
+                "action": action,
+                "pull_request": { "number": 7, "merged": false, "head": { "sha": "b".repeat(40) } },
+                "repository": { "full_name": "acme/api" },
+            });
+            if let (Some(o), Some(e)) = (p.as_object_mut(), extra.as_object()) {
+                o.extend(e.clone());
+            }
+            decode("pull_request", &p, "gandalf")
+        };
+        let changed = |change| Event::PullRequest {
+            repo: "acme/api".parse().unwrap(),
+            number: PrNumber::new(7).unwrap(),
+            change,
+        };
+        assert_eq!(
+            pr("synchronize", json!({})),
+            changed(PrChange::Pushed {
+                head: "b".repeat(40).parse().unwrap()
+            })
+        );
+        assert_eq!(pr("closed", json!({})), changed(PrChange::Closed { merged: false }));
+        assert_eq!(
+            pr("edited", json!({ "changes": { "base": {} } })),
+            changed(PrChange::Retargeted)
+        );
+        assert_eq!(pr("edited", json!({ "changes": { "title": {} } })), Event::Ignored);
+        assert_eq!(pr("opened", json!({})), Event::Ignored);
+        assert_eq!(
+            pr(
+                "synchronize",
+                json!({ "pull_request": { "number": 7, "head": { "sha": "nope" } } })
+            ),
+            Event::Ignored
+        );
     }
 
     /// Postgres's jsonb refuses `\u0000`; the route replaces NULs in strings and keys first.

@@ -12,16 +12,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shared::db::{Job, Leadership};
-use shared::github::{CommitSha, Github, RepoName};
+use shared::github::Github;
 use shared::steps::Registry;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::RepoConfig;
+use crate::drop_reason::DropReason;
 use crate::handler::Gandalf;
 use crate::messages;
 use crate::store::{self, Item, ItemState};
-use crate::verify::{Outcome, StopHandle, Verifier, Why};
+use crate::verify::{Outcome, StopHandle, StopReason, Verifier};
 
 /// How often the queues are reconciled with GitHub.
 const RECONCILE_EVERY: Duration = Duration::from_secs(300);
@@ -173,13 +174,13 @@ impl QueueWorker {
             handle,
             stop,
         ));
-        tracing::info!(repo = %repo.name, pr = item.pr, "verifying");
+        tracing::info!(repo = %repo.name, pr = %item.pr, "verifying");
         let outcome = self.verifier(github, repo).run(item.clone(), verify_stop).await;
         watcher.abort();
         match &outcome {
-            Ok(o) => tracing::info!(repo = %repo.name, pr = item.pr, outcome = o.as_str(), "verification ended"),
+            Ok(o) => tracing::info!(repo = %repo.name, pr = %item.pr, outcome = o.as_str(), "verification ended"),
             Err(e) => {
-                tracing::warn!(repo = %repo.name, pr = item.pr, error = format!("{e:#}"), "verification interrupted")
+                tracing::warn!(repo = %repo.name, pr = %item.pr, error = format!("{e:#}"), "verification interrupted")
             }
         }
         outcome
@@ -199,16 +200,16 @@ impl QueueWorker {
             drop(conn);
             if item.state == ItemState::Landing
                 && let Some(candidate) = &item.candidate_sha
-                && let Some(landed) = verifier.landed_already(&item, &candidate.parse::<CommitSha>()?).await?
+                && let Some(landed) = verifier.landed_already(&item, candidate).await?
             {
-                tracing::warn!(repo = %repo.name, pr = item.pr, landed, "a restart found the PR landed already");
+                tracing::warn!(repo = %repo.name, pr = %item.pr, %landed, "a restart found the PR landed already");
                 verifier.landed(&item, &landed).await?;
                 verifier.release_environment().await?;
                 continue;
             }
-            tracing::warn!(repo = %repo.name, pr = item.pr, state = item.state.as_str(), "verifying again after a restart");
+            tracing::warn!(repo = %repo.name, pr = %item.pr, state = item.state.as_str(), "verifying again after a restart");
             let mut conn = self.gandalf.pool.acquire().await?;
-            store::requeue(&mut conn, item.id, "interrupted by a restart; it is verified again").await?;
+            store::requeue(&mut conn, item.id, messages::interrupted_by_restart()).await?;
         }
         Ok(())
     }
@@ -247,7 +248,7 @@ async fn watch_item(
         };
         let deadline = match &item {
             Some(i) if i.state.is_finished() => {
-                handle.raise(Why::Withdrawn);
+                handle.raise(StopReason::Withdrawn);
                 return;
             }
             Some(i) if i.state != ItemState::WaitingForEnvironment && i.state != ItemState::Queued => {
@@ -256,7 +257,7 @@ async fn watch_item(
             _ => None,
         };
         if deadline.is_some_and(|d| gandalf.clock.now() >= d) {
-            handle.raise(Why::TimedOut);
+            handle.raise(StopReason::TimedOut);
             return;
         }
         let far = gandalf.clock.now() + chrono::Duration::days(365);
@@ -264,7 +265,7 @@ async fn watch_item(
             n = listener.recv() => n.is_err(),
             _ = gandalf.clock.sleep_until(deadline.unwrap_or(far)) => false,
             _ = worker_stop.wait_for(|s| *s) => {
-                handle.raise(Why::Shutdown);
+                handle.raise(StopReason::Shutdown);
                 return;
             }
         };
@@ -288,34 +289,23 @@ pub async fn reconcile(gandalf: &Gandalf, github: &Github, repo: &RepoConfig) ->
     if queued.is_empty() {
         return Ok(0);
     }
-    let name = RepoName::parse(&repo.name).expect("repository names are validated at start");
-    let open = github.open_pulls(&name).await?;
+    let name = &repo.name;
+    let open = github.open_pulls(name).await?;
     let mut dropped = 0;
     for item in queued {
-        let pull = match open.iter().find(|p| p.number == item.pr as u64) {
+        let pull = match open.iter().find(|p| p.number == item.pr) {
             Some(p) => p.clone(),
-            None => github.pull(&name, item.pr as u64).await?,
+            None => github.pull(name, item.pr).await?,
         };
-        let reason = if pull.merged {
-            "it was merged outside the queue".to_string()
-        } else if !pull.is_open() {
-            "it was closed".to_string()
-        } else if pull.head_sha.as_str() != item.head_sha {
-            format!(
-                "new commits were pushed ({}); queue it again once they are reviewed",
-                pull.head_sha.short()
-            )
-        } else if pull.base_ref != repo.base {
-            "its base branch changed".to_string()
-        } else {
+        let Some(reason) = DropReason::from_pull(&pull, &item.head_sha, &repo.base) else {
             continue;
         };
         let mut conn = gandalf.pool.acquire().await?;
-        if store::finish(&mut conn, item.id, ItemState::Dropped, &reason, gandalf.clock.now()).await? {
+        if store::finish(&mut conn, item.id, &reason, gandalf.clock.now()).await? {
             dropped += 1;
-            tracing::info!(repo = %repo.name, pr = item.pr, reason, "reconciliation dropped a PR");
-            if let Err(e) = github.comment(&name, item.pr as u64, &messages::dropped(&reason)).await {
-                tracing::warn!(repo = %repo.name, pr = item.pr, error = %e, "could not comment on the pull request");
+            tracing::info!(repo = %repo.name, pr = %item.pr, %reason, "reconciliation dropped a PR");
+            if let Err(e) = github.comment(name, item.pr, &messages::dropped(&reason)).await {
+                tracing::warn!(repo = %repo.name, pr = %item.pr, error = %e, "could not comment on the pull request");
             }
         }
     }

@@ -52,10 +52,11 @@ pub type GhResult<T> = Result<T, GithubError>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullRequest {
-    pub number: u64,
+    pub number: PrNumber,
     pub title: String,
+    /// The author's GitHub login.
     pub author: String,
-    pub state: String,
+    pub state: PullState,
     pub draft: bool,
     pub merged: bool,
     pub head_sha: CommitSha,
@@ -64,15 +65,75 @@ pub struct PullRequest {
 
 impl PullRequest {
     pub fn is_open(&self) -> bool {
-        self.state == "open"
+        self.state == PullState::Open
     }
+}
+
+/// A pull request's `state` as GitHub says it (a merged one is `closed` with `merged` set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PullState {
+    Open,
+    Closed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Review {
     pub login: String,
-    pub state: String,
+    pub state: ReviewState,
     pub commit_id: Option<CommitSha>,
+}
+
+/// A review's `state`. Only the last approving, rejecting or dismissed review of each reviewer
+/// counts; comments and pending reviews do not change an approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReviewState {
+    Approved,
+    ChangesRequested,
+    Dismissed,
+    Commented,
+    Pending,
+    /// A state GitHub may add later: it counts as a comment.
+    #[serde(other)]
+    Other,
+}
+
+impl ReviewState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewState::Approved => "APPROVED",
+            ReviewState::ChangesRequested => "CHANGES_REQUESTED",
+            ReviewState::Dismissed => "DISMISSED",
+            ReviewState::Commented => "COMMENTED",
+            ReviewState::Pending => "PENDING",
+            ReviewState::Other => "OTHER",
+        }
+    }
+
+    /// Whether this review replaces the reviewer's earlier verdict (approve, reject, dismiss).
+    pub fn is_verdict(self) -> bool {
+        matches!(
+            self,
+            ReviewState::Approved | ReviewState::ChangesRequested | ReviewState::Dismissed
+        )
+    }
+}
+
+/// How `merge_pull` lands a pull request (GitHub's `merge_method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeStyle {
+    Merge,
+    Squash,
+}
+
+impl MergeStyle {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MergeStyle::Merge => "merge",
+            MergeStyle::Squash => "squash",
+        }
+    }
 }
 
 /// A collaborator's permission on a repository, as GitHub's `permission` field says it.
@@ -284,7 +345,7 @@ impl Github {
         serde_json::from_value(value).map_err(|e| GithubError::Protocol(format!("{what}: {e}")))
     }
 
-    pub async fn pull(&self, repo: &RepoName, number: u64) -> GhResult<PullRequest> {
+    pub async fn pull(&self, repo: &RepoName, number: PrNumber) -> GhResult<PullRequest> {
         let (_, v) = self.read(&format!("/repos/{repo}/pulls/{number}")).await?;
         pull_from(Self::parse::<RawPull>(v, "pull request")?)
     }
@@ -307,7 +368,7 @@ impl Github {
         Ok(out)
     }
 
-    pub async fn reviews(&self, repo: &RepoName, number: u64) -> GhResult<Vec<Review>> {
+    pub async fn reviews(&self, repo: &RepoName, number: PrNumber) -> GhResult<Vec<Review>> {
         let mut out = vec![];
         for page in 1..=20 {
             let (_, v) = self
@@ -443,18 +504,24 @@ impl Github {
     }
 
     /// Merges a pull request with `merge` or `squash`, only if its head is still `sha`.
-    pub async fn merge_pull(&self, repo: &RepoName, number: u64, sha: &CommitSha, method: &str) -> GhResult<CommitSha> {
+    pub async fn merge_pull(
+        &self,
+        repo: &RepoName,
+        number: PrNumber,
+        sha: &CommitSha,
+        style: MergeStyle,
+    ) -> GhResult<CommitSha> {
         let (_, v) = self
             .write(
                 "PUT",
                 &format!("/repos/{repo}/pulls/{number}/merge"),
-                json!({ "sha": sha.as_str(), "merge_method": method }),
+                json!({ "sha": sha.as_str(), "merge_method": style.as_str() }),
             )
             .await?;
         sha_at(&v, "/sha", "merge without sha")
     }
 
-    pub async fn comment(&self, repo: &RepoName, number: u64, body: &str) -> GhResult<()> {
+    pub async fn comment(&self, repo: &RepoName, number: PrNumber, body: &str) -> GhResult<()> {
         self.write(
             "POST",
             &format!("/repos/{repo}/issues/{number}/comments"),
@@ -479,11 +546,11 @@ struct RawBranch {
 
 #[derive(Deserialize)]
 struct RawPull {
-    number: u64,
+    number: PrNumber,
     #[serde(default)]
     title: String,
     user: Option<RawUser>,
-    state: String,
+    state: PullState,
     #[serde(default)]
     draft: bool,
     #[serde(default)]
@@ -516,7 +583,7 @@ fn pull_from(p: RawPull) -> GhResult<PullRequest> {
 #[derive(Deserialize)]
 struct RawReview {
     user: Option<RawUser>,
-    state: String,
+    state: ReviewState,
     commit_id: Option<CommitSha>,
 }
 

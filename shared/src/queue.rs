@@ -7,6 +7,7 @@ use serde::Serialize;
 use sqlx::PgConnection;
 
 pub use crate::db::DbResult;
+use crate::ids::{CommitSha, PrNumber, RepoName, SlackUserId};
 
 /// The order of a merge queue: the verifying item first, then by priority, then by time queued.
 pub const QUEUE_ORDER: &str = "(state <> 'queued') DESC, priority DESC, enqueued_at, id";
@@ -65,27 +66,32 @@ impl ItemState {
     }
 }
 
-/// One time a pull request was queued.
+/// One time a pull request was queued. The ids decode through their `parse()`, so a row that holds
+/// an impossible PR number or SHA fails to load instead of travelling on as a string.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Item {
     pub id: i64,
-    pub repo: String,
-    pub pr: i32,
+    pub repo: RepoName,
+    pub pr: PrNumber,
     pub title: String,
+    /// The PR author's GitHub login.
     pub author: String,
-    pub head_sha: String,
+    /// The head the approvals were given on: the only commit this item may land.
+    pub head_sha: CommitSha,
     pub priority: i32,
+    /// The GitHub login of whoever queued it.
     pub queued_by: String,
-    pub queued_by_slack: Option<String>,
+    /// Their Slack user, when known: who is DMed when it fails.
+    pub queued_by_slack: Option<SlackUserId>,
     pub enqueued_at: DateTime<Utc>,
     pub state: ItemState,
-    pub base_sha: Option<String>,
-    pub candidate_sha: Option<String>,
+    pub base_sha: Option<CommitSha>,
+    pub candidate_sha: Option<CommitSha>,
     pub affected: sqlx::types::Json<Vec<String>>,
     pub outcome_reason: Option<String>,
     pub verify_started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
-    pub landed_sha: Option<String>,
+    pub landed_sha: Option<CommitSha>,
     /// What a waiting or verifying item is doing right now.
     pub note: Option<String>,
     pub deployed: sqlx::types::Json<Vec<String>>,
@@ -102,7 +108,9 @@ macro_rules! queue_item_columns {
     };
 }
 
-/// The active items of a repository's queue, in the order Gandalf works them.
+/// The active items of a repository's queue, in the order Gandalf works them. The reads take the
+/// repository as the text the control center has (it reads names from rows); Gandalf's typed
+/// wrappers are in `gandalf::store`.
 pub async fn active_items(conn: &mut PgConnection, repo: &str) -> DbResult<Vec<Item>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {} FROM queue_items WHERE repo = $1 AND state NOT IN ('merged', 'failed', 'cancelled', 'dropped') \

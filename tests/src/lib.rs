@@ -508,10 +508,10 @@ pub async fn spawn_gandalf() -> TestGandalf {
     let mut conn = g.pool.acquire().await.unwrap();
     gandalf::store::set_paused(
         &mut conn,
-        "acme/platform",
+        &"acme/platform".parse().unwrap(),
         true,
         "tests of the front half",
-        "tests",
+        &shared::ids::Holder::Gandalf,
         g.clock.now(),
     )
     .await

@@ -254,7 +254,14 @@ impl Deployer {
         let repo = &self.inner.repo;
         let settings = &self.inner.settings;
         let sha = match reference {
-            DeployRef::Pull(n) => match gh.pull(repo, *n).await {
+            // (`PrNumber` is what the GitHub client takes; a number past it is no pull request.)
+            DeployRef::Pull(n) => match match shared::ids::PrNumber::new(*n) {
+                Some(number) => gh.pull(repo, number).await,
+                None => Err(GithubError::Refused {
+                    status: 404,
+                    message: String::new(),
+                }),
+            } {
                 Ok(p) => p.head_sha,
                 Err(GithubError::Refused { status: 404, .. }) => {
                     return Err(Refusal::Say(messages::DeployRefusal::NoSuchPull {

@@ -205,7 +205,7 @@ struct QueueView {
 
 struct QueueRow {
     position: usize,
-    pr: i32,
+    pr: crate::ids::PrNumber,
     title: String,
     link: String,
     state: String,
@@ -218,8 +218,8 @@ struct QueueRow {
 }
 
 struct RecentRow {
-    repo: String,
-    pr: i32,
+    repo: crate::ids::RepoName,
+    pr: crate::ids::PrNumber,
     title: String,
     link: String,
     state: String,
@@ -241,7 +241,7 @@ struct RunRow {
     counts: String,
 }
 
-fn pull_link(repo: &str, pr: i32) -> String {
+fn pull_link(repo: impl std::fmt::Display, pr: impl std::fmt::Display) -> String {
     format!("/queue/{repo}/pulls/{pr}")
 }
 
@@ -611,9 +611,9 @@ async fn pull(
         in_queue: t.took(item.enqueued_at, item.verify_started_at.or(item.finished_at)),
         verification: item.verify_started_at.map(|s| t.took(s, item.finished_at)),
         attempts: item.attempts,
-        head: view::short_sha(&item.head_sha),
-        candidate: item.candidate_sha.as_deref().map(view::short_sha),
-        landed: item.landed_sha.as_deref().map(view::short_sha),
+        head: view::short_sha(item.head_sha.as_str()),
+        candidate: item.candidate_sha.as_ref().map(|s| view::short_sha(s.as_str())),
+        landed: item.landed_sha.as_ref().map(|s| view::short_sha(s.as_str())),
         affected: item.affected.0.clone(),
         reason: item.outcome_reason.clone(),
         note: item.note.clone(),

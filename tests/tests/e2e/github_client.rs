@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use bg_tests::fake_github::{FakeGithub, TOKEN};
 use secrecy::SecretString;
-use shared::github::{Auth, CommitSha, Github, GithubError, MergeOutcome, Permission, RepoName, RetryPolicy};
+use shared::github::{
+    Auth, CommitSha, Github, GithubError, MergeOutcome, MergeStyle, Permission, PrNumber, RepoName, RetryPolicy,
+};
 
 const REPO: &str = "acme/platform";
 
@@ -28,6 +30,10 @@ async fn setup() -> (FakeGithub, Github, RepoName) {
     (fake, gh, RepoName::parse(REPO).unwrap())
 }
 
+fn number(n: u64) -> PrNumber {
+    PrNumber::new(n).unwrap()
+}
+
 #[tokio::test]
 async fn reads_pull_requests_reviews_and_permissions() {
     let (fake, gh, repo) = setup().await;
@@ -42,16 +48,16 @@ async fn reads_pull_requests_reviews_and_permissions() {
     fake.set_permission(REPO, "alice", "write");
     fake.set_permission(REPO, "carol", "read");
 
-    let pr = gh.pull(&repo, 7).await.unwrap();
+    let pr = gh.pull(&repo, number(7)).await.unwrap();
     assert_eq!(
         (pr.number, pr.title.as_str(), pr.author.as_str()),
-        (7, "Pay faster", "alice")
+        (number(7), "Pay faster", "alice")
     );
     assert!(pr.is_open() && !pr.draft && !pr.merged);
     assert_eq!(pr.head_sha, head.clone().parse::<CommitSha>().unwrap());
     assert_eq!(pr.base_ref, "main");
 
-    let reviews = gh.reviews(&repo, 7).await.unwrap();
+    let reviews = gh.reviews(&repo, number(7)).await.unwrap();
     assert_eq!(reviews.len(), 1);
     assert_eq!(
         (reviews[0].login.as_str(), reviews[0].state.as_str()),
@@ -68,7 +74,7 @@ async fn reads_pull_requests_reviews_and_permissions() {
     fake.close_pull(REPO, 7);
     assert!(gh.open_pulls(&repo).await.unwrap().is_empty());
     assert!(matches!(
-        gh.pull(&repo, 99).await,
+        gh.pull(&repo, number(99)).await,
         Err(GithubError::Refused { status: 404, .. })
     ));
 }
@@ -97,7 +103,7 @@ async fn builds_a_candidate_and_lands_it_by_fast_forward() {
         panic!("{merged:?}")
     };
     assert_eq!(
-        fake.parents(REPO, &candidate.to_string()),
+        fake.parents(REPO, candidate.as_ref()),
         vec![main_tip.clone(), head.clone()]
     );
     assert_eq!(
@@ -153,16 +159,24 @@ async fn conflicts_and_stale_merges_are_refused() {
     fake.open_pull(REPO, 8, "Other", "alice", "other", "main");
     let stale = "0".repeat(40).parse::<CommitSha>().unwrap();
     assert_eq!(
-        gh.merge_pull(&repo, 8, &stale, "squash").await.unwrap_err().status(),
+        gh.merge_pull(&repo, number(8), &stale, MergeStyle::Squash)
+            .await
+            .unwrap_err()
+            .status(),
         Some(409)
     );
     let landed = gh
-        .merge_pull(&repo, 8, &head.parse::<CommitSha>().unwrap(), "squash")
+        .merge_pull(
+            &repo,
+            number(8),
+            &head.parse::<CommitSha>().unwrap(),
+            MergeStyle::Squash,
+        )
         .await
         .unwrap();
     assert!(fake.is_merged(REPO, 8));
     assert_eq!(fake.branch(REPO, "main").unwrap(), landed.to_string());
-    gh.comment(&repo, 8, "Merged by Gandalf").await.unwrap();
+    gh.comment(&repo, number(8), "Merged by Gandalf").await.unwrap();
     assert_eq!(fake.comments(REPO, 8), ["Merged by Gandalf"]);
 }
 
@@ -194,7 +208,7 @@ async fn reads_are_retried_and_writes_are_not_repeated_blindly() {
         .filter(|l| l.starts_with("POST /repos/acme/platform/issues"))
         .count();
     assert!(matches!(
-        gh.comment(&repo, 1, "hi").await,
+        gh.comment(&repo, number(1), "hi").await,
         Err(GithubError::Unavailable(_))
     ));
     let after = fake
