@@ -532,7 +532,14 @@ impl SocketMode {
         metrics::counter!("slack_socket_envelopes_received_total", "type" => kind).increment(1);
         let id = envelope.id.clone();
         let accepts_payload = envelope.accepts_response_payload;
-        let payload = match claims::take(&self.pool, &id, kind).await {
+        let mut claim = claims::take(&self.pool, &id, kind).await;
+        if let Ok(Claim::InProgress) = claim {
+            // Slack re-sent it while another connection (this replica's old one, or another
+            // replica's) still handles it: wait for that reply, within Slack's 3 seconds.
+            let budget = super::late::SLACK_DEADLINE.saturating_sub(received.elapsed());
+            claim = claims::wait_handled(&self.pool, &id, budget).await;
+        }
+        let payload = match claim {
             Ok(Claim::Fresh) => {
                 let payload = self.dispatch(envelope).await;
                 if let Err(e) = claims::handled(&self.pool, &id, payload.as_ref()).await {
@@ -546,7 +553,7 @@ impl SocketMode {
                 payload
             }
             Ok(Claim::InProgress) => {
-                tracing::info!(envelope = %id, retry = envelope.retry_attempt, "envelope being handled by another connection");
+                tracing::warn!(envelope = %id, retry = envelope.retry_attempt, "envelope still being handled elsewhere; acknowledging without a reply");
                 metrics::counter!("slack_socket_envelopes_duplicate_total", "type" => kind).increment(1);
                 None
             }

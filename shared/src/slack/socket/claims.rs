@@ -16,7 +16,7 @@ pub enum Claim {
     Fresh,
     /// Handled already; this is its acknowledgement's payload (re-sent as it was).
     Handled(Option<Value>),
-    /// Taken by another connection that has not finished: it acknowledges, not us.
+    /// Taken by another connection that has not finished (yet).
     InProgress,
 }
 
@@ -44,6 +44,30 @@ pub async fn take(pool: &PgPool, envelope_id: &str, kind: &str) -> DbResult<Clai
         // Pruned between the two statements: an hour-old envelope; treat it as handled.
         None => Claim::Handled(None),
     })
+}
+
+/// For a retry of an envelope another connection is still handling: waits (polling, up to
+/// `within`) for that handling to finish and returns its acknowledgement's payload, so the retry
+/// carries the reply the person is waiting for. `Claim::InProgress` after `within`: the other
+/// handler is stuck or its replica died; the caller acknowledges without a payload.
+///
+/// Polling, not LISTEN: retries are rare, and a few reads in a second cost less than a connection
+/// held for notifications.
+pub async fn wait_handled(pool: &PgPool, envelope_id: &str, within: std::time::Duration) -> DbResult<Claim> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let row: Option<(Option<chrono::DateTime<chrono::Utc>>, Option<Value>)> =
+            sqlx::query_as("SELECT handled_at, ack_payload FROM slack_socket_envelopes WHERE envelope_id = $1")
+                .bind(envelope_id)
+                .fetch_optional(pool)
+                .await?;
+        match row {
+            Some((Some(_), payload)) => return Ok(Claim::Handled(payload)),
+            None => return Ok(Claim::Handled(None)),
+            Some((None, _)) if tokio::time::Instant::now() >= deadline => return Ok(Claim::InProgress),
+            Some((None, _)) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    }
 }
 
 /// Records that `envelope_id` was handled, with the payload its acknowledgement carried.
