@@ -245,10 +245,16 @@ impl FakeSocketSlack {
         self.wait_until(
             &format!("the acknowledgement of {envelope_id}"),
             Duration::from_secs(20),
-            |f| f.acks().iter().any(|a| a.envelope_id == envelope_id),
+            // Under the lock, not on a copy: a benchmark waits for thousands of acks.
+            |f| f.lock().acks.iter().any(|a| a.envelope_id == envelope_id),
         )
         .await;
-        self.acks().into_iter().find(|a| a.envelope_id == envelope_id).unwrap()
+        self.lock()
+            .acks
+            .iter()
+            .find(|a| a.envelope_id == envelope_id)
+            .cloned()
+            .unwrap()
     }
 
     /// Sends a raw envelope on connection `conn`.

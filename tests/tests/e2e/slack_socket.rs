@@ -419,25 +419,24 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, run by hand"]
 async fn socket_benchmark() {
-    let (_app, socket) = spawn_bobby_socket(BobbyOptions::default(), APP_TOKEN).await;
+    let (app, socket) = spawn_bobby_socket(BobbyOptions::default(), APP_TOKEN).await;
     let conn = socket.wait_for_open(1).await[0];
     let rounds = 100;
     let clients = 20;
+    let command = |round: usize, c: usize| {
+        let env = format!("env-{}", c % 4 + 1);
+        match (round + c) % 4 {
+            0 => format!("lock {env} for 1h"),
+            1 => format!("status {env}"),
+            2 => format!("unlock {env}"),
+            _ => "list".to_string(),
+        }
+    };
     let started = std::time::Instant::now();
     for round in 0..rounds {
         // Twenty people at once, each with one of the HTTP row's commands.
         let ids: Vec<String> = (0..clients)
-            .map(|c| {
-                let user = format!("U0LOAD{c}");
-                let env = format!("env-{}", c % 4 + 1);
-                let text = match (round + c) % 4 {
-                    0 => format!("lock {env} for 1h"),
-                    1 => format!("status {env}"),
-                    2 => format!("unlock {env}"),
-                    _ => "list".to_string(),
-                };
-                socket.command_on(conn, "/bobby", &user, &text)
-            })
+            .map(|c| socket.command_on(conn, "/bobby", &format!("U0LOAD{c}"), &command(round, c)))
             .collect();
         for id in &ids {
             socket.wait_for_ack(id).await;
@@ -452,6 +451,31 @@ async fn socket_benchmark() {
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
         latencies.last().unwrap()
+    );
+    // The same commands over HTTP, in the same process and build, for comparison.
+    let started = std::time::Instant::now();
+    let mut http = vec![];
+    for round in 0..rounds {
+        let answers = futures::future::join_all((0..clients).map(|c| {
+            let (app, text) = (&app, command(round, c));
+            async move {
+                let t = std::time::Instant::now();
+                let r = app.command(&format!("U0LOAD{c}"), &text).await;
+                assert_eq!(r.status, 200);
+                t.elapsed()
+            }
+        }))
+        .await;
+        http.extend(answers);
+    }
+    let elapsed = started.elapsed();
+    http.sort();
+    println!(
+        "http: {} commands ({clients} concurrent) in {elapsed:?}: response p50 {:?} p99 {:?} max {:?}",
+        http.len(),
+        percentile(&http, 0.5),
+        percentile(&http, 0.99),
+        http.last().unwrap()
     );
     let mut gaps = vec![];
     for _ in 0..20 {
