@@ -332,7 +332,7 @@ impl SocketMode {
                         };
                         tokio::select! {
                             _ = tokio::time::sleep(delay) => {}
-                            _ = shutdown.changed() => {}
+                            r = shutdown.changed() => if r.is_err() { break },
                         }
                     }
                 }
@@ -341,7 +341,8 @@ impl SocketMode {
             let refresh_at = conn.refresh_at;
             let current_id = conn.id;
             tokio::select! {
-                _ = shutdown.changed() => {}
+                // A dropped sender means nobody can ask us to stop any more: stop now rather than spin.
+                r = shutdown.changed() => if r.is_err() { break },
                 _ = prune.tick() => {
                     if let Err(e) = claims::prune(&this.pool).await {
                         tracing::debug!(error = %e, "could not prune old Socket Mode envelopes");
@@ -391,7 +392,6 @@ impl SocketMode {
         *next_id += 1;
         match self.open(*next_id, events.clone()).await {
             Ok(new) => {
-                self.status.connections(2);
                 self.status.reconnected(reason);
                 if let Some(old) = old {
                     tracing::info!(
@@ -646,6 +646,21 @@ mod tests {
             s.describe(),
             "slack socket mode: refused: invalid_auth (connections: 0, reconnects: 1)"
         );
+    }
+
+    /// `wss://` builds a rustls client config; with two crypto backends in the build rustls would
+    /// panic there (SPEC §10). A listener that hangs up makes the handshake fail, not panic.
+    #[tokio::test]
+    async fn wss_handshakes_fail_cleanly_instead_of_panicking() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                drop(socket);
+            }
+        });
+        let result = tokio_tungstenite::connect_async(format!("wss://localhost:{port}/link")).await;
+        assert!(result.is_err());
     }
 
     #[test]
