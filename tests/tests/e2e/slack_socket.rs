@@ -8,7 +8,8 @@
 //! disconnect with commands around it, the refresh (`disconnect` frames and the announced lifetime:
 //! the new connection is up before the old one closes), two replicas (each envelope handled once,
 //! even when Slack re-sends it to the other), and the app token (refused at start when missing or of
-//! the wrong kind; rejected by Slack: the bot runs and `/readyz` says why). Acknowledgement times are
+//! the wrong kind; rejected by Slack: the bot runs and `/readyz` says why), and `bobby exec` /
+//! `gandalf exec` on the real binaries in both modes. Acknowledgement times are
 //! recorded, never asserted; `socket_benchmark` (ignored) prints them for `docs/benchmarks.md`.
 
 use std::time::Duration;
@@ -490,4 +491,53 @@ async fn socket_benchmark() {
         percentile(&gaps, 0.5),
         gaps.last().unwrap()
     );
+}
+
+/// Where cargo put the workspace's binaries (as in `faults_shutdown`): `cargo test --workspace`
+/// builds them; running only this binary needs `cargo build -p bobby -p gandalf` first.
+fn binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(std::path::Path::parent).unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build -p bobby -p gandalf` (or `cargo test --workspace`)",
+        path.display()
+    );
+    path
+}
+
+/// `bobby exec` and `gandalf exec` run the command handler directly, whatever `slack_mode` says,
+/// and need no app token: the real binaries, in both modes.
+#[tokio::test]
+async fn exec_works_in_both_modes() {
+    let db = bg_tests::fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("bobby", bg_tests::BOBBY_TOML, "list", "env-4"),
+        ("gandalf", bg_tests::GANDALF_TOML, "help", "merge"),
+    ];
+    for (bot, config, command, needle) in cases {
+        for (mode, text) in [("http", config.to_string()), ("socket", bg_tests::socket_mode(config))] {
+            let path = dir.path().join(format!("{bot}-{mode}.toml"));
+            std::fs::write(&path, text).unwrap();
+            let out = tokio::process::Command::new(binary(bot))
+                .arg("--config")
+                .arg(&path)
+                .args(["exec", "--as", "U0ALICE", command])
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("DATABASE_URL", &db.url)
+                .output()
+                .await
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && stdout.contains(needle),
+                "{bot} exec in {mode} mode: {:?}\n{stdout}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
 }
