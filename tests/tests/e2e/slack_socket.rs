@@ -238,6 +238,28 @@ async fn a_dropped_connection_is_reopened_at_once_and_nothing_is_handled_twice()
     assert!(a.text().contains("U0BOB"), "{}", a.text());
 }
 
+/// When `apps.connections.open` itself fails (Slack's API down), the bot keeps trying, with
+/// backoff, and `/readyz` stays 200 meanwhile.
+#[tokio::test]
+async fn a_failing_connections_open_is_retried_until_it_works() {
+    let (app, socket) = spawn_bobby_socket(BobbyOptions::default(), APP_TOKEN).await;
+    let first = socket.wait_for_open(1).await[0];
+    assert_eq!(socket.opens(), 1);
+    socket.fail_opens(2);
+    socket.kill(first);
+    let next = socket.wait_for_successor(first).await;
+    assert_eq!(
+        socket.opens(),
+        4,
+        "one open that worked, two refused, one that worked again"
+    );
+    let (status, body) = readyz(&app).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("slack socket mode: connected"), "{body}");
+    let a = bobby(&socket, next, "U0ALICE", "lock env-4").await;
+    assert!(a.text().contains("locked *env-4*"), "{}", a.text());
+}
+
 #[tokio::test]
 async fn on_refresh_the_new_connection_is_up_before_the_old_one_closes() {
     let (app, socket) = spawn_bobby_socket(BobbyOptions::default(), APP_TOKEN).await;
