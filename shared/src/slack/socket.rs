@@ -307,7 +307,11 @@ impl SocketMode {
             }
             let Some(conn) = current.as_ref() else {
                 next_id += 1;
-                match this.open(next_id, events_tx.clone()).await {
+                let opened = tokio::select! {
+                    opened = this.open(next_id, events_tx.clone()) => opened,
+                    _ = shutdown.changed() => break,
+                };
+                match opened {
                     Ok(conn) => {
                         if failures > 0 || next_id > 1 {
                             tracing::info!(connection = conn.id, "Slack Socket Mode connection re-established");
@@ -421,11 +425,14 @@ impl SocketMode {
     /// `apps.connections.open`, the WebSocket handshake, `hello`; then the connection's reader
     /// and writer run as tasks.
     async fn open(self: &Arc<Self>, id: u64, events: mpsc::UnboundedSender<Event>) -> Result<Conn, OpenError> {
-        let url = self.slack.open_socket(&self.app_token).await?;
         let transient = |message: String| OpenError {
             message,
             refused: false,
         };
+        // Bounded, so a hanging Slack delays neither a reconnect nor a shutdown for long.
+        let url = tokio::time::timeout(self.timing.hello_timeout, self.slack.open_socket(&self.app_token))
+            .await
+            .map_err(|_| transient("apps.connections.open timed out".into()))??;
         let (ws, _) = tokio::time::timeout(
             self.timing.hello_timeout,
             tokio_tungstenite::connect_async(url.as_str()),
