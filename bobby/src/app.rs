@@ -1,5 +1,5 @@
 //! Assembles a running Bobby: database, configuration sync, HTTP server and background workers
-//! (lease expiry, the Slack outbox, Nightly).
+//! (lease expiry, the Slack outbox, Nightly), and with `slack_mode = "socket"` the Socket Mode client.
 //! `main` and the end-to-end tests start Bobby through the same [`start`].
 
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use shared::settings::Secrets;
 use shared::slack::SlackApi;
 use shared::slack::outbox::{Backoff, Deliverer, Sender};
 use shared::slack::signature::SlackVerifier;
+use shared::slack::socket::{SlackMode, SocketMode, SocketStatus, SocketTiming, require_app_token};
 use shared::steps::Registry;
 use tokio::sync::watch;
 
@@ -40,6 +41,14 @@ pub use shared::running::Running;
 
 /// Connects, migrates, syncs the configured environments, and starts serving.
 pub async fn start(opts: Options) -> anyhow::Result<Running> {
+    // Socket Mode without its token could not hear a single command: refuse before anything else.
+    let socket = match opts.config.slack_mode {
+        SlackMode::Socket => {
+            Some(require_app_token(opts.secrets.slack_app_token.as_ref()).map_err(anyhow::Error::msg)?)
+        }
+        SlackMode::Http => None,
+    };
+    let socket_status = socket.as_ref().map(|_| SocketStatus::default());
     let database_url = opts.secrets.require_database_url()?.to_string();
     let pool = shared::db::connect(&database_url, opts.pool_size)
         .await
@@ -58,7 +67,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         tracing::warn!("{why}");
         notes.push(why.into());
     }
-    if opts.secrets.slack_signing_secret.is_none() {
+    if opts.secrets.slack_signing_secret.is_none() && socket.is_none() {
         let why = "no SLACK_SIGNING_SECRET: Slack requests are refused; use `bobby exec` to try commands";
         tracing::warn!("{why}");
         notes.push(why.into());
@@ -110,6 +119,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         people: config.people.clone(),
         timezone: config.timezone,
         clock: opts.clock.clone(),
+        socket: socket_status.clone(),
     };
     // Nightly reaps the step processes a crashed Bobby left on this host when it takes the Nightly
     // leadership, not here: another replica on this host may be running steps right now.
@@ -124,6 +134,17 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         verifier: SlackVerifier::new(opts.secrets.slack_signing_secret.clone(), opts.clock.clone()),
         api_token: opts.secrets.bobby_api_token.clone().map(Arc::new),
     };
+    if let (Some(app_token), Some(status)) = (socket, socket_status) {
+        let socket = SocketMode {
+            slack: slack.clone(),
+            app_token,
+            pool: pool.clone(),
+            handler: crate::routes::socket_handler(state.clone()),
+            status,
+            timing: SocketTiming::default(),
+        };
+        tasks.push(tokio::spawn(socket.run(rx.clone())));
+    }
     let app = shared::http::instrument(
         router(state)
             .merge(nightly::log::routes(pool.clone()))

@@ -29,6 +29,8 @@ pub struct BobbyConfig {
     pub people: People,
     pub nightly: Option<NightlyConfig>,
     pub deploy: Option<DeployConfig>,
+    /// How Slack reaches the bot: HTTP callbacks (default) or Socket Mode (SPEC §11).
+    pub slack_mode: shared::slack::socket::SlackMode,
     /// The directory of the config file: steps run there, relative paths resolve from there.
     pub base_dir: PathBuf,
 }
@@ -61,6 +63,8 @@ struct RawConfig {
     nightly: Option<NightlyConfig>,
     #[serde(default)]
     deploy: Option<DeployConfig>,
+    #[serde(default)]
+    slack_mode: shared::slack::socket::SlackMode,
 }
 
 fn yes() -> bool {
@@ -330,6 +334,7 @@ impl BobbyConfig {
             people,
             nightly: raw.nightly,
             deploy: raw.deploy,
+            slack_mode: raw.slack_mode,
             base_dir,
         })
     }

@@ -1,6 +1,7 @@
 //! Bobby's HTTP surface (SPEC §4.4): Slack's slash commands and button presses, the JSON API and
 //! the deploy gate. Slack bodies are verified by the `SignedSlackBody` extractor before anything
-//! here parses them.
+//! here parses them. The Slack processing is also reachable with a parsed payload
+//! ([`command_reply`], [`on_interaction`]), which is how Socket Mode runs the very same code.
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
@@ -8,15 +9,17 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::json;
 use shared::envs::store;
 use shared::http::ApiError;
 use shared::ids::SlackUserId;
-use shared::slack::SlackApi;
 use shared::slack::late::{LateDelivery, answer_in_time};
 use shared::slack::outbox::Sender;
 use shared::slack::signature::{SignedSlackBody, SlackVerifier};
+use shared::slack::socket::SocketHandler;
+use shared::slack::{Reply, SlackApi};
 use slack_morphism::prelude::SlackCommandEvent;
 use subtle::ConstantTimeEq;
 
@@ -73,20 +76,24 @@ async fn slash_command(State(app): State<AppState>, SignedSlackBody(body): Signe
         Ok(e) => e,
         Err(_) => return slack_error(StatusCode::BAD_REQUEST, "malformed slash command payload"),
     };
+    match command_reply(&app, event).await {
+        Ok(reply) => Json(reply.command_response()).into_response(),
+        Err(why) => slack_error(StatusCode::BAD_REQUEST, why),
+    }
+}
+
+/// A parsed slash command's reply, within Slack's 3 seconds: what both the HTTP route and Socket
+/// Mode answer with. `Err` is a payload we cannot use.
+pub async fn command_reply(app: &AppState, event: SlackCommandEvent) -> Result<Reply, &'static str> {
     let Ok(user) = event.user_id.0.parse::<SlackUserId>() else {
-        return slack_error(StatusCode::BAD_REQUEST, "malformed user_id");
+        return Err("malformed user_id");
     };
     let text = event.text.clone().unwrap_or_default();
     let bobby = app.bobby.clone();
-    let late = late_delivery(&app, event.channel_id.0.clone(), event.response_url.0.to_string());
+    let late = late_delivery(app, event.channel_id.0.clone(), event.response_url.0.to_string());
     let channel = event.channel_id.0.clone();
     let work = async move { bobby.handle_in(&user, &text, Some(&channel)).await.reply };
-    Json(
-        answer_in_time(work, late, messages::internal_error())
-            .await
-            .command_response(),
-    )
-    .into_response()
+    Ok(answer_in_time(work, late, messages::internal_error()).await)
 }
 
 #[derive(Deserialize)]
@@ -123,30 +130,58 @@ async fn interaction(State(app): State<AppState>, SignedSlackBody(body): SignedS
     let Ok(form) = serde_urlencoded::from_bytes::<InteractionForm>(&body) else {
         return slack_error(StatusCode::BAD_REQUEST, "expected a form with a `payload` field");
     };
-    let Ok(payload) = serde_json::from_str::<BlockActions>(&form.payload) else {
+    let Ok(payload) = serde_json::from_str::<serde_json::Value>(&form.payload) else {
         return slack_error(StatusCode::BAD_REQUEST, "malformed interaction payload");
+    };
+    match on_interaction(&app, payload).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(why) => slack_error(StatusCode::BAD_REQUEST, why),
+    }
+}
+
+/// A button press (the interaction payload as JSON): what both the HTTP route and Socket Mode
+/// run. The answer goes through `response_url`, so the acknowledgement carries nothing.
+pub async fn on_interaction(app: &AppState, payload: serde_json::Value) -> Result<(), &'static str> {
+    let Ok(payload) = serde_json::from_value::<BlockActions>(payload) else {
+        return Err("malformed interaction payload");
     };
     if payload.kind != "block_actions" {
         // Shortcuts, view submissions…: nothing of ours. Acknowledge so Slack does not retry.
-        return StatusCode::OK.into_response();
+        return Ok(());
     }
     let Ok(user) = payload.user.id.parse::<SlackUserId>() else {
-        return slack_error(StatusCode::BAD_REQUEST, "malformed user id");
+        return Err("malformed user id");
     };
     let Some(action) = payload.actions.first() else {
-        return StatusCode::OK.into_response();
+        return Ok(());
     };
     let answer = app
         .bobby
         .handle_action(&user, &action.action_id, action.value.as_deref().unwrap_or(""))
         .await;
     let late = late_delivery(
-        &app,
+        app,
         payload.channel.map(|c| c.id).unwrap_or_else(|| user.to_string()),
         payload.response_url.unwrap_or_default(),
     );
     tokio::spawn(async move { late.deliver(&answer.reply).await });
-    StatusCode::OK.into_response()
+    Ok(())
+}
+
+/// Socket Mode (SPEC §11) runs the same two functions as the HTTP routes.
+pub fn socket_handler(app: AppState) -> std::sync::Arc<dyn SocketHandler> {
+    struct Socket(AppState);
+    impl SocketHandler for Socket {
+        fn command(&self, event: SlackCommandEvent) -> BoxFuture<'static, Result<Reply, String>> {
+            let app = self.0.clone();
+            Box::pin(async move { command_reply(&app, event).await.map_err(str::to_string) })
+        }
+        fn interaction(&self, payload: serde_json::Value) -> BoxFuture<'static, Result<(), String>> {
+            let app = self.0.clone();
+            Box::pin(async move { on_interaction(&app, payload).await.map_err(str::to_string) })
+        }
+    }
+    std::sync::Arc::new(Socket(app))
 }
 
 async fn list_environments(State(app): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {

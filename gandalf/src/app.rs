@@ -1,5 +1,5 @@
 //! Assembles a running Gandalf: database, configuration sync, HTTP server and the delivery
-//! processor. `main` and the end-to-end tests start it through the same [`start`].
+//! processor (and with `slack_mode = "socket"` the Socket Mode client). `main` and the end-to-end tests start it through the same [`start`].
 
 use std::sync::Arc;
 
@@ -11,6 +11,7 @@ use shared::settings::Secrets;
 use shared::slack::SlackApi;
 use shared::slack::outbox::{Backoff, Deliverer, Sender};
 use shared::slack::signature::SlackVerifier;
+use shared::slack::socket::{SlackMode, SocketMode, SocketStatus, SocketTiming, require_app_token};
 use shared::steps::Registry;
 use tokio::sync::watch;
 
@@ -41,6 +42,14 @@ const ENDPOINTS: &[&str] = &[
 ];
 
 pub async fn start(opts: Options) -> anyhow::Result<Running> {
+    // Socket Mode without its token could not hear a single command: refuse before anything else.
+    let socket = match opts.config.slack_mode {
+        SlackMode::Socket => {
+            Some(require_app_token(opts.secrets.slack_app_token.as_ref()).map_err(anyhow::Error::msg)?)
+        }
+        SlackMode::Http => None,
+    };
+    let socket_status = socket.as_ref().map(|_| SocketStatus::default());
     let database_url = opts.secrets.require_database_url()?.to_string();
     let pool = prepare_database(&database_url, &opts).await?;
     let notes = setup_notes(&opts);
@@ -57,6 +66,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         people: opts.config.people.clone(),
         timezone: chrono_tz::UTC,
         clock: opts.clock.clone(),
+        socket: socket_status.clone(),
     };
     let gandalf = Gandalf {
         pool: pool.clone(),
@@ -69,6 +79,17 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         slack: slack.clone(),
         verifier: SlackVerifier::new(opts.secrets.slack_signing_secret.clone(), opts.clock.clone()),
         webhook_secret: WebhookSecret(opts.secrets.github_webhook_secret.clone().map(Arc::new)),
+    };
+    let socket = match (socket, socket_status) {
+        (Some(app_token), Some(status)) => Some(SocketMode {
+            slack: slack.clone(),
+            app_token,
+            pool: pool.clone(),
+            handler: crate::routes::socket_handler(state.clone()),
+            status,
+            timing: SocketTiming::default(),
+        }),
+        _ => None,
     };
     let app = shared::http::instrument(
         router(state)
@@ -84,6 +105,9 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
             tracing::error!(error = %e, "HTTP server stopped");
         }
     })];
+    if let Some(socket) = socket {
+        tasks.push(tokio::spawn(socket.run(rx.clone())));
+    }
     tasks.extend(spawn_workers(gandalf, database_url, slack, mask, &rx));
     tracing::info!(address = %addr, "gandalf is listening");
     Ok(Running::new(addr, pool, shutdown, tasks))

@@ -21,6 +21,8 @@ pub struct GandalfConfig {
     pub admins: Vec<SlackUserId>,
     pub people: People,
     pub repos: Vec<RepoConfig>,
+    /// How Slack reaches the bot: HTTP callbacks (default) or Socket Mode (SPEC §11).
+    pub slack_mode: shared::slack::socket::SlackMode,
     /// The directory of the config file: steps run there when no checkout is configured.
     pub base_dir: PathBuf,
 }
@@ -41,6 +43,8 @@ struct RawConfig {
     people: Vec<Person>,
     #[serde(default)]
     repos: Vec<RepoConfig>,
+    #[serde(default)]
+    slack_mode: shared::slack::socket::SlackMode,
 }
 
 fn gandalf() -> String {
@@ -172,6 +176,7 @@ impl GandalfConfig {
             admins: raw.admins,
             people,
             repos: raw.repos,
+            slack_mode: raw.slack_mode,
             base_dir,
         })
     }

@@ -5,11 +5,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use shared::http::ApiError;
 use shared::ids::{PrNumber, RepoName, SlackUserId};
+use shared::slack::Reply;
 use shared::slack::signature::{SignedSlackBody, SlackVerifier};
+use shared::slack::socket::SocketHandler;
 use slack_morphism::prelude::SlackCommandEvent;
 
 use crate::handler::Gandalf;
@@ -66,8 +69,17 @@ async fn slash_command(State(app): State<AppState>, SignedSlackBody(body): Signe
     let Ok(event) = serde_urlencoded::from_bytes::<SlackCommandEvent>(&body) else {
         return (StatusCode::BAD_REQUEST, "malformed slash command payload").into_response();
     };
+    match command_reply(&app, event).await {
+        Ok(reply) => Json(reply.command_response()).into_response(),
+        Err(why) => (StatusCode::BAD_REQUEST, why).into_response(),
+    }
+}
+
+/// A parsed slash command's reply, within Slack's 3 seconds: what both the HTTP route and Socket
+/// Mode answer with. `Err` is a payload we cannot use.
+pub async fn command_reply(app: &AppState, event: SlackCommandEvent) -> Result<Reply, &'static str> {
     let Ok(user) = event.user_id.0.parse::<SlackUserId>() else {
-        return (StatusCode::BAD_REQUEST, "malformed user_id").into_response();
+        return Err("malformed user_id");
     };
     let text = event.text.clone().unwrap_or_default();
     let gandalf = app.gandalf.clone();
@@ -81,13 +93,28 @@ async fn slash_command(State(app): State<AppState>, SignedSlackBody(body): Signe
     };
     // Enqueueing asks GitHub three questions; a slow GitHub must not make Slack give up on us.
     let work = async move { gandalf.handle(&user, &text).await.reply };
-    let reply = shared::slack::late::answer_in_time(work, late, crate::messages::internal_error()).await;
-    Json(reply.command_response()).into_response()
+    Ok(shared::slack::late::answer_in_time(work, late, crate::messages::internal_error()).await)
 }
 
 /// Gandalf's messages carry no buttons yet; acknowledge so Slack does not retry.
 async fn interaction(SignedSlackBody(_): SignedSlackBody) -> StatusCode {
     StatusCode::OK
+}
+
+/// Socket Mode (SPEC §11) runs the same processing as the HTTP routes.
+pub fn socket_handler(app: AppState) -> std::sync::Arc<dyn SocketHandler> {
+    struct Socket(AppState);
+    impl SocketHandler for Socket {
+        fn command(&self, event: SlackCommandEvent) -> BoxFuture<'static, Result<Reply, String>> {
+            let app = self.0.clone();
+            Box::pin(async move { command_reply(&app, event).await.map_err(str::to_string) })
+        }
+        /// As [`interaction`]: nothing to do yet.
+        fn interaction(&self, _payload: Value) -> BoxFuture<'static, Result<(), String>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+    std::sync::Arc::new(Socket(app))
 }
 
 fn repo_of(app: &AppState, owner: &str, repo: &str) -> Result<RepoName, ApiError> {

@@ -114,6 +114,9 @@ pub struct About {
     pub timezone: chrono_tz::Tz,
     /// "Now" for relative times: the bot's clock, so that pages agree with what the bot decides.
     pub clock: crate::clock::SharedClock,
+    /// With `slack_mode = "socket"`: the Socket Mode connection's state, reported in `/readyz`'s
+    /// body (never its status: a Slack outage must not take the GitHub webhooks out of service).
+    pub socket: Option<crate::slack::socket::SocketStatus>,
 }
 
 #[derive(Clone)]
@@ -143,6 +146,10 @@ async fn readyz(State(s): State<OpsState>) -> Response {
             let mut body = String::from("ready\n");
             for n in &s.about.notes {
                 body.push_str(n);
+                body.push('\n');
+            }
+            if let Some(socket) = &s.about.socket {
+                body.push_str(&socket.describe());
                 body.push('\n');
             }
             (StatusCode::OK, body).into_response()

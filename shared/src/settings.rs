@@ -165,6 +165,9 @@ pub struct Secrets {
     pub database_url: Option<SecretString>,
     pub slack_bot_token: Option<SecretString>,
     pub slack_signing_secret: Option<SecretString>,
+    /// The app-level token (`xapp-…`) for Socket Mode (SPEC §11); only read with
+    /// `slack_mode = "socket"`.
+    pub slack_app_token: Option<SecretString>,
     pub slack_api_url: String,
     pub github_api_url: String,
     pub bobby_api_token: Option<SecretString>,
@@ -188,6 +191,7 @@ impl fmt::Debug for Secrets {
             .field("database_url", &set(&self.database_url))
             .field("slack_bot_token", &set(&self.slack_bot_token))
             .field("slack_signing_secret", &set(&self.slack_signing_secret))
+            .field("slack_app_token", &set(&self.slack_app_token))
             .field("slack_api_url", &self.slack_api_url)
             .field("github_api_url", &self.github_api_url)
             .field("bobby_api_token", &set(&self.bobby_api_token))
@@ -210,6 +214,7 @@ impl Secrets {
             &self.database_url,
             &self.slack_bot_token,
             &self.slack_signing_secret,
+            &self.slack_app_token,
             &self.bobby_api_token,
             &self.github_token,
             &self.github_webhook_secret,
@@ -247,6 +252,7 @@ impl Secrets {
             database_url: secret(env, "DATABASE_URL")?,
             slack_bot_token: secret(env, "SLACK_BOT_TOKEN")?,
             slack_signing_secret: secret(env, "SLACK_SIGNING_SECRET")?,
+            slack_app_token: secret(env, "SLACK_APP_TOKEN")?,
             // slack-morphism joins the base and the method with a slash of its own.
             slack_api_url: slack_api_url.trim_end_matches('/').to_string(),
             github_api_url: github_api_url.trim_end_matches('/').to_string(),
@@ -412,11 +418,14 @@ mod tests {
         let e = env(&[
             ("SLACK_BOT_TOKEN_FILE", file.to_str().unwrap()),
             ("SLACK_SIGNING_SECRET", "shh"),
+            ("SLACK_APP_TOKEN_FILE", file.to_str().unwrap()),
             ("SLACK_API_URL", "http://127.0.0.1:9/api"),
         ]);
         let s = Secrets::from_env(&e).unwrap();
         assert_eq!(s.slack_bot_token.unwrap().expose_secret(), "xoxb-from-file");
         assert_eq!(s.slack_signing_secret.unwrap().expose_secret(), "shh");
+        // The same file serves both here; what matters is that `*_FILE` is read for the app token.
+        assert_eq!(s.slack_app_token.unwrap().expose_secret(), "xoxb-from-file");
         assert_eq!(s.slack_api_url, "http://127.0.0.1:9/api");
         assert_eq!(s.github_api_url, DEFAULT_GITHUB_API_URL);
         assert!(s.database_url.is_none());

@@ -4,6 +4,7 @@
 
 pub mod fake_github;
 pub mod fake_slack;
+pub mod fake_slack_socket;
 pub mod pg;
 
 use std::collections::HashMap;
@@ -21,6 +22,7 @@ use shared::slack::outbox::Backoff;
 use sqlx::PgPool;
 
 pub use fake_slack::{FakeSlack, Outage};
+pub use fake_slack_socket::FakeSocketSlack;
 pub use pg::{TestDb, fresh_database};
 
 pub const SIGNING_SECRET: &str = "test-signing-secret";
@@ -83,6 +85,8 @@ pub struct TestBobby {
     pub config_text: String,
     /// What a restart keeps besides the config: GitHub and the config's directory.
     pub more: MoreOptions,
+    /// Environment variables beyond the defaults (Socket Mode's), kept by restarts and replicas.
+    extra_env: Vec<(String, String)>,
     running: Option<bobby::app::Running>,
 }
 
@@ -133,6 +137,16 @@ pub async fn spawn_bobby_on(db: TestDb, clock: ManualClock, opts: BobbyOptions) 
 }
 
 async fn start_on(db: TestDb, slack: FakeSlack, clock: ManualClock, opts: BobbyOptions) -> TestBobby {
+    start_on_env(db, slack, clock, opts, vec![]).await
+}
+
+async fn start_on_env(
+    db: TestDb,
+    slack: FakeSlack,
+    clock: ManualClock,
+    opts: BobbyOptions,
+    extra_env: Vec<(String, String)>,
+) -> TestBobby {
     init_logs();
     raise_fd_limit();
     let base_dir = opts.more.base_dir.clone().unwrap_or_else(|| ".".into());
@@ -149,6 +163,7 @@ async fn start_on(db: TestDb, slack: FakeSlack, clock: ManualClock, opts: BobbyO
         env.insert("GITHUB_API_URL".into(), url.clone());
         env.insert("GITHUB_TOKEN".into(), fake_github::TOKEN.into());
     }
+    env.extend(extra_env.iter().cloned());
     let secrets = Secrets::from_env(&env).expect("test secrets");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let running = bobby::app::start(bobby::app::Options {
@@ -175,8 +190,64 @@ async fn start_on(db: TestDb, slack: FakeSlack, clock: ManualClock, opts: BobbyO
         http: reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap(),
         config_text: opts.config,
         more: opts.more,
+        extra_env,
         running: Some(running),
     }
+}
+
+// --- Socket Mode (SPEC §11) --------------------------------------------------------------------
+
+/// `config` with `slack_mode = "socket"` (a top-level key, so it goes before every table).
+pub fn socket_mode(config: &str) -> String {
+    format!("slack_mode = \"socket\"\n{config}")
+}
+
+/// What a bot in Socket Mode gets besides the usual: the fake's Web API and an app token.
+fn socket_env(socket: &FakeSocketSlack, app_token: &str) -> Vec<(String, String)> {
+    vec![
+        ("SLACK_API_URL".into(), socket.api_url()),
+        ("SLACK_APP_TOKEN".into(), app_token.into()),
+    ]
+}
+
+/// Bobby with `slack_mode = "socket"` (added to `opts.config`) on a fresh database, talking to a
+/// fake Socket Mode server in front of a fake Slack, with `app_token` as `SLACK_APP_TOKEN`
+/// ([`fake_slack_socket::APP_TOKEN`] is the one the fake accepts). Its replicas and restarts stay
+/// in Socket Mode.
+pub async fn spawn_bobby_socket(opts: BobbyOptions, app_token: &str) -> (TestBobby, FakeSocketSlack) {
+    let db = fresh_database().await;
+    let slack = FakeSlack::start().await;
+    let socket = FakeSocketSlack::start(slack.clone()).await;
+    let clock = ManualClock::new(monday_morning());
+    let opts = BobbyOptions {
+        config: socket_mode(&opts.config),
+        ..opts
+    };
+    let bobby = start_on_env(db, slack, clock, opts, socket_env(&socket, app_token)).await;
+    (bobby, socket)
+}
+
+/// Gandalf as [`spawn_gandalf`] (queue paused), with `slack_mode = "socket"` against a fake Socket
+/// Mode server in front of a fake Slack.
+pub async fn spawn_gandalf_socket(app_token: &str) -> (TestGandalf, FakeSocketSlack) {
+    let slack = FakeSlack::start().await;
+    let socket = FakeSocketSlack::start(slack).await;
+    let mut env = socket_env(&socket, app_token);
+    env.push(("SLACK_BOT_TOKEN".into(), fake_slack::BOT_TOKEN.into()));
+    let g = spawn_gandalf_env(&socket_mode(GANDALF_TOML), Path::new("."), true, env).await;
+    let mut conn = g.pool.acquire().await.unwrap();
+    gandalf::store::set_paused(
+        &mut conn,
+        &"acme/platform".parse().unwrap(),
+        true,
+        "tests of the front half",
+        &shared::ids::Holder::Gandalf,
+        g.clock.now(),
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    (g, socket)
 }
 
 /// A thousand concurrent requests need two thousand sockets in one process (client and server
@@ -386,7 +457,14 @@ impl TestBobby {
             more: self.more.clone(),
             ..Default::default()
         };
-        start_on(self.db.clone(), self.slack.clone(), self.clock.clone(), opts).await
+        start_on_env(
+            self.db.clone(),
+            self.slack.clone(),
+            self.clock.clone(),
+            opts,
+            self.extra_env.clone(),
+        )
+        .await
     }
 
     /// A second Bobby on the same database, Slack and clock: another replica.
@@ -396,7 +474,14 @@ impl TestBobby {
             more: self.more.clone(),
             ..Default::default()
         };
-        start_on(self.db.clone(), self.slack.clone(), self.clock.clone(), opts).await
+        start_on_env(
+            self.db.clone(),
+            self.slack.clone(),
+            self.clock.clone(),
+            opts,
+            self.extra_env.clone(),
+        )
+        .await
     }
 
     /// Stops this Bobby without starting another.
@@ -523,6 +608,16 @@ pub async fn spawn_gandalf() -> TestGandalf {
 /// Gandalf with `config_toml`, steps running in `dir`; `manual_clock` false runs it on the wall
 /// clock (for benchmarks that read timestamps).
 pub async fn spawn_gandalf_with(config_toml: &str, dir: &Path, manual_clock: bool) -> TestGandalf {
+    spawn_gandalf_env(config_toml, dir, manual_clock, vec![]).await
+}
+
+/// [`spawn_gandalf_with`] with more environment variables (Socket Mode's).
+async fn spawn_gandalf_env(
+    config_toml: &str,
+    dir: &Path,
+    manual_clock: bool,
+    extra_env: Vec<(String, String)>,
+) -> TestGandalf {
     init_logs();
     let db = fresh_database().await;
     let github = fake_github::FakeGithub::start().await;
@@ -555,6 +650,7 @@ pub async fn spawn_gandalf_with(config_toml: &str, dir: &Path, manual_clock: boo
     env.insert("SLACK_SIGNING_SECRET".into(), SIGNING_SECRET.into());
     env.insert("GITHUB_WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into());
     env.insert("GITHUB_API_URL".into(), github.api_url());
+    env.extend(extra_env);
     let secrets = Secrets::from_env(&env).unwrap();
     let start = GandalfStart {
         config: config.clone(),

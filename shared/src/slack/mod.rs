@@ -1,9 +1,11 @@
 //! Everything Slack: request signatures, the reply shape, mrkdwn formatting, the Web API client
-//! (slack-morphism) and the outbox that delivers messages with retries.
+//! (slack-morphism), the outbox that delivers messages with retries, and Socket Mode (commands
+//! over an outbound WebSocket, for bots Slack cannot reach).
 
 pub mod late;
 pub mod outbox;
 pub mod signature;
+pub mod socket;
 
 use std::sync::Arc;
 
@@ -445,6 +447,19 @@ impl SlackApi {
             .await
             .map(|_| ())
             .map_err(classify)
+    }
+
+    /// `apps.connections.open` with the app-level token: the URL of a new Socket Mode connection.
+    /// Works without a bot token (Socket Mode only needs the app token to listen).
+    pub async fn open_socket(&self, app_token: &SecretString) -> Result<url::Url, SendError> {
+        let token = SlackApiToken::new(SlackApiTokenValue::new(app_token.expose_secret().to_string()));
+        let response = self
+            .client
+            .open_session(&token)
+            .apps_connections_open(&SlackApiAppsConnectionOpenRequest::new())
+            .await
+            .map_err(classify)?;
+        Ok(response.url.0)
     }
 
     /// Answers an interaction or a slow command through its `response_url`, visible only to the

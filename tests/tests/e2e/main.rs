@@ -20,3 +20,4 @@ mod gandalf_queue;
 mod gandalf_webhooks;
 mod github_client;
 mod hostile_input;
+mod slack_socket;
