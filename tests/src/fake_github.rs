@@ -483,8 +483,20 @@ impl FakeGithub {
     /// The next `n` requests meet a secondary rate limit: `status` 403 or 429, with
     /// `Retry-After: retry_after` when given (GitHub does not always send it).
     pub fn secondary_rate_limit_next(&self, n: usize, status: u16, retry_after: Option<u64>) {
-        assert!(matches!(status, 403 | 429), "GitHub answers rate limits with 403 or 429");
+        assert!(
+            matches!(status, 403 | 429),
+            "GitHub answers rate limits with 403 or 429"
+        );
         self.queue_faults(None, n, FaultKind::Secondary { status, retry_after })
+    }
+
+    /// Like [`FakeGithub::secondary_rate_limit_next`], for the next `n` requests to `what` only.
+    pub fn secondary_rate_limit_on(&self, what: &str, n: usize, status: u16, retry_after: Option<u64>) {
+        assert!(
+            matches!(status, 403 | 429),
+            "GitHub answers rate limits with 403 or 429"
+        );
+        self.queue_faults(Some(what), n, FaultKind::Secondary { status, retry_after })
     }
 
     /// Uses up the primary rate limit now, with the window ending `reset_in` seconds from now:

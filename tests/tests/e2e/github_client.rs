@@ -259,8 +259,14 @@ async fn every_answer_carries_githubs_rate_limit_headers() {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
     fake.fail_next_on("GET /repos/acme/platform/git/ref/heads/main", 1, 502);
     for (response, status) in [
-        (get("/repos/acme/platform/git/ref/heads/main", TOKEN).await.unwrap(), 502),
-        (get("/repos/acme/platform/git/ref/heads/main", TOKEN).await.unwrap(), 200),
+        (
+            get("/repos/acme/platform/git/ref/heads/main", TOKEN).await.unwrap(),
+            502,
+        ),
+        (
+            get("/repos/acme/platform/git/ref/heads/main", TOKEN).await.unwrap(),
+            200,
+        ),
         (get("/repos/acme/platform/pulls/404", TOKEN).await.unwrap(), 404),
         (get("/repos/acme/platform/pulls/1", "wrong").await.unwrap(), 401),
     ] {
@@ -279,7 +285,10 @@ async fn every_answer_carries_githubs_rate_limit_headers() {
     // The 502's body is GitHub's shape, too.
     fake.fail_next(1, 502);
     let body: serde_json::Value = get("/repos/acme/platform", TOKEN).await.unwrap().json().await.unwrap();
-    assert!(body["message"].is_string() && body["documentation_url"].is_string(), "{body}");
+    assert!(
+        body["message"].is_string() && body["documentation_url"].is_string(),
+        "{body}"
+    );
 }
 
 /// Issue 14: a 502 on `GET …/pulls/{n}` carrying a Reset up to an hour ahead was waited out for
@@ -290,10 +299,17 @@ async fn a_502_is_retried_at_once_whatever_reset_says() {
     fake.push(REPO, "feature", "main", &[("a.txt", Some("a\n"))]);
     fake.open_pull(REPO, 7, "A", "alice", "feature", "main");
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-    assert!(fake.rate_limit_reset() > now + 3000, "the fake's window ends about an hour ahead");
-    let gh = Github::new(&fake.api_url(), Auth::Token(SecretString::from(TOKEN)), RetryPolicy::default())
-        .await
-        .unwrap();
+    assert!(
+        fake.rate_limit_reset() > now + 3000,
+        "the fake's window ends about an hour ahead"
+    );
+    let gh = Github::new(
+        &fake.api_url(),
+        Auth::Token(SecretString::from(TOKEN)),
+        RetryPolicy::default(),
+    )
+    .await
+    .unwrap();
     const PULL: &str = "GET /repos/acme/platform/pulls/7";
     let mut delays = vec![];
     for _ in 0..5 {
@@ -317,9 +333,17 @@ async fn a_primary_rate_limit_is_waited_out_until_reset_then_succeeds() {
     let tip = within("a read past a 2 s rate limit", gh.branch_tip(&repo, "main")).await;
     assert!(tip.unwrap().is_some());
     let times = arrivals(&fake, REF);
-    assert_eq!(times.len(), 2, "one 403, then one request after Reset: {:?}", fake.log());
+    assert_eq!(
+        times.len(),
+        2,
+        "one 403, then one request after Reset: {:?}",
+        fake.log()
+    );
     let second = times[1].duration_since(UNIX_EPOCH).unwrap().as_secs();
-    assert!(second >= reset, "nothing was sent before X-RateLimit-Reset ({second} < {reset})");
+    assert!(
+        second >= reset,
+        "nothing was sent before X-RateLimit-Reset ({second} < {reset})"
+    );
 }
 
 #[tokio::test]
@@ -370,7 +394,10 @@ async fn a_secondary_rate_limit_honours_retry_after() {
     assert!(gh.branch_tip(&repo, "main").await.unwrap().is_some());
     let times = arrivals(&fake, "");
     let gap = times[times.len() - 1].duration_since(times[times.len() - 2]).unwrap();
-    assert!(gap >= Duration::from_secs(1), "the read after the write waited out the limit: {gap:?}");
+    assert!(
+        gap >= Duration::from_secs(1),
+        "the read after the write waited out the limit: {gap:?}"
+    );
 }
 
 #[tokio::test]

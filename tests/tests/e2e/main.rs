@@ -19,4 +19,5 @@ mod gandalf_commands;
 mod gandalf_queue;
 mod gandalf_webhooks;
 mod github_client;
+mod github_faults;
 mod hostile_input;
