@@ -21,3 +21,4 @@ mod gandalf_webhooks;
 mod github_client;
 mod github_faults;
 mod hostile_input;
+mod secrets_missing;
