@@ -136,7 +136,10 @@ fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
 /// Sorts a non-success answer. `now` is the current time in Unix seconds (for Reset).
 pub fn classify(status: u16, headers: &HeaderMap, message: &str, now: u64) -> Trouble {
     let remaining_zero = header_u64(headers, "x-ratelimit-remaining") == Some(0);
-    let says_rate_limit = message.to_ascii_lowercase().contains("rate limit");
+    // "API rate limit exceeded…", "You have exceeded a secondary rate limit…"; older GitHub
+    // Enterprise Servers call the secondary limit "an abuse detection mechanism".
+    let lower = message.to_ascii_lowercase();
+    let says_rate_limit = lower.contains("rate limit") || lower.contains("abuse detection");
     let rate_limited = status == 429 || (status == 403 && (remaining_zero || says_rate_limit));
     let described = if message.is_empty() {
         format!("HTTP {status}")
@@ -333,6 +336,10 @@ mod tests {
         assert!(
             matches!(&t, Trouble::RateLimited { wait, basis: WaitBasis::Default, .. } if *wait == SECONDARY_DEFAULT_WAIT)
         );
+        let older = "You have triggered an abuse detection mechanism. Please wait a few minutes before you try again.";
+        let t = classify(403, &HeaderMap::new(), older, NOW);
+        assert!(matches!(&t, Trouble::RateLimited { .. }), "{t:?}");
+        assert_eq!(t.describe(), format!("HTTP 403: {older}"));
         // A Retry-After beyond the cap gives up at once, saying so.
         let long = headers(&[("retry-after", "3600".into())]);
         let t = classify(429, &long, "", NOW);
