@@ -145,6 +145,11 @@ fn setup_notes(opts: &Options) -> Vec<String> {
         tracing::warn!("{why}");
         notes.push(why);
     }
+    if opts.secrets.slack_signing_secret.is_none() {
+        let why = "no SLACK_SIGNING_SECRET: Slack requests are refused; use `gandalf exec` to try commands";
+        tracing::warn!("{why}");
+        notes.push(why.to_string());
+    }
     if opts.secrets.github_webhook_secret.is_none() {
         let why = "no GITHUB_WEBHOOK_SECRET: GitHub deliveries are refused";
         tracing::warn!("{why}");

@@ -166,9 +166,10 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let WebhookSecret(secret) = WebhookSecret::from_ref(state);
         let Some(secret) = secret else {
+            // 401, not 503 (SPEC §8): nothing can be authenticated; `/readyz` says why.
             return Err(Rejection(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no GITHUB_WEBHOOK_SECRET is configured",
+                StatusCode::UNAUTHORIZED,
+                "this bot has no GITHUB_WEBHOOK_SECRET, so it cannot accept GitHub deliveries",
             ));
         };
         let (signature, event, delivery) = {

@@ -6,10 +6,15 @@
 //! otherwise strip them on GitHub Enterprise). Responses are read into structs of our own: octocrab's
 //! typed models reject some of GitHub's real answers (the collaborator permission, for one).
 //!
-//! Retries: reads are retried on 5xx, 429 and rate-limit 403s, honouring `Retry-After` and
-//! `X-RateLimit-Reset`. Writes are never repeated blindly: a failed write returns
+//! Retries (the decision lives in [`retry`], as pure functions): reads are retried with short,
+//! jittered backoff on 5xx and network errors, and wait out rate limits as GitHub asks
+//! (`Retry-After`, or `X-RateLimit-Reset` when `X-RateLimit-Remaining` is 0 — never on a 502,
+//! which carries a Reset too). Writes are never repeated blindly: a failed write returns
 //! [`GithubError::Unavailable`] and the caller re-reads state before deciding to try again.
+//! A rate-limit answer also closes a gate shared by every clone of the client, so the calls that
+//! follow wait (or fail fast) instead of hammering GitHub until the window ends.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
@@ -21,6 +26,11 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::settings::GithubApp;
+
+pub mod retry;
+
+pub use retry::RetryPolicy;
+use retry::{Decision, Kind, Trouble};
 
 pub use crate::ids::{CommitSha, PrNumber, RepoName};
 
@@ -180,33 +190,12 @@ pub enum Auth {
     App(GithubApp),
 }
 
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub attempts: u32,
-    pub base: Duration,
-    pub cap: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            attempts: 5,
-            base: Duration::from_millis(500),
-            cap: Duration::from_secs(60),
-        }
-    }
-}
-
 #[derive(Clone)]
 pub struct Github {
     octo: Octocrab,
     retry: RetryPolicy,
-}
-
-/// What a failed HTTP exchange means for retrying.
-enum Failure {
-    Retry { after: Option<Duration>, why: String },
-    Final(GithubError),
+    /// Until when GitHub asked us (a rate limit) not to send anything; shared by the clones.
+    hold: Arc<Mutex<Option<tokio::time::Instant>>>,
 }
 
 impl Github {
@@ -228,7 +217,9 @@ impl Github {
             .base_uri(api_url)
             .map_err(|e| GithubError::Setup(format!("GITHUB_API_URL: {e}")))?
             .set_connect_timeout(Some(Duration::from_secs(10)))
-            .set_read_timeout(Some(Duration::from_secs(60)));
+            // GitHub ends its own requests after 10 s; a read that hangs longer is a network fault
+            // to retry, not something to wait a minute for.
+            .set_read_timeout(Some(Duration::from_secs(30)));
         let octo = match auth {
             Auth::Token(token) => builder
                 .personal_token(token.expose_secret().to_string())
@@ -245,10 +236,16 @@ impl Github {
                     .map_err(|e| GithubError::Setup(e.to_string()))?
             }
         };
-        Ok(Github { octo, retry })
+        Ok(Github {
+            octo,
+            retry,
+            hold: Arc::new(Mutex::new(None)),
+        })
     }
 
-    async fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(StatusCode, Value), Failure> {
+    /// Sends one request: the answer, or what went wrong sorted for the retry decision. A
+    /// rate-limit answer (or a success with nothing left of the window) closes the gate.
+    async fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(StatusCode, Value), Trouble> {
         let response = match method {
             "GET" => self.octo._get(path).await,
             "POST" => self.octo._post(path, body).await,
@@ -256,89 +253,129 @@ impl Github {
             "PUT" => self.octo._put(path, body).await,
             _ => unreachable!("only the methods above are used"),
         };
-        let response = match response {
-            Ok(r) => r,
-            Err(e) => {
-                return Err(Failure::Retry {
-                    after: None,
-                    why: describe_octocrab(&e),
-                });
-            }
-        };
+        let response = response.map_err(|e| Trouble::Transient(describe_octocrab(&e)))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let text = self.octo.body_to_string(response).await.map_err(|e| Failure::Retry {
-            after: None,
-            why: describe_octocrab(&e),
-        })?;
+        let text = self
+            .octo
+            .body_to_string(response)
+            .await
+            .map_err(|e| Trouble::Transient(describe_octocrab(&e)))?;
         let value: Value = if text.trim().is_empty() {
             Value::Null
         } else {
             serde_json::from_str(&text).unwrap_or(Value::Null)
         };
+        let now = unix_now();
         if status.is_success() {
+            if let Some(wait) = retry::exhausted_until(&headers, now) {
+                tracing::warn!(
+                    path,
+                    wait_secs = wait.as_secs(),
+                    "GitHub rate limit used up (X-RateLimit-Remaining: 0): holding requests until X-RateLimit-Reset"
+                );
+                self.hold_for(wait);
+            }
             return Ok((status, value));
         }
-        let message = value.get("message").and_then(Value::as_str).unwrap_or("").to_string();
-        let rate_limited = status == StatusCode::TOO_MANY_REQUESTS
-            || (status == StatusCode::FORBIDDEN
-                && (headers.get("x-ratelimit-remaining").is_some_and(|v| v == "0")
-                    || message.to_ascii_lowercase().contains("rate limit")));
-        if rate_limited || status.is_server_error() {
-            return Err(Failure::Retry {
-                after: retry_after(&headers),
-                why: format!(
-                    "HTTP {}{}",
-                    status.as_u16(),
-                    if message.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {message}")
-                    }
-                ),
-            });
+        let message = value.get("message").and_then(Value::as_str).unwrap_or("");
+        let trouble = retry::classify(status.as_u16(), &headers, message, now);
+        if let Trouble::RateLimited { wait, basis, why } = &trouble {
+            tracing::warn!(
+                method,
+                path,
+                error = %why,
+                wait_secs = wait.as_secs(),
+                basis = basis.as_str(),
+                "GitHub rate limit: holding requests"
+            );
+            self.hold_for(*wait);
         }
-        Err(Failure::Final(GithubError::Refused {
-            status: status.as_u16(),
-            message,
-        }))
+        Err(trouble)
     }
 
-    /// A read, retried with backoff on transient failures.
-    async fn read(&self, path: &str) -> GhResult<(StatusCode, Value)> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.send("GET", path, None).await {
-                Ok(ok) => return Ok(ok),
-                Err(Failure::Final(e)) => return Err(e),
-                Err(Failure::Retry { after, why }) => {
-                    if attempt >= self.retry.attempts {
-                        return Err(GithubError::Unavailable(why));
-                    }
-                    let wait = self.backoff(attempt, after);
-                    tracing::warn!(path, attempt, error = %why, retry_in = ?wait, "GitHub read failed; retrying");
-                    tokio::time::sleep(wait).await;
-                }
-            }
+    /// Keeps every request of this client (and its clones) from GitHub for `wait`.
+    fn hold_for(&self, wait: Duration) {
+        let until = tokio::time::Instant::now() + wait;
+        let mut hold = self.hold.lock().unwrap_or_else(|p| p.into_inner());
+        if hold.is_none_or(|h| h < until) {
+            *hold = Some(until);
         }
+    }
+
+    /// Waits out a rate limit GitHub announced earlier, or fails at once when it lasts longer than
+    /// a call may wait ([`retry::MAX_RATE_LIMIT_WAIT`]): sending anyway would only earn another 403
+    /// (and GitHub may ban integrations that keep trying).
+    async fn pass_gate(&self, method: &str, path: &str) -> GhResult<()> {
+        let until = *self.hold.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(until) = until else { return Ok(()) };
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        if left > retry::MAX_RATE_LIMIT_WAIT {
+            return Err(GithubError::Unavailable(format!(
+                "GitHub rate limit: no requests for another {}s",
+                left.as_secs()
+            )));
+        }
+        tracing::info!(method, path, wait = ?left, "GitHub request held until the rate limit passes");
+        tokio::time::sleep_until(until).await;
+        Ok(())
+    }
+
+    /// A read, retried as [`retry::decide`] says.
+    async fn read(&self, path: &str) -> GhResult<(StatusCode, Value)> {
+        self.call(Kind::Read, "GET", path, None).await
     }
 
     /// A write, sent once. A transient failure is reported as `Unavailable`: the caller re-reads
     /// state before deciding whether to send it again.
     async fn write(&self, method: &str, path: &str, body: Value) -> GhResult<(StatusCode, Value)> {
-        match self.send(method, path, Some(&body)).await {
-            Ok(ok) => Ok(ok),
-            Err(Failure::Final(e)) => Err(e),
-            Err(Failure::Retry { why, .. }) => Err(GithubError::Unavailable(why)),
-        }
+        self.call(Kind::Write, method, path, Some(&body)).await
     }
 
-    fn backoff(&self, attempt: u32, after: Option<Duration>) -> Duration {
-        let exp = self.retry.base.saturating_mul(1 << attempt.min(16)).min(self.retry.cap);
-        after
-            .map(|a| a.min(self.retry.cap.max(Duration::from_secs(300))))
-            .unwrap_or(exp)
+    async fn call(&self, kind: Kind, method: &str, path: &str, body: Option<&Value>) -> GhResult<(StatusCode, Value)> {
+        // Transient failures and rate-limit waits are counted apart: waiting out a limit GitHub
+        // announced does not use up the tries a 502 gets.
+        let (mut transient, mut waited) = (0u32, 0u32);
+        loop {
+            self.pass_gate(method, path).await?;
+            let trouble = match self.send(method, path, body).await {
+                Ok(ok) => return Ok(ok),
+                Err(t) => t,
+            };
+            let rate_limited = matches!(trouble, Trouble::RateLimited { .. });
+            if !rate_limited {
+                transient += 1;
+            }
+            match retry::decide(&self.retry, kind, transient, waited, &trouble, rand::random::<f64>()) {
+                Decision::Retry(wait) => {
+                    if rate_limited {
+                        waited += 1;
+                    }
+                    tracing::warn!(
+                        method,
+                        path,
+                        try_number = transient + waited,
+                        error = %trouble.describe(),
+                        retry_in = ?wait,
+                        "GitHub call failed; retrying"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                Decision::GiveUp(why) => {
+                    tracing::warn!(method, path, error = %why, "GitHub call failed; giving up");
+                    return Err(GithubError::Unavailable(why));
+                }
+                Decision::Refuse => {
+                    return Err(match trouble {
+                        Trouble::Refused { status, message } => GithubError::Refused { status, message },
+                        other => GithubError::Unavailable(other.describe()),
+                    });
+                }
+            }
+        }
     }
 
     fn parse<T: DeserializeOwned>(value: Value, what: &str) -> GhResult<T> {
@@ -587,23 +624,12 @@ struct RawReview {
     commit_id: Option<CommitSha>,
 }
 
-/// `Retry-After` (seconds) or `X-RateLimit-Reset` (epoch seconds), whichever GitHub sent.
-fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
-    let num = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-    };
-    if let Some(secs) = num("retry-after") {
-        return Some(Duration::from_secs(secs));
-    }
-    let reset = num("x-ratelimit-reset")?;
-    let now = std::time::SystemTime::now()
+/// Now in Unix seconds, for `X-RateLimit-Reset`.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_secs();
-    Some(Duration::from_secs(reset.saturating_sub(now) + 1))
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// octocrab's `Error::GitHub` prints only "GitHub"; say what actually happened.

@@ -5,8 +5,16 @@
 //! conflict when both sides changed a file differently, three-dot compares from the merge base,
 //! file contents at a commit, pull requests whose head follows their branch, reviews on a commit,
 //! collaborator permissions, and `PUT …/merge` that refuses a stale `sha`. Tests drive it like a
-//! team would (push, open a PR, approve) and can make it fail (502, 429) to test retries. Every
-//! request is logged so tests can assert that a write happened exactly once.
+//! team would (push, open a PR, approve). Every request is logged so tests can assert that a write
+//! happened exactly once.
+//!
+//! Like GitHub (docs: "Rate limits for the REST API"), every answer — errors included, a 502 too —
+//! carries `X-RateLimit-Limit/Remaining/Reset/Used/Resource`, where Reset is the end of the current
+//! one-hour window in Unix seconds (so usually far ahead: the very header that made one 502 cost
+//! 300 s, issue 14). Tests can make it fail the way GitHub fails: a 5xx on the next requests (to any
+//! path, or to one `METHOD /path`), a dropped connection, a primary rate limit (the window used
+//! up: 403, `X-RateLimit-Remaining: 0`, "API rate limit exceeded…", until Reset) and a secondary
+//! one (403 or 429, "You have exceeded a secondary rate limit…", with or without `Retry-After`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -60,13 +68,105 @@ struct RepoState {
     comments: Vec<(u64, String)>,
 }
 
-#[derive(Default)]
+/// A failure queued for a coming request.
+#[derive(Clone, Debug)]
+struct Fault {
+    /// `METHOD /path` it waits for; any request when `None`.
+    on: Option<String>,
+    kind: FaultKind,
+}
+
+#[derive(Clone, Debug)]
+enum FaultKind {
+    /// This status with a GitHub-like error body (`502` → "Server Error").
+    Status(u16),
+    /// A secondary rate limit: 403 or 429, with `Retry-After` seconds when given.
+    Secondary { status: u16, retry_after: Option<u64> },
+    /// The answer's headers, then the connection drops mid-body: a network error to the client.
+    Drop,
+}
+
+/// GitHub's primary rate limit for the `core` resource: requests per window.
+struct Window {
+    limit: u64,
+    used: u64,
+    /// The window's end, Unix seconds (`X-RateLimit-Reset`).
+    reset: u64,
+}
+
+/// 15,000: a GitHub App installation's limit on GitHub Enterprise Cloud, high enough that the
+/// benchmarks' runs never use it up by accident (tests exhaust it on purpose).
+const DEFAULT_LIMIT: u64 = 15_000;
+const WINDOW_SECS: u64 = 3600;
+
+const RATE_LIMIT_DOCS: &str = "https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api";
+const SECONDARY_DOCS: &str =
+    "https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api#about-secondary-rate-limits";
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 struct Inner {
     repos: HashMap<String, RepoState>,
     counter: u64,
-    /// Calls still to fail, with this status.
-    failing: Vec<u16>,
+    /// Failures still to inject, in order.
+    faults: Vec<Fault>,
+    window: Window,
     log: Vec<String>,
+    /// When each request of `log` arrived (wall clock: `X-RateLimit-Reset` is wall-clock seconds).
+    arrivals: Vec<std::time::SystemTime>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            repos: HashMap::new(),
+            counter: 0,
+            faults: vec![],
+            window: Window {
+                limit: DEFAULT_LIMIT,
+                used: 0,
+                reset: unix_now() + WINDOW_SECS,
+            },
+            log: vec![],
+            arrivals: vec![],
+        }
+    }
+}
+
+impl Inner {
+    /// A new window once the current one has ended, as GitHub does.
+    fn roll_window(&mut self, now: u64) {
+        if now >= self.window.reset {
+            self.window.used = 0;
+            self.window.reset = now + WINDOW_SECS;
+        }
+    }
+
+    /// The headers GitHub sends on every answer.
+    fn rate_headers(&self) -> [(&'static str, String); 5] {
+        let w = &self.window;
+        [
+            ("x-ratelimit-limit", w.limit.to_string()),
+            ("x-ratelimit-remaining", w.limit.saturating_sub(w.used).to_string()),
+            ("x-ratelimit-reset", w.reset.to_string()),
+            ("x-ratelimit-used", w.used.to_string()),
+            ("x-ratelimit-resource", "core".to_string()),
+        ]
+    }
+
+    /// The first queued fault for this request, removed from the queue.
+    fn take_fault(&mut self, line: &str) -> Option<FaultKind> {
+        let at = self
+            .faults
+            .iter()
+            .position(|f| f.on.as_deref().is_none_or(|on| on == line))?;
+        Some(self.faults.remove(at).kind)
+    }
 }
 
 #[derive(Clone)]
@@ -355,9 +455,85 @@ impl FakeGithub {
         self.with(|i| i.repos[repo].pulls[&number].merged)
     }
 
-    /// The next `n` calls answer with `status` (502, 429…).
+    /// The next `n` requests, whatever they are, answer with `status` (502, 503…; a 429 is a
+    /// secondary rate limit with `Retry-After: 0`).
     pub fn fail_next(&self, n: usize, status: u16) {
-        self.with(|i| i.failing.extend(std::iter::repeat_n(status, n)))
+        let kind = if status == 429 {
+            FaultKind::Secondary {
+                status,
+                retry_after: Some(0),
+            }
+        } else {
+            FaultKind::Status(status)
+        };
+        self.queue_faults(None, n, kind)
+    }
+
+    /// The next `n` requests to `what` (`METHOD /path`, as in [`FakeGithub::log`]) answer with
+    /// `status`; other requests go through.
+    pub fn fail_next_on(&self, what: &str, n: usize, status: u16) {
+        self.queue_faults(Some(what), n, FaultKind::Status(status))
+    }
+
+    /// The next `n` requests to `what` lose their connection mid-answer (a network error).
+    pub fn drop_next_on(&self, what: &str, n: usize) {
+        self.queue_faults(Some(what), n, FaultKind::Drop)
+    }
+
+    /// The next `n` requests meet a secondary rate limit: `status` 403 or 429, with
+    /// `Retry-After: retry_after` when given (GitHub does not always send it).
+    pub fn secondary_rate_limit_next(&self, n: usize, status: u16, retry_after: Option<u64>) {
+        assert!(
+            matches!(status, 403 | 429),
+            "GitHub answers rate limits with 403 or 429"
+        );
+        self.queue_faults(None, n, FaultKind::Secondary { status, retry_after })
+    }
+
+    /// Like [`FakeGithub::secondary_rate_limit_next`], for the next `n` requests to `what` only.
+    pub fn secondary_rate_limit_on(&self, what: &str, n: usize, status: u16, retry_after: Option<u64>) {
+        assert!(
+            matches!(status, 403 | 429),
+            "GitHub answers rate limits with 403 or 429"
+        );
+        self.queue_faults(Some(what), n, FaultKind::Secondary { status, retry_after })
+    }
+
+    /// Uses up the primary rate limit now, with the window ending `reset_in` seconds from now:
+    /// until then every request is a 403 with `X-RateLimit-Remaining: 0`, after it a new window
+    /// starts.
+    pub fn exhaust_rate_limit(&self, reset_in: u64) {
+        self.with(|i| {
+            i.window.used = i.window.limit;
+            i.window.reset = unix_now() + reset_in;
+        })
+    }
+
+    /// The primary limit's size (GitHub's: 5,000 for a token, more for some App installations).
+    pub fn set_rate_limit(&self, limit: u64) {
+        self.with(|i| i.window.limit = limit)
+    }
+
+    /// `X-RateLimit-Reset` now: the current window's end, in Unix seconds.
+    pub fn rate_limit_reset(&self) -> u64 {
+        self.with(|i| i.window.reset)
+    }
+
+    fn queue_faults(&self, on: Option<&str>, n: usize, kind: FaultKind) {
+        self.with(|i| {
+            i.faults.extend(std::iter::repeat_n(
+                Fault {
+                    on: on.map(str::to_string),
+                    kind,
+                },
+                n,
+            ))
+        })
+    }
+
+    /// Every request so far with the time it arrived.
+    pub fn timed_log(&self) -> Vec<(std::time::SystemTime, String)> {
+        self.with(|i| i.arrivals.iter().copied().zip(i.log.iter().cloned()).collect())
     }
 
     /// Every request so far, as `METHOD /path`.
@@ -367,13 +543,22 @@ impl FakeGithub {
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
-    (
-        status,
-        Json(json!({ "message": message, "documentation_url": "https://docs.github.com/rest" })),
-    )
-        .into_response()
+    error_with_docs(status, message, "https://docs.github.com/rest")
 }
 
+fn error_with_docs(status: StatusCode, message: &str, docs: &str) -> Response {
+    (status, Json(json!({ "message": message, "documentation_url": docs }))).into_response()
+}
+
+/// What the gate decided for one request.
+enum Verdict {
+    Fault(FaultKind),
+    PrimaryLimit,
+    Pass,
+}
+
+/// Every request passes here: logged, counted against the window, failed as told, checked for
+/// credentials; every answer leaves with the rate-limit headers of the window.
 async fn gate(
     State(fake): State<FakeGithub>,
     method: Method,
@@ -382,26 +567,67 @@ async fn gate(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let fail = fake.with(|i| {
-        i.log.push(format!("{method} {}", uri.path()));
-        if i.failing.is_empty() {
-            None
+    let verdict = fake.with(|i| {
+        let line = format!("{method} {}", uri.path());
+        i.log.push(line.clone());
+        i.arrivals.push(std::time::SystemTime::now());
+        i.roll_window(unix_now());
+        if let Some(kind) = i.take_fault(&line) {
+            Verdict::Fault(kind)
+        } else if i.window.used >= i.window.limit {
+            Verdict::PrimaryLimit
         } else {
-            Some(i.failing.remove(0))
+            i.window.used += 1;
+            Verdict::Pass
         }
     });
-    if let Some(status) = fail {
-        let mut r = error(StatusCode::from_u16(status).unwrap(), "injected failure");
-        if status == 429 {
-            r.headers_mut().insert("retry-after", "0".parse().unwrap());
+    let mut response = match verdict {
+        Verdict::Fault(FaultKind::Status(status)) => {
+            let status = StatusCode::from_u16(status).unwrap();
+            error(status, status.canonical_reason().unwrap_or("Server Error"))
         }
-        return r;
+        Verdict::Fault(FaultKind::Secondary { status, retry_after }) => {
+            let mut r = error_with_docs(
+                StatusCode::from_u16(status).unwrap(),
+                "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. \
+                 If you reach out to GitHub Support for help, please include the request ID 0000:FAKE.",
+                SECONDARY_DOCS,
+            );
+            if let Some(secs) = retry_after {
+                r.headers_mut().insert("retry-after", secs.into());
+            }
+            r
+        }
+        Verdict::Fault(FaultKind::Drop) => {
+            // Headers go out, then the body fails: hyper aborts the connection mid-answer.
+            let body = futures::stream::once(async {
+                Err::<axum::body::Bytes, _>(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "fake GitHub dropped the connection",
+                ))
+            });
+            (StatusCode::OK, axum::body::Body::from_stream(body)).into_response()
+        }
+        Verdict::PrimaryLimit => error_with_docs(
+            StatusCode::FORBIDDEN,
+            "API rate limit exceeded for user ID 1. If you reach out to GitHub Support for help, \
+             please include the request ID 0000:FAKE.",
+            RATE_LIMIT_DOCS,
+        ),
+        Verdict::Pass => {
+            let authorized =
+                headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {TOKEN}"));
+            if authorized {
+                next.run(req).await
+            } else {
+                error(StatusCode::UNAUTHORIZED, "Bad credentials")
+            }
+        }
+    };
+    for (name, value) in fake.with(|i| i.rate_headers()) {
+        response.headers_mut().insert(name, value.parse().unwrap());
     }
-    let authorized = headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {TOKEN}"));
-    if !authorized {
-        return error(StatusCode::UNAUTHORIZED, "Bad credentials");
-    }
-    next.run(req).await
+    response
 }
 
 fn pull_json(r: &RepoState, number: u64, p: &Pull) -> Value {

@@ -94,12 +94,10 @@ impl IntoResponse for SlackRejection {
         match self {
             SlackRejection::Signature(e) => {
                 tracing::warn!(reason = %e, "refused a Slack request");
-                let status = if e == SignatureError::NotConfigured {
-                    StatusCode::SERVICE_UNAVAILABLE
-                } else {
-                    StatusCode::UNAUTHORIZED
-                };
-                (status, e.to_string()).into_response()
+                // 401 for a missing secret too (SPEC §8): the request cannot be authenticated,
+                // and a 503 would tell Slack (and monitoring) to retry a bot that will never
+                // accept it. `/readyz`'s body says the secret is missing.
+                (StatusCode::UNAUTHORIZED, e.to_string()).into_response()
             }
             SlackRejection::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response(),
             SlackRejection::Unreadable => (StatusCode::BAD_REQUEST, "unreadable request body").into_response(),

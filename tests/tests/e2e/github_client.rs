@@ -1,8 +1,11 @@
 //! The GitHub client (`shared::github`) against the stateful fake GitHub: every call of SPEC §5.4,
 //! the shapes GitHub really answers with, and the retry policy (reads retried, writes never
-//! repeated blindly).
+//! repeated blindly), against GitHub's own rate-limit headers: a Reset far ahead on every answer
+//! must not matter on a 502 (issue 14), and must be honoured on a rate limit. No test asserts an
+//! upper bound on time: a client that sleeps until a far Reset fails by the `timeout` wrapped
+//! around it; that a rate limit was waited out is read from when the fake saw each request.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bg_tests::fake_github::{FakeGithub, TOKEN};
 use secrecy::SecretString;
@@ -240,4 +243,190 @@ async fn bad_credentials_are_a_refusal_not_a_retry() {
         .unwrap_err();
     assert_eq!(err.status(), Some(401), "{err}");
     assert_eq!(fake.log().len(), 1);
+}
+
+/// The first `n` requests' arrival times of the requests whose line starts with `what`.
+fn arrivals(fake: &FakeGithub, what: &str) -> Vec<SystemTime> {
+    fake.timed_log()
+        .into_iter()
+        .filter(|(_, l)| l.starts_with(what))
+        .map(|(t, _)| t)
+        .collect()
+}
+
+/// The safety net: a client that waits for a far `X-RateLimit-Reset` fails here, not by hanging.
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), f)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: still waiting after 60 s"))
+}
+
+#[tokio::test]
+async fn every_answer_carries_githubs_rate_limit_headers() {
+    let (fake, _gh, _repo) = setup().await;
+    let http = reqwest::Client::new();
+    let get = |path: &str, token: &str| {
+        http.get(format!("{}{path}", fake.api_url()))
+            .header("authorization", format!("Bearer {token}"))
+            .send()
+    };
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    fake.fail_next_on("GET /repos/acme/platform/git/ref/heads/main", 1, 502);
+    for (response, status) in [
+        (
+            get("/repos/acme/platform/git/ref/heads/main", TOKEN).await.unwrap(),
+            502,
+        ),
+        (
+            get("/repos/acme/platform/git/ref/heads/main", TOKEN).await.unwrap(),
+            200,
+        ),
+        (get("/repos/acme/platform/pulls/404", TOKEN).await.unwrap(), 404),
+        (get("/repos/acme/platform/pulls/1", "wrong").await.unwrap(), 401),
+    ] {
+        assert_eq!(response.status().as_u16(), status);
+        let h = |n: &str| response.headers().get(n).map(|v| v.to_str().unwrap().to_string());
+        let reset: u64 = h("x-ratelimit-reset").unwrap().parse().unwrap();
+        assert!(reset > now && reset <= now + 3601, "Reset is the window's end: {reset}");
+        let (limit, remaining, used): (u64, u64, u64) = (
+            h("x-ratelimit-limit").unwrap().parse().unwrap(),
+            h("x-ratelimit-remaining").unwrap().parse().unwrap(),
+            h("x-ratelimit-used").unwrap().parse().unwrap(),
+        );
+        assert_eq!(limit, remaining + used, "{status}");
+        assert_eq!(h("x-ratelimit-resource").as_deref(), Some("core"));
+    }
+    // The 502's body is GitHub's shape, too.
+    fake.fail_next(1, 502);
+    let body: serde_json::Value = get("/repos/acme/platform", TOKEN).await.unwrap().json().await.unwrap();
+    assert!(
+        body["message"].is_string() && body["documentation_url"].is_string(),
+        "{body}"
+    );
+}
+
+/// Issue 14: a 502 on `GET …/pulls/{n}` carrying a Reset up to an hour ahead was waited out for
+/// 300 s. With the production policy the read is simply tried again after a short backoff.
+#[tokio::test]
+async fn a_502_is_retried_at_once_whatever_reset_says() {
+    let (fake, _, repo) = setup().await;
+    fake.push(REPO, "feature", "main", &[("a.txt", Some("a\n"))]);
+    fake.open_pull(REPO, 7, "A", "alice", "feature", "main");
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    assert!(
+        fake.rate_limit_reset() > now + 3000,
+        "the fake's window ends about an hour ahead"
+    );
+    let gh = Github::new(
+        &fake.api_url(),
+        Auth::Token(SecretString::from(TOKEN)),
+        RetryPolicy::default(),
+    )
+    .await
+    .unwrap();
+    const PULL: &str = "GET /repos/acme/platform/pulls/7";
+    let mut delays = vec![];
+    for _ in 0..5 {
+        fake.fail_next_on(PULL, 1, 502);
+        let started = std::time::Instant::now();
+        let pr = within("a read after one 502", gh.pull(&repo, number(7))).await.unwrap();
+        delays.push(started.elapsed());
+        assert_eq!(pr.number, number(7));
+    }
+    assert_eq!(fake.calls_to(PULL), 10, "each read: one 502, one success");
+    // Measured for docs/reliability.md (printed, not asserted: backoff is random by design).
+    eprintln!("MEASURE one 502 on a read, production policy: {delays:?}");
+}
+
+#[tokio::test]
+async fn a_primary_rate_limit_is_waited_out_until_reset_then_succeeds() {
+    let (fake, gh, repo) = setup().await;
+    fake.exhaust_rate_limit(2);
+    let reset = fake.rate_limit_reset();
+    const REF: &str = "GET /repos/acme/platform/git/ref/heads/main";
+    let tip = within("a read past a 2 s rate limit", gh.branch_tip(&repo, "main")).await;
+    assert!(tip.unwrap().is_some());
+    let times = arrivals(&fake, REF);
+    assert_eq!(
+        times.len(),
+        2,
+        "one 403, then one request after Reset: {:?}",
+        fake.log()
+    );
+    let second = times[1].duration_since(UNIX_EPOCH).unwrap().as_secs();
+    assert!(
+        second >= reset,
+        "nothing was sent before X-RateLimit-Reset ({second} < {reset})"
+    );
+}
+
+#[tokio::test]
+async fn a_rate_limit_far_ahead_fails_fast_and_holds_later_calls_from_github() {
+    let (fake, gh, repo) = setup().await;
+    fake.exhaust_rate_limit(3600);
+    let err = within("a read under an hour's rate limit", gh.branch_tip(&repo, "main"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, GithubError::Unavailable(why) if why.contains("rate limit")),
+        "{err}"
+    );
+    // Later calls, reads and writes, from any clone of the client, do not reach GitHub meanwhile.
+    let clone = gh.clone();
+    assert!(matches!(
+        within("a second read", clone.pull(&repo, number(1))).await,
+        Err(GithubError::Unavailable(_))
+    ));
+    assert!(matches!(
+        within("a write", gh.comment(&repo, number(1), "hi")).await,
+        Err(GithubError::Unavailable(_))
+    ));
+    assert_eq!(fake.log().len(), 1, "{:?}", fake.log());
+}
+
+#[tokio::test]
+async fn a_secondary_rate_limit_honours_retry_after() {
+    let (fake, gh, repo) = setup().await;
+    fake.secondary_rate_limit_next(1, 429, Some(1));
+    let tip = within("a read after Retry-After: 1", gh.branch_tip(&repo, "main")).await;
+    assert!(tip.unwrap().is_some());
+    let times = arrivals(&fake, "GET /repos/acme/platform/git/ref/heads/main");
+    assert_eq!(times.len(), 2);
+    let gap = times[1].duration_since(times[0]).unwrap();
+    assert!(gap >= Duration::from_secs(1), "retried {gap:?} after Retry-After: 1");
+
+    // The same as a 403, the other status GitHub uses for it.
+    fake.secondary_rate_limit_next(1, 403, Some(1));
+    assert!(gh.branch_tip(&repo, "main").await.unwrap().is_some());
+    // A write meeting one is not re-sent by the client; the caller's re-read waits it out.
+    fake.secondary_rate_limit_next(1, 403, Some(1));
+    assert!(matches!(
+        gh.comment(&repo, number(1), "hi").await,
+        Err(GithubError::Unavailable(_))
+    ));
+    assert_eq!(fake.calls_to("POST /repos/acme/platform/issues/1/comments"), 1);
+    assert!(gh.branch_tip(&repo, "main").await.unwrap().is_some());
+    let times = arrivals(&fake, "");
+    let gap = times[times.len() - 1].duration_since(times[times.len() - 2]).unwrap();
+    assert!(
+        gap >= Duration::from_secs(1),
+        "the read after the write waited out the limit: {gap:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_dropped_connection_is_retried_on_a_read_and_reported_on_a_write() {
+    let (fake, gh, repo) = setup().await;
+    const REF: &str = "GET /repos/acme/platform/git/ref/heads/main";
+    fake.drop_next_on(REF, 2);
+    assert!(gh.branch_tip(&repo, "main").await.unwrap().is_some());
+    assert_eq!(fake.calls_to(REF), 3);
+
+    const COMMENT: &str = "POST /repos/acme/platform/issues/1/comments";
+    fake.drop_next_on(COMMENT, 1);
+    assert!(matches!(
+        gh.comment(&repo, number(1), "hi").await,
+        Err(GithubError::Unavailable(_))
+    ));
+    assert_eq!(fake.calls_to(COMMENT), 1, "sent once: its effect is unknown");
 }

@@ -19,5 +19,7 @@ mod gandalf_commands;
 mod gandalf_queue;
 mod gandalf_webhooks;
 mod github_client;
+mod github_faults;
 mod hostile_input;
+mod secrets_missing;
 mod slack_socket;
