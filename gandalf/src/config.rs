@@ -11,6 +11,7 @@ use shared::envs::Declared;
 use shared::ids::{ChannelId, EnvName, RepoName, SlackUserId};
 use shared::people::{People, Person};
 use shared::settings::{Invalid, SettingsError, config_dir, load_toml, parse_toml};
+use shared::steps::env::{EnvValue, StepEnv};
 
 #[derive(Debug, Clone)]
 pub struct GandalfConfig {
@@ -25,6 +26,8 @@ pub struct GandalfConfig {
     pub slack_mode: shared::slack::socket::SlackMode,
     /// The directory of the config file: steps run there when no checkout is configured.
     pub base_dir: PathBuf,
+    /// What Gandalf keeps on disk: the repository mirrors and working copies (SPEC §5.8).
+    pub state_dir: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -45,6 +48,14 @@ struct RawConfig {
     repos: Vec<RepoConfig>,
     #[serde(default)]
     slack_mode: shared::slack::socket::SlackMode,
+    #[serde(default)]
+    state_dir: Option<PathBuf>,
+    /// Patterns of Gandalf's own variables that steps get (SPEC §8); default: proxies and CAs.
+    #[serde(default)]
+    pass_env: Option<Vec<String>>,
+    /// The Unix user steps run as.
+    #[serde(default)]
+    step_user: Option<String>,
 }
 
 fn gandalf() -> String {
@@ -82,6 +93,10 @@ pub struct RepoConfig {
     #[serde(default = "four")]
     pub parallelism: u32,
     pub pipeline: PipelineConfig,
+    /// What this repository's steps see besides their `GANDALF_*` variables: `pass_env`,
+    /// `step_user` and `[repos.pipeline.env]`, checked when the config is read.
+    #[serde(skip)]
+    pub sandbox: StepEnv,
 }
 
 fn main_branch() -> String {
@@ -120,6 +135,9 @@ pub struct PipelineConfig {
     pub test: String,
     #[serde(default)]
     pub revert: Option<String>,
+    /// `[repos.pipeline.env]`: the only variables steps get besides `GANDALF_*` and the basics.
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, EnvValue>,
 }
 
 impl GandalfConfig {
@@ -139,8 +157,22 @@ impl GandalfConfig {
         if raw.bot_login.trim().is_empty() || raw.bot_login.contains(char::is_whitespace) {
             return Err(Invalid::new("bot_login", "must be a GitHub login such as \"gandalf\""));
         }
+        let steps = StepEnv::new(raw.pass_env, raw.step_user.as_deref()).map_err(|e| {
+            let key = if matches!(e, shared::steps::env::StepEnvError::NoSuchUser(_)) {
+                "step_user"
+            } else {
+                "pass_env"
+            };
+            Invalid::new(key, e.to_string())
+        })?;
+        let mut repos = raw.repos;
+        for r in &mut repos {
+            r.sandbox = steps
+                .with_table(&r.pipeline.env)
+                .map_err(|e| Invalid::new("repos.pipeline.env", format!("{e} (in `{}`)", r.name)))?;
+        }
         let mut names = HashSet::new();
-        for r in &raw.repos {
+        for r in &repos {
             // The name's form was checked when it was parsed; GitHub's names are case-insensitive.
             if !names.insert(r.name.to_string().to_ascii_lowercase()) {
                 return Err(Invalid::new("repos.name", format!("lists `{}` twice", r.name)));
@@ -175,8 +207,11 @@ impl GandalfConfig {
             merges_channel: raw.merges_channel,
             admins: raw.admins,
             people,
-            repos: raw.repos,
+            repos,
             slack_mode: raw.slack_mode,
+            state_dir: raw
+                .state_dir
+                .unwrap_or_else(|| shared::settings::default_state_dir("gandalf")),
             base_dir,
         })
     }

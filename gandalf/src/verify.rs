@@ -562,7 +562,7 @@ impl Verifier<'_> {
             command: command.to_string(),
             dir: self.gandalf.config.base_dir.clone(),
             env,
-            sandbox: Default::default(),
+            sandbox: self.repo.sandbox.clone(),
             timeout: self.repo.step_timeout.std(),
         }
     }

@@ -21,6 +21,12 @@ pub trait EnvSource: Send + Sync {
     fn vars(&self) -> Vec<(String, String)>;
 }
 
+/// `state_dir` when a config does not set it: a directory of the bot's under the system's
+/// temporary directory (SPEC §3).
+pub fn default_state_dir(bot: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("{bot}-state"))
+}
+
 /// The real process environment.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ProcessEnv;

@@ -5,7 +5,7 @@
 //!    step user's home when `step_user` is set);
 //! 2. the bot's variables whose names match `pass_env` (glob patterns; default: the proxy and CA
 //!    variables), except the bots' own secrets, which no pattern passes;
-//! 3. the pipeline's `env` table: `NAME = "literal"`, `NAME = { from_env = "VAR" }`,
+//! 3. the pipeline's `env` table: `NAME = "literal"`, `NAME = { from_env="VAR" }`,
 //!    `NAME = { from_file = "/run/secrets/x" }` — the values of the last two are masked in every
 //!    log line the step prints, and this is the only way a bot secret reaches a step;
 //! 4. the documented `GANDALF_*` / `BOBBY_*` variables of the run, last, so nothing overrides them.
@@ -92,7 +92,7 @@ impl TryFrom<RawValue> for EnvValue {
             RawValue::Table(RawTable {
                 from_env: Some(var),
                 from_file: None,
-            }) => Err(format!("`from_env = \"{var}\"` is not a variable name")),
+            }) => Err(format!("`from_env` names `{var}`, which is not a variable name")),
             RawValue::Table(RawTable {
                 from_env: None,
                 from_file: Some(path),
@@ -428,9 +428,9 @@ mod tests {
         );
 
         for bad in [
-            r#"X = { from_env = "A", from_file = "/b" }"#,
+            r#"X = { from_env="A", from_file = "/b" }"#,
             r#"X = { from_file = "rel" }"#,
-            r#"X = { from_env = "1A" }"#,
+            r#"X = { from_env="1A" }"#,
             "X = 3",
         ] {
             assert!(toml::from_str::<BTreeMap<String, EnvValue>>(bad).is_err(), "{bad}");

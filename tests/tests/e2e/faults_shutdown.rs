@@ -26,7 +26,7 @@ use tokio::process::{Child, Command};
 const EXIT_BOUND: Duration = Duration::from_secs(10);
 
 /// Where cargo put the workspace's binaries: next to the directory of this test executable.
-fn binary(name: &str) -> PathBuf {
+pub(crate) fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(Path::parent).unwrap();
     let path = dir.join(name);
@@ -38,7 +38,7 @@ fn binary(name: &str) -> PathBuf {
     path
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -47,14 +47,14 @@ fn free_port() -> u16 {
 }
 
 /// A bot running as a child process, its output in a log file shown when an assertion fails.
-struct Bot {
+pub(crate) struct Bot {
     child: Child,
     port: u16,
     log: PathBuf,
 }
 
 impl Bot {
-    async fn start(bin: &str, config: &Path, env: &[(&str, String)], log: PathBuf) -> Bot {
+    pub(crate) async fn start(bin: &str, config: &Path, env: &[(&str, String)], log: PathBuf) -> Bot {
         let port = free_port();
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -86,7 +86,11 @@ impl Bot {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    fn output(&self) -> String {
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id().expect("the bot is running")
+    }
+
+    pub(crate) fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 

@@ -23,3 +23,4 @@ mod github_faults;
 mod hostile_input;
 mod secrets_missing;
 mod slack_socket;
+mod step_secrets;

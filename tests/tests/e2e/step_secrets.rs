@@ -1,0 +1,151 @@
+//! SPEC §8, steps run code we did not write: the real `gandalf` binary, started with every secret
+//! a bot has in its environment (and one as a `*_FILE`), verifies a PR whose `test` step does what
+//! a hostile PR would — dumps its environment, reads the bot's `/proc/<pid>/environ`, reads the
+//! secret file — and finds none of them. Only what the pipeline's `env` table names reaches it, and
+//! a `from_env` value is masked in the stored log. With `step_user = "nobody"` the step runs as
+//! another user (this needs root, as CI and the container's init have).
+
+use std::os::unix::fs::PermissionsExt;
+
+use bg_tests::fake_github::{self, FakeGithub};
+use bg_tests::{Pipeline, RESOURCE_MAP, SIGNING_SECRET, WEBHOOK_SECRET, spawn_gandalf_with};
+
+use super::faults_shutdown::Bot;
+
+const SLACK_TOKEN: &str = "xoxb-step-must-not-see-this";
+
+#[tokio::test]
+async fn a_step_sees_none_of_gandalfs_secrets_unless_its_pipeline_names_them() {
+    // SAFETY: getuid has no preconditions.
+    let root = unsafe { libc::getuid() } == 0;
+    let pipeline = Pipeline::new();
+    let dir = pipeline.dir().to_path_buf();
+    let out = dir.join("out");
+    std::fs::create_dir(&out).unwrap();
+    // The step user must reach the pipeline and write its log and findings; the secret file
+    // stays 0600.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let secret_file = dir.join("slack-token");
+    std::fs::write(&secret_file, SLACK_TOKEN).unwrap();
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let user = if root { "step_user = \"nobody\"\n" } else { "" };
+    let config = format!(
+        "{user}{}\n[repos.pipeline.env]\nSHOWN = \"a literal\"\nPASSED_TOKEN = {{ from_env = \"GITHUB_TOKEN\" }}\n",
+        pipeline
+            .config("")
+            .replace("test = \"sh step.sh\"", "test = \"sh snoop.sh\"")
+    );
+
+    let mut g = spawn_gandalf_with(&pipeline.config(""), &dir, false).await;
+    g.down(bg_tests::Stop::Graceful).await;
+    let github: &FakeGithub = &g.github;
+    github.push(
+        "acme/platform",
+        "main",
+        "main",
+        &[(".gandalf/resources.toml", Some(RESOURCE_MAP))],
+    );
+    let config_path = dir.join("gandalf.toml");
+    std::fs::write(&config_path, &config).unwrap();
+    let database_url = g.database().url;
+    let env = [
+        ("DATABASE_URL", database_url.clone()),
+        ("SLACK_SIGNING_SECRET", SIGNING_SECRET.to_string()),
+        ("SLACK_BOT_TOKEN_FILE", secret_file.display().to_string()),
+        ("SLACK_API_URL", "http://127.0.0.1:9/api/".to_string()),
+        ("GITHUB_WEBHOOK_SECRET", WEBHOOK_SECRET.to_string()),
+        ("GITHUB_API_URL", github.api_url()),
+        ("GITHUB_TOKEN", fake_github::TOKEN.to_string()),
+        ("BOBBY_API_TOKEN", "bobby-api-secret".to_string()),
+        ("PGPASSWORD", "pg-secret".to_string()),
+        ("HTTPS_PROXY", "http://proxy.internal:3128".to_string()),
+    ];
+    let gandalf = Bot::start("gandalf", &config_path, &env, dir.join("gandalf.log")).await;
+    // What a hostile PR's test step does: dump its environment, read Gandalf's, read the secret.
+    let o = out.display();
+    std::fs::write(
+        dir.join("snoop.sh"),
+        format!(
+            "env > '{o}/env.txt'\n\
+             (tr '\\0' '\\n' < /proc/{pid}/environ || echo unreadable) > '{o}/proc.txt' 2>&1\n\
+             (cat '{}' || echo unreadable) > '{o}/file.txt' 2>&1\n\
+             id -u > '{o}/uid.txt'\n\
+             echo \"the token is $PASSED_TOKEN\"\n",
+            secret_file.display(),
+            pid = gandalf.pid()
+        ),
+    )
+    .unwrap();
+
+    g.ready_pull(7, "api/x.rs");
+    let (reply, refused) = g.command("U0ALICE", "merge #7").await;
+    assert!(!refused, "{reply}");
+    g.wait_for_state(7, "merged").await;
+
+    let read =
+        |f: &str| std::fs::read_to_string(out.join(f)).unwrap_or_else(|e| panic!("{f}: {e}\n{}", gandalf.output()));
+    let dumped = read("env.txt");
+    let names: Vec<&str> = dumped
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+        .collect();
+    for (name, value) in &env {
+        let passed = *name == "HTTPS_PROXY";
+        assert_eq!(
+            names.contains(name),
+            passed,
+            "{name} in the step's environment:\n{dumped}"
+        );
+        // GITHUB_TOKEN's value is there once, as PASSED_TOKEN: the env table names it.
+        if !passed && *name != "GITHUB_TOKEN" {
+            assert!(
+                !dumped.contains(value.as_str()),
+                "the value of {name} leaked:\n{dumped}"
+            );
+        }
+    }
+    assert!(!dumped.contains(SLACK_TOKEN), "{dumped}");
+    for want in [
+        "GANDALF_PR=7",
+        "GANDALF_STEP=test",
+        "SHOWN=a literal",
+        "HTTPS_PROXY=http://proxy.internal:3128",
+    ] {
+        assert!(dumped.contains(want), "{want} missing:\n{dumped}");
+    }
+    assert!(
+        dumped.contains(&format!("PASSED_TOKEN={}", fake_github::TOKEN)),
+        "what the env table names does arrive:\n{dumped}"
+    );
+
+    let proc_environ = read("proc.txt");
+    for (name, value) in &env {
+        if *name != "HTTPS_PROXY" {
+            assert!(
+                !proc_environ.contains(value.as_str()),
+                "/proc/<gandalf>/environ gave {name}:\n{proc_environ}"
+            );
+        }
+    }
+    let log: String = sqlx::query_scalar("SELECT log FROM queue_steps WHERE name = 'test' ORDER BY id DESC LIMIT 1")
+        .fetch_one(&g.pool)
+        .await
+        .unwrap();
+    assert!(
+        log.contains("the token is ***"),
+        "a from_env value is masked in the log: {log}"
+    );
+    assert!(!log.contains(fake_github::TOKEN), "{log}");
+
+    if root {
+        assert_ne!(read("uid.txt").trim(), "0", "step_user: the step ran as root");
+        assert!(
+            read("file.txt").contains("unreadable"),
+            "the step read the bot's secret file"
+        );
+        assert!(proc_environ.contains("unreadable"), "{proc_environ}");
+    } else {
+        eprintln!("not root: step_user and the file and /proc checks of another user were not exercised");
+    }
+}
