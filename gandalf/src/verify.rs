@@ -411,7 +411,7 @@ impl Verifier<'_> {
         };
         let mut flag = stop.flag.clone();
         tokio::select! {
-            n = listener.recv() => { n?; Ok(()) }
+            n = shared::db::next_change(listener) => { n?; Ok(()) }
             // A lease that simply expires changes no row until Bobby's expiry worker runs; look again
             // now and then in case no Bobby runs against this database.
             _ = tokio::time::sleep(Duration::from_secs(30)) => Ok(()),

@@ -212,7 +212,7 @@ async fn drain(gandalf: &Gandalf, shutdown: &mut watch::Receiver<bool>) -> anyho
     loop {
         while process_one(gandalf).await? {}
         tokio::select! {
-            n = listener.recv() => { n?; }
+            n = shared::db::next_change(&mut listener) => { n?; }
             // A delivery left pending because GitHub was down is tried again after a while.
             _ = tokio::time::sleep(Duration::from_secs(30)) => {}
             _ = shutdown.wait_for(|s| *s) => return Ok(()),

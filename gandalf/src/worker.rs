@@ -148,7 +148,7 @@ impl QueueWorker {
                 }
                 None => {
                     tokio::select! {
-                        n = listener.recv() => { n?; }
+                        n = shared::db::next_change(&mut listener) => { n?; }
                         _ = tokio::time::sleep(Duration::from_secs(60)) => {}
                         _ = stop.wait_for(|s| *s) => return Ok(()),
                     }
@@ -262,7 +262,7 @@ async fn watch_item(
         }
         let far = gandalf.clock.now() + chrono::Duration::days(365);
         let listener_failed = tokio::select! {
-            n = listener.recv() => n.is_err(),
+            n = shared::db::next_change(&mut listener) => n.is_err(),
             _ = gandalf.clock.sleep_until(deadline.unwrap_or(far)) => false,
             _ = worker_stop.wait_for(|s| *s) => {
                 handle.raise(StopReason::Shutdown);

@@ -70,6 +70,22 @@ pub async fn listen(pool: &PgPool, channels: &[&str]) -> Result<sqlx::postgres::
     Ok(listener)
 }
 
+/// Waits for the next notification, or for the listener's connection to come back after it was
+/// lost: `Ok(None)` then, and whatever was notified meanwhile is gone, so the caller must re-read
+/// what it watches — which every caller does on any wake-up. sqlx's `recv` hides the reconnection
+/// (SPEC §10); `try_recv` reports it after it has listened again (eager reconnect), so nothing
+/// notified after the re-read is missed either.
+pub async fn next_change(
+    listener: &mut sqlx::postgres::PgListener,
+) -> Result<Option<sqlx::postgres::PgNotification>, sqlx::Error> {
+    let n = listener.try_recv().await?;
+    if n.is_none() {
+        tracing::warn!("the LISTEN connection was lost and is back; re-reading what may have been missed");
+        metrics::counter!("db_listen_reconnects_total").increment(1);
+    }
+    Ok(n)
+}
+
 /// Readiness: the database answers and every migration this binary knows is applied.
 pub async fn ready(pool: &PgPool) -> Result<(), String> {
     // Probes want an answer within their own timeout, not the pool's patient one.

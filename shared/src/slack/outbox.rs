@@ -237,7 +237,7 @@ impl Deliverer {
             metrics::gauge!("slack_outbox_backlog").set(backlog(&self.pool).await.unwrap_or(0) as f64);
             let wake = next.unwrap_or_else(|| self.clock.now() + chrono::Duration::minutes(5));
             tokio::select! {
-                n = listener.recv() => { n?; }
+                n = crate::db::next_change(&mut listener) => { n?; }
                 _ = self.clock.sleep_until(wake) => {}
                 _ = shutdown.wait_for(|s| *s) => return Ok(()),
             }

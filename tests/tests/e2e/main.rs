@@ -21,6 +21,7 @@ mod gandalf_webhooks;
 mod github_client;
 mod github_faults;
 mod hostile_input;
+mod listen_reconnect;
 mod secrets_missing;
 mod slack_socket;
 mod step_secrets;
