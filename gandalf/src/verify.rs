@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use shared::envs::store::{self as envs, LockOutcome, UnlockOutcome};
-use shared::envs::{Actor, DefaultLease, EnvState, GANDALF_HOLDER, LeasePolicy};
+use shared::envs::{Actor, DefaultLease, EnvState, LeasePolicy};
 use shared::github::{CommitSha, Github, GithubError, MergeOutcome, RepoName};
+use shared::ids::Holder;
 use shared::slack::outbox::{self, Sender};
 use shared::steps::{self, Registry, StepEnd, StepSpec};
 use sqlx::postgres::PgListener;
@@ -350,15 +351,24 @@ impl Verifier<'_> {
             let until = now + self.repo.timeout.chrono() + LEASE_MARGIN;
             let reason = format!("verifying {}#{}", self.repo.name, item.pr);
             let mut tx = self.gandalf.pool.begin().await?;
-            let waiting = match envs::lock(&mut tx, env, GANDALF_HOLDER, &reason, now, until).await? {
+            let waiting = match envs::lock(
+                &mut tx,
+                &self.repo.environment,
+                &Holder::Gandalf,
+                &reason.into(),
+                now,
+                until,
+            )
+            .await?
+            {
                 LockOutcome::Locked { state, .. } => (state != EnvState::Ready).then_some(state),
                 LockOutcome::AlreadyYours(_) => {
-                    let state = envs::get(&mut tx, env).await?.map(|e| e.state);
+                    let state = envs::get(&mut tx, &self.repo.environment).await?.map(|e| e.state);
                     state.filter(|s| *s != EnvState::Ready)
                 }
                 LockOutcome::HeldBy { lease, .. } => {
                     tx.rollback().await?;
-                    let note = messages::waiting_for_environment(env, &lease.holder, lease.expires_at);
+                    let note = messages::waiting_for_environment(env, &lease.holder.to_string(), lease.expires_at);
                     self.advance(item, ItemState::WaitingForEnvironment, Some(&note), stop)
                         .await?;
                     self.wait_for_change(&mut listener, stop).await?;
@@ -410,14 +420,11 @@ impl Verifier<'_> {
     /// Lets go of the environment if Gandalf holds it. The first waiter, if any, gets it.
     pub async fn release_environment(&self) -> anyhow::Result<()> {
         let env = self.repo.environment.as_str();
-        let actor = Actor {
-            id: GANDALF_HOLDER.into(),
-            is_admin: false,
-        };
+        let actor = Actor::gandalf();
         let now = self.now();
         let mut tx = self.gandalf.pool.begin().await?;
         if let UnlockOutcome::Released(ended) =
-            envs::unlock(&mut tx, env, &actor, false, now, &handoff_policy()).await?
+            envs::unlock(&mut tx, &self.repo.environment, &actor, false, now, &handoff_policy()).await?
             && let Some(next) = &ended.next
         {
             let text = format!(
@@ -428,7 +435,7 @@ impl Verifier<'_> {
             outbox::enqueue_from(
                 &mut tx,
                 Sender::Gandalf,
-                &next.holder,
+                &next.holder.to_string(),
                 &shared::slack::Reply::in_channel(text),
                 now,
             )
@@ -767,7 +774,7 @@ impl Verifier<'_> {
                         &self.repo.name,
                         true,
                         &format!("revert of {resource} after #{} failed: {what}", item.pr),
-                        GANDALF_HOLDER,
+                        Holder::GANDALF,
                         now,
                     )
                     .await?;

@@ -216,11 +216,11 @@ fn spec(inner: &Inner, row: &DeployRow, name: &str, command: &str, resource: Opt
         .config
         .environments
         .iter()
-        .find(|e| e.name.as_str() == row.environment)
+        .find(|e| e.name == row.environment)
         .map(|e| e.url.clone())
         .unwrap_or_default();
     let mut env = vec![
-        ("BOBBY_ENV".to_string(), row.environment.clone()),
+        ("BOBBY_ENV".to_string(), row.environment.to_string()),
         ("BOBBY_ENV_URL".to_string(), url),
         ("BOBBY_REF".to_string(), row.reference.clone()),
         ("BOBBY_SHA".to_string(), row.sha.clone()),

@@ -26,8 +26,8 @@ use anyhow::Context;
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use futures::StreamExt;
 use shared::envs::store::{self, NightlyClaim};
-use shared::envs::{EnvState, Fault};
-use shared::ids::SlackUserId;
+use shared::envs::{EnvState, Fault, NightlyOutcome};
+use shared::ids::{EnvName, SlackUserId};
 use shared::slack::outbox;
 use shared::steps::{self, StepEnd, StepSpec};
 use sqlx::PgConnection;
@@ -130,7 +130,7 @@ impl Nightly {
             // this transaction): "until-nightly" leases expire at the very instant of the delete,
             // both workers wake then, and what people are told must not depend on which wins.
             for ended in store::expire_due(tx, now, self.policy()).await? {
-                self.bobby.tell_about_end(tx, &ended, "bobby", now).await?;
+                self.bobby.tell_about_end(tx, &ended, None, now).await?;
             }
         }
         let envs = store::list(tx).await?;
@@ -153,9 +153,9 @@ impl Nightly {
                             runs::add_step(tx, id, &p.name, i as i32, &step.name, &step.run).await?;
                         }
                         if let Some(ended) = &ended {
-                            self.bobby.tell_about_end(tx, ended, "bobby", now).await?;
+                            self.bobby.tell_about_end(tx, ended, None, now).await?;
                         }
-                        for waiter in cleared_waiters.iter().filter_map(|w| w.parse::<SlackUserId>().ok()) {
+                        for waiter in &cleared_waiters {
                             let note = messages::nightly_waitlist_cleared(&p.name);
                             outbox::enqueue(tx, waiter.as_str(), &note, now).await?;
                         }
@@ -190,11 +190,11 @@ impl Nightly {
                 runs::steps_of(&mut conn, id).await?,
             )
         };
-        let mut by_env: BTreeMap<String, Vec<Step>> = BTreeMap::new();
+        let mut by_env: BTreeMap<EnvName, Vec<Step>> = BTreeMap::new();
         for s in steps {
             by_env.entry(s.environment.clone()).or_default().push(s);
         }
-        let work: Vec<(String, Vec<Step>)> = envs
+        let work: Vec<(EnvName, Vec<Step>)> = envs
             .into_iter()
             .filter(|e| e.state == "pending" || e.state == "running")
             .map(|e| {
@@ -229,7 +229,7 @@ impl Nightly {
         &self,
         run: i64,
         phase: Phase,
-        env: String,
+        env: EnvName,
         steps: Vec<Step>,
         shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<EnvEnd> {
@@ -250,7 +250,7 @@ impl Nightly {
                     let mut tx = self.pool().begin().await?;
                     runs::skip_steps_after(&mut tx, run, &env, step.position).await?;
                     runs::env_finished(&mut tx, run, &env, "faulted", now).await?;
-                    store::nightly_faulted(&mut tx, &env, &fault, "faulted", now).await?;
+                    store::nightly_faulted(&mut tx, &env, &fault, NightlyOutcome::Faulted, now).await?;
                     tx.commit().await?;
                     tracing::warn!(run, environment = %env, step = %fault.step, exit_code = ?fault.exit_code, attempts = fault.attempts, "Nightly faulted an environment");
                     metrics::counter!("nightly_environments_total", "phase" => phase.as_str(), "outcome" => "faulted")
@@ -273,7 +273,7 @@ impl Nightly {
         &self,
         run: i64,
         phase: Phase,
-        env: &str,
+        env: &EnvName,
         url: &str,
         step: &Step,
         mut shutdown: watch::Receiver<bool>,
@@ -369,7 +369,7 @@ impl Nightly {
                 return Ok(StepOutcome::Ok);
             }
             if throttled && attempt < max_attempts {
-                tracing::info!(run, environment = env, step = %step.name, attempt, "step throttled (exit 75); retrying");
+                tracing::info!(run, environment = %env, step = %step.name, attempt, "step throttled (exit 75); retrying");
                 continue;
             }
             runs::step_finished(
@@ -385,7 +385,7 @@ impl Nightly {
             )
             .await?;
             return Ok(StepOutcome::Fault(Fault {
-                phase: phase.as_str().to_string(),
+                phase,
                 step: step.name.clone(),
                 exit_code,
                 attempts: attempt,
@@ -479,13 +479,13 @@ impl Nightly {
             };
             tracing::warn!(environment = %env, state = state.as_str(), "environment stuck in Nightly with no run: faulting it");
             let fault = Fault {
-                phase: phase.as_str().to_string(),
+                phase,
                 step: String::new(),
                 exit_code: None,
                 attempts: 0,
                 log_tail: messages::nightly_interrupted_tail(phase),
             };
-            store::nightly_faulted(&mut tx, &env, &fault, "interrupted", now).await?;
+            store::nightly_faulted(&mut tx, &env, &fault, NightlyOutcome::Interrupted, now).await?;
         }
         tx.commit().await?;
         Ok(RunEnd::Done)
@@ -521,13 +521,13 @@ impl Nightly {
                     .await?;
                     runs::skip_steps_after(&mut tx, run.id, &e.environment, step.position).await?;
                     let fault = Fault {
-                        phase: run.phase.as_str().to_string(),
+                        phase: run.phase,
                         step: step.name.clone(),
                         exit_code: None,
                         attempts: step.attempts.max(0) as u32,
                         log_tail: tail,
                     };
-                    store::nightly_faulted(&mut tx, &e.environment, &fault, "interrupted", now).await?;
+                    store::nightly_faulted(&mut tx, &e.environment, &fault, NightlyOutcome::Interrupted, now).await?;
                 }
                 (true, None) => {
                     // Every step had succeeded; only the bookkeeping after the last one was lost.

@@ -1,0 +1,558 @@
+//! Nightly (SPEC §4.5): the run summaries, notes to the people it affects, `/bobby nightly …`
+//! replies, the command line's report and the run log page.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use shared::ids::EnvName;
+use shared::slack::Reply;
+use shared::slack::mrkdwn::{code, date, escape, user};
+
+use super::{env, plural};
+use crate::nightly::plan::{Decision, Phase, Skip};
+use crate::nightly::runs::{Attempt, Run, RunEnv, Step};
+use crate::nightly::summary::{Counts, Outcome, RunReport, Savings};
+use crate::nightly::{DryRun, Requested, RunBrief, SkipOutcome, StatusReport};
+
+fn phase_done(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Delete => "Deleted",
+        Phase::Create => "Created",
+    }
+}
+
+fn phase_icon(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Delete => ":crescent_moon:",
+        Phase::Create => ":sunrise:",
+    }
+}
+
+fn env_list(names: &[&str]) -> String {
+    names.iter().map(env).collect::<Vec<_>>().join(", ")
+}
+
+fn skip_reason(skip: &Skip) -> &'static str {
+    match skip {
+        Skip::Preserved(_) => "preserved",
+        Skip::Gandalf => "held by Gandalf for a verification",
+        Skip::NotKept => "not kept up on weekends and holidays",
+        Skip::AlreadyUp => "already up",
+        Skip::AlreadyDown => "already down",
+        Skip::Busy => "busy with another Nightly run",
+    }
+}
+
+fn who_ran(run: &Run) -> String {
+    match (run.trigger.as_str(), run.requested_by.as_deref()) {
+        ("manual", Some("cli")) => " (run from the command line)".into(),
+        ("manual", Some(by)) => format!(" (run by {})", user(by)),
+        ("caught-up", _) => match run.scheduled_for {
+            Some(at) => format!(" (caught up: Bobby was not running at {})", date(at)),
+            None => " (caught up)".into(),
+        },
+        _ => String::new(),
+    }
+}
+
+fn exit_text(exit_code: Option<i32>, ended: &str) -> String {
+    match exit_code {
+        Some(c) => format!("exit {c}"),
+        None if ended.is_empty() => "no exit status".into(),
+        None => ended.to_string(),
+    }
+}
+
+fn savings_line(s: &Savings) -> String {
+    let mut line = format!(
+        ":chart_with_downwards_trend: {:.1} environment-hours saved so far this month",
+        s.saved_hours
+    );
+    if s.all_up_hours > 0.0 {
+        line.push_str(&format!(
+            ", {:.0}% of the {:.0} it takes to keep {} up all the time",
+            100.0 * s.saved_hours / s.all_up_hours,
+            s.all_up_hours,
+            plural(s.environments, "environment", "environments")
+        ));
+    }
+    if let Some(cost) = s.cost {
+        line.push_str(&format!(" (≈ {cost:.2} saved)"));
+    }
+    line.push('.');
+    line
+}
+
+/// The summary of a run, for `announce_channel`.
+pub fn nightly_summary(r: &RunReport) -> Reply {
+    let phase = r.phase();
+    let mut text = if r.run.state == "interrupted" {
+        format!(
+            ":warning: *Nightly {}* was interrupted (run #{}){}: Bobby stopped mid-run and was not back before the {} time.",
+            phase.as_str(),
+            r.run.id,
+            who_ran(&r.run),
+            match phase {
+                Phase::Delete => "create",
+                Phase::Create => "delete",
+            }
+        )
+    } else {
+        format!(
+            "{} *Nightly {}* finished (run #{}){}.",
+            phase_icon(phase),
+            phase.as_str(),
+            r.run.id,
+            who_ran(&r.run)
+        )
+    };
+    let done: Vec<&str> = r
+        .with_outcome(|o| *o == Outcome::Done)
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    if !done.is_empty() {
+        text.push_str(&format!(
+            "\n:white_check_mark: {} ({}): {}",
+            phase_done(phase),
+            done.len(),
+            env_list(&done)
+        ));
+    }
+    let faulted = r.with_outcome(|o| matches!(o, Outcome::Faulted { .. }));
+    if !faulted.is_empty() {
+        let items: Vec<String> = faulted
+            .iter()
+            .map(|e| match &e.outcome {
+                Outcome::Faulted {
+                    step,
+                    exit_code,
+                    attempts,
+                    ended,
+                } => format!(
+                    "{} at step {} ({}, {}) <{}#{}|log>",
+                    env(&e.name),
+                    code(step),
+                    escape(&exit_text(*exit_code, ended)),
+                    plural(*attempts as usize, "attempt", "attempts"),
+                    r.log_url,
+                    escape(e.name.as_str())
+                ),
+                _ => String::new(),
+            })
+            .collect();
+        text.push_str(&format!("\n:x: Faulted ({}): {}", faulted.len(), items.join("; ")));
+    }
+    let interrupted = r.with_outcome(|o| matches!(o, Outcome::Interrupted { .. }));
+    if !interrupted.is_empty() {
+        let items: Vec<String> = interrupted
+            .iter()
+            .map(|e| match &e.outcome {
+                Outcome::Interrupted { step: Some(step) } => {
+                    format!("{} at step {} (faulted)", env(&e.name), code(step))
+                }
+                _ => format!("{} (not started; left as it was)", env(&e.name)),
+            })
+            .collect();
+        text.push_str(&format!(
+            "\n:warning: Interrupted ({}): {}",
+            interrupted.len(),
+            items.join("; ")
+        ));
+    }
+    let preserved: Vec<String> = r
+        .envs
+        .iter()
+        .filter_map(|e| match &e.outcome {
+            Outcome::Skipped(Skip::Preserved(until)) => Some(format!("{} until {}", env(&e.name), date(*until))),
+            _ => None,
+        })
+        .collect();
+    if !preserved.is_empty() {
+        text.push_str(&format!(
+            "\n:snowflake: Preserved ({}): {}",
+            preserved.len(),
+            preserved.join(", ")
+        ));
+    }
+    let gandalf: Vec<&str> = r
+        .with_outcome(|o| *o == Outcome::Skipped(Skip::Gandalf))
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    if !gandalf.is_empty() {
+        text.push_str(&format!(
+            "\n:mag: Skipped, held by Gandalf for a verification ({}): {}",
+            gandalf.len(),
+            env_list(&gandalf)
+        ));
+    }
+    for reason in [Skip::NotKept, Skip::AlreadyUp, Skip::AlreadyDown, Skip::Busy] {
+        let names: Vec<&str> = r
+            .with_outcome(|o| *o == Outcome::Skipped(reason.clone()))
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        if !names.is_empty() {
+            text.push_str(&format!(
+                "\n:fast_forward: Skipped, {} ({}): {}",
+                skip_reason(&reason),
+                names.len(),
+                env_list(&names)
+            ));
+        }
+    }
+    if r.envs.is_empty() {
+        text.push_str("\nThere was nothing to do.");
+    }
+    text.push('\n');
+    text.push_str(&savings_line(&r.savings));
+    text.push_str(&format!("\nLog: <{}|run #{}>", r.log_url, r.run.id));
+    Reply::in_channel(text)
+}
+
+/// DM to whoever asked for a manual run.
+pub fn nightly_run_done(r: &RunReport, announce: Option<&str>) -> Reply {
+    let faults = r.with_outcome(|o| matches!(o, Outcome::Faulted { .. } | Outcome::Interrupted { .. }));
+    let done = r.with_outcome(|o| *o == Outcome::Done).len();
+    let mut text = format!(
+        "{} Your Nightly {} run #{} is done: {} {}",
+        phase_icon(r.phase()),
+        r.phase().as_str(),
+        r.run.id,
+        done,
+        phase_done(r.phase()).to_lowercase()
+    );
+    if !faults.is_empty() {
+        text.push_str(&format!(", {} faulted", faults.len()));
+    }
+    match announce {
+        Some(channel) => text.push_str(&format!(". The summary is in <#{channel}>.")),
+        None => text.push_str(&format!(". Log: <{}|run #{}>", r.log_url, r.run.id)),
+    }
+    Reply::in_channel(text)
+}
+
+/// Announcement of a slot left alone because an admin skipped its night.
+pub fn nightly_slot_skipped(phase: Phase, night: NaiveDate, by: &str) -> Reply {
+    Reply::in_channel(format!(
+        ":zzz: *Nightly {}* skipped: {} asked to leave the night of {} alone.",
+        phase.as_str(),
+        user(by),
+        night.format("%a %Y-%m-%d")
+    ))
+}
+
+/// DM to each waiter of an environment Nightly tore down.
+pub fn nightly_waitlist_cleared(name: &EnvName) -> Reply {
+    Reply::in_channel(format!(
+        ":crescent_moon: Nightly is tearing down {}, so its waitlist was cleared and you are no longer waiting for it. Once it is back: `/bobby lock {}`",
+        env(name),
+        escape(name.as_str())
+    ))
+}
+
+/// The log tail of a step a crash cut short and that was not resumed in time.
+pub fn nightly_interrupted_tail(phase: Phase) -> String {
+    format!(
+        "interrupted: Bobby stopped while this ran and was not back before the {} time; the next Nightly will pick it up",
+        match phase {
+            Phase::Delete => "create",
+            Phase::Create => "delete",
+        }
+    )
+}
+
+pub fn nightly_not_configured() -> Reply {
+    Reply::ephemeral(":information_source: Nightly is not configured on this Bobby (no `[nightly]` in bobby.toml).")
+}
+
+pub fn nightly_needs_admin(verb: &str) -> Reply {
+    Reply::ephemeral(format!(
+        ":no_entry: Only admins can {verb} Nightly. `/bobby nightly status` shows what it will do; to keep an environment through the night: `/bobby preserve &lt;env&gt;`"
+    ))
+}
+
+pub fn nightly_requested(r: &Requested, announce: Option<&str>) -> Reply {
+    let what = match &r.only {
+        Some(name) => format!("Nightly {} of {}", r.phase.as_str(), env(name)),
+        None => format!("Nightly {}", r.phase.as_str()),
+    };
+    let when = match r.ahead {
+        0 => "It is next in line".to_string(),
+        n => format!("It starts after {} ahead of it", plural(n as usize, "run", "runs")),
+    };
+    let report = match announce {
+        Some(c) => format!("the summary will be posted in <#{c}> and I will DM you when it is done"),
+        None => "I will DM you when it is done".into(),
+    };
+    Reply::ephemeral(format!(":gear: {what} is queued as run #{}. {when}; {report}.", r.id))
+}
+
+pub fn nightly_dry_run(d: &DryRun) -> Reply {
+    let scope = match &d.only {
+        Some(name) => format!(" of {}", env(name)),
+        None => String::new(),
+    };
+    let mut text = format!(
+        ":mag: Dry run: *Nightly {}*{scope} would do this now (nothing was run):",
+        d.phase.as_str()
+    );
+    if d.phase == Phase::Create && d.only.is_none() && !d.workday {
+        text.push_str(&format!(
+            "\n_{} is a weekend day or holiday: only the environments kept up on those days are created._",
+            d.day.format("%a %Y-%m-%d")
+        ));
+    }
+    let steps = if d.steps.is_empty() {
+        format!(
+            "nothing to run (no `nightly.{}` steps), marked {} at once",
+            d.phase.as_str(),
+            d.phase.done_state().as_str()
+        )
+    } else {
+        format!(
+            "run {}",
+            d.steps.iter().map(|s| code(s)).collect::<Vec<_>>().join(" → ")
+        )
+    };
+    for p in &d.planned {
+        match &p.decision {
+            Decision::Run => text.push_str(&format!("\n• {}: {steps}", env(&p.name))),
+            Decision::Skip(Skip::Preserved(until)) => {
+                text.push_str(&format!("\n• {}: skip, preserved until {}", env(&p.name), date(*until)))
+            }
+            Decision::Skip(s) => text.push_str(&format!("\n• {}: skip, {}", env(&p.name), skip_reason(s))),
+        }
+    }
+    if d.planned.is_empty() {
+        text.push_str("\nNo environment.");
+    }
+    Reply::ephemeral(text)
+}
+
+pub fn nightly_skip(outcome: &SkipOutcome, by: &str) -> Reply {
+    match outcome {
+        SkipOutcome::Skipped {
+            night,
+            delete,
+            create,
+            already,
+        } => {
+            let lead = if *already {
+                format!("The night of {} was already skipped", night.format("%a %Y-%m-%d"))
+            } else {
+                format!("{} skipped the night of {}", user(by), night.format("%a %Y-%m-%d"))
+            };
+            Reply::in_channel(format!(
+                ":zzz: {lead}: Nightly will not delete at {} nor create at {}; environments stay as they are.",
+                date(*delete),
+                date(*create)
+            ))
+        }
+        SkipOutcome::Past(night) => Reply::ephemeral(format!(
+            ":warning: The Nightly of {} has already started or passed; pick a later date (YYYY-MM-DD).",
+            night.format("%Y-%m-%d")
+        )),
+    }
+}
+
+fn counts_text(phase: Phase, c: &Counts) -> String {
+    let mut parts = vec![format!("{} {}", c.done, phase_done(phase).to_lowercase())];
+    if c.faulted > 0 {
+        parts.push(format!("{} faulted", c.faulted));
+    }
+    if c.interrupted > 0 {
+        parts.push(format!("{} interrupted", c.interrupted));
+    }
+    if c.skipped > 0 {
+        parts.push(format!("{} skipped", c.skipped));
+    }
+    if c.open > 0 {
+        parts.push(format!("{} to go", c.open));
+    }
+    parts.join(", ")
+}
+
+fn run_line(b: &RunBrief) -> String {
+    let r = &b.run;
+    match r.state.as_str() {
+        "skipped" => format!(
+            "{} run #{} skipped {}: {}",
+            r.phase.as_str(),
+            r.id,
+            r.finished_at.map(date).unwrap_or_default(),
+            escape(&r.note)
+        ),
+        "running" => format!(
+            "{} run #{}{} since {}: {}",
+            r.phase.as_str(),
+            r.id,
+            who_ran(r),
+            r.started_at.map(date).unwrap_or_default(),
+            counts_text(r.phase, &b.counts)
+        ),
+        state => format!(
+            "{} run #{}{} {} {}: {}",
+            r.phase.as_str(),
+            r.id,
+            who_ran(r),
+            state,
+            r.finished_at.map(date).unwrap_or_default(),
+            counts_text(r.phase, &b.counts)
+        ),
+    }
+}
+
+pub fn nightly_status(s: &StatusReport) -> Reply {
+    let mut text = format!(
+        "*Nightly* deletes at {} and creates at {} ({}).",
+        s.delete_at,
+        s.create_at,
+        escape(&s.timezone)
+    );
+    if let Some(b) = &s.running {
+        text.push_str(&format!("\n:gear: Running now: {}", run_line(b)));
+    }
+    if s.queued > 0 {
+        text.push_str(&format!(
+            "\n:hourglass: {} queued.",
+            plural(s.queued as usize, "manual run", "manual runs")
+        ));
+    }
+    if s.last.is_empty() {
+        text.push_str("\nLast runs: none yet.");
+    }
+    for b in &s.last {
+        text.push_str(&format!("\nLast {}", run_line(b)));
+    }
+    let next: Vec<String> = s
+        .next
+        .iter()
+        .map(|n| {
+            let mut item = format!("{} {}", n.phase.as_str(), date(n.at));
+            if let Some(by) = &n.skipped_by {
+                item.push_str(&format!(" (skipped by {})", user(by)));
+            } else if let Some(keeps) = &n.keeps {
+                let names: Vec<&str> = keeps.iter().map(String::as_str).collect();
+                if names.is_empty() {
+                    item.push_str(" (weekend or holiday: keeps none)");
+                } else {
+                    item.push_str(&format!(" (weekend or holiday: keeps {})", env_list(&names)));
+                }
+            }
+            item
+        })
+        .collect();
+    text.push_str(&format!("\nNext: {}", next.join(" · ")));
+    if !s.skipped_nights.is_empty() {
+        let nights: Vec<String> = s
+            .skipped_nights
+            .iter()
+            .map(|(d, by)| format!("{} (by {})", d.format("%Y-%m-%d"), user(by)))
+            .collect();
+        text.push_str(&format!("\n:zzz: Skipped nights: {}", nights.join(", ")));
+    }
+    text.push_str("\n*Environments*");
+    for e in &s.environments {
+        let mut line = format!("\n{} · {}", env(&e.name), e.state.as_str());
+        if let Some(f) = &e.fault {
+            line.push_str(&format!(
+                " in {} at step {} ({}, {})",
+                f.phase.as_str(),
+                code(&f.step),
+                escape(&exit_text(f.exit_code, "")),
+                plural(f.attempts as usize, "attempt", "attempts")
+            ));
+        }
+        if let Some(n) = &e.last_nightly {
+            line.push_str(&format!(
+                " · last Nightly: {} {} {}",
+                n.phase.as_str(),
+                n.outcome.as_str(),
+                date(n.finished_at)
+            ));
+        }
+        text.push_str(&line);
+    }
+    Reply::ephemeral(text)
+}
+
+/// What `bobby nightly run` prints when the run is over: the summary, then each fault's log tail.
+pub fn nightly_cli_report(r: &RunReport) -> String {
+    // The summary's link reads as its label in plain text; a terminal wants the address.
+    let mut out = nightly_summary(r)
+        .plain()
+        .replace(&format!("Log: run #{}", r.run.id), &format!("Log: {}", r.log_url));
+    for e in &r.envs {
+        if let (Outcome::Faulted { step, .. }, Some(tail)) = (&e.outcome, &e.log_tail) {
+            out.push_str(&format!("\n\n--- {} · {step}: last lines ---\n{tail}", e.name));
+        }
+    }
+    out
+}
+
+pub fn nightly_cli_stopped(id: i64) -> String {
+    format!("stopped: Nightly run #{id} was cut short here; the next Bobby to lead Nightly resumes it")
+}
+
+/// The plain-text log page of one run.
+pub fn nightly_log_page(run: &Run, envs: &[RunEnv], steps: &[Step], attempts: &[Attempt]) -> String {
+    let t = |d: Option<DateTime<Utc>>| {
+        d.map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_else(|| "-".into())
+    };
+    let mut out = format!(
+        "Nightly {} · run #{} · {}\ntrigger: {}{}{}\nstarted: {}  finished: {}\n",
+        run.phase.as_str(),
+        run.id,
+        run.state,
+        run.trigger,
+        run.scheduled_for
+            .map(|s| format!(" (slot {})", t(Some(s))))
+            .unwrap_or_default(),
+        run.requested_by
+            .as_deref()
+            .map(|b| format!(" by {b}"))
+            .unwrap_or_default(),
+        t(run.started_at),
+        t(run.finished_at),
+    );
+    if !run.note.is_empty() {
+        out.push_str(&format!("note: {}\n", run.note));
+    }
+    for e in envs {
+        let why = match &e.skip {
+            Some(Skip::Preserved(until)) => format!(" (preserved until {})", t(Some(*until))),
+            Some(s) => format!(" ({})", skip_reason(s)),
+            None => String::new(),
+        };
+        out.push_str(&format!("\n== {}: {}{why}\n", e.environment, e.state));
+        for s in steps.iter().filter(|s| s.environment == e.environment) {
+            out.push_str(&format!(
+                "-- step {} `{}`: {} ({})\n",
+                s.name,
+                s.command,
+                s.state,
+                plural(s.attempts.max(0) as usize, "attempt", "attempts")
+            ));
+            for a in attempts
+                .iter()
+                .filter(|a| a.environment == e.environment && a.step_position == s.position)
+            {
+                let backoff = match (a.backoff_ms, a.backoff_cap_ms) {
+                    (Some(ms), Some(cap)) => format!(", after waiting {ms} ms (of at most {cap} ms)"),
+                    _ => String::new(),
+                };
+                out.push_str(&format!(
+                    "   attempt {} at {}{backoff}: {}\n",
+                    a.attempt,
+                    t(Some(a.started_at)),
+                    a.ended.as_deref().unwrap_or("running")
+                ));
+                for line in a.output.lines() {
+                    out.push_str(&format!("   | {line}\n"));
+                }
+            }
+        }
+    }
+    out
+}

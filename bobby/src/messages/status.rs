@@ -1,0 +1,125 @@
+//! What `/bobby list`, `/bobby status` and `/bobby history` show.
+
+use chrono::{DateTime, Utc};
+use shared::duration::humanize;
+use shared::envs::store::HistoryEvent;
+use shared::envs::{EnvState, Environment};
+use shared::ids::EnvName;
+use shared::slack::Reply;
+use shared::slack::mrkdwn::{code, date, escape, user};
+
+use super::deploy::deploy_name;
+use super::{ACTION_WAIT, env, holder, person, reason_suffix};
+
+fn env_line(e: &Environment, now: DateTime<Utc>) -> String {
+    let mut line = format!("{} · {}", env(&e.name), e.state.as_str());
+    match &e.lease {
+        Some(l) => line.push_str(&format!(
+            " · :lock: {} until {}{}",
+            holder(&l.holder),
+            date(l.expires_at),
+            reason_suffix(&l.reason)
+        )),
+        None => line.push_str(" · free"),
+    }
+    if let Some(until) = e.preserved_until.filter(|t| *t > now) {
+        line.push_str(&format!(" · :snowflake: preserved until {}", date(until)));
+    }
+    if !e.waitlist.is_empty() {
+        let who: Vec<String> = e.waitlist.iter().map(person).collect();
+        line.push_str(&format!(" · waiting: {}", who.join(", ")));
+    }
+    line
+}
+
+pub fn list(envs: &[Environment], now: DateTime<Utc>) -> Reply {
+    let free = envs
+        .iter()
+        .filter(|e| e.lease.is_none() && e.state == EnvState::Ready)
+        .count();
+    let mut text = format!("*Environments* ({free} of {} free)\n", envs.len());
+    for e in envs {
+        text.push_str(&env_line(e, now));
+        text.push('\n');
+    }
+    Reply::ephemeral(text.trim_end().to_string())
+}
+
+pub fn status(e: &Environment, now: DateTime<Utc>) -> Reply {
+    let mut text = env_line(e, now);
+    if !e.url.is_empty() {
+        text.push_str(&format!("\n{}", escape(&e.url)));
+    }
+    if let Some(l) = &e.lease {
+        text.push_str(&format!(
+            "\nHeld since {} ({} ago).",
+            date(l.since),
+            humanize(now - l.since)
+        ));
+    }
+    if let Some(f) = &e.fault {
+        text.push_str(&format!(
+            "\n:x: Faulted in {} step {} (exit {}, {} attempts).",
+            f.phase.as_str(),
+            code(&f.step),
+            f.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "none".into()),
+            f.attempts
+        ));
+    }
+    if let Some(n) = &e.last_nightly {
+        text.push_str(&format!(
+            "\nLast Nightly: {} {} at {}.",
+            n.phase.as_str(),
+            n.outcome.as_str(),
+            date(n.finished_at)
+        ));
+    }
+    if let Some(d) = &e.deploy {
+        let when = match d.finished_at {
+            Some(f) => format!("{} at {}", d.state.as_str(), date(f)),
+            None => format!("running since {}", date(d.started_at)),
+        };
+        text.push_str(&format!(
+            "\nLast deploy: {} by {}, {when}.",
+            deploy_name(&d.reference, &d.sha),
+            user(&d.by)
+        ));
+    }
+    if e.deployed.is_empty() {
+        text.push_str("\nDeployed: the base branch as Nightly built it.");
+    } else {
+        let parts: Vec<String> = e
+            .deployed
+            .iter()
+            .map(|(resource, d)| format!("{} {}", code(resource), deploy_name(&d.reference, &d.sha)))
+            .collect();
+        text.push_str(&format!("\nDeployed: {}.", parts.join(", ")));
+    }
+    let reply = Reply::ephemeral(text);
+    match &e.lease {
+        Some(l) => reply.with_button("Join waitlist", ACTION_WAIT, l.environment.as_str(), false),
+        None => reply,
+    }
+}
+
+pub fn history(name: &EnvName, events: &[HistoryEvent]) -> Reply {
+    if events.is_empty() {
+        return Reply::ephemeral(format!("Nothing has happened to {} yet.", env(name)));
+    }
+    let mut text = format!("*History of {}* (newest first)\n", escape(name.as_str()));
+    for ev in events {
+        let detail = if ev.detail.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", escape(&ev.detail))
+        };
+        text.push_str(&format!(
+            "{} {} {}{}\n",
+            date(ev.at),
+            user(&ev.actor),
+            escape(&ev.action),
+            detail
+        ));
+    }
+    Reply::ephemeral(text.trim_end().to_string())
+}
