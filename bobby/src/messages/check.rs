@@ -3,8 +3,10 @@
 use shared::envs::{EnvState, Lease};
 use shared::ids::EnvName;
 
+use super::state_words;
+
 pub fn check_busy(name: &EnvName, state: EnvState) -> String {
-    format!("{name} is {} by Nightly; deploy once it is ready", state.as_str())
+    format!("{name} is {} by Nightly; deploy once it is ready", state_words(state))
 }
 
 pub fn check_locked_by(lease: &Lease) -> String {
@@ -22,4 +24,24 @@ pub fn check_locked_by(lease: &Lease) -> String {
 
 pub fn check_unleased(name: &EnvName) -> String {
     format!("{name} is not locked by anyone; lock it first: `/bobby lock {name}`")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{lease, name};
+    use super::*;
+
+    #[test]
+    fn deploy_check_reasons() {
+        insta::assert_snapshot!("check_busy", check_busy(&name("env-4"), EnvState::Deleting));
+        insta::assert_snapshot!(
+            "check_locked_by",
+            check_locked_by(&lease("env-4", "U0BOB", "payments demo"))
+        );
+        insta::assert_snapshot!(
+            "check_locked_by_gandalf",
+            check_locked_by(&lease("env-4", "gandalf", ""))
+        );
+        insta::assert_snapshot!("check_unleased", check_unleased(&name("env-4")));
+    }
 }

@@ -313,3 +313,224 @@ pub fn deploy_progress(p: &DeployProgress<'_>) -> Reply {
     text.push_str(&format!("\nLogs: {}", escape(&p.page_url)));
     Reply::in_channel(text)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{at, name, snap_reply};
+    use super::*;
+    use crate::deploy::store::{DeployPlan, DeployRow, DeployState, EVERYTHING, StepRow};
+
+    const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    fn row(state: DeployState, outcome: Option<&str>) -> DeployRow {
+        DeployRow {
+            id: 31,
+            environment: name("env-4"),
+            state,
+            reference: "fix-login".into(),
+            sha: SHA.into(),
+            by_user: "U0ALICE".into(),
+            plan: sqlx::types::Json(DeployPlan {
+                everything: false,
+                resources: vec!["api".into(), "web".into()],
+                levels: vec![vec!["api".into()], vec!["web".into()]],
+                deploy: vec!["api".into(), "web".into()],
+            }),
+            channel: "C0DEV".into(),
+            message_id: Some(7),
+            cancel_reason: None,
+            outcome: outcome.map(str::to_string),
+            started_at: at(10, 0),
+            finished_at: (state != DeployState::Running).then(|| at(10, 7)),
+        }
+    }
+
+    fn step(id: i64, step: &str, resource: Option<&str>, state: DeployState, minutes: u32) -> StepRow {
+        StepRow {
+            id,
+            step: step.into(),
+            resource: resource.map(str::to_string),
+            state,
+            exit_code: None,
+            log: String::new(),
+            started_at: at(10, 0),
+            finished_at: (state != DeployState::Running).then(|| at(10, minutes)),
+        }
+    }
+
+    fn failed(resource: Option<&str>, tail: &str) -> FailedStep {
+        FailedStep {
+            step: "deploy".into(),
+            resource: resource.map(str::to_string),
+            how: "failed with exit status 1".into(),
+            tail: tail.into(),
+        }
+    }
+
+    #[test]
+    fn refusals() {
+        let repo = || "acme/platform".to_string();
+        let cases: Vec<(&str, DeployRefusal)> = vec![
+            (
+                "refused_check",
+                DeployRefusal::Check("env-4 is locked by U0BOB until 2026-01-05T18:00:00Z".into()),
+            ),
+            ("refused_deleted", DeployRefusal::Deleted { env: name("env-4") }),
+            (
+                "refused_running",
+                DeployRefusal::Running(Box::new(row(DeployState::Running, None))),
+            ),
+            (
+                "refused_no_such_pull",
+                DeployRefusal::NoSuchPull {
+                    number: 812,
+                    repo: repo(),
+                },
+            ),
+            (
+                "refused_no_such_ref",
+                DeployRefusal::NoSuchRef {
+                    reference: "fix-logn".into(),
+                    repo: repo(),
+                },
+            ),
+            (
+                "refused_no_base",
+                DeployRefusal::NoBase {
+                    base: "mainn".into(),
+                    repo: repo(),
+                },
+            ),
+            (
+                "refused_only_without_map",
+                DeployRefusal::OnlyWithoutMap {
+                    map: "resources.toml".into(),
+                    sha: SHA.into(),
+                },
+            ),
+            (
+                "refused_bad_map",
+                DeployRefusal::BadMap {
+                    rendered: "resources.toml:3: `needs` names `wbe`, which is not a resource".into(),
+                },
+            ),
+            (
+                "refused_unknown_resource",
+                DeployRefusal::UnknownResource {
+                    name: "wbe".into(),
+                    suggestion: Some("web".into()),
+                    valid: vec!["api".into(), "web".into()],
+                },
+            ),
+        ];
+        // One snapshot per variant; insta needs literal names, so they are checked by name here.
+        let mut all = String::new();
+        for (case, refusal) in &cases {
+            all.push_str(&format!(
+                "--- {case}\n{}\n",
+                super::super::fixtures::show(&deploy_refused(refusal))
+            ));
+        }
+        insta::assert_snapshot!("deploy_refused", all);
+        snap_reply!("github_down", deploy_github_down());
+        snap_reply!("unavailable_configured", deploy_unavailable(true));
+        snap_reply!("unavailable_not_configured", deploy_unavailable(false));
+        snap_reply!("nothing_to_cancel", deploy_nothing_to_cancel(&name("env-4")));
+        snap_reply!(
+            "cancel_not_allowed",
+            deploy_cancel_not_allowed(&row(DeployState::Running, None))
+        );
+    }
+
+    #[test]
+    fn starting_and_cancelling() {
+        insta::assert_snapshot!("plan_everything", deploy_plan_everything("resources.toml"));
+        snap_reply!(
+            "dry_run",
+            deploy_dry_run(&name("env-4"), "#812", SHA, "build: api\nthen: web\ndeploy: api, web")
+        );
+        snap_reply!(
+            "dry_run_by_sha",
+            deploy_dry_run(&name("env-4"), "0123456", SHA, "everything")
+        );
+        snap_reply!(
+            "started_in_channel",
+            deploy_started(&name("env-4"), "fix-login", SHA, "C0DEV")
+        );
+        snap_reply!(
+            "started_in_dm",
+            deploy_started(&name("env-4"), "fix-login", SHA, "U0ALICE")
+        );
+        snap_reply!("cancelling", deploy_cancelling(&row(DeployState::Running, None)));
+    }
+
+    #[test]
+    fn failures() {
+        insta::assert_snapshot!("failure_line_resource", deploy_failure_line(&failed(Some("web"), "")));
+        insta::assert_snapshot!("failure_line_everything", deploy_failure_line(&failed(None, "")));
+        insta::assert_snapshot!("shutdown_line", deploy_shutdown_line());
+        insta::assert_snapshot!("orphaned_line", deploy_orphaned_line());
+        let page = "https://bobby.example.com/deploys/31";
+        snap_reply!(
+            "failed_thread",
+            deploy_failed_thread(
+                &failed(Some("web"), "npm ERR! missing script: deploy\n```oops```\n"),
+                page
+            )
+        );
+        snap_reply!(
+            "failed_thread_silent",
+            deploy_failed_thread(&failed(None, "  \n"), page)
+        );
+    }
+
+    #[test]
+    fn progress() {
+        let progress = |row: &DeployRow, steps: &[StepRow], has_test: bool| {
+            deploy_progress(&DeployProgress {
+                row,
+                steps,
+                repo: "acme/platform",
+                has_test,
+                page_url: "https://bobby.example.com/deploys/31".into(),
+                now: at(10, 3),
+            })
+        };
+        let running = row(DeployState::Running, None);
+        let steps = vec![
+            step(1, "build", Some("api"), DeployState::Succeeded, 2),
+            step(2, "build", Some("web"), DeployState::Running, 0),
+        ];
+        snap_reply!("progress_running", progress(&running, &steps, true));
+        let done = row(DeployState::Succeeded, Some("deployed"));
+        let steps = vec![
+            step(1, "build", Some("api"), DeployState::Succeeded, 2),
+            step(2, "build", Some("web"), DeployState::Succeeded, 3),
+            step(3, "deploy", Some("api"), DeployState::Succeeded, 5),
+            step(4, "deploy", Some("web"), DeployState::Succeeded, 6),
+            step(5, "test", None, DeployState::Succeeded, 7),
+        ];
+        snap_reply!("progress_succeeded", progress(&done, &steps, true));
+        let failed_row = row(DeployState::Failed, Some("deploy web failed with exit status 1"));
+        let steps = vec![
+            step(1, "build", Some("api"), DeployState::Succeeded, 2),
+            step(2, "build", Some("web"), DeployState::Succeeded, 3),
+            step(3, "deploy", Some("api"), DeployState::Succeeded, 5),
+            step(4, "deploy", Some("web"), DeployState::Failed, 6),
+        ];
+        snap_reply!("progress_failed", progress(&failed_row, &steps, false));
+        let cancelled = row(DeployState::Cancelled, Some("cancelled by <@U0BOB>"));
+        let steps = vec![step(1, "build", Some("api"), DeployState::Cancelled, 1)];
+        snap_reply!("progress_cancelled", progress(&cancelled, &steps, false));
+        let mut interrupted = row(DeployState::Interrupted, Some("Bobby stopped while it was running"));
+        interrupted.plan = sqlx::types::Json(DeployPlan {
+            everything: true,
+            ..DeployPlan::default()
+        });
+        let steps = vec![step(1, "build", Some(EVERYTHING), DeployState::Interrupted, 1)];
+        snap_reply!("progress_interrupted_everything", progress(&interrupted, &steps, false));
+        let mut nothing = row(DeployState::Succeeded, Some("deployed"));
+        nothing.plan = sqlx::types::Json(DeployPlan::default());
+        snap_reply!("progress_nothing_affected", progress(&nothing, &[], false));
+    }
+}

@@ -9,7 +9,7 @@ use shared::ids::{EnvName, SlackUserId};
 use shared::slack::Reply;
 use shared::slack::mrkdwn::{date, escape};
 
-use super::{ACTION_EXTEND_1H, ACTION_UNLOCK, ACTION_WAIT, env, holder, person, reason_suffix};
+use super::{ACTION_EXTEND_1H, ACTION_UNLOCK, ACTION_WAIT, env, holder, person, reason_suffix, state_words};
 
 pub fn too_long(span: Span, max: Span) -> Reply {
     Reply::ephemeral(format!(
@@ -36,7 +36,7 @@ pub fn locked(lease: &Lease, state: EnvState) -> Reply {
         text.push_str(&format!(
             "\n:information_source: {} is {} right now (Nightly); deploys wait until it is ready.",
             env(&lease.environment),
-            state.as_str()
+            state_words(state)
         ));
     }
     Reply::in_channel(text)
@@ -74,7 +74,7 @@ pub fn held_by(lease: &Lease, waiting: usize) -> Reply {
 
 pub fn none_free() -> Reply {
     Reply::ephemeral(
-        ":no_entry: No environment is free and ready right now. `/bobby list` shows who holds what; `/bobby wait <env>` puts you in line for one.",
+        ":no_entry: No environment is free and ready right now. `/bobby list` shows who holds what; `/bobby wait &lt;env&gt;` puts you in line for one.",
     )
 }
 
@@ -272,4 +272,129 @@ pub fn left_waitlist(name: &EnvName) -> Reply {
 
 pub fn not_waiting(name: &EnvName) -> Reply {
     Reply::ephemeral(format!("You were not waiting for {}.", env(name)))
+}
+
+#[cfg(test)]
+mod tests {
+    use shared::envs::store::{EndReason, Ended};
+
+    use super::super::fixtures::{at, lease, name, snap_reply, user};
+    use super::*;
+
+    fn ended(reason: EndReason, next: bool) -> Ended {
+        Ended {
+            previous: lease("env-4", "U0BOB", "payments demo"),
+            reason,
+            next: next.then(|| lease("env-4", "U0CAROL", "from the waitlist")),
+        }
+    }
+
+    #[test]
+    fn lock_replies() {
+        let max = Span::from_secs(3 * 86_400);
+        snap_reply!("too_long", too_long(Span::from_secs(5 * 86_400), max));
+        snap_reply!(
+            "until_too_far",
+            until_too_far(at(23, 0) + chrono::Duration::days(4), max)
+        );
+        snap_reply!(
+            "locked",
+            locked(&lease("env-4", "U0ALICE", "payments demo"), EnvState::Ready)
+        );
+        snap_reply!(
+            "locked_while_nightly_creates",
+            locked(&lease("env-4", "U0ALICE", ""), EnvState::Creating)
+        );
+        snap_reply!(
+            "locked_reason_escaped",
+            locked(&lease("env-4", "U0ALICE", "<!here> & co"), EnvState::Ready)
+        );
+        snap_reply!("already_yours", already_yours(&lease("env-4", "U0ALICE", "")));
+        snap_reply!(
+            "held_by_nobody_waiting",
+            held_by(&lease("env-4", "U0BOB", "payments demo"), 0)
+        );
+        snap_reply!("held_by_one_waiting", held_by(&lease("env-4", "U0BOB", ""), 1));
+        snap_reply!(
+            "held_by_gandalf_two_waiting",
+            held_by(&lease("env-4", "gandalf", "verifying acme/platform#12"), 2)
+        );
+        snap_reply!("none_free", none_free());
+    }
+
+    #[test]
+    fn unlock_replies() {
+        let alice = user("U0ALICE");
+        let bob = user("U0BOB");
+        snap_reply!("unlocked_free", unlocked(&ended(EndReason::Unlocked, false), &bob));
+        snap_reply!(
+            "unlocked_handed_over",
+            unlocked(&ended(EndReason::Unlocked, true), &bob)
+        );
+        snap_reply!("unlocked_forced", unlocked(&ended(EndReason::Forced, false), &alice));
+        snap_reply!("not_locked", not_locked(&name("env-4")));
+        snap_reply!(
+            "not_yours_unlock",
+            not_yours(&lease("env-4", "U0BOB", ""), false, "unlock")
+        );
+        snap_reply!(
+            "not_yours_unlock_admin",
+            not_yours(&lease("env-4", "U0BOB", ""), true, "unlock")
+        );
+        snap_reply!(
+            "not_yours_extend",
+            not_yours(&lease("env-4", "U0BOB", ""), false, "extend")
+        );
+        snap_reply!("force_needs_admin", force_needs_admin(&lease("env-4", "U0BOB", "")));
+    }
+
+    #[test]
+    fn notes_when_a_lease_ends() {
+        let alice = user("U0ALICE");
+        assert_eq!(lease_lost(&ended(EndReason::Unlocked, false), Some(&alice)), None);
+        snap_reply!(
+            "lease_lost_forced",
+            lease_lost(&ended(EndReason::Forced, false), Some(&alice)).unwrap()
+        );
+        snap_reply!(
+            "lease_lost_expired",
+            lease_lost(&ended(EndReason::Expired, true), None).unwrap()
+        );
+        snap_reply!(
+            "lease_lost_nightly",
+            lease_lost(&ended(EndReason::Nightly, false), None).unwrap()
+        );
+        assert_eq!(
+            lease_end_announcement(&ended(EndReason::Unlocked, false), Some(&alice)),
+            None
+        );
+        assert_eq!(lease_end_announcement(&ended(EndReason::Nightly, false), None), None);
+        snap_reply!(
+            "announcement_forced",
+            lease_end_announcement(&ended(EndReason::Forced, false), Some(&alice)).unwrap()
+        );
+        snap_reply!(
+            "announcement_expired_handed_over",
+            lease_end_announcement(&ended(EndReason::Expired, true), None).unwrap()
+        );
+        snap_reply!(
+            "handed_over",
+            handed_over(&lease("env-4", "U0CAROL", "from the waitlist"))
+        );
+        snap_reply!("reminder", reminder(&lease("env-4", "U0ALICE", "")));
+    }
+
+    #[test]
+    fn extend_and_wait_replies() {
+        let max = Span::from_secs(3 * 86_400);
+        snap_reply!("extended", extended(&lease("env-4", "U0ALICE", ""), false, max));
+        snap_reply!("extended_capped", extended(&lease("env-4", "U0ALICE", ""), true, max));
+        snap_reply!("already_at_max", already_at_max(&lease("env-4", "U0ALICE", ""), max));
+        snap_reply!("waiting", waiting(&lease("env-4", "U0BOB", ""), 2, false));
+        snap_reply!("waiting_already", waiting(&lease("env-4", "U0BOB", ""), 1, true));
+        snap_reply!("free_no_wait", free_no_wait(&name("env-4")));
+        snap_reply!("you_hold_it", you_hold_it(&lease("env-4", "U0ALICE", "")));
+        snap_reply!("left_waitlist", left_waitlist(&name("env-4")));
+        snap_reply!("not_waiting", not_waiting(&name("env-4")));
+    }
 }

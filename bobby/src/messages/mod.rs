@@ -8,7 +8,7 @@
 //! re-exported here, so callers write `messages::locked(..)`. Each family's wording is pinned by
 //! insta snapshots in its `tests` module (`snapshots/`): a change in wording shows up in review.
 
-use shared::envs::LeaseReason;
+use shared::envs::{EnvState, LeaseReason};
 use shared::ids::{Holder, SlackUserId};
 use shared::slack::Reply;
 use shared::slack::mrkdwn::{code, escape, user};
@@ -49,14 +49,26 @@ fn env<S: AsRef<str> + ?Sized>(name: &S) -> String {
     format!("*{}*", escape(name.as_ref()))
 }
 
-/// A lease's holder: a mention of the person, or Gandalf's name.
+/// A lease's holder: a mention of the person, or Gandalf by the name people know it by.
 fn holder(h: &Holder) -> String {
-    user(&h.to_string())
+    match h {
+        Holder::Person(u) => person(u),
+        Holder::Gandalf => "Gandalf".to_string(),
+    }
 }
 
 /// A mention of a person.
 fn person(u: &SlackUserId) -> String {
     user(u.as_str())
+}
+
+/// An environment's state as a sentence says it: "is being deleted", "is faulted".
+fn state_words(state: EnvState) -> &'static str {
+    match state {
+        EnvState::Deleting => "being deleted",
+        EnvState::Creating => "being created",
+        other => other.as_str(),
+    }
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {
@@ -70,7 +82,8 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 pub fn help() -> Reply {
     let mut text = String::from("*Bobby* hands out the shared development environments. Commands:\n");
     for (_, usage) in VERBS {
-        text.push_str(&format!("• `/bobby {usage}`\n"));
+        // Usages name their arguments `<env>`: escaped, or Slack reads `<env|any>` as a link.
+        text.push_str(&format!("• `/bobby {}`\n", escape(usage)));
     }
     text.push_str("Durations look like `45s`, `30m`, `2h`, `1d` or `1h30m`.");
     Reply::ephemeral(text)
@@ -79,7 +92,7 @@ pub fn help() -> Reply {
 pub fn parse_error(e: &ParseError) -> Reply {
     let mut text = format!(":warning: {}", escape(&e.message));
     match e.usage {
-        Some(u) => text.push_str(&format!("\nUsage: `/bobby {u}`")),
+        Some(u) => text.push_str(&format!("\nUsage: `/bobby {}`", escape(u))),
         None => text.push_str("\nType `/bobby help` for the list of commands."),
     }
     Reply::ephemeral(text)
@@ -110,4 +123,36 @@ pub fn bad_action() -> Reply {
     Reply::ephemeral(
         ":warning: That button is not one I know (it may be from an older version of me). Try the command instead: `/bobby help`",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::snap_reply;
+    use super::*;
+
+    #[test]
+    fn general_replies() {
+        snap_reply!("help", help());
+        snap_reply!(
+            "parse_error_with_usage",
+            parse_error(&ParseError {
+                message: "`soon` is not a duration; say `2h`, `30m` or `1d`".into(),
+                usage: Some("extend <env> <duration>"),
+            })
+        );
+        snap_reply!(
+            "parse_error_unknown_verb",
+            parse_error(&ParseError {
+                message: "I do not know `lokc`. Did you mean `lock`?".into(),
+                usage: None,
+            })
+        );
+        snap_reply!("internal_error", internal_error());
+        snap_reply!(
+            "unknown_env_with_suggestion",
+            unknown_env("env-44", Some("env-4"), &["env-1", "env-4"])
+        );
+        snap_reply!("unknown_env_hostile", unknown_env("<!channel>`x`", None, &["env-1"]));
+        snap_reply!("bad_action", bad_action());
+    }
 }

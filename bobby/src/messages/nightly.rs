@@ -556,3 +556,368 @@ pub fn nightly_log_page(run: &Run, envs: &[RunEnv], steps: &[Step], attempts: &[
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use shared::envs::{EnvState, Fault, LastNightly, NightlyOutcome};
+
+    use super::super::fixtures::{at, environment, name, snap_reply};
+    use super::*;
+    use crate::nightly::NextSlot;
+    use crate::nightly::plan::Planned;
+    use crate::nightly::summary::EnvReport;
+
+    fn run(phase: Phase, trigger: &str, by: Option<&str>, state: &str) -> Run {
+        Run {
+            id: 41,
+            phase,
+            trigger: trigger.into(),
+            scheduled_for: (trigger != "manual").then(|| at(19, 0)),
+            requested_by: by.map(str::to_string),
+            only_env: None,
+            state: state.into(),
+            created_at: at(19, 0),
+            started_at: Some(at(19, 0)),
+            finished_at: (state != "running").then(|| at(19, 12)),
+            resume_until: None,
+            note: String::new(),
+        }
+    }
+
+    fn env_report(env: &str, outcome: Outcome) -> EnvReport {
+        EnvReport {
+            name: name(env),
+            outcome,
+            log_tail: None,
+        }
+    }
+
+    /// A delete that did a bit of everything.
+    fn busy_report() -> RunReport {
+        let mut faulted = env_report(
+            "env-3",
+            Outcome::Faulted {
+                step: "drop-db".into(),
+                exit_code: Some(3),
+                attempts: 3,
+                ended: "exit status 3".into(),
+            },
+        );
+        faulted.log_tail = Some("drop-db: database \"env3\" is being accessed by other users".into());
+        RunReport {
+            run: run(Phase::Delete, "scheduled", None, "finished"),
+            envs: vec![
+                env_report("env-1", Outcome::Done),
+                env_report("env-2", Outcome::Done),
+                faulted,
+                env_report(
+                    "env-4",
+                    Outcome::Faulted {
+                        step: "teardown".into(),
+                        exit_code: None,
+                        attempts: 1,
+                        ended: "timed out after 10m".into(),
+                    },
+                ),
+                env_report(
+                    "env-5",
+                    Outcome::Interrupted {
+                        step: Some("teardown".into()),
+                    },
+                ),
+                env_report("env-6", Outcome::Interrupted { step: None }),
+                env_report(
+                    "env-7",
+                    Outcome::Skipped(Skip::Preserved(at(7, 0) + chrono::Duration::days(1))),
+                ),
+                env_report("env-8", Outcome::Skipped(Skip::Gandalf)),
+                env_report("env-9", Outcome::Skipped(Skip::AlreadyDown)),
+                env_report("env-10", Outcome::Skipped(Skip::Busy)),
+            ],
+            savings: Savings {
+                saved_hours: 412.5,
+                all_up_hours: 1200.0,
+                environments: 10,
+                cost: Some(103.12),
+            },
+            log_url: "https://bobby.example.com/nightly/runs/41".into(),
+        }
+    }
+
+    fn quiet_report(phase: Phase, trigger: &str, by: Option<&str>, state: &str) -> RunReport {
+        RunReport {
+            run: run(phase, trigger, by, state),
+            envs: vec![],
+            savings: Savings {
+                saved_hours: 0.0,
+                all_up_hours: 0.0,
+                environments: 1,
+                cost: None,
+            },
+            log_url: "https://bobby.example.com/nightly/runs/41".into(),
+        }
+    }
+
+    #[test]
+    fn summaries_and_notes() {
+        snap_reply!("summary_delete", nightly_summary(&busy_report()));
+        let mut create = quiet_report(Phase::Create, "manual", Some("U0ADMIN1"), "finished");
+        create.envs = vec![
+            env_report("env-1", Outcome::Done),
+            env_report("env-2", Outcome::Skipped(Skip::NotKept)),
+            env_report("env-3", Outcome::Skipped(Skip::AlreadyUp)),
+        ];
+        snap_reply!("summary_create_manual", nightly_summary(&create));
+        snap_reply!(
+            "summary_nothing_from_cli",
+            nightly_summary(&quiet_report(Phase::Delete, "manual", Some("cli"), "finished"))
+        );
+        snap_reply!(
+            "summary_interrupted_caught_up",
+            nightly_summary(&quiet_report(Phase::Create, "caught-up", None, "interrupted"))
+        );
+        snap_reply!("run_done_announced", nightly_run_done(&busy_report(), Some("C0ENVS")));
+        snap_reply!(
+            "run_done_not_announced",
+            nightly_run_done(
+                &quiet_report(Phase::Create, "manual", Some("U0ADMIN1"), "finished"),
+                None
+            )
+        );
+        snap_reply!(
+            "slot_skipped",
+            nightly_slot_skipped(Phase::Delete, at(0, 0).date_naive(), "U0ADMIN1")
+        );
+        snap_reply!("waitlist_cleared", nightly_waitlist_cleared(&name("env-4")));
+        insta::assert_snapshot!("interrupted_tail_delete", nightly_interrupted_tail(Phase::Delete));
+        insta::assert_snapshot!("interrupted_tail_create", nightly_interrupted_tail(Phase::Create));
+    }
+
+    #[test]
+    fn command_replies() {
+        snap_reply!("not_configured", nightly_not_configured());
+        snap_reply!("needs_admin", nightly_needs_admin("run"));
+        let requested = Requested {
+            id: 42,
+            phase: Phase::Create,
+            only: Some("env-4".into()),
+            ahead: 0,
+        };
+        snap_reply!("requested_next", nightly_requested(&requested, Some("C0ENVS")));
+        let requested = Requested {
+            only: None,
+            ahead: 2,
+            ..requested
+        };
+        snap_reply!("requested_behind_two", nightly_requested(&requested, None));
+        let planned = |env: &str, decision: Decision| Planned {
+            name: name(env),
+            decision,
+        };
+        let dry = DryRun {
+            phase: Phase::Create,
+            only: None,
+            day: at(0, 0).date_naive() + chrono::Duration::days(5),
+            workday: false,
+            planned: vec![
+                planned("env-1", Decision::Run),
+                planned("env-2", Decision::Skip(Skip::Preserved(at(7, 0)))),
+                planned("env-3", Decision::Skip(Skip::NotKept)),
+            ],
+            steps: vec!["provision".into(), "seed".into()],
+        };
+        snap_reply!("dry_run_weekend_create", nightly_dry_run(&dry));
+        let dry = DryRun {
+            phase: Phase::Delete,
+            only: Some("env-4".into()),
+            day: at(0, 0).date_naive(),
+            workday: true,
+            planned: vec![],
+            steps: vec![],
+        };
+        snap_reply!("dry_run_nothing", nightly_dry_run(&dry));
+        let night = at(0, 0).date_naive();
+        let skipped = SkipOutcome::Skipped {
+            night,
+            delete: at(19, 0),
+            create: at(7, 0) + chrono::Duration::days(1),
+            already: false,
+        };
+        snap_reply!("skip", nightly_skip(&skipped, "U0ADMIN1"));
+        let again = SkipOutcome::Skipped {
+            night,
+            delete: at(19, 0),
+            create: at(7, 0) + chrono::Duration::days(1),
+            already: true,
+        };
+        snap_reply!("skip_already", nightly_skip(&again, "U0ADMIN1"));
+        snap_reply!("skip_past", nightly_skip(&SkipOutcome::Past(night), "U0ADMIN1"));
+    }
+
+    #[test]
+    fn status_reply() {
+        let mut faulted = environment("env-2", EnvState::Faulted);
+        faulted.fault = Some(Fault {
+            phase: Phase::Create,
+            step: "seed".into(),
+            exit_code: None,
+            attempts: 1,
+            log_tail: String::new(),
+        });
+        faulted.last_nightly = Some(LastNightly {
+            phase: Phase::Create,
+            outcome: NightlyOutcome::Interrupted,
+            finished_at: at(6, 30),
+        });
+        let mut ready = environment("env-1", EnvState::Ready);
+        ready.last_nightly = Some(LastNightly {
+            phase: Phase::Create,
+            outcome: NightlyOutcome::Ok,
+            finished_at: at(7, 10),
+        });
+        let counts = Counts {
+            done: 3,
+            faulted: 1,
+            interrupted: 0,
+            skipped: 2,
+            open: 0,
+        };
+        let mut skipped_run = run(Phase::Delete, "scheduled", None, "skipped");
+        skipped_run.note = "skipped by U0ADMIN1".into();
+        let report = StatusReport {
+            delete_at: "19:00".into(),
+            create_at: "07:00".into(),
+            timezone: "Europe/Berlin".into(),
+            last: vec![
+                RunBrief {
+                    run: skipped_run,
+                    counts: Counts::default(),
+                },
+                RunBrief {
+                    run: run(Phase::Create, "caught-up", None, "finished"),
+                    counts: counts.clone(),
+                },
+            ],
+            running: Some(RunBrief {
+                run: run(Phase::Delete, "manual", Some("U0ADMIN1"), "running"),
+                counts: Counts {
+                    done: 1,
+                    open: 4,
+                    ..Counts::default()
+                },
+            }),
+            queued: 1,
+            next: vec![
+                NextSlot {
+                    phase: Phase::Delete,
+                    at: at(19, 0) + chrono::Duration::days(4),
+                    night: at(0, 0).date_naive() + chrono::Duration::days(4),
+                    skipped_by: Some("U0ADMIN1".into()),
+                    keeps: None,
+                },
+                NextSlot {
+                    phase: Phase::Create,
+                    at: at(7, 0) + chrono::Duration::days(5),
+                    night: at(0, 0).date_naive() + chrono::Duration::days(4),
+                    skipped_by: None,
+                    keeps: Some(vec!["env-1".into()]),
+                },
+            ],
+            skipped_nights: vec![(at(0, 0).date_naive() + chrono::Duration::days(4), "U0ADMIN1".into())],
+            environments: vec![ready, faulted],
+        };
+        snap_reply!("status", nightly_status(&report));
+        let empty = StatusReport {
+            last: vec![],
+            running: None,
+            queued: 0,
+            next: vec![NextSlot {
+                phase: Phase::Create,
+                at: at(7, 0) + chrono::Duration::days(5),
+                night: at(0, 0).date_naive() + chrono::Duration::days(4),
+                skipped_by: None,
+                keeps: Some(vec![]),
+            }],
+            skipped_nights: vec![],
+            environments: vec![],
+            ..report
+        };
+        snap_reply!("status_never_ran", nightly_status(&empty));
+    }
+
+    #[test]
+    fn command_line_and_log_page() {
+        insta::assert_snapshot!("cli_report", nightly_cli_report(&busy_report()));
+        insta::assert_snapshot!("cli_stopped", nightly_cli_stopped(41));
+        let mut r = run(Phase::Delete, "manual", Some("U0ADMIN1"), "finished");
+        r.note = "asked for env-3 only".into();
+        let envs = vec![
+            RunEnv {
+                environment: name("env-3"),
+                position: 0,
+                state: "faulted".into(),
+                skip: None,
+                prev_state: Some(EnvState::Ready),
+                prev_fault: None,
+                started_at: Some(at(19, 0)),
+                finished_at: Some(at(19, 4)),
+            },
+            RunEnv {
+                environment: name("env-7"),
+                position: 1,
+                state: "skipped".into(),
+                skip: Some(Skip::Preserved(at(7, 0) + chrono::Duration::days(1))),
+                prev_state: None,
+                prev_fault: None,
+                started_at: None,
+                finished_at: Some(at(19, 0)),
+            },
+            RunEnv {
+                environment: name("env-8"),
+                position: 2,
+                state: "skipped".into(),
+                skip: Some(Skip::Gandalf),
+                prev_state: None,
+                prev_fault: None,
+                started_at: None,
+                finished_at: Some(at(19, 0)),
+            },
+        ];
+        let steps = vec![Step {
+            environment: name("env-3"),
+            position: 0,
+            name: "drop-db".into(),
+            command: "./nightly/drop-db.sh".into(),
+            state: "failed".into(),
+            attempts: 2,
+            exit_code: Some(3),
+            ended: Some("exit status 3".into()),
+            next_attempt_at: None,
+            log_tail: Some("in use".into()),
+        }];
+        let attempt = |n: i32, backoff: Option<(i64, i64)>, ended: Option<&str>| Attempt {
+            environment: name("env-3"),
+            step_position: 0,
+            attempt: n,
+            backoff_ms: backoff.map(|b| b.0),
+            backoff_cap_ms: backoff.map(|b| b.1),
+            started_at: at(19, n as u32),
+            finished_at: ended.map(|_| at(19, n as u32 + 1)),
+            exit_code: ended.map(|_| 3),
+            ended: ended.map(str::to_string),
+            output: "dropping env3\ndatabase is in use".into(),
+        };
+        let attempts = vec![
+            attempt(1, None, Some("exit status 3")),
+            attempt(2, Some((812, 1000)), Some("exit status 3")),
+        ];
+        insta::assert_snapshot!("log_page", nightly_log_page(&r, &envs, &steps, &attempts));
+        let running = run(Phase::Create, "scheduled", None, "running");
+        let mut open = attempt(1, None, None);
+        open.output = String::new();
+        insta::assert_snapshot!(
+            "log_page_running",
+            nightly_log_page(&running, &envs[..1], &steps, &[open])
+        );
+    }
+}

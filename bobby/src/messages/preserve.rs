@@ -54,3 +54,27 @@ pub fn unpreserve_not_yours(name: &EnvName) -> Reply {
         env(name)
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{at, lease, name, snap_reply, user};
+    use super::*;
+
+    #[test]
+    fn preserve_replies() {
+        let env4 = name("env-4");
+        snap_reply!(
+            "preserved",
+            preserved(&env4, &user("U0ALICE"), at(7, 0) + chrono::Duration::days(1))
+        );
+        snap_reply!(
+            "preserve_needs_lease_held",
+            preserve_needs_lease(&env4, Some(&lease("env-4", "U0BOB", "")))
+        );
+        snap_reply!("preserve_needs_lease_free", preserve_needs_lease(&env4, None));
+        snap_reply!("preserve_in_past", preserve_in_past());
+        snap_reply!("unpreserved", unpreserved(&env4));
+        snap_reply!("not_preserved", not_preserved(&env4));
+        snap_reply!("unpreserve_not_yours", unpreserve_not_yours(&env4));
+    }
+}

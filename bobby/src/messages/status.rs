@@ -123,3 +123,111 @@ pub fn history(name: &EnvName, events: &[HistoryEvent]) -> Reply {
     }
     Reply::ephemeral(text.trim_end().to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use shared::envs::{DeployState, DeploySummary, Deployed, Fault, LastNightly, NightlyOutcome, NightlyPhase};
+
+    use super::super::fixtures::{at, environment, lease, name, snap_reply, user};
+    use super::*;
+
+    /// env-1 free, env-2 held with a waitlist and preserved, env-3 deleted by Nightly.
+    fn three() -> Vec<Environment> {
+        let mut held = environment("env-2", EnvState::Ready);
+        held.lease = Some(lease("env-2", "U0BOB", "payments demo"));
+        held.preserved_until = Some(at(7, 0) + chrono::Duration::days(1));
+        held.preserved_by = Some(user("U0BOB"));
+        held.waitlist = vec![user("U0CAROL"), user("U0DAVE")];
+        vec![
+            environment("env-1", EnvState::Ready),
+            held,
+            environment("env-3", EnvState::Deleted),
+        ]
+    }
+
+    #[test]
+    fn list_and_status() {
+        let now = at(12, 0);
+        snap_reply!("list", list(&three(), now));
+        snap_reply!("status_free", status(&environment("env-1", EnvState::Ready), now));
+        snap_reply!("status_held", status(&three()[1], now));
+
+        let mut e = environment("env-4", EnvState::Faulted);
+        e.lease = Some(lease("env-4", "U0ALICE", ""));
+        e.fault = Some(Fault {
+            phase: NightlyPhase::Create,
+            step: "seed".into(),
+            exit_code: Some(2),
+            attempts: 3,
+            log_tail: "seed: connection refused".into(),
+        });
+        e.last_nightly = Some(LastNightly {
+            phase: NightlyPhase::Create,
+            outcome: NightlyOutcome::Faulted,
+            finished_at: at(6, 40),
+        });
+        e.deploy = Some(DeploySummary {
+            state: DeployState::Failed,
+            reference: "#812".into(),
+            sha: "0123456789abcdef0123456789abcdef01234567".into(),
+            by: "U0ALICE".into(),
+            started_at: at(10, 0),
+            finished_at: Some(at(10, 7)),
+            id: 31,
+        });
+        e.deployed.insert(
+            "api".into(),
+            Deployed {
+                sha: "fedcba9876543210fedcba9876543210fedcba98".into(),
+                reference: "fix-login".into(),
+                by: "U0ALICE".into(),
+                at: at(9, 50),
+            },
+        );
+        snap_reply!("status_faulted_with_deploys", status(&e, now));
+
+        let mut running = environment("env-5", EnvState::Ready);
+        running.deploy = Some(DeploySummary {
+            state: DeployState::Running,
+            reference: "abcdef1".into(),
+            sha: "abcdef1234567890abcdef1234567890abcdef12".into(),
+            by: "U0BOB".into(),
+            started_at: at(11, 55),
+            finished_at: None,
+            id: 32,
+        });
+        snap_reply!("status_deploy_running", status(&running, now));
+    }
+
+    #[test]
+    fn history_replies() {
+        snap_reply!("history_empty", history(&name("env-4"), &[]));
+        let events = vec![
+            HistoryEvent {
+                at: at(12, 0),
+                actor: "bobby".into(),
+                action: "handed-over".into(),
+                detail: "to U0CAROL, until 2026-01-05T18:00:00Z".into(),
+            },
+            HistoryEvent {
+                at: at(11, 59),
+                actor: "U0BOB".into(),
+                action: "unlocked".into(),
+                detail: "was held by U0BOB".into(),
+            },
+            HistoryEvent {
+                at: at(9, 30),
+                actor: "U0BOB".into(),
+                action: "locked".into(),
+                detail: "until 2026-01-05T18:00:00Z: <b>demo</b>".into(),
+            },
+            HistoryEvent {
+                at: at(9, 0),
+                actor: "gandalf".into(),
+                action: "unpreserved".into(),
+                detail: String::new(),
+            },
+        ];
+        snap_reply!("history", history(&name("env-4"), &events));
+    }
+}
