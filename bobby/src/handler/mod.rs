@@ -2,11 +2,11 @@
 //! database transaction, write any DMs and announcements to the outbox in that same transaction,
 //! and answer with a [`Reply`].
 //!
-//! [`Bobby::execute`] only dispatches; each family of commands has its module: [`leases`] (lock,
-//! unlock, extend, wait, unwait, and the notes a lease's end calls for), [`preserve`], [`status`]
-//! (list, status, history), [`nightly`] and [`deploy`]. Every step returns
-//! [`Handled`](shared::refusal::Handled): `refuse(..)` for what the user must change, `?` for our own
-//! errors, which [`Bobby::run`] logs and answers with an apology. A refusal never follows a change:
+//! `Bobby::execute` only dispatches; each family of commands has its module: `leases` (lock,
+//! unlock, extend, wait, unwait, and the notes a lease's end calls for), `preserve`, `status`
+//! (list, status, history), `nightly` and `deploy`. Every step returns
+//! [`Handled`]: `refuse(..)` for what the user must change, `?` for our own errors, which
+//! `Bobby::run` logs and answers with an apology. A refusal never follows a change:
 //! handlers refuse before they write, or report an outcome in which the store changed nothing.
 
 mod deploy;

@@ -3,7 +3,7 @@
 //! use Slack's `<!date^…>` so each reader sees their own timezone.
 //!
 //! One module per family, as the handler is split: [`leases`] (lock, unlock, extend, wait and the
-//! DMs and announcements of a lease's end), [`preserve`], [`status`] (list, status, history),
+//! DMs and announcements of a lease's end), [`preserve`], [`status`](mod@status) (list, status, history),
 //! [`check`] (deploy-check's plain-text reasons), [`nightly`] and [`deploy`]. Everything is
 //! re-exported here, so callers write `messages::locked(..)`. Each family's wording is pinned by
 //! insta snapshots in its `tests` module (`snapshots/`): a change in wording shows up in review.

@@ -81,10 +81,44 @@ fn savings_line(s: &Savings) -> String {
     line
 }
 
-/// The summary of a run, for `announce_channel`.
+/// The summary of a run, for `announce_channel`: a headline, then one line per kind of outcome
+/// (lines with no environment are left out), the month's savings and the log.
 pub fn nightly_summary(r: &RunReport) -> Reply {
+    let mut text = summary_headline(r);
+    let lines = [
+        done_line(r),
+        faulted_line(r),
+        interrupted_line(r),
+        preserved_line(r),
+        gandalf_line(r),
+    ];
+    for line in lines.into_iter().flatten() {
+        text.push('\n');
+        text.push_str(&line);
+    }
+    for reason in [Skip::NotKept, Skip::AlreadyUp, Skip::AlreadyDown, Skip::Busy] {
+        let names = names_with(r, |o| *o == Outcome::Skipped(reason.clone()));
+        if !names.is_empty() {
+            text.push_str(&format!(
+                "\n:fast_forward: Skipped, {} ({}): {}",
+                skip_reason(&reason),
+                names.len(),
+                env_list(&names)
+            ));
+        }
+    }
+    if r.envs.is_empty() {
+        text.push_str("\nThere was nothing to do.");
+    }
+    text.push('\n');
+    text.push_str(&savings_line(&r.savings));
+    text.push_str(&format!("\nLog: <{}|run #{}>", r.log_url, r.run.id));
+    Reply::in_channel(text)
+}
+
+fn summary_headline(r: &RunReport) -> String {
     let phase = r.phase();
-    let mut text = if r.run.state == "interrupted" {
+    if r.run.state == "interrupted" {
         format!(
             ":warning: *Nightly {}* was interrupted (run #{}){}: Bobby stopped mid-run and was not back before the {} time.",
             phase.as_str(),
@@ -103,62 +137,68 @@ pub fn nightly_summary(r: &RunReport) -> Reply {
             r.run.id,
             who_ran(&r.run)
         )
-    };
-    let done: Vec<&str> = r
-        .with_outcome(|o| *o == Outcome::Done)
-        .iter()
-        .map(|e| e.name.as_str())
-        .collect();
-    if !done.is_empty() {
-        text.push_str(&format!(
-            "\n:white_check_mark: {} ({}): {}",
-            phase_done(phase),
+    }
+}
+
+/// The names of the environments whose outcome matches.
+fn names_with(r: &RunReport, pred: impl Fn(&Outcome) -> bool) -> Vec<&str> {
+    r.with_outcome(pred).iter().map(|e| e.name.as_str()).collect()
+}
+
+fn done_line(r: &RunReport) -> Option<String> {
+    let done = names_with(r, |o| *o == Outcome::Done);
+    (!done.is_empty()).then(|| {
+        format!(
+            ":white_check_mark: {} ({}): {}",
+            phase_done(r.phase()),
             done.len(),
             env_list(&done)
-        ));
-    }
-    let faulted = r.with_outcome(|o| matches!(o, Outcome::Faulted { .. }));
-    if !faulted.is_empty() {
-        let items: Vec<String> = faulted
-            .iter()
-            .map(|e| match &e.outcome {
-                Outcome::Faulted {
-                    step,
-                    exit_code,
-                    attempts,
-                    ended,
-                } => format!(
-                    "{} at step {} ({}, {}) <{}#{}|log>",
-                    env(&e.name),
-                    code(step),
-                    escape(&exit_text(*exit_code, ended)),
-                    plural(*attempts as usize, "attempt", "attempts"),
-                    r.log_url,
-                    escape(e.name.as_str())
-                ),
-                _ => String::new(),
-            })
-            .collect();
-        text.push_str(&format!("\n:x: Faulted ({}): {}", faulted.len(), items.join("; ")));
-    }
-    let interrupted = r.with_outcome(|o| matches!(o, Outcome::Interrupted { .. }));
-    if !interrupted.is_empty() {
-        let items: Vec<String> = interrupted
-            .iter()
-            .map(|e| match &e.outcome {
-                Outcome::Interrupted { step: Some(step) } => {
-                    format!("{} at step {} (faulted)", env(&e.name), code(step))
-                }
-                _ => format!("{} (not started; left as it was)", env(&e.name)),
-            })
-            .collect();
-        text.push_str(&format!(
-            "\n:warning: Interrupted ({}): {}",
-            interrupted.len(),
-            items.join("; ")
-        ));
-    }
-    let preserved: Vec<String> = r
+        )
+    })
+}
+
+fn faulted_line(r: &RunReport) -> Option<String> {
+    let items: Vec<String> = r
+        .envs
+        .iter()
+        .filter_map(|e| match &e.outcome {
+            Outcome::Faulted {
+                step,
+                exit_code,
+                attempts,
+                ended,
+            } => Some(format!(
+                "{} at step {} ({}, {}) <{}#{}|log>",
+                env(&e.name),
+                code(step),
+                escape(&exit_text(*exit_code, ended)),
+                plural(*attempts as usize, "attempt", "attempts"),
+                r.log_url,
+                escape(e.name.as_str())
+            )),
+            _ => None,
+        })
+        .collect();
+    (!items.is_empty()).then(|| format!(":x: Faulted ({}): {}", items.len(), items.join("; ")))
+}
+
+fn interrupted_line(r: &RunReport) -> Option<String> {
+    let items: Vec<String> = r
+        .envs
+        .iter()
+        .filter_map(|e| match &e.outcome {
+            Outcome::Interrupted { step: Some(step) } => {
+                Some(format!("{} at step {} (faulted)", env(&e.name), code(step)))
+            }
+            Outcome::Interrupted { step: None } => Some(format!("{} (not started; left as it was)", env(&e.name))),
+            _ => None,
+        })
+        .collect();
+    (!items.is_empty()).then(|| format!(":warning: Interrupted ({}): {}", items.len(), items.join("; ")))
+}
+
+fn preserved_line(r: &RunReport) -> Option<String> {
+    let items: Vec<String> = r
         .envs
         .iter()
         .filter_map(|e| match &e.outcome {
@@ -166,47 +206,18 @@ pub fn nightly_summary(r: &RunReport) -> Reply {
             _ => None,
         })
         .collect();
-    if !preserved.is_empty() {
-        text.push_str(&format!(
-            "\n:snowflake: Preserved ({}): {}",
-            preserved.len(),
-            preserved.join(", ")
-        ));
-    }
-    let gandalf: Vec<&str> = r
-        .with_outcome(|o| *o == Outcome::Skipped(Skip::Gandalf))
-        .iter()
-        .map(|e| e.name.as_str())
-        .collect();
-    if !gandalf.is_empty() {
-        text.push_str(&format!(
-            "\n:mag: Skipped, held by Gandalf for a verification ({}): {}",
-            gandalf.len(),
-            env_list(&gandalf)
-        ));
-    }
-    for reason in [Skip::NotKept, Skip::AlreadyUp, Skip::AlreadyDown, Skip::Busy] {
-        let names: Vec<&str> = r
-            .with_outcome(|o| *o == Outcome::Skipped(reason.clone()))
-            .iter()
-            .map(|e| e.name.as_str())
-            .collect();
-        if !names.is_empty() {
-            text.push_str(&format!(
-                "\n:fast_forward: Skipped, {} ({}): {}",
-                skip_reason(&reason),
-                names.len(),
-                env_list(&names)
-            ));
-        }
-    }
-    if r.envs.is_empty() {
-        text.push_str("\nThere was nothing to do.");
-    }
-    text.push('\n');
-    text.push_str(&savings_line(&r.savings));
-    text.push_str(&format!("\nLog: <{}|run #{}>", r.log_url, r.run.id));
-    Reply::in_channel(text)
+    (!items.is_empty()).then(|| format!(":snowflake: Preserved ({}): {}", items.len(), items.join(", ")))
+}
+
+fn gandalf_line(r: &RunReport) -> Option<String> {
+    let names = names_with(r, |o| *o == Outcome::Skipped(Skip::Gandalf));
+    (!names.is_empty()).then(|| {
+        format!(
+            ":mag: Skipped, held by Gandalf for a verification ({}): {}",
+            names.len(),
+            env_list(&names)
+        )
+    })
 }
 
 /// DM to whoever asked for a manual run.

@@ -278,29 +278,15 @@ impl Nightly {
         step: &Step,
         mut shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<StepOutcome> {
-        let retry = &self.settings.retry;
-        let max_attempts = retry.attempts.max(1);
+        let max_attempts = self.settings.retry.attempts.max(1);
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
             let waited = if attempt > 1 {
-                let cap = plan::backoff_cap(attempt - 1, retry.initial_backoff.std(), retry.max_backoff.std());
-                let wait = cap.mul_f64((self.jitter)().clamp(0.0, 1.0));
-                // Whole microseconds, as Postgres stores it: whoever reads `next_attempt_at` and
-                // waits for it (a test's manual clock) must not come up a few nanoseconds short.
-                let until = (self.now() + chrono::Duration::from_std(wait).unwrap_or_default()).trunc_subsecs(6);
-                {
-                    let mut conn = self.pool().acquire().await?;
-                    runs::step_backing_off(&mut conn, run, env, step.position, until).await?;
+                match self.back_off(run, env, step, attempt, &mut shutdown).await? {
+                    Some(waited) => Some(waited),
+                    None => return Ok(StepOutcome::Stopped),
                 }
-                tokio::select! {
-                    _ = self.bobby.clock.sleep_until(until) => {}
-                    _ = shutdown.wait_for(|s| *s) => return Ok(StepOutcome::Stopped),
-                }
-                Some(Waited {
-                    ms: wait.as_millis() as i64,
-                    cap_ms: cap.as_millis() as i64,
-                })
             } else {
                 None
             };
@@ -308,18 +294,7 @@ impl Nightly {
                 let mut conn = self.pool().acquire().await?;
                 runs::attempt_started(&mut conn, run, env, step.position, attempt as i32, waited, self.now()).await?
             };
-            let spec = StepSpec {
-                command: step.command.clone(),
-                dir: self.config().base_dir.clone(),
-                env: vec![
-                    ("BOBBY_ENV".into(), env.to_string()),
-                    ("BOBBY_ENV_URL".into(), url.to_string()),
-                    ("BOBBY_PHASE".into(), phase.as_str().to_string()),
-                    ("BOBBY_STEP".into(), step.name.clone()),
-                    ("BOBBY_ATTEMPT".into(), attempt.to_string()),
-                ],
-                timeout: self.settings.step_timeout.std(),
-            };
+            let spec = self.step_spec(phase, env, url, step, attempt);
             let what = format!("nightly:{env}:{}:{}", phase.as_str(), step.name);
             let started = Instant::now();
             let result = steps::run(&spec, &what, self.registry.as_ref(), shutdown.clone()).await;
@@ -342,19 +317,7 @@ impl Nightly {
             }
             let exit_code = result.end.exit_code();
             let throttled = result.end == StepEnd::Exited(75);
-            let outcome = match &result.end {
-                StepEnd::Exited(0) => "ok",
-                StepEnd::Exited(75) => "throttled",
-                StepEnd::Exited(_) => "failed",
-                StepEnd::TimedOut => "timed_out",
-                StepEnd::Signalled(_) => "killed",
-                StepEnd::SpawnFailed(_) => "spawn_failed",
-                StepEnd::Cancelled => "cancelled",
-            };
-            metrics::counter!("nightly_step_attempts_total", "phase" => phase.as_str(), "step" => step.name.clone(), "outcome" => outcome)
-                .increment(1);
-            metrics::histogram!("nightly_step_duration_seconds", "phase" => phase.as_str(), "step" => step.name.clone())
-                .record(elapsed);
+            attempt_metrics(phase, step, &result.end, elapsed);
             let mut ended = result.end.describe();
             if throttled {
                 ended = if attempt < max_attempts {
@@ -391,6 +354,52 @@ impl Nightly {
                 attempts: attempt,
                 log_tail: tail,
             }));
+        }
+    }
+
+    /// Waits before attempt number `attempt` (the second or later), saying so in the step's row.
+    /// `None` when Bobby is shutting down meanwhile.
+    async fn back_off(
+        &self,
+        run: i64,
+        env: &EnvName,
+        step: &Step,
+        attempt: u32,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> anyhow::Result<Option<Waited>> {
+        let retry = &self.settings.retry;
+        let cap = plan::backoff_cap(attempt - 1, retry.initial_backoff.std(), retry.max_backoff.std());
+        let wait = cap.mul_f64((self.jitter)().clamp(0.0, 1.0));
+        // Whole microseconds, as Postgres stores it: whoever reads `next_attempt_at` and
+        // waits for it (a test's manual clock) must not come up a few nanoseconds short.
+        let until = (self.now() + chrono::Duration::from_std(wait).unwrap_or_default()).trunc_subsecs(6);
+        {
+            let mut conn = self.pool().acquire().await?;
+            runs::step_backing_off(&mut conn, run, env, step.position, until).await?;
+        }
+        tokio::select! {
+            _ = self.bobby.clock.sleep_until(until) => {}
+            _ = shutdown.wait_for(|s| *s) => return Ok(None),
+        }
+        Ok(Some(Waited {
+            ms: wait.as_millis() as i64,
+            cap_ms: cap.as_millis() as i64,
+        }))
+    }
+
+    /// What a step's attempt runs, with the variables it is told (SPEC §4.5).
+    fn step_spec(&self, phase: Phase, env: &EnvName, url: &str, step: &Step, attempt: u32) -> StepSpec {
+        StepSpec {
+            command: step.command.clone(),
+            dir: self.config().base_dir.clone(),
+            env: vec![
+                ("BOBBY_ENV".into(), env.to_string()),
+                ("BOBBY_ENV_URL".into(), url.to_string()),
+                ("BOBBY_PHASE".into(), phase.as_str().to_string()),
+                ("BOBBY_STEP".into(), step.name.clone()),
+                ("BOBBY_ATTEMPT".into(), attempt.to_string()),
+            ],
+            timeout: self.settings.step_timeout.std(),
         }
     }
 
@@ -546,4 +555,21 @@ impl Nightly {
         tx.commit().await?;
         self.finish(run.id, "interrupted").await
     }
+}
+
+/// Counts an attempt by how it ended, and times it.
+fn attempt_metrics(phase: Phase, step: &Step, end: &StepEnd, seconds: f64) {
+    let outcome = match end {
+        StepEnd::Exited(0) => "ok",
+        StepEnd::Exited(75) => "throttled",
+        StepEnd::Exited(_) => "failed",
+        StepEnd::TimedOut => "timed_out",
+        StepEnd::Signalled(_) => "killed",
+        StepEnd::SpawnFailed(_) => "spawn_failed",
+        StepEnd::Cancelled => "cancelled",
+    };
+    metrics::counter!("nightly_step_attempts_total", "phase" => phase.as_str(), "step" => step.name.clone(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("nightly_step_duration_seconds", "phase" => phase.as_str(), "step" => step.name.clone())
+        .record(seconds);
 }
