@@ -3,10 +3,10 @@
 use shared::envs::{EnvState, Lease};
 use shared::ids::EnvName;
 
-use super::state_words;
-
 pub fn check_busy(name: &EnvName, state: EnvState) -> String {
-    format!("{name} is {} by Nightly; deploy once it is ready", state_words(state))
+    // The API's `reason` (SPEC §4.4): scripts may match on the state's word, so it stays as stored
+    // ("env-4 is creating by Nightly") rather than as prose would have it.
+    format!("{name} is {} by Nightly; deploy once it is ready", state.as_str())
 }
 
 pub fn check_locked_by(lease: &Lease) -> String {

@@ -402,7 +402,7 @@ async fn deploys_are_refused_to_everyone_but_the_holder_and_while_busy() {
         .await
         .unwrap();
     let answer = s.say(ADMIN, "deploy env-3 main").await;
-    assert!(answer.contains("env-3 is being deleted by Nightly"), "{answer}");
+    assert!(answer.contains("env-3 is deleting by Nightly"), "{answer}");
     s.remove("block-build-core");
     s.wait_for_deploy_state("env-1", "succeeded").await;
     assert_eq!(s.count("SELECT count(*) FROM deploys").await, 1);
