@@ -217,6 +217,36 @@ impl Deployer {
         may_deploy(&environment, actor, running.as_ref()).or_else(|r| refuse(messages::deploy_refused(&r)))
     }
 
+    /// The commit `reference` names: a pull request's head, else a branch's tip, else a commit.
+    async fn resolve(&self, reference: &DeployRef) -> Handled<CommitSha, messages::DeployRefusal> {
+        let gh = &self.inner.github;
+        let repo = &self.inner.repo;
+        Ok(match reference {
+            DeployRef::Pull(n) => match gh.pull(repo, *n).await {
+                Ok(p) => p.head_sha,
+                Err(GithubError::Refused { status: 404, .. }) => {
+                    return refuse(messages::DeployRefusal::NoSuchPull {
+                        number: *n,
+                        repo: repo.to_string(),
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            },
+            DeployRef::Name(name) => match gh.branch_tip(repo, name).await? {
+                Some(sha) => sha,
+                None => match gh.commit_sha(repo, name).await? {
+                    Some(sha) => sha,
+                    None => {
+                        return refuse(messages::DeployRefusal::NoSuchRef {
+                            reference: name.clone(),
+                            repo: repo.to_string(),
+                        });
+                    }
+                },
+            },
+        })
+    }
+
     /// Resolves the ref and plans the deploy. Returns the commit, the plan and the plan for people.
     async fn decide(
         &self,
@@ -226,37 +256,14 @@ impl Deployer {
         let gh = &self.inner.github;
         let repo = &self.inner.repo;
         let settings = &self.inner.settings;
-        let sha = match reference {
-            DeployRef::Pull(n) => match gh.pull(repo, *n).await {
-                Ok(p) => p.head_sha,
-                Err(GithubError::Refused { status: 404, .. }) => {
-                    return Err(Refusal::User(messages::DeployRefusal::NoSuchPull {
-                        number: *n,
-                        repo: repo.to_string(),
-                    }));
-                }
-                Err(e) => return Err(e.into()),
-            },
-            DeployRef::Name(name) => match gh.branch_tip(repo, name).await? {
-                Some(sha) => sha,
-                None => match gh.commit_sha(repo, name).await? {
-                    Some(sha) => sha,
-                    None => {
-                        return Err(Refusal::User(messages::DeployRefusal::NoSuchRef {
-                            reference: name.clone(),
-                            repo: repo.to_string(),
-                        }));
-                    }
-                },
-            },
-        };
+        let sha = self.resolve(reference).await?;
         let map_text = gh.file_at(repo, &settings.resource_map, &sha).await?;
         let Some(map_text) = map_text else {
             if only.is_some() {
-                return Err(Refusal::User(messages::DeployRefusal::OnlyWithoutMap {
+                return refuse(messages::DeployRefusal::OnlyWithoutMap {
                     map: settings.resource_map.clone(),
                     sha: sha.to_string(),
-                }));
+                });
             }
             let plan = DeployPlan {
                 everything: true,
