@@ -77,38 +77,10 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     let mut tasks = Vec::new();
     let mut bobby = Bobby::new(pool.clone(), config.clone(), opts.clock.clone());
     if config.deploy.is_some() {
-        match shared::github::Github::from_secrets(&opts.secrets)
-            .await
-            .context("connecting to GitHub for deploys")?
-        {
-            Some(github) => {
-                if let Some((deployer, supervisor)) = Deployer::new(
-                    pool.clone(),
-                    config.clone(),
-                    github,
-                    opts.clock.clone(),
-                    opts.secrets.mask_values(),
-                    rx.clone(),
-                ) {
-                    if config.deploy.as_ref().is_some_and(|d| d.checkout.is_some()) {
-                        notes.push(
-                            "deploy.checkout is not supported yet: deploy steps run in the config file's directory"
-                                .into(),
-                        );
-                    }
-                    deployer
-                        .recover()
-                        .await
-                        .context("concluding deploys a previous Bobby left running")?;
-                    tasks.push(tokio::spawn(supervisor.run()));
-                    bobby = bobby.with_deployer(deployer);
-                }
-            }
-            None => {
-                let why = "[deploy] is configured but there is no GITHUB_TOKEN or GitHub App: `/bobby deploy` is off";
-                tracing::warn!("{why}");
-                notes.push(why.into());
-            }
+        let deploys = start_deploys(&bobby, &opts.secrets, rx.clone(), &mut notes).await?;
+        if let Some((deployer, supervisor)) = deploys {
+            tasks.push(tokio::spawn(supervisor.run()));
+            bobby = bobby.with_deployer(deployer);
         }
     }
     let about = About {
@@ -183,6 +155,44 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     tasks.push(tokio::spawn(deliverer.run(rx.clone())));
     tracing::info!(address = %addr, "bobby is listening");
     Ok(Running::new(addr, pool, shutdown, tasks))
+}
+
+/// The deployer for `[deploy]`, with the deploys a previous Bobby left running concluded; `None`
+/// (and a note on the status page) without GitHub credentials.
+async fn start_deploys(
+    bobby: &Bobby,
+    secrets: &Secrets,
+    shutdown: watch::Receiver<bool>,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<Option<(Deployer, crate::deploy::Supervisor)>> {
+    let Some(github) = shared::github::Github::from_secrets(secrets)
+        .await
+        .context("connecting to GitHub for deploys")?
+    else {
+        let why = "[deploy] is configured but there is no GITHUB_TOKEN or GitHub App: `/bobby deploy` is off";
+        tracing::warn!("{why}");
+        notes.push(why.into());
+        return Ok(None);
+    };
+    let config = &bobby.config;
+    let Some((deployer, supervisor)) = Deployer::new(
+        bobby.pool.clone(),
+        config.clone(),
+        github,
+        bobby.clock.clone(),
+        secrets.mask_values(),
+        shutdown,
+    ) else {
+        return Ok(None);
+    };
+    if config.deploy.as_ref().is_some_and(|d| d.checkout.is_some()) {
+        notes.push("deploy.checkout is not supported yet: deploy steps run in the config file's directory".into());
+    }
+    deployer
+        .recover()
+        .await
+        .context("concluding deploys a previous Bobby left running")?;
+    Ok(Some((deployer, supervisor)))
 }
 
 const ENDPOINTS: &[&str] = &[

@@ -4,6 +4,7 @@
 
 use chrono::{NaiveDate, NaiveTime};
 use shared::duration::Span;
+use shared::envs::LeaseReason;
 pub use shared::envs::store::NightlyPhase;
 
 /// The longest reason kept; longer ones are refused rather than silently cut.
@@ -36,7 +37,7 @@ pub enum Command {
     Lock {
         target: Target,
         end: LeaseEnd,
-        reason: String,
+        reason: LeaseReason,
     },
     Unlock {
         env: String,
@@ -354,7 +355,7 @@ fn parse_lock(args: &[&str]) -> Result<Command, ParseError> {
     Ok(Command::Lock {
         target,
         end,
-        reason: reason(rest)?,
+        reason: LeaseReason::new(reason(rest)?),
     })
 }
 
@@ -561,7 +562,7 @@ mod tests {
             Command::Lock {
                 target: Target::Env("env-4".into()),
                 end: LeaseEnd::Default,
-                reason: String::new()
+                reason: LeaseReason::default()
             }
         );
         assert_eq!(
@@ -737,7 +738,7 @@ mod tests {
     fn odd_unicode_is_handled() {
         // Zero-width and bidi controls vanish from reasons; other scripts stay.
         match ok("lock env-1 for 1h d\u{200B}emo \u{202E}ok 🚀 тест") {
-            Command::Lock { reason, .. } => assert_eq!(reason, "demo ok 🚀 тест"),
+            Command::Lock { reason, .. } => assert_eq!(reason.as_str(), "demo ok 🚀 тест"),
             other => panic!("{other:?}"),
         }
         // A full-width digit is not a duration, so "for ２h" reads as the start of a reason.

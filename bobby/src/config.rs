@@ -361,7 +361,7 @@ impl BobbyConfig {
         self.environments
             .iter()
             .map(|e| Declared {
-                name: e.name.to_string(),
+                name: e.name.clone(),
                 url: e.url.clone(),
                 keep_on_weekends: e.keep_on_weekends,
             })

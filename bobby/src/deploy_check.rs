@@ -25,7 +25,7 @@ pub fn decide(env: &Environment, who: &str, people: &People, require_lease: bool
         .map(|id| id.to_string())
         .unwrap_or_else(|| who.trim().to_string());
     match &env.lease {
-        Some(lease) if lease.holder == identity => Decision::Allowed,
+        Some(lease) if lease.holder.to_string() == identity => Decision::Allowed,
         Some(lease) => Decision::Refused(messages::check_locked_by(lease)),
         None if require_lease => Decision::Refused(messages::check_unleased(&env.name)),
         None => Decision::Allowed,
@@ -98,12 +98,12 @@ pub(crate) mod tests {
     pub(crate) fn env(state: EnvState, holder: Option<&str>) -> Environment {
         let now = Utc::now();
         Environment {
-            name: "env-4".into(),
+            name: "env-4".parse().unwrap(),
             url: String::new(),
             state,
             lease: holder.map(|h| Lease {
-                environment: "env-4".into(),
-                holder: h.into(),
+                environment: "env-4".parse().unwrap(),
+                holder: h.parse().unwrap(),
                 reason: "demo".into(),
                 since: now,
                 expires_at: now + chrono::Duration::hours(1),

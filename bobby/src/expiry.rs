@@ -77,13 +77,13 @@ impl ExpiryWorker {
         let policy = self.bobby.policy().clone();
         let mut tx = self.bobby.pool.begin().await?;
         for lease in store::take_due_reminders(&mut tx, now, policy.remind_before.chrono()).await? {
-            if let Some(holder) = lease.holder_slack() {
+            if let Some(holder) = lease.holder.person() {
                 outbox::enqueue(&mut tx, holder.as_str(), &messages::reminder(&lease), now).await?;
             }
         }
         for ended in store::expire_due(&mut tx, now, &policy).await? {
             tracing::info!(environment = %ended.previous.environment, holder = %ended.previous.holder, "lease expired");
-            self.bobby.tell_about_end(&mut tx, &ended, "bobby", now).await?;
+            self.bobby.tell_about_end(&mut tx, &ended, None, now).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -200,9 +200,17 @@ fn no_such_environment(app: &AppState, name: &str) -> ApiError {
     ApiError::not_found(message)
 }
 
+/// The environment a URL names: a name that cannot be one is simply not found.
+async fn find(conn: &mut sqlx::PgConnection, name: &str) -> sqlx::Result<Option<shared::envs::Environment>> {
+    match name.parse::<shared::ids::EnvName>() {
+        Ok(name) => store::get(conn, &name).await,
+        Err(_) => Ok(None),
+    }
+}
+
 async fn get_environment(State(app): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
     let mut conn = app.bobby.pool.acquire().await?;
-    match store::get(&mut conn, &name).await? {
+    match find(&mut conn, &name).await? {
         Some(env) => Ok(Json(env).into_response()),
         None => Err(no_such_environment(&app, &name)),
     }
@@ -251,7 +259,7 @@ async fn deploy_check(
         ));
     }
     let mut conn = app.bobby.pool.acquire().await?;
-    let Some(env) = store::get(&mut conn, &name).await? else {
+    let Some(env) = find(&mut conn, &name).await? else {
         return Err(no_such_environment(&app, &name));
     };
     let config = &app.bobby.config;

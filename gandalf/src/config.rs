@@ -236,7 +236,7 @@ impl GandalfConfig {
         self.repos
             .iter()
             .map(|r| Declared {
-                name: r.environment.to_string(),
+                name: r.environment.clone(),
                 url: String::new(),
                 keep_on_weekends: false,
             })
@@ -285,7 +285,7 @@ revert = "ci/deploy.sh"
         assert_eq!(r.merge_method, MergeMethod::FastForward);
         assert_eq!(r.timeout.as_secs(), 3600);
         assert_eq!(r.pipeline.revert.as_deref(), Some("ci/deploy.sh"));
-        assert_eq!(c.verification_environments()[0].name, "verify-1");
+        assert_eq!(c.verification_environments()[0].name.as_str(), "verify-1");
     }
 
     #[test]

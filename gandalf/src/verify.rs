@@ -352,9 +352,7 @@ impl Verifier<'_> {
     /// Takes the environment's lease for Gandalf, waiting (and saying so) while a person holds it
     /// or Nightly is working on it.
     async fn lease_environment(&self, item: &Item, stop: &StopSignal) -> Flow<()> {
-        let env = self.repo.environment.as_str();
-        // The environments store takes the holder as text for now.
-        let holder = Holder::Gandalf.to_string();
+        let env = &self.repo.environment;
         // Listening costs a connection of its own: only when there is something to wait for.
         let mut listener: Option<PgListener> = None;
         loop {
@@ -362,15 +360,16 @@ impl Verifier<'_> {
             let until = now + self.repo.timeout.chrono() + LEASE_MARGIN;
             let reason = messages::lease_reason(&self.repo.name, item.pr);
             let mut tx = self.gandalf.pool.begin().await?;
-            let waiting = match envs::lock(&mut tx, env, &holder, &reason, now, until).await? {
+            let waiting = match envs::lock(&mut tx, env, &Holder::Gandalf, &reason.into(), now, until).await? {
                 LockOutcome::Locked { state, .. } => (state != EnvState::Ready).then_some(state),
                 LockOutcome::AlreadyYours(_) => {
-                    let state = envs::get(&mut tx, env).await?.map(|e| e.state);
+                    let state = envs::get(&mut tx, &self.repo.environment).await?.map(|e| e.state);
                     state.filter(|s| *s != EnvState::Ready)
                 }
                 LockOutcome::HeldBy { lease, .. } => {
                     tx.rollback().await?;
-                    let note = messages::waiting_for_environment(env, &lease.holder, lease.expires_at);
+                    let note =
+                        messages::waiting_for_environment(env.as_str(), &lease.holder.to_string(), lease.expires_at);
                     self.advance(item, ItemState::WaitingForEnvironment, Some(&note), stop)
                         .await?;
                     self.wait_for_change(&mut listener, stop).await?;
@@ -392,7 +391,7 @@ impl Verifier<'_> {
                     // go so that Nightly can bring it back, and wait for it.
                     tx.rollback().await?;
                     self.release_environment().await?;
-                    let note = messages::waiting_for_nightly(env, state.as_str());
+                    let note = messages::waiting_for_nightly(env.as_str(), state.as_str());
                     self.advance(item, ItemState::WaitingForEnvironment, Some(&note), stop)
                         .await?;
                     self.wait_for_change(&mut listener, stop).await?;
@@ -422,18 +421,15 @@ impl Verifier<'_> {
     /// Lets go of the environment if Gandalf holds it. The first waiter, if any, gets it.
     pub async fn release_environment(&self) -> anyhow::Result<()> {
         let env = self.repo.environment.as_str();
-        let actor = Actor {
-            id: Holder::Gandalf.to_string(),
-            is_admin: false,
-        };
+        let actor = Actor::gandalf();
         let now = self.now();
         let mut tx = self.gandalf.pool.begin().await?;
         if let UnlockOutcome::Released(ended) =
-            envs::unlock(&mut tx, env, &actor, false, now, &handoff_policy()).await?
+            envs::unlock(&mut tx, &self.repo.environment, &actor, false, now, &handoff_policy()).await?
             && let Some(next) = &ended.next
         {
             let dm = messages::environment_handed_over(env, next.expires_at);
-            outbox::enqueue_from(&mut tx, Sender::Gandalf, &next.holder, &dm, now).await?;
+            outbox::enqueue_from(&mut tx, Sender::Gandalf, &next.holder.to_string(), &dm, now).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -19,7 +19,10 @@ use futures::Future;
 use shared::clock::SharedClock;
 use shared::envs::{Actor, EnvState, Environment};
 use shared::github::{CommitSha, Github, GithubError, RepoName};
+use shared::ids::EnvName;
+use shared::refusal::{Handled, OrRefuse, Refusal, refuse};
 use shared::resources::ResourceMap;
+use shared::slack::Reply;
 use shared::slack::outbox::{self, Sender};
 use shared::steps::Registry;
 use sqlx::PgPool;
@@ -27,7 +30,6 @@ use tokio::sync::{mpsc, watch};
 
 use crate::command::{DeployRef, closest};
 use crate::config::{BobbyConfig, DeployConfig};
-use crate::handler::Answer;
 use crate::messages;
 use store::{DeployPlan, DeployRow, Liveness, NewDeploy};
 
@@ -74,19 +76,6 @@ impl Supervisor {
     }
 }
 
-/// Why a deploy cannot start, or what it would do instead.
-enum Refusal {
-    /// Said to the user; nothing was changed.
-    Say(messages::DeployRefusal),
-    Github(GithubError),
-}
-
-impl From<GithubError> for Refusal {
-    fn from(e: GithubError) -> Self {
-        Refusal::Github(e)
-    }
-}
-
 impl Deployer {
     /// A deployer for `config.deploy`, or `None` when the config has no `[deploy]`.
     pub fn new(
@@ -128,47 +117,47 @@ impl Deployer {
         &self,
         actor: &Actor,
         channel: Option<&str>,
-        env: &str,
+        env: &EnvName,
         reference: &DeployRef,
         only: Option<&[String]>,
         dry_run: bool,
-    ) -> anyhow::Result<Answer> {
-        if !dry_run && let Err(answer) = self.authorized(actor, env).await? {
-            return Ok(answer);
+    ) -> Handled<Reply> {
+        if !dry_run {
+            self.authorized(actor, env).await?;
         }
         let (sha, plan, plan_text) = match self.decide(reference, only).await {
             Ok(decided) => decided,
-            Err(Refusal::Say(r)) => return Ok(Answer::refused(messages::deploy_refused(&r))),
-            Err(Refusal::Github(e)) => {
-                tracing::warn!(error = %e, status = ?e.status(), "GitHub failed while planning a deploy");
-                return Ok(Answer::refused(messages::deploy_github_down()));
+            Err(Refusal::User(r)) => return refuse(messages::deploy_refused(&r)),
+            // Everything `decide` does besides refusing is asking GitHub.
+            Err(Refusal::Internal(e)) => {
+                let status = e.downcast_ref::<GithubError>().and_then(GithubError::status);
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    ?status,
+                    "GitHub failed while planning a deploy"
+                );
+                return refuse(messages::deploy_github_down());
             }
         };
         let typed = reference.as_typed();
         if dry_run {
-            return Ok(Answer::ok(messages::deploy_dry_run(
-                env,
-                &typed,
-                &sha.to_string(),
-                &plan_text,
-            )));
+            return Ok(messages::deploy_dry_run(env, &typed, sha.as_ref(), &plan_text));
         }
 
         // Decided: record it with its progress message, checking the rules again under the
         // environment's row lock (the GitHub calls took time; the lease may have changed).
         let liveness = Liveness::reserve(&self.inner.pool).await?;
-        let channel = channel.unwrap_or(actor.id.as_str()).to_string();
+        let by = actor.id.to_string();
+        let channel = channel.unwrap_or(&by).to_string();
         let now = self.now();
         let mut tx = self.inner.pool.begin().await?;
-        if let Err(answer) = self.check(&mut tx, actor, env, true).await? {
-            return Ok(answer);
-        }
+        self.check(&mut tx, actor, env, true).await?;
         let new = NewDeploy {
             id: liveness.id,
             environment: env,
             reference: &typed,
-            sha: &sha.to_string(),
-            by: &actor.id,
+            sha: sha.as_ref(),
+            by: &by,
             plan: &plan,
             channel: &channel,
             now,
@@ -176,10 +165,8 @@ impl Deployer {
         if !store::insert(&mut tx, &new).await? {
             drop(tx);
             // Another deploy won the race for this environment.
-            return Ok(match self.authorized(actor, env).await? {
-                Err(answer) => answer,
-                Ok(()) => Answer::refused(messages::internal_error()),
-            });
+            self.authorized(actor, env).await?;
+            return Err(anyhow::anyhow!("a deploy to {env} was running, and then it was not").into());
         }
         let row = store::get(&mut tx, liveness.id)
             .await?
@@ -188,7 +175,7 @@ impl Deployer {
         let message = outbox::enqueue_from(&mut tx, Sender::Bobby, &channel, &progress, now).await?;
         store::set_message(&mut tx, row.id, message).await?;
         tx.commit().await?;
-        tracing::info!(deploy = row.id, env, reference = %typed, sha = %sha.to_string(), by = %actor.id, "deploy started");
+        tracing::info!(deploy = row.id, %env, reference = %typed, sha = %sha.to_string(), by = %actor.id, "deploy started");
         metrics::counter!("bobby_deploys_total", "outcome" => "started").increment(1);
 
         let inner = self.inner.clone();
@@ -198,62 +185,43 @@ impl Deployer {
             // interrupted by the next Bobby, like after a crash.
             tracing::warn!("deploy recorded while shutting down; it will be concluded as interrupted");
         }
-        Ok(Answer::ok(messages::deploy_started(
-            env,
-            &typed,
-            &sha.to_string(),
-            &channel,
-        )))
+        Ok(messages::deploy_started(env, &typed, sha.as_ref(), &channel))
     }
 
     /// Whether `actor` may deploy to `env` now (reading only, before anything slow happens).
-    async fn authorized(&self, actor: &Actor, env: &str) -> anyhow::Result<Result<(), Answer>> {
+    async fn authorized(&self, actor: &Actor, env: &EnvName) -> Handled<()> {
         let mut tx = self.inner.pool.begin().await?;
-        let verdict = self.check(&mut tx, actor, env, false).await?;
+        self.check(&mut tx, actor, env, false).await?;
         tx.commit().await?;
-        Ok(verdict)
+        Ok(())
     }
 
     /// The rules of who may deploy, against the environment as it is in `tx` (row-locked when
     /// `lock`). A running deploy whose runner died is concluded first.
-    async fn check(
-        &self,
-        tx: &mut sqlx::PgConnection,
-        actor: &Actor,
-        env: &str,
-        lock: bool,
-    ) -> anyhow::Result<Result<(), Answer>> {
+    async fn check(&self, tx: &mut sqlx::PgConnection, actor: &Actor, env: &EnvName, lock: bool) -> Handled<()> {
         if lock {
             sqlx::query("SELECT 1 FROM environments WHERE name = $1 FOR UPDATE")
                 .bind(env)
                 .execute(&mut *tx)
                 .await?;
         }
-        let Some(environment) = shared::envs::store::get(&mut *tx, env).await? else {
-            return Ok(Err(Answer::refused(messages::unknown_env(env, None, &[]))));
-        };
+        let environment = shared::envs::store::get(&mut *tx, env)
+            .await?
+            .or_refuse(|| messages::unknown_env(env.as_str(), None, &[]))?;
         let mut running = store::running_on(&mut *tx, env).await?;
         if let Some(r) = &running
             && run::conclude_if_orphaned(&self.inner, &mut *tx, r.id).await?
         {
             running = None;
         }
-        Ok(
-            may_deploy(&environment, actor, running.as_ref())
-                .map_err(|r| Answer::refused(messages::deploy_refused(&r))),
-        )
+        may_deploy(&environment, actor, running.as_ref()).or_else(|r| refuse(messages::deploy_refused(&r)))
     }
 
-    /// Resolves the ref and plans the deploy. Returns the commit, the plan and the plan for people.
-    async fn decide(
-        &self,
-        reference: &DeployRef,
-        only: Option<&[String]>,
-    ) -> Result<(CommitSha, DeployPlan, String), Refusal> {
+    /// The commit `reference` names: a pull request's head, else a branch's tip, else a commit.
+    async fn resolve(&self, reference: &DeployRef) -> Handled<CommitSha, messages::DeployRefusal> {
         let gh = &self.inner.github;
         let repo = &self.inner.repo;
-        let settings = &self.inner.settings;
-        let sha = match reference {
+        Ok(match reference {
             // (`PrNumber` is what the GitHub client takes; a number past it is no pull request.)
             DeployRef::Pull(n) => match match shared::ids::PrNumber::new(*n) {
                 Some(number) => gh.pull(repo, number).await,
@@ -264,10 +232,10 @@ impl Deployer {
             } {
                 Ok(p) => p.head_sha,
                 Err(GithubError::Refused { status: 404, .. }) => {
-                    return Err(Refusal::Say(messages::DeployRefusal::NoSuchPull {
+                    return refuse(messages::DeployRefusal::NoSuchPull {
                         number: *n,
                         repo: repo.to_string(),
-                    }));
+                    });
                 }
                 Err(e) => return Err(e.into()),
             },
@@ -276,21 +244,33 @@ impl Deployer {
                 None => match gh.commit_sha(repo, name).await? {
                     Some(sha) => sha,
                     None => {
-                        return Err(Refusal::Say(messages::DeployRefusal::NoSuchRef {
+                        return refuse(messages::DeployRefusal::NoSuchRef {
                             reference: name.clone(),
                             repo: repo.to_string(),
-                        }));
+                        });
                     }
                 },
             },
-        };
+        })
+    }
+
+    /// Resolves the ref and plans the deploy. Returns the commit, the plan and the plan for people.
+    async fn decide(
+        &self,
+        reference: &DeployRef,
+        only: Option<&[String]>,
+    ) -> Handled<(CommitSha, DeployPlan, String), messages::DeployRefusal> {
+        let gh = &self.inner.github;
+        let repo = &self.inner.repo;
+        let settings = &self.inner.settings;
+        let sha = self.resolve(reference).await?;
         let map_text = gh.file_at(repo, &settings.resource_map, &sha).await?;
         let Some(map_text) = map_text else {
             if only.is_some() {
-                return Err(Refusal::Say(messages::DeployRefusal::OnlyWithoutMap {
+                return refuse(messages::DeployRefusal::OnlyWithoutMap {
                     map: settings.resource_map.clone(),
                     sha: sha.to_string(),
-                }));
+                });
             }
             let plan = DeployPlan {
                 everything: true,
@@ -300,7 +280,7 @@ impl Deployer {
             return Ok((sha, plan, text));
         };
         let map = ResourceMap::parse(&map_text).map_err(|e| {
-            Refusal::Say(messages::DeployRefusal::BadMap {
+            Refusal::User(messages::DeployRefusal::BadMap {
                 rendered: e.render(&settings.resource_map),
             })
         })?;
@@ -312,7 +292,7 @@ impl Deployer {
                     .filter(|r| r.enabled)
                     .map(|r| r.name.as_str())
                     .collect();
-                Refusal::Say(messages::DeployRefusal::UnknownResource {
+                Refusal::User(messages::DeployRefusal::UnknownResource {
                     suggestion: closest(&unknown, &valid).map(str::to_string),
                     valid: valid.iter().map(|v| v.to_string()).collect(),
                     name: unknown,
@@ -320,7 +300,7 @@ impl Deployer {
             })?,
             None => {
                 let base = gh.branch_tip(repo, &settings.base).await?.ok_or_else(|| {
-                    Refusal::Say(messages::DeployRefusal::NoBase {
+                    Refusal::User(messages::DeployRefusal::NoBase {
                         base: settings.base.clone(),
                         repo: repo.to_string(),
                     })
@@ -343,25 +323,25 @@ impl Deployer {
     }
 
     /// `/bobby deploy cancel <env>`: the holder, the deployer or an admin.
-    pub async fn cancel(&self, actor: &Actor, env: &str) -> anyhow::Result<Answer> {
+    pub async fn cancel(&self, actor: &Actor, env: &EnvName) -> Handled<Reply> {
         let mut tx = self.inner.pool.begin().await?;
-        let Some(running) = store::running_on(&mut tx, env).await? else {
-            return Ok(Answer::refused(messages::deploy_nothing_to_cancel(env)));
-        };
+        let running = store::running_on(&mut tx, env)
+            .await?
+            .or_refuse(|| messages::deploy_nothing_to_cancel(env))?;
         let holder = shared::envs::store::get(&mut tx, env)
             .await?
             .and_then(|e| e.lease)
             .map(|l| l.holder);
-        let allowed = actor.is_admin || running.by_user == actor.id || holder.as_deref() == Some(actor.id.as_str());
+        let allowed = actor.is_admin || running.by_user == actor.id.to_string() || holder.as_ref() == Some(&actor.id);
         if !allowed {
-            return Ok(Answer::refused(messages::deploy_cancel_not_allowed(&running)));
+            return refuse(messages::deploy_cancel_not_allowed(&running));
         }
-        let why = format!("cancelled by {}", shared::slack::mrkdwn::user(&actor.id));
+        let why = format!("cancelled by {}", shared::slack::mrkdwn::user(&actor.id.to_string()));
         store::request_cancel(&mut tx, env, &why).await?;
         // A deploy nobody runs any more is concluded now rather than waiting for a runner.
         run::conclude_if_orphaned(&self.inner, &mut tx, running.id).await?;
         tx.commit().await?;
-        Ok(Answer::ok(messages::deploy_cancelling(&running)))
+        Ok(messages::deploy_cancelling(&running))
     }
 
     /// Concludes every `running` deploy whose runner is gone: at start, after a crash.
@@ -419,16 +399,13 @@ mod tests {
     use crate::deploy_check::tests::env;
 
     fn actor(id: &str, is_admin: bool) -> Actor {
-        Actor {
-            id: id.into(),
-            is_admin,
-        }
+        Actor::person(&id.parse().unwrap(), is_admin)
     }
 
     fn running() -> DeployRow {
         DeployRow {
             id: 7,
-            environment: "env-4".into(),
+            environment: "env-4".parse().unwrap(),
             state: store::DeployState::Running,
             reference: "main".into(),
             sha: "abcdef1".into(),

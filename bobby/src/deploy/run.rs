@@ -25,16 +25,18 @@ enum End {
     Stopped,
 }
 
-/// Why a step did not succeed.
-enum Halt {
+/// Why the pipeline stopped short of its end: a red step, a cancel or shutdown, or our own error.
+/// Not a refusal (the deploy has started and is recorded whatever happens); it becomes an [`End`].
+/// Gandalf's verification has the same three ways to stop, in its own type.
+enum PipelineStop {
     Red(FailedStep),
     Stopped,
     Internal(anyhow::Error),
 }
 
-impl<E: Into<anyhow::Error>> From<E> for Halt {
+impl<E: Into<anyhow::Error>> From<E> for PipelineStop {
     fn from(e: E) -> Self {
-        Halt::Internal(e.into())
+        PipelineStop::Internal(e.into())
     }
 }
 
@@ -114,9 +116,9 @@ async fn cancel_requested(inner: &Inner, id: i64) -> bool {
 async fn pipeline(inner: &Inner, row: &DeployRow, cancel: watch::Receiver<bool>) -> End {
     match stages(inner, row, &cancel).await {
         Ok(()) => End::Succeeded,
-        Err(Halt::Red(f)) => End::Failed(f),
-        Err(Halt::Stopped) => End::Stopped,
-        Err(Halt::Internal(e)) => {
+        Err(PipelineStop::Red(f)) => End::Failed(f),
+        Err(PipelineStop::Stopped) => End::Stopped,
+        Err(PipelineStop::Internal(e)) => {
             tracing::error!(deploy = row.id, error = format!("{e:#}"), "deploy failed on our side");
             End::Failed(FailedStep {
                 step: "bobby".into(),
@@ -128,7 +130,7 @@ async fn pipeline(inner: &Inner, row: &DeployRow, cancel: watch::Receiver<bool>)
     }
 }
 
-async fn stages(inner: &Inner, row: &DeployRow, cancel: &watch::Receiver<bool>) -> Result<(), Halt> {
+async fn stages(inner: &Inner, row: &DeployRow, cancel: &watch::Receiver<bool>) -> Result<(), PipelineStop> {
     let pipeline = &inner.settings.pipeline;
     let parallelism = inner.settings.parallelism.max(1) as usize;
     for level in row.plan.build_levels() {
@@ -140,12 +142,12 @@ async fn stages(inner: &Inner, row: &DeployRow, cancel: &watch::Receiver<bool>) 
         for r in results {
             match r {
                 Some(Ok(())) => {}
-                Some(Err(Halt::Stopped)) | None => stopped = true,
+                Some(Err(PipelineStop::Stopped)) | None => stopped = true,
                 Some(Err(other)) => return Err(other),
             }
         }
         if stopped {
-            return Err(Halt::Stopped);
+            return Err(PipelineStop::Stopped);
         }
     }
     for resource in row.plan.deploys() {
@@ -165,9 +167,9 @@ async fn step(
     command: &str,
     resource: &str,
     cancel: watch::Receiver<bool>,
-) -> Result<(), Halt> {
+) -> Result<(), PipelineStop> {
     if *cancel.borrow() {
-        return Err(Halt::Stopped);
+        return Err(PipelineStop::Stopped);
     }
     let per_resource = (!resource.is_empty() && resource != EVERYTHING).then_some(resource);
     let started = inner.clock.now();
@@ -200,8 +202,8 @@ async fn step(
         .record((result.finished_at - result.started_at).num_milliseconds() as f64 / 1000.0);
     match result.end {
         StepEnd::Exited(0) => Ok(()),
-        StepEnd::Cancelled => Err(Halt::Stopped),
-        end => Err(Halt::Red(FailedStep {
+        StepEnd::Cancelled => Err(PipelineStop::Stopped),
+        end => Err(PipelineStop::Red(FailedStep {
             step: name.to_string(),
             resource: per_resource.map(str::to_string),
             how: end.describe(),
@@ -216,11 +218,11 @@ fn spec(inner: &Inner, row: &DeployRow, name: &str, command: &str, resource: Opt
         .config
         .environments
         .iter()
-        .find(|e| e.name.as_str() == row.environment)
+        .find(|e| e.name == row.environment)
         .map(|e| e.url.clone())
         .unwrap_or_default();
     let mut env = vec![
-        ("BOBBY_ENV".to_string(), row.environment.clone()),
+        ("BOBBY_ENV".to_string(), row.environment.to_string()),
         ("BOBBY_ENV_URL".to_string(), url),
         ("BOBBY_REF".to_string(), row.reference.clone()),
         ("BOBBY_SHA".to_string(), row.sha.clone()),

@@ -8,34 +8,15 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use shared::ids::EnvName;
 use sqlx::{Connection, PgConnection, PgPool};
 
 /// The `classid` half of a deploy's advisory lock ("BD"); the other half is the deploy's id.
 const DEPLOY_LOCK_CLASS: i32 = 0x4244;
 
-/// The state of a deploy, or of one of its steps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type, Serialize)]
-#[sqlx(type_name = "text", rename_all = "lowercase")]
-#[serde(rename_all = "lowercase")]
-pub enum DeployState {
-    Running,
-    Succeeded,
-    Failed,
-    Cancelled,
-    Interrupted,
-}
-
-impl DeployState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeployState::Running => "running",
-            DeployState::Succeeded => "succeeded",
-            DeployState::Failed => "failed",
-            DeployState::Cancelled => "cancelled",
-            DeployState::Interrupted => "interrupted",
-        }
-    }
-}
+/// The state of a deploy, or of one of its steps: shared, because the environments API shows
+/// the latest deploy of each environment.
+pub use shared::envs::DeployState;
 
 /// What a deploy does, decided before it starts and stored with it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,7 +54,7 @@ impl DeployPlan {
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct DeployRow {
     pub id: i64,
-    pub environment: String,
+    pub environment: EnvName,
     pub state: DeployState,
     #[sqlx(rename = "ref")]
     pub reference: String,
@@ -147,7 +128,7 @@ pub async fn runner_is_gone(conn: &mut PgConnection, id: i64) -> sqlx::Result<bo
 
 pub struct NewDeploy<'a> {
     pub id: i64,
-    pub environment: &'a str,
+    pub environment: &'a EnvName,
     pub reference: &'a str,
     pub sha: &'a str,
     pub by: &'a str,
@@ -194,7 +175,7 @@ pub async fn get(conn: &mut PgConnection, id: i64) -> sqlx::Result<Option<Deploy
 }
 
 /// The running deploy of an environment, if any.
-pub async fn running_on(conn: &mut PgConnection, env: &str) -> sqlx::Result<Option<DeployRow>> {
+pub async fn running_on(conn: &mut PgConnection, env: &EnvName) -> sqlx::Result<Option<DeployRow>> {
     sqlx::query_as(concat!(
         "SELECT ",
         deploy_columns!(),
@@ -212,7 +193,7 @@ pub async fn running_ids(pool: &PgPool) -> sqlx::Result<Vec<i64>> {
 }
 
 /// Asks the running deploy of `env` to stop; returns it when there was one.
-pub async fn request_cancel(conn: &mut PgConnection, env: &str, why: &str) -> sqlx::Result<Option<DeployRow>> {
+pub async fn request_cancel(conn: &mut PgConnection, env: &EnvName, why: &str) -> sqlx::Result<Option<DeployRow>> {
     sqlx::query_as(concat!(
         "UPDATE deploys SET cancel_reason = COALESCE(cancel_reason, $2) \
          WHERE environment = $1 AND state = 'running' RETURNING ",

@@ -103,7 +103,7 @@ impl Nightly {
             .environments
             .iter()
             .filter_map(|c| {
-                let e = envs.iter().find(|e| e.name == c.name.as_str())?;
+                let e = envs.iter().find(|e| e.name == c.name)?;
                 Some(plan::EnvView {
                     name: e.name.clone(),
                     state: e.state,
@@ -188,7 +188,7 @@ pub async fn status(n: &Nightly, now: DateTime<Utc>) -> anyhow::Result<StatusRep
         .config()
         .environments
         .iter()
-        .filter_map(|c| all.iter().find(|e| e.name == c.name.as_str()).cloned())
+        .filter_map(|c| all.iter().find(|e| e.name == c.name).cloned())
         .collect();
     let views = n.views(&environments);
     let mut next = Vec::new();

@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Datelike, Days, NaiveDate, NaiveTime, Utc, Weekday};
 use chrono_tz::Tz;
-use shared::envs::{EnvState, GANDALF_HOLDER};
+use shared::envs::EnvState;
+use shared::ids::{EnvName, Holder};
 use shared::schedule::{local_instant, next_local_time};
 
 use crate::config::NightlyConfig;
@@ -179,10 +180,10 @@ impl Schedule {
 /// What planning needs to know about an environment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EnvView {
-    pub name: String,
+    pub name: EnvName,
     pub state: EnvState,
     pub preserved_until: Option<DateTime<Utc>>,
-    pub holder: Option<String>,
+    pub holder: Option<Holder>,
     pub keep_on_weekends: bool,
 }
 
@@ -240,7 +241,7 @@ pub enum Decision {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Planned {
-    pub name: String,
+    pub name: EnvName,
     pub decision: Decision,
 }
 
@@ -250,7 +251,7 @@ pub struct Planned {
 /// named it; preservation and Gandalf's lease never do.
 pub fn plan(phase: Phase, envs: &[EnvView], kept: &[&str], only: Option<&str>, now: DateTime<Utc>) -> Vec<Planned> {
     envs.iter()
-        .filter(|e| only.is_none_or(|o| o == e.name))
+        .filter(|e| only.is_none_or(|o| o == e.name.as_str()))
         .map(|e| Planned {
             name: e.name.clone(),
             decision: decide(phase, e, kept.contains(&e.name.as_str()), only.is_some(), now),
@@ -262,7 +263,7 @@ fn decide(phase: Phase, e: &EnvView, kept: bool, named: bool, now: DateTime<Utc>
     if let Some(until) = e.preserved_until.filter(|t| *t > now) {
         return Decision::Skip(Skip::Preserved(until));
     }
-    if e.holder.as_deref() == Some(GANDALF_HOLDER) {
+    if e.holder.as_ref().is_some_and(Holder::is_gandalf) {
         return Decision::Skip(Skip::Gandalf);
     }
     if e.state.is_busy() {
@@ -463,7 +464,7 @@ mod tests {
 
     fn env(name: &str, state: EnvState, keep: bool) -> EnvView {
         EnvView {
-            name: name.into(),
+            name: name.parse().unwrap(),
             state,
             preserved_until: None,
             holder: None,
@@ -529,7 +530,7 @@ mod tests {
             env("env-6", EnvState::Ready, false),
         ];
         envs[0].preserved_until = Some(now + chrono::Duration::hours(12));
-        envs[4].holder = Some(GANDALF_HOLDER.into());
+        envs[4].holder = Some(Holder::Gandalf);
         // A preservation that ended is no preservation.
         envs[5].preserved_until = Some(now);
         let all: Vec<&str> = envs.iter().map(|e| e.name.as_str()).collect();

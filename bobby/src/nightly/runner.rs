@@ -26,8 +26,8 @@ use anyhow::Context;
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use futures::StreamExt;
 use shared::envs::store::{self, NightlyClaim};
-use shared::envs::{EnvState, Fault};
-use shared::ids::SlackUserId;
+use shared::envs::{EnvState, Fault, NightlyOutcome};
+use shared::ids::{EnvName, SlackUserId};
 use shared::slack::outbox;
 use shared::steps::{self, StepEnd, StepSpec};
 use sqlx::PgConnection;
@@ -130,7 +130,7 @@ impl Nightly {
             // this transaction): "until-nightly" leases expire at the very instant of the delete,
             // both workers wake then, and what people are told must not depend on which wins.
             for ended in store::expire_due(tx, now, self.policy()).await? {
-                self.bobby.tell_about_end(tx, &ended, "bobby", now).await?;
+                self.bobby.tell_about_end(tx, &ended, None, now).await?;
             }
         }
         let envs = store::list(tx).await?;
@@ -153,9 +153,9 @@ impl Nightly {
                             runs::add_step(tx, id, &p.name, i as i32, &step.name, &step.run).await?;
                         }
                         if let Some(ended) = &ended {
-                            self.bobby.tell_about_end(tx, ended, "bobby", now).await?;
+                            self.bobby.tell_about_end(tx, ended, None, now).await?;
                         }
-                        for waiter in cleared_waiters.iter().filter_map(|w| w.parse::<SlackUserId>().ok()) {
+                        for waiter in &cleared_waiters {
                             let note = messages::nightly_waitlist_cleared(&p.name);
                             outbox::enqueue(tx, waiter.as_str(), &note, now).await?;
                         }
@@ -190,11 +190,11 @@ impl Nightly {
                 runs::steps_of(&mut conn, id).await?,
             )
         };
-        let mut by_env: BTreeMap<String, Vec<Step>> = BTreeMap::new();
+        let mut by_env: BTreeMap<EnvName, Vec<Step>> = BTreeMap::new();
         for s in steps {
             by_env.entry(s.environment.clone()).or_default().push(s);
         }
-        let work: Vec<(String, Vec<Step>)> = envs
+        let work: Vec<(EnvName, Vec<Step>)> = envs
             .into_iter()
             .filter(|e| e.state == "pending" || e.state == "running")
             .map(|e| {
@@ -229,7 +229,7 @@ impl Nightly {
         &self,
         run: i64,
         phase: Phase,
-        env: String,
+        env: EnvName,
         steps: Vec<Step>,
         shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<EnvEnd> {
@@ -250,7 +250,7 @@ impl Nightly {
                     let mut tx = self.pool().begin().await?;
                     runs::skip_steps_after(&mut tx, run, &env, step.position).await?;
                     runs::env_finished(&mut tx, run, &env, "faulted", now).await?;
-                    store::nightly_faulted(&mut tx, &env, &fault, "faulted", now).await?;
+                    store::nightly_faulted(&mut tx, &env, &fault, NightlyOutcome::Faulted, now).await?;
                     tx.commit().await?;
                     tracing::warn!(run, environment = %env, step = %fault.step, exit_code = ?fault.exit_code, attempts = fault.attempts, "Nightly faulted an environment");
                     metrics::counter!("nightly_environments_total", "phase" => phase.as_str(), "outcome" => "faulted")
@@ -273,34 +273,20 @@ impl Nightly {
         &self,
         run: i64,
         phase: Phase,
-        env: &str,
+        env: &EnvName,
         url: &str,
         step: &Step,
         mut shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<StepOutcome> {
-        let retry = &self.settings.retry;
-        let max_attempts = retry.attempts.max(1);
+        let max_attempts = self.settings.retry.attempts.max(1);
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
             let waited = if attempt > 1 {
-                let cap = plan::backoff_cap(attempt - 1, retry.initial_backoff.std(), retry.max_backoff.std());
-                let wait = cap.mul_f64((self.jitter)().clamp(0.0, 1.0));
-                // Whole microseconds, as Postgres stores it: whoever reads `next_attempt_at` and
-                // waits for it (a test's manual clock) must not come up a few nanoseconds short.
-                let until = (self.now() + chrono::Duration::from_std(wait).unwrap_or_default()).trunc_subsecs(6);
-                {
-                    let mut conn = self.pool().acquire().await?;
-                    runs::step_backing_off(&mut conn, run, env, step.position, until).await?;
+                match self.back_off(run, env, step, attempt, &mut shutdown).await? {
+                    Some(waited) => Some(waited),
+                    None => return Ok(StepOutcome::Stopped),
                 }
-                tokio::select! {
-                    _ = self.bobby.clock.sleep_until(until) => {}
-                    _ = shutdown.wait_for(|s| *s) => return Ok(StepOutcome::Stopped),
-                }
-                Some(Waited {
-                    ms: wait.as_millis() as i64,
-                    cap_ms: cap.as_millis() as i64,
-                })
             } else {
                 None
             };
@@ -308,19 +294,7 @@ impl Nightly {
                 let mut conn = self.pool().acquire().await?;
                 runs::attempt_started(&mut conn, run, env, step.position, attempt as i32, waited, self.now()).await?
             };
-            let spec = StepSpec {
-                command: step.command.clone(),
-                dir: self.config().base_dir.clone(),
-                env: vec![
-                    ("BOBBY_ENV".into(), env.to_string()),
-                    ("BOBBY_ENV_URL".into(), url.to_string()),
-                    ("BOBBY_PHASE".into(), phase.as_str().to_string()),
-                    ("BOBBY_STEP".into(), step.name.clone()),
-                    ("BOBBY_ATTEMPT".into(), attempt.to_string()),
-                ],
-                sandbox: Default::default(),
-                timeout: self.settings.step_timeout.std(),
-            };
+            let spec = self.step_spec(phase, env, url, step, attempt);
             let what = format!("nightly:{env}:{}:{}", phase.as_str(), step.name);
             let started = Instant::now();
             let result = steps::run(&spec, &what, self.registry.as_ref(), shutdown.clone()).await;
@@ -343,19 +317,7 @@ impl Nightly {
             }
             let exit_code = result.end.exit_code();
             let throttled = result.end == StepEnd::Exited(75);
-            let outcome = match &result.end {
-                StepEnd::Exited(0) => "ok",
-                StepEnd::Exited(75) => "throttled",
-                StepEnd::Exited(_) => "failed",
-                StepEnd::TimedOut => "timed_out",
-                StepEnd::Signalled(_) => "killed",
-                StepEnd::SpawnFailed(_) => "spawn_failed",
-                StepEnd::Cancelled => "cancelled",
-            };
-            metrics::counter!("nightly_step_attempts_total", "phase" => phase.as_str(), "step" => step.name.clone(), "outcome" => outcome)
-                .increment(1);
-            metrics::histogram!("nightly_step_duration_seconds", "phase" => phase.as_str(), "step" => step.name.clone())
-                .record(elapsed);
+            attempt_metrics(phase, step, &result.end, elapsed);
             let mut ended = result.end.describe();
             if throttled {
                 ended = if attempt < max_attempts {
@@ -370,7 +332,7 @@ impl Nightly {
                 return Ok(StepOutcome::Ok);
             }
             if throttled && attempt < max_attempts {
-                tracing::info!(run, environment = env, step = %step.name, attempt, "step throttled (exit 75); retrying");
+                tracing::info!(run, environment = %env, step = %step.name, attempt, "step throttled (exit 75); retrying");
                 continue;
             }
             runs::step_finished(
@@ -386,12 +348,59 @@ impl Nightly {
             )
             .await?;
             return Ok(StepOutcome::Fault(Fault {
-                phase: phase.as_str().to_string(),
+                phase,
                 step: step.name.clone(),
                 exit_code,
                 attempts: attempt,
                 log_tail: tail,
             }));
+        }
+    }
+
+    /// Waits before attempt number `attempt` (the second or later), saying so in the step's row.
+    /// `None` when Bobby is shutting down meanwhile.
+    async fn back_off(
+        &self,
+        run: i64,
+        env: &EnvName,
+        step: &Step,
+        attempt: u32,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> anyhow::Result<Option<Waited>> {
+        let retry = &self.settings.retry;
+        let cap = plan::backoff_cap(attempt - 1, retry.initial_backoff.std(), retry.max_backoff.std());
+        let wait = cap.mul_f64((self.jitter)().clamp(0.0, 1.0));
+        // Whole microseconds, as Postgres stores it: whoever reads `next_attempt_at` and
+        // waits for it (a test's manual clock) must not come up a few nanoseconds short.
+        let until = (self.now() + chrono::Duration::from_std(wait).unwrap_or_default()).trunc_subsecs(6);
+        {
+            let mut conn = self.pool().acquire().await?;
+            runs::step_backing_off(&mut conn, run, env, step.position, until).await?;
+        }
+        tokio::select! {
+            _ = self.bobby.clock.sleep_until(until) => {}
+            _ = shutdown.wait_for(|s| *s) => return Ok(None),
+        }
+        Ok(Some(Waited {
+            ms: wait.as_millis() as i64,
+            cap_ms: cap.as_millis() as i64,
+        }))
+    }
+
+    /// What a step's attempt runs, with the variables it is told (SPEC §4.5).
+    fn step_spec(&self, phase: Phase, env: &EnvName, url: &str, step: &Step, attempt: u32) -> StepSpec {
+        StepSpec {
+            command: step.command.clone(),
+            dir: self.config().base_dir.clone(),
+            env: vec![
+                ("BOBBY_ENV".into(), env.to_string()),
+                ("BOBBY_ENV_URL".into(), url.to_string()),
+                ("BOBBY_PHASE".into(), phase.as_str().to_string()),
+                ("BOBBY_STEP".into(), step.name.clone()),
+                ("BOBBY_ATTEMPT".into(), attempt.to_string()),
+            ],
+            sandbox: Default::default(),
+            timeout: self.settings.step_timeout.std(),
         }
     }
 
@@ -480,13 +489,13 @@ impl Nightly {
             };
             tracing::warn!(environment = %env, state = state.as_str(), "environment stuck in Nightly with no run: faulting it");
             let fault = Fault {
-                phase: phase.as_str().to_string(),
+                phase,
                 step: String::new(),
                 exit_code: None,
                 attempts: 0,
                 log_tail: messages::nightly_interrupted_tail(phase),
             };
-            store::nightly_faulted(&mut tx, &env, &fault, "interrupted", now).await?;
+            store::nightly_faulted(&mut tx, &env, &fault, NightlyOutcome::Interrupted, now).await?;
         }
         tx.commit().await?;
         Ok(RunEnd::Done)
@@ -522,13 +531,13 @@ impl Nightly {
                     .await?;
                     runs::skip_steps_after(&mut tx, run.id, &e.environment, step.position).await?;
                     let fault = Fault {
-                        phase: run.phase.as_str().to_string(),
+                        phase: run.phase,
                         step: step.name.clone(),
                         exit_code: None,
                         attempts: step.attempts.max(0) as u32,
                         log_tail: tail,
                     };
-                    store::nightly_faulted(&mut tx, &e.environment, &fault, "interrupted", now).await?;
+                    store::nightly_faulted(&mut tx, &e.environment, &fault, NightlyOutcome::Interrupted, now).await?;
                 }
                 (true, None) => {
                     // Every step had succeeded; only the bookkeeping after the last one was lost.
@@ -547,4 +556,21 @@ impl Nightly {
         tx.commit().await?;
         self.finish(run.id, "interrupted").await
     }
+}
+
+/// Counts an attempt by how it ended, and times it.
+fn attempt_metrics(phase: Phase, step: &Step, end: &StepEnd, seconds: f64) {
+    let outcome = match end {
+        StepEnd::Exited(0) => "ok",
+        StepEnd::Exited(75) => "throttled",
+        StepEnd::Exited(_) => "failed",
+        StepEnd::TimedOut => "timed_out",
+        StepEnd::Signalled(_) => "killed",
+        StepEnd::SpawnFailed(_) => "spawn_failed",
+        StepEnd::Cancelled => "cancelled",
+    };
+    metrics::counter!("nightly_step_attempts_total", "phase" => phase.as_str(), "step" => step.name.clone(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("nightly_step_duration_seconds", "phase" => phase.as_str(), "step" => step.name.clone())
+        .record(seconds);
 }

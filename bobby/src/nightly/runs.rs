@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use shared::envs::{EnvState, Fault};
+use shared::ids::EnvName;
 use sqlx::PgConnection;
 
 use super::plan::{Phase, Skip};
@@ -229,7 +230,7 @@ pub async fn watermark(conn: &mut PgConnection) -> DbResult<Option<DateTime<Utc>
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunEnv {
-    pub environment: String,
+    pub environment: EnvName,
     pub position: i32,
     pub state: String,
     pub skip: Option<Skip>,
@@ -241,7 +242,7 @@ pub struct RunEnv {
 
 #[derive(sqlx::FromRow)]
 struct RunEnvRow {
-    environment: String,
+    environment: EnvName,
     position: i32,
     state: String,
     skip_reason: Option<String>,
@@ -256,7 +257,7 @@ struct RunEnvRow {
 pub async fn add_env(
     conn: &mut PgConnection,
     run: i64,
-    env: &str,
+    env: &EnvName,
     position: i32,
     prev_state: EnvState,
     prev_fault: Option<&Fault>,
@@ -279,7 +280,7 @@ pub async fn add_env(
 pub async fn add_skipped_env(
     conn: &mut PgConnection,
     run: i64,
-    env: &str,
+    env: &EnvName,
     position: i32,
     skip: &Skip,
     now: DateTime<Utc>,
@@ -322,7 +323,7 @@ pub async fn envs_of(conn: &mut PgConnection, run: i64) -> DbResult<Vec<RunEnv>>
         .collect())
 }
 
-pub async fn env_started(conn: &mut PgConnection, run: i64, env: &str, now: DateTime<Utc>) -> DbResult<()> {
+pub async fn env_started(conn: &mut PgConnection, run: i64, env: &EnvName, now: DateTime<Utc>) -> DbResult<()> {
     sqlx::query(
         "UPDATE nightly_run_envs SET state = 'running', started_at = COALESCE(started_at, $3) \
          WHERE run_id = $1 AND environment = $2",
@@ -338,7 +339,7 @@ pub async fn env_started(conn: &mut PgConnection, run: i64, env: &str, now: Date
 pub async fn env_finished(
     conn: &mut PgConnection,
     run: i64,
-    env: &str,
+    env: &EnvName,
     state: &str,
     now: DateTime<Utc>,
 ) -> DbResult<()> {
@@ -356,7 +357,7 @@ pub async fn env_finished(
 
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct Step {
-    pub environment: String,
+    pub environment: EnvName,
     pub position: i32,
     pub name: String,
     pub command: String,
@@ -371,7 +372,7 @@ pub struct Step {
 pub async fn add_step(
     conn: &mut PgConnection,
     run: i64,
-    env: &str,
+    env: &EnvName,
     position: i32,
     name: &str,
     command: &str,
@@ -404,7 +405,7 @@ pub async fn steps_of(conn: &mut PgConnection, run: i64) -> DbResult<Vec<Step>> 
 pub async fn step_backing_off(
     conn: &mut PgConnection,
     run: i64,
-    env: &str,
+    env: &EnvName,
     position: i32,
     next_attempt_at: DateTime<Utc>,
 ) -> DbResult<()> {
@@ -432,7 +433,7 @@ pub struct Waited {
 pub async fn attempt_started(
     conn: &mut PgConnection,
     run: i64,
-    env: &str,
+    env: &EnvName,
     position: i32,
     attempt: i32,
     waited: Option<Waited>,
@@ -488,7 +489,7 @@ pub async fn attempt_finished(
 pub async fn step_finished(
     conn: &mut PgConnection,
     run: i64,
-    env: &str,
+    env: &EnvName,
     position: i32,
     state: &str,
     exit_code: Option<i32>,
@@ -514,7 +515,7 @@ pub async fn step_finished(
 }
 
 /// The steps after a failed one do not run.
-pub async fn skip_steps_after(conn: &mut PgConnection, run: i64, env: &str, position: i32) -> DbResult<()> {
+pub async fn skip_steps_after(conn: &mut PgConnection, run: i64, env: &EnvName, position: i32) -> DbResult<()> {
     sqlx::query(
         "UPDATE nightly_steps SET state = 'skipped' WHERE run_id = $1 AND environment = $2 AND position > $3 \
          AND state NOT IN ('ok', 'failed')",
@@ -555,7 +556,7 @@ pub async fn restart_interrupted_steps(conn: &mut PgConnection, run: i64) -> DbR
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Attempt {
-    pub environment: String,
+    pub environment: EnvName,
     pub step_position: i32,
     pub attempt: i32,
     pub backoff_ms: Option<i64>,

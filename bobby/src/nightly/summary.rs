@@ -67,7 +67,7 @@ pub enum Outcome {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EnvReport {
-    pub name: String,
+    pub name: shared::ids::EnvName,
     pub outcome: Outcome,
     pub log_tail: Option<String>,
 }

@@ -64,7 +64,7 @@ pub async fn projects(conn: &mut PgConnection, public_url: &str, now: DateTime<U
                 }),
                 _,
             ) => format!("{phase} #{id}"),
-            (_, Some(n)) => n.phase.clone(),
+            (_, Some(n)) => n.phase.to_string(),
             _ => "never".to_string(),
         };
         let time = env

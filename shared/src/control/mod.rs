@@ -304,29 +304,29 @@ fn env_card(c: &Control, t: Times, e: crate::envs::Environment, extra: Option<re
         url: view::safe_link(&e.url),
         state: e.state.as_str().to_string(),
         tone: view::env_tone(e.state.as_str()),
-        holder: lease.map(|l| c.person(&l.holder)),
-        holder_id: lease.map(|l| l.holder.clone()).unwrap_or_default(),
-        reason: lease.map(|l| l.reason.clone()).unwrap_or_default(),
+        holder: lease.map(|l| c.person(&l.holder.to_string())),
+        holder_id: lease.map(|l| l.holder.to_string()).unwrap_or_default(),
+        reason: lease.map(|l| l.reason.to_string()).unwrap_or_default(),
         since: lease.map(|l| t.rel(l.since)).unwrap_or_default(),
         expires: lease.map(|l| t.rel(l.expires_at)).unwrap_or_default(),
         expires_at: lease.map(|l| t.at(l.expires_at)).unwrap_or_default(),
         preserved: e.preserved_until.filter(|u| *u > t.now).map(|u| {
-            let by = e.preserved_by.as_deref().map(|b| c.person(b));
+            let by = e.preserved_by.as_ref().map(|b| c.person(b.as_str()));
             match by {
                 Some(by) => format!("until {} by {by}", t.at(u)),
                 None => format!("until {}", t.at(u)),
             }
         }),
-        waitlist: e.waitlist.iter().map(|w| c.person(w)).collect(),
+        waitlist: e.waitlist.iter().map(|w| c.person(w.as_str())).collect(),
         last: e.last_nightly.as_ref().map(|n| LastNightlyView {
             text: format!("{} {}", n.phase, n.outcome),
-            tone: view::outcome_tone(&n.outcome),
+            tone: view::outcome_tone(n.outcome.as_str()),
             when: t.rel(n.finished_at),
             link: run_link.clone(),
         }),
         deploy: e.deploy.as_ref().map(|d| DeployView {
             text: format!("{} {} ({})", d.state, d.reference, view::short_sha(&d.sha)),
-            tone: view::step_tone(&d.state),
+            tone: view::step_tone(d.state.as_str()),
             when: t.rel(d.finished_at.unwrap_or(d.started_at)),
             link: format!("/deploys/{}", d.id),
         }),
@@ -336,7 +336,7 @@ fn env_card(c: &Control, t: Times, e: crate::envs::Environment, extra: Option<re
             .map(|(r, d)| format!("{r} {}", view::short_sha(&d.sha)))
             .collect(),
         fault: e.fault.as_ref().map(|f| FaultView {
-            phase: f.phase.clone(),
+            phase: f.phase.to_string(),
             step: f.step.clone(),
             exit: f
                 .exit_code
@@ -346,7 +346,7 @@ fn env_card(c: &Control, t: Times, e: crate::envs::Environment, extra: Option<re
             // The last lines only: the card must fit a wall screen; the run page has the rest.
             tail: view::tail(&f.log_tail, 4),
         }),
-        name: e.name,
+        name: e.name.to_string(),
     }
 }
 

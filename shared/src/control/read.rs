@@ -37,7 +37,7 @@ pub async fn environments(conn: &mut PgConnection) -> DbResult<Vec<(Environment,
     Ok(envs
         .into_iter()
         .map(|e| {
-            let extra = extras.iter().find(|x| x.name == e.name).cloned();
+            let extra = extras.iter().find(|x| x.name == e.name.as_str()).cloned();
             (e, extra)
         })
         .collect())

@@ -135,7 +135,7 @@ pub fn span(d: chrono::Duration) -> String {
 /// team knows each other by in PRs), else the id as given. Gandalf holds its verification
 /// environments under its own name.
 pub fn person(people: &People, who: &str) -> String {
-    if who == crate::envs::GANDALF_HOLDER {
+    if who == crate::ids::Holder::GANDALF {
         return "Gandalf".into();
     }
     match people.find(who) {

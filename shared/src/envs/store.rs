@@ -8,7 +8,11 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool, Row};
 
-use super::{Actor, Declared, DeploySummary, EnvState, Environment, Fault, LastNightly, Lease, LeasePolicy};
+use super::{
+    Actor, Declared, DeploySummary, EnvState, Environment, Fault, LastNightly, Lease, LeasePolicy, LeaseReason,
+    NightlyOutcome,
+};
+use crate::ids::{EnvName, Holder, SlackUserId};
 
 pub use crate::db::DbResult;
 
@@ -37,8 +41,8 @@ macro_rules! lease_columns {
 }
 
 fn env_from_row(row: &sqlx::postgres::PgRow) -> DbResult<Environment> {
-    let name: String = row.try_get("name")?;
-    let holder: Option<String> = row.try_get("holder")?;
+    let name: EnvName = row.try_get("name")?;
+    let holder: Option<Holder> = row.try_get("holder")?;
     let lease = match holder {
         Some(holder) => Some(Lease {
             environment: name.clone(),
@@ -94,7 +98,7 @@ pub async fn sync_declared(pool: &PgPool, by: &str, declared: &[Declared], only_
         .await?;
     }
     if !only_add {
-        let names: Vec<&str> = declared.iter().map(|d| d.name.as_str()).collect();
+        let names: Vec<&EnvName> = declared.iter().map(|d| &d.name).collect();
         sqlx::query(
             "UPDATE environments SET retired_at = now() \
              WHERE declared_by = $1 AND retired_at IS NULL AND NOT (name = ANY($2))",
@@ -114,7 +118,7 @@ pub async fn list(conn: &mut PgConnection) -> DbResult<Vec<Environment>> {
     rows.iter().map(env_from_row).collect()
 }
 
-pub async fn get(conn: &mut PgConnection, name: &str) -> DbResult<Option<Environment>> {
+pub async fn get(conn: &mut PgConnection, name: &EnvName) -> DbResult<Option<Environment>> {
     let row = sqlx::query(concat!(env_view!(), " AND e.name = $1"))
         .bind(name)
         .fetch_optional(&mut *conn)
@@ -123,7 +127,7 @@ pub async fn get(conn: &mut PgConnection, name: &str) -> DbResult<Option<Environ
 }
 
 /// The names of the environments in service, sorted.
-pub async fn names(conn: &mut PgConnection) -> DbResult<Vec<String>> {
+pub async fn names(conn: &mut PgConnection) -> DbResult<Vec<EnvName>> {
     sqlx::query_scalar("SELECT name FROM environments WHERE retired_at IS NULL ORDER BY name")
         .fetch_all(conn)
         .await
@@ -131,14 +135,14 @@ pub async fn names(conn: &mut PgConnection) -> DbResult<Vec<String>> {
 
 /// Locks the environment's row for the rest of the transaction and returns its state, or `None`
 /// when no such environment is in service.
-async fn lock_row(conn: &mut PgConnection, name: &str) -> DbResult<Option<EnvState>> {
+async fn lock_row(conn: &mut PgConnection, name: &EnvName) -> DbResult<Option<EnvState>> {
     sqlx::query_scalar("SELECT state FROM environments WHERE name = $1 AND retired_at IS NULL FOR UPDATE")
         .bind(name)
         .fetch_optional(conn)
         .await
 }
 
-async fn lease_of(conn: &mut PgConnection, name: &str) -> DbResult<Option<Lease>> {
+async fn lease_of(conn: &mut PgConnection, name: &EnvName) -> DbResult<Option<Lease>> {
     sqlx::query_as(concat!(
         "SELECT ",
         lease_columns!(),
@@ -151,7 +155,7 @@ async fn lease_of(conn: &mut PgConnection, name: &str) -> DbResult<Option<Lease>
 
 pub async fn record(
     conn: &mut PgConnection,
-    env: &str,
+    env: &EnvName,
     at: DateTime<Utc>,
     actor: &str,
     action: &str,
@@ -177,7 +181,7 @@ pub struct HistoryEvent {
 }
 
 /// The last `limit` events of an environment, newest first.
-pub async fn history(conn: &mut PgConnection, env: &str, limit: i64) -> DbResult<Vec<HistoryEvent>> {
+pub async fn history(conn: &mut PgConnection, env: &EnvName, limit: i64) -> DbResult<Vec<HistoryEvent>> {
     sqlx::query_as("SELECT at, actor, action, detail FROM history WHERE environment = $1 ORDER BY id DESC LIMIT $2")
         .bind(env)
         .bind(limit)
@@ -204,16 +208,16 @@ pub enum LockOutcome {
 /// Takes the lease of `name` for `holder` until `expires_at`.
 pub async fn lock(
     conn: &mut PgConnection,
-    name: &str,
-    holder: &str,
-    reason: &str,
+    name: &EnvName,
+    holder: &Holder,
+    reason: &LeaseReason,
     now: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 ) -> DbResult<LockOutcome> {
     // Fast path without the row lock: an environment someone else visibly holds is refused at
     // once, so a stampede of lockers does not queue on the row lock behind each other.
     if let Some(lease) = lease_of(conn, name).await?
-        && lease.holder != holder
+        && &lease.holder != holder
     {
         return held_by(conn, lease).await;
     }
@@ -221,13 +225,13 @@ pub async fn lock(
         return Ok(LockOutcome::Unknown);
     };
     if let Some(lease) = lease_of(conn, name).await? {
-        if lease.holder == holder {
+        if &lease.holder == holder {
             return Ok(LockOutcome::AlreadyYours(lease));
         }
         return held_by(conn, lease).await;
     }
     let lease = insert_lease(conn, name, holder, reason, now, expires_at).await?;
-    record(conn, name, now, holder, "locked", &lock_detail(&lease)).await?;
+    record(conn, name, now, &holder.to_string(), "locked", &lock_detail(&lease)).await?;
     Ok(LockOutcome::Locked { lease, state })
 }
 
@@ -249,16 +253,16 @@ fn lock_detail(lease: &Lease) -> String {
     );
     if !lease.reason.is_empty() {
         d.push_str(": ");
-        d.push_str(&lease.reason);
+        d.push_str(lease.reason.as_str());
     }
     d
 }
 
 async fn insert_lease(
     conn: &mut PgConnection,
-    name: &str,
-    holder: &str,
-    reason: &str,
+    name: &EnvName,
+    holder: &Holder,
+    reason: &LeaseReason,
     now: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 ) -> DbResult<Lease> {
@@ -285,12 +289,12 @@ async fn insert_lease(
 /// `lock any`: the first ready environment (by name) that nobody holds or waits for.
 pub async fn lock_any(
     conn: &mut PgConnection,
-    holder: &str,
-    reason: &str,
+    holder: &Holder,
+    reason: &LeaseReason,
     now: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 ) -> DbResult<LockOutcome> {
-    let candidates: Vec<String> = sqlx::query_scalar(
+    let candidates: Vec<EnvName> = sqlx::query_scalar(
         "SELECT e.name FROM environments e \
          WHERE e.retired_at IS NULL AND e.state = 'ready' \
            AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.environment = e.name) \
@@ -374,11 +378,11 @@ async fn end_lease(
 
 async fn hand_over(
     conn: &mut PgConnection,
-    env: &str,
+    env: &EnvName,
     now: DateTime<Utc>,
     policy: &LeasePolicy,
 ) -> DbResult<Option<Lease>> {
-    let first: Option<String> = sqlx::query_scalar(
+    let first: Option<SlackUserId> = sqlx::query_scalar(
         "DELETE FROM waitlist WHERE id = (SELECT id FROM waitlist WHERE environment = $1 ORDER BY id LIMIT 1) \
          RETURNING user_id",
     )
@@ -386,7 +390,15 @@ async fn hand_over(
     .fetch_optional(&mut *conn)
     .await?;
     let Some(waiter) = first else { return Ok(None) };
-    let lease = insert_lease(conn, env, &waiter, "from the waitlist", now, policy.default_expiry(now)).await?;
+    let lease = insert_lease(
+        conn,
+        env,
+        &Holder::Person(waiter.clone()),
+        &LeaseReason::new("from the waitlist"),
+        now,
+        policy.default_expiry(now),
+    )
+    .await?;
     record(
         conn,
         env,
@@ -412,7 +424,7 @@ pub enum UnlockOutcome {
 
 pub async fn unlock(
     conn: &mut PgConnection,
-    name: &str,
+    name: &EnvName,
     actor: &Actor,
     force: bool,
     now: DateTime<Utc>,
@@ -434,7 +446,7 @@ pub async fn unlock(
         EndReason::Forced
     };
     Ok(UnlockOutcome::Released(
-        end_lease(conn, lease, &actor.id, reason, now, policy).await?,
+        end_lease(conn, lease, &actor.id.to_string(), reason, now, policy).await?,
     ))
 }
 
@@ -453,7 +465,7 @@ pub enum ExtendOutcome {
 
 pub async fn extend(
     conn: &mut PgConnection,
-    name: &str,
+    name: &EnvName,
     actor: &Actor,
     by: chrono::Duration,
     now: DateTime<Utc>,
@@ -479,7 +491,7 @@ pub async fn extend(
         conn,
         name,
         now,
-        &actor.id,
+        &actor.id.to_string(),
         "extended",
         &format!(
             "until {}",
@@ -491,7 +503,7 @@ pub async fn extend(
 }
 
 /// Moves a lease's expiry; the reminder is due again for the new one.
-async fn set_expiry(conn: &mut PgConnection, name: &str, expires_at: DateTime<Utc>) -> DbResult<Lease> {
+async fn set_expiry(conn: &mut PgConnection, name: &EnvName, expires_at: DateTime<Utc>) -> DbResult<Lease> {
     sqlx::query_as(concat!(
         "UPDATE leases SET expires_at = $2, reminded_at = NULL WHERE environment = $1 RETURNING ",
         lease_columns!()
@@ -516,14 +528,19 @@ pub enum WaitOutcome {
     Unknown,
 }
 
-pub async fn wait(conn: &mut PgConnection, name: &str, user: &str, now: DateTime<Utc>) -> DbResult<WaitOutcome> {
+pub async fn wait(
+    conn: &mut PgConnection,
+    name: &EnvName,
+    user: &SlackUserId,
+    now: DateTime<Utc>,
+) -> DbResult<WaitOutcome> {
     if lock_row(conn, name).await?.is_none() {
         return Ok(WaitOutcome::Unknown);
     }
     let Some(lease) = lease_of(conn, name).await? else {
         return Ok(WaitOutcome::Free);
     };
-    if lease.holder == user {
+    if lease.holder == *user {
         return Ok(WaitOutcome::YouHoldIt(lease));
     }
     let inserted = sqlx::query(
@@ -538,7 +555,7 @@ pub async fn wait(conn: &mut PgConnection, name: &str, user: &str, now: DateTime
     .rows_affected()
         == 1;
     if inserted {
-        record(conn, name, now, user, "joined-waitlist", "").await?;
+        record(conn, name, now, user.as_str(), "joined-waitlist", "").await?;
     }
     let position: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM waitlist WHERE environment = $1 \
@@ -562,7 +579,12 @@ pub enum UnwaitOutcome {
     Unknown,
 }
 
-pub async fn unwait(conn: &mut PgConnection, name: &str, user: &str, now: DateTime<Utc>) -> DbResult<UnwaitOutcome> {
+pub async fn unwait(
+    conn: &mut PgConnection,
+    name: &EnvName,
+    user: &SlackUserId,
+    now: DateTime<Utc>,
+) -> DbResult<UnwaitOutcome> {
     if lock_row(conn, name).await?.is_none() {
         return Ok(UnwaitOutcome::Unknown);
     }
@@ -576,7 +598,7 @@ pub async fn unwait(conn: &mut PgConnection, name: &str, user: &str, now: DateTi
     if !left {
         return Ok(UnwaitOutcome::NotWaiting);
     }
-    record(conn, name, now, user, "left-waitlist", "").await?;
+    record(conn, name, now, user.as_str(), "left-waitlist", "").await?;
     Ok(UnwaitOutcome::Left)
 }
 
@@ -594,7 +616,7 @@ pub enum PreserveOutcome {
 
 pub async fn preserve(
     conn: &mut PgConnection,
-    name: &str,
+    name: &EnvName,
     actor: &Actor,
     until: DateTime<Utc>,
     now: DateTime<Utc>,
@@ -604,13 +626,14 @@ pub async fn preserve(
     }
     let lease = lease_of(conn, name).await?;
     let holds = lease.as_ref().is_some_and(|l| l.holder == actor.id);
-    if !holds && !actor.is_admin {
+    // Preserving is for people: Gandalf lets Nightly have its environments back.
+    let Some(by) = actor.id.person().filter(|_| holds || actor.is_admin) else {
         return Ok(PreserveOutcome::NotYours(lease));
-    }
+    };
     sqlx::query("UPDATE environments SET preserved_until = $2, preserved_by = $3 WHERE name = $1")
         .bind(name)
         .bind(until)
-        .bind(&actor.id)
+        .bind(by)
         .execute(&mut *conn)
         .await?;
     // A preserved environment keeps its holder at least as long as it is preserved.
@@ -622,7 +645,7 @@ pub async fn preserve(
         conn,
         name,
         now,
-        &actor.id,
+        by.as_str(),
         "preserved",
         &format!("until {}", until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
     )
@@ -640,7 +663,7 @@ pub enum UnpreserveOutcome {
 
 pub async fn unpreserve(
     conn: &mut PgConnection,
-    name: &str,
+    name: &EnvName,
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> DbResult<UnpreserveOutcome> {
@@ -648,7 +671,7 @@ pub async fn unpreserve(
         return Ok(UnpreserveOutcome::Unknown);
     }
     let lease = lease_of(conn, name).await?;
-    let preserved_by: Option<String> =
+    let preserved_by: Option<SlackUserId> =
         sqlx::query_scalar("SELECT preserved_by FROM environments WHERE name = $1 AND preserved_until > $2")
             .bind(name)
             .bind(now)
@@ -665,14 +688,14 @@ pub async fn unpreserve(
         return Ok(UnpreserveOutcome::NotPreserved);
     };
     let holds = lease.as_ref().is_some_and(|l| l.holder == actor.id);
-    if !holds && preserved_by != actor.id && !actor.is_admin {
+    if !holds && actor.id != Holder::Person(preserved_by) && !actor.is_admin {
         return Ok(UnpreserveOutcome::NotYours(lease));
     }
     sqlx::query("UPDATE environments SET preserved_until = NULL, preserved_by = NULL WHERE name = $1")
         .bind(name)
         .execute(&mut *conn)
         .await?;
-    record(conn, name, now, &actor.id, "unpreserved", "").await?;
+    record(conn, name, now, &actor.id.to_string(), "unpreserved", "").await?;
     Ok(UnpreserveOutcome::Unpreserved)
 }
 
@@ -713,7 +736,7 @@ pub async fn take_due_reminders(
 pub async fn expire_due(conn: &mut PgConnection, now: DateTime<Utc>, policy: &LeasePolicy) -> DbResult<Vec<Ended>> {
     // Read without row locks, then take each environment's row lock first like every other writer
     // (environment row, then lease row), so the worker can never deadlock with a user's unlock.
-    let due: Vec<String> =
+    let due: Vec<EnvName> =
         sqlx::query_scalar("SELECT environment FROM leases WHERE expires_at <= $1 ORDER BY expires_at")
             .bind(now)
             .fetch_all(&mut *conn)
@@ -752,8 +775,9 @@ pub async fn census(conn: &mut PgConnection) -> DbResult<Vec<(EnvState, bool, i6
 // `last_nightly`, each under the environment's row lock and recorded in history like every other
 // change.
 
-/// The two phases of Nightly.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// The two phases of Nightly; stored (in faults, `last_nightly` and runs) as `delete`/`create`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum NightlyPhase {
     Delete,
     Create,
@@ -792,6 +816,12 @@ impl NightlyPhase {
     }
 }
 
+impl std::fmt::Display for NightlyPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What [`claim_for_nightly`] found under the row lock.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NightlyClaim {
@@ -801,7 +831,7 @@ pub enum NightlyClaim {
         previous: EnvState,
         previous_fault: Option<Fault>,
         ended: Option<Box<Ended>>,
-        cleared_waiters: Vec<String>,
+        cleared_waiters: Vec<SlackUserId>,
     },
     /// Preserved until then: Nightly leaves it and its lease alone.
     Preserved(DateTime<Utc>),
@@ -815,7 +845,7 @@ pub enum NightlyClaim {
 /// before the delete still counts.
 pub async fn claim_for_nightly(
     conn: &mut PgConnection,
-    name: &str,
+    name: &EnvName,
     phase: NightlyPhase,
     now: DateTime<Utc>,
     policy: &LeasePolicy,
@@ -832,7 +862,7 @@ pub async fn claim_for_nightly(
         return Ok(NightlyClaim::Preserved(until));
     }
     let lease = lease_of(conn, name).await?;
-    if lease.as_ref().is_some_and(|l| l.holder == super::GANDALF_HOLDER) {
+    if lease.as_ref().is_some_and(|l| l.holder.is_gandalf()) {
         return Ok(NightlyClaim::HeldByGandalf);
     }
     let mut ended = None;
@@ -857,7 +887,11 @@ pub async fn claim_for_nightly(
                 now,
                 "bobby",
                 "waitlist-cleared-by-nightly",
-                &cleared_waiters.join(", "),
+                &cleared_waiters
+                    .iter()
+                    .map(SlackUserId::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
             )
             .await?;
         }
@@ -888,7 +922,7 @@ pub async fn claim_for_nightly(
 
 async fn set_nightly_state(
     conn: &mut PgConnection,
-    name: &str,
+    name: &EnvName,
     state: EnvState,
     fault: Option<&Fault>,
     last: &LastNightly,
@@ -904,10 +938,10 @@ async fn set_nightly_state(
     Ok(updated == 1)
 }
 
-fn last_nightly(phase: NightlyPhase, outcome: &str, now: DateTime<Utc>) -> LastNightly {
+fn last_nightly(phase: NightlyPhase, outcome: NightlyOutcome, now: DateTime<Utc>) -> LastNightly {
     LastNightly {
-        phase: phase.as_str().to_string(),
-        outcome: outcome.to_string(),
+        phase,
+        outcome,
         finished_at: now,
     }
 }
@@ -915,14 +949,21 @@ fn last_nightly(phase: NightlyPhase, outcome: &str, now: DateTime<Utc>) -> LastN
 /// A phase went through: the environment is `deleted` (and counts as down from now) or `ready`.
 pub async fn nightly_succeeded(
     conn: &mut PgConnection,
-    name: &str,
+    name: &EnvName,
     phase: NightlyPhase,
     now: DateTime<Utc>,
 ) -> DbResult<()> {
     if lock_row(conn, name).await?.is_none() {
         return Ok(());
     }
-    set_nightly_state(conn, name, phase.done_state(), None, &last_nightly(phase, "ok", now)).await?;
+    set_nightly_state(
+        conn,
+        name,
+        phase.done_state(),
+        None,
+        &last_nightly(phase, NightlyOutcome::Ok, now),
+    )
+    .await?;
     if phase == NightlyPhase::Delete {
         sqlx::query(
             "INSERT INTO environment_downtime (environment, down_from) VALUES ($1, $2) \
@@ -951,20 +992,15 @@ pub async fn nightly_succeeded(
 /// resumed in time (`interrupted`): it is `faulted` with why, until a later phase succeeds.
 pub async fn nightly_faulted(
     conn: &mut PgConnection,
-    name: &str,
+    name: &EnvName,
     fault: &Fault,
-    outcome: &str,
+    outcome: NightlyOutcome,
     now: DateTime<Utc>,
 ) -> DbResult<()> {
     if lock_row(conn, name).await?.is_none() {
         return Ok(());
     }
-    let phase = NightlyPhase::parse(&fault.phase).unwrap_or(NightlyPhase::Delete);
-    let last = LastNightly {
-        phase: phase.as_str().to_string(),
-        outcome: outcome.to_string(),
-        finished_at: now,
-    };
+    let last = last_nightly(fault.phase, outcome, now);
     set_nightly_state(conn, name, EnvState::Faulted, Some(fault), &last).await?;
     let exit = fault
         .exit_code
@@ -978,7 +1014,9 @@ pub async fn nightly_faulted(
         &format!("nightly-{outcome}"),
         &format!(
             "{} step {} ({exit}, {} attempts)",
-            fault.phase, fault.step, fault.attempts
+            fault.phase.as_str(),
+            fault.step,
+            fault.attempts
         ),
     )
     .await
@@ -988,13 +1026,13 @@ pub async fn nightly_faulted(
 /// today, already up or down): only `last_nightly` says so.
 pub async fn nightly_skipped(
     conn: &mut PgConnection,
-    name: &str,
+    name: &EnvName,
     phase: NightlyPhase,
     now: DateTime<Utc>,
 ) -> DbResult<()> {
     sqlx::query("UPDATE environments SET last_nightly = $2 WHERE name = $1")
         .bind(name)
-        .bind(sqlx::types::Json(last_nightly(phase, "skipped", now)))
+        .bind(sqlx::types::Json(last_nightly(phase, NightlyOutcome::Skipped, now)))
         .execute(conn)
         .await?;
     Ok(())
@@ -1004,7 +1042,7 @@ pub async fn nightly_skipped(
 /// (and fault) it had, and `last_nightly` says the phase was interrupted.
 pub async fn nightly_restored(
     conn: &mut PgConnection,
-    name: &str,
+    name: &EnvName,
     phase: NightlyPhase,
     state: EnvState,
     fault: Option<&Fault>,
@@ -1019,7 +1057,14 @@ pub async fn nightly_restored(
         (EnvState::Faulted, None) | (EnvState::Deleting | EnvState::Creating, _) => (EnvState::Ready, None),
         (s, _) => (s, None),
     };
-    set_nightly_state(conn, name, state, fault, &last_nightly(phase, "interrupted", now)).await?;
+    set_nightly_state(
+        conn,
+        name,
+        state,
+        fault,
+        &last_nightly(phase, NightlyOutcome::Interrupted, now),
+    )
+    .await?;
     if state == EnvState::Deleted {
         // It was down before the run claimed it, and still is.
         sqlx::query(
@@ -1044,7 +1089,7 @@ pub async fn nightly_restored(
 
 /// Environments left `deleting` or `creating` that are not in `except` (the environments of the
 /// run being resumed): a crash's leftovers with no run to finish them.
-pub async fn stuck_in_nightly(conn: &mut PgConnection, except: &[String]) -> DbResult<Vec<(String, EnvState)>> {
+pub async fn stuck_in_nightly(conn: &mut PgConnection, except: &[EnvName]) -> DbResult<Vec<(EnvName, EnvState)>> {
     sqlx::query_as(
         "SELECT name, state FROM environments \
          WHERE retired_at IS NULL AND state IN ('deleting', 'creating') AND NOT (name = ANY($1)) ORDER BY name",
@@ -1054,7 +1099,7 @@ pub async fn stuck_in_nightly(conn: &mut PgConnection, except: &[String]) -> DbR
     .await
 }
 
-async fn close_downtime(conn: &mut PgConnection, name: &str, now: DateTime<Utc>) -> DbResult<()> {
+async fn close_downtime(conn: &mut PgConnection, name: &EnvName, now: DateTime<Utc>) -> DbResult<()> {
     sqlx::query(
         "UPDATE environment_downtime SET down_until = GREATEST(down_from, $2) \
          WHERE environment = $1 AND down_until IS NULL",

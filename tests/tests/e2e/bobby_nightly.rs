@@ -519,7 +519,7 @@ async fn delete_ends_leases_and_clears_waitlists_but_spares_preserved_and_gandal
         &app.pool,
         "gandalf",
         &[shared::envs::Declared {
-            name: "verify-1".into(),
+            name: "verify-1".parse().unwrap(),
             url: String::new(),
             keep_on_weekends: false,
         }],
@@ -533,9 +533,9 @@ async fn delete_ends_leases_and_clears_waitlists_but_spares_preserved_and_gandal
         let now = app.clock.now();
         shared::envs::store::lock(
             &mut conn,
-            "env-3",
-            shared::envs::GANDALF_HOLDER,
-            "verifying acme/platform#12",
+            &"env-3".parse().unwrap(),
+            &shared::ids::Holder::Gandalf,
+            &"verifying acme/platform#12".into(),
             now,
             now + chrono::Duration::days(2),
         )

@@ -32,7 +32,7 @@ async fn malformed_commands_get_helpful_replies_and_change_nothing() {
         ("lock env-1 until 25:61", "HH:MM"),
         ("lock env4", "Did you mean `env-4`?"),
         ("lock production", "Environments: `env-1`, `env-2`, `env-3`, `env-4`"),
-        ("unlock", "Usage: `/bobby unlock <env> [--force]`"),
+        ("unlock", "Usage: `/bobby unlock &lt;env&gt; [--force]`"),
         ("extend env-1", "how much longer"),
         ("preserve env-1 until tomorrow", "YYYY-MM-DD"),
         (ten_kb.as_str(), "too long"),

@@ -353,9 +353,9 @@ async fn a_person_holding_the_environment_makes_gandalf_wait_and_say_so() {
         let mut tx = g.pool.begin().await.unwrap();
         envs::lock(
             &mut tx,
-            "verify-1",
-            "U0BOB",
-            "debugging",
+            &"verify-1".parse().unwrap(),
+            &"U0BOB".parse().unwrap(),
+            &"debugging".into(),
             now,
             now + chrono::Duration::hours(1),
         )
@@ -376,11 +376,11 @@ async fn a_person_holding_the_environment_makes_gandalf_wait_and_say_so() {
         timezone: chrono_tz::UTC,
     };
     let bob = shared::envs::Actor {
-        id: "U0BOB".into(),
+        id: "U0BOB".parse().unwrap(),
         is_admin: false,
     };
     let mut tx = g.pool.begin().await.unwrap();
-    envs::unlock(&mut tx, "verify-1", &bob, false, now, &policy)
+    envs::unlock(&mut tx, &"verify-1".parse().unwrap(), &bob, false, now, &policy)
         .await
         .unwrap();
     tx.commit().await.unwrap();

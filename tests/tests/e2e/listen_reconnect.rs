@@ -29,7 +29,12 @@ async fn a_change_notified_while_the_listener_was_down_is_acted_on() {
     let listeners = "SELECT count(*) FROM pg_stat_activity \
                      WHERE datname = current_database() AND query LIKE 'LISTEN %' AND pid <> pg_backend_pid()";
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while sqlx::query_scalar::<_, i64>(listeners).fetch_one(&g.pool).await.unwrap() == 0 {
+    while sqlx::query_scalar::<_, i64>(listeners)
+        .fetch_one(&g.pool)
+        .await
+        .unwrap()
+        == 0
+    {
         assert!(tokio::time::Instant::now() < deadline, "nobody listens");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -43,10 +48,12 @@ async fn a_change_notified_while_the_listener_was_down_is_acted_on() {
     .await
     .unwrap();
     assert!(killed.iter().any(|k| *k), "no listener was terminated");
-    sqlx::query("UPDATE repo_queues SET paused = false, paused_reason = '', paused_by = NULL WHERE repo = 'acme/platform'")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE repo_queues SET paused = false, paused_reason = '', paused_by = NULL WHERE repo = 'acme/platform'",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
 
     g.wait_for_state(7, "merged").await;
