@@ -13,6 +13,7 @@ use shared::envs::{Declared, DefaultLease, LeasePolicy};
 use shared::ids::{ChannelId, EnvName, SlackUserId};
 use shared::people::{People, Person};
 use shared::settings::{Invalid, SettingsError, TimeOfDay, Timezone, config_dir, load_toml, parse_toml};
+use shared::steps::env::{EnvValue, StepEnv};
 
 #[derive(Debug, Clone)]
 pub struct BobbyConfig {
@@ -33,6 +34,8 @@ pub struct BobbyConfig {
     pub slack_mode: shared::slack::socket::SlackMode,
     /// The directory of the config file: steps run there, relative paths resolve from there.
     pub base_dir: PathBuf,
+    /// What Bobby keeps on disk: the repository mirrors and working copies (SPEC §5.8).
+    pub state_dir: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,6 +68,14 @@ struct RawConfig {
     deploy: Option<DeployConfig>,
     #[serde(default)]
     slack_mode: shared::slack::socket::SlackMode,
+    #[serde(default)]
+    state_dir: Option<PathBuf>,
+    /// Patterns of Bobby's own variables that steps get (SPEC §8); default: proxies and CAs.
+    #[serde(default)]
+    pass_env: Option<Vec<String>>,
+    /// The Unix user steps run as.
+    #[serde(default)]
+    step_user: Option<String>,
 }
 
 fn yes() -> bool {
@@ -130,6 +141,12 @@ pub struct NightlyConfig {
     /// the summary then also says how much the hours Nightly saved were worth.
     #[serde(default)]
     pub cost_per_environment_hour: Option<f64>,
+    /// `[nightly.env]`: the only variables Nightly's steps get besides `BOBBY_*` and the basics.
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, EnvValue>,
+    /// `pass_env`, `step_user` and `env`, checked when the config is read.
+    #[serde(skip)]
+    pub sandbox: StepEnv,
 }
 
 fn four() -> u32 {
@@ -213,6 +230,9 @@ pub struct DeployConfig {
     #[serde(default = "four")]
     pub parallelism: u32,
     pub pipeline: PipelineConfig,
+    /// `pass_env`, `step_user` and `[deploy.pipeline.env]`, checked when the config is read.
+    #[serde(skip)]
+    pub sandbox: StepEnv,
 }
 
 fn main_branch() -> String {
@@ -238,6 +258,9 @@ pub struct PipelineConfig {
     pub deploy: String,
     #[serde(default)]
     pub test: Option<String>,
+    /// `[deploy.pipeline.env]`: the only variables deploy steps get besides `BOBBY_*` and the basics.
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, EnvValue>,
 }
 
 impl BobbyConfig {
@@ -305,7 +328,27 @@ impl BobbyConfig {
         if let Some(n) = &raw.nightly {
             validate_nightly(n)?;
         }
-        if let Some(d) = &raw.deploy {
+        let steps = StepEnv::new(raw.pass_env, raw.step_user.as_deref()).map_err(|e| {
+            let key = if matches!(e, shared::steps::env::StepEnvError::NoSuchUser(_)) {
+                "step_user"
+            } else {
+                "pass_env"
+            };
+            Invalid::new(key, e.to_string())
+        })?;
+        let mut nightly = raw.nightly;
+        if let Some(n) = &mut nightly {
+            n.sandbox = steps
+                .with_table(&n.env)
+                .map_err(|e| Invalid::new("nightly.env", e.to_string()))?;
+        }
+        let mut deploy = raw.deploy;
+        if let Some(d) = &mut deploy {
+            d.sandbox = steps
+                .with_table(&d.pipeline.env)
+                .map_err(|e| Invalid::new("deploy.pipeline.env", e.to_string()))?;
+        }
+        if let Some(d) = &deploy {
             if d.parallelism == 0 {
                 return Err(Invalid::new("deploy.parallelism", "must be at least 1"));
             }
@@ -332,9 +375,12 @@ impl BobbyConfig {
             remind_before: raw.remind_before,
             environments: raw.environments,
             people,
-            nightly: raw.nightly,
-            deploy: raw.deploy,
+            nightly,
+            deploy,
             slack_mode: raw.slack_mode,
+            state_dir: raw
+                .state_dir
+                .unwrap_or_else(|| shared::settings::default_state_dir("bobby")),
             base_dir,
         })
     }

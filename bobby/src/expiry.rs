@@ -64,7 +64,7 @@ impl ExpiryWorker {
             // notification lost while the listener reconnected.
             let wake = next.unwrap_or_else(|| clock.now() + chrono::Duration::minutes(10));
             tokio::select! {
-                n = listener.recv() => { n?; }
+                n = shared::db::next_change(&mut listener) => { n?; }
                 _ = clock.sleep_until(wake) => {}
                 _ = shutdown.wait_for(|s| *s) => return Ok(()),
             }

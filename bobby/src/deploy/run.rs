@@ -85,7 +85,10 @@ async fn watch_for_cancel(inner: &Inner, id: i64, cancel: watch::Sender<bool>, m
         // notifications may have been missed (the listener reconnected, or there is none).
         let heard = async {
             match listener.as_mut() {
-                Some(l) => l.recv().await.map_or(true, |n| n.payload() == payload),
+                // A lost and re-established connection (`None`) may have missed ours: look.
+                Some(l) => shared::db::next_change(l)
+                    .await
+                    .map_or(true, |n| n.is_none_or(|n| n.payload() == payload)),
                 None => {
                     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
                     true
@@ -237,7 +240,7 @@ fn spec(inner: &Inner, row: &DeployRow, name: &str, command: &str, resource: Opt
         command: command.to_string(),
         dir: inner.config.base_dir.clone(),
         env,
-        sandbox: Default::default(),
+        sandbox: inner.settings.sandbox.clone(),
         timeout: inner.settings.step_timeout.std(),
     }
 }

@@ -109,7 +109,7 @@ async fn wait_until_ended(pool: &PgPool, id: i64) -> anyhow::Result<()> {
         }
         // The notification is the wake-up; the timeout only covers one lost while reconnecting.
         tokio::select! {
-            n = listener.recv() => { n?; }
+            n = shared::db::next_change(&mut listener) => { n?; }
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
     }

@@ -399,7 +399,7 @@ impl Nightly {
                 ("BOBBY_STEP".into(), step.name.clone()),
                 ("BOBBY_ATTEMPT".into(), attempt.to_string()),
             ],
-            sandbox: Default::default(),
+            sandbox: self.settings.sandbox.clone(),
             timeout: self.settings.step_timeout.std(),
         }
     }

@@ -94,7 +94,7 @@ impl NightlyWorker {
             tracing::debug!(phase = next.phase.as_str(), at = %next.at, "Nightly sleeps until its next slot");
             let clock = n.bobby.clock.clone();
             tokio::select! {
-                notification = listener.recv() => { notification?; }
+                notification = shared::db::next_change(&mut listener) => { notification?; }
                 _ = clock.sleep_until(next.at) => { woke_for = Some(next.at); }
                 _ = shutdown.wait_for(|s| *s) => return Ok(()),
             }
