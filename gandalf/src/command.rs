@@ -223,6 +223,20 @@ pub enum CommentCommand {
     Unknown(String),
 }
 
+impl CommentCommand {
+    /// The command as a person would write it, for a reply that answers several at once.
+    pub fn label(&self, bot: &str) -> String {
+        match self {
+            CommentCommand::Merge { priority: 0 } => format!("@{bot} merge"),
+            CommentCommand::Merge { priority } => format!("@{bot} merge p={priority}"),
+            CommentCommand::Cancel => format!("@{bot} cancel"),
+            CommentCommand::Retry => format!("@{bot} retry"),
+            CommentCommand::Status => format!("@{bot} status"),
+            CommentCommand::Unknown(what) => format!("@{bot} {what}"),
+        }
+    }
+}
+
 /// Finds the `@<bot_login> …` commands in a PR comment: one per line; lines inside fenced code
 /// blocks and quoted lines are ignored, as are mentions in the middle of a sentence.
 pub fn parse_comment(body: &str, bot_login: &str) -> Vec<CommentCommand> {

@@ -76,10 +76,10 @@ impl Gandalf {
 
     /// Runs the `@gandalf …` commands of one PR comment by `login`; returns the replies to post
     /// on the PR (plain text, in order).
-    pub async fn handle_comment(&self, repo: &RepoName, number: PrNumber, login: &str, body: &str) -> Vec<String> {
-        let Some(repo) = self.config.repo(repo) else {
-            return vec![];
-        };
+    /// Runs the `@gandalf` commands of one PR comment and returns the one reply to post: each
+    /// command's answer, together (one comment answers one comment), or `None` when it held none.
+    pub async fn handle_comment(&self, repo: &RepoName, number: PrNumber, login: &str, body: &str) -> Option<String> {
+        let repo = self.config.repo(repo)?;
         let slack = self.config.people.find(login).map(|p| p.slack.clone());
         let who = Requester {
             login,
@@ -88,6 +88,7 @@ impl Gandalf {
         };
         let mut replies = vec![];
         for cmd in command::parse_comment(body, &self.config.bot_login) {
+            let label = cmd.label(&self.config.bot_login);
             let result = match cmd {
                 CommentCommand::Merge { priority } => self.enqueue(repo, number, priority, who).await,
                 CommentCommand::Cancel => self.cancel(repo, number, who).await,
@@ -99,9 +100,9 @@ impl Gandalf {
             };
             let answer = result
                 .unwrap_or_else(|r| r.into_answer(&format!("comment command of {login}"), messages::internal_error));
-            replies.push(answer.reply.plain());
+            replies.push((label, answer.reply.plain()));
         }
-        replies
+        messages::comment_reply(&replies)
     }
 
     fn repo_named(&self, name: Option<&RepoName>) -> Handled<&RepoConfig> {

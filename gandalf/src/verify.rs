@@ -368,8 +368,7 @@ impl Verifier<'_> {
                 }
                 LockOutcome::HeldBy { lease, .. } => {
                     tx.rollback().await?;
-                    let note =
-                        messages::waiting_for_environment(env.as_str(), &lease.holder.to_string(), lease.expires_at);
+                    let note = messages::waiting_for_environment(env.as_str(), &lease.holder, lease.expires_at);
                     self.advance(item, ItemState::WaitingForEnvironment, Some(&note), stop)
                         .await?;
                     self.wait_for_change(&mut listener, stop).await?;

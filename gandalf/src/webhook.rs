@@ -249,8 +249,7 @@ async fn handle_event(gandalf: &Gandalf, event: &str, p: &Value) -> anyhow::Resu
             author,
             body,
         } => {
-            let replies = gandalf.handle_comment(&repo, number, &author, &body).await;
-            for reply in replies {
+            if let Some(reply) = gandalf.handle_comment(&repo, number, &author, &body).await {
                 comment(gandalf, &repo, number, &reply).await?;
             }
         }

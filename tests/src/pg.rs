@@ -33,11 +33,41 @@ struct Server {
 }
 
 static SERVER: OnceCell<Server> = OnceCell::const_new();
+/// A second private server, only for tests that stop and start Postgres ([`on_restartable_server`]):
+/// every end-to-end test shares one process, and stopping the first server would break them all.
+static RESTARTABLE: OnceCell<Server> = OnceCell::const_new();
 static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+tokio::task_local! {
+    /// Set by [`on_restartable_server`]: databases made in this task come from [`RESTARTABLE`].
+    static ON_RESTARTABLE: bool;
+}
+
+/// Runs `test` with every [`fresh_database`] it makes on a private server of its own, which
+/// [`stop_server`] and [`start_server`] stop and start without touching any other test's.
+pub async fn on_restartable_server<F: std::future::Future>(test: F) -> F::Output {
+    ON_RESTARTABLE.scope(true, test).await
+}
 
 /// A new, migrated, empty database.
 pub async fn fresh_database() -> TestDb {
-    let server = SERVER.get_or_init(init).await;
+    let server = if ON_RESTARTABLE.try_with(|r| *r).unwrap_or(false) {
+        RESTARTABLE
+            .get_or_init(|| async {
+                // With DATABASE_URL the tests cannot restart the server: they see it in
+                // `can_restart_server` and skip.
+                if std::env::var("DATABASE_URL").ok().filter(|v| !v.is_empty()).is_some() {
+                    return init().await;
+                }
+                let admin_url = tokio::task::spawn_blocking(|| start_private_server("restartable"))
+                    .await
+                    .expect("start Postgres");
+                prepare(admin_url).await
+            })
+            .await
+    } else {
+        SERVER.get_or_init(init).await
+    };
     let name = format!("t{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
     let mut admin = PgConnection::connect(&server.admin_url)
         .await
@@ -59,10 +89,15 @@ pub async fn fresh_database() -> TestDb {
 async fn init() -> Server {
     let admin_url = match std::env::var("DATABASE_URL").ok().filter(|v| !v.is_empty()) {
         Some(url) => url,
-        None => tokio::task::spawn_blocking(start_private_server)
+        None => tokio::task::spawn_blocking(|| start_private_server("main"))
             .await
             .expect("start Postgres"),
     };
+    prepare(admin_url).await
+}
+
+/// Makes the migrated template database on the server at `admin_url`.
+async fn prepare(admin_url: String) -> Server {
     let template = format!("tmpl{}", std::process::id());
     let mut admin = PgConnection::connect(&admin_url)
         .await
@@ -173,7 +208,7 @@ fn sweep_stale(root: &Path) {
         let Some(pid) = name
             .to_str()
             .and_then(|n| n.strip_prefix("pg-"))
-            .and_then(|p| p.parse::<i32>().ok())
+            .and_then(|p| p.split('-').next()?.parse::<i32>().ok())
         else {
             continue;
         };
@@ -185,13 +220,15 @@ fn sweep_stale(root: &Path) {
     }
 }
 
-fn start_private_server() -> String {
+/// Starts a private server (`tag` names it among this process's); returns its admin URL. The
+/// `restartable` one is remembered for [`stop_server`] and [`start_server`].
+fn start_private_server(tag: &str) -> String {
     let bindir = find_bindir().unwrap_or_else(|| panic!("{INSTALL_HINT}"));
     let root = std::env::temp_dir().join("bobby-gandalf-tests");
     std::fs::create_dir_all(&root).expect("create the test temp root");
     std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).ok();
     sweep_stale(&root);
-    let dir = root.join(format!("pg-{}", std::process::id()));
+    let dir = root.join(format!("pg-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create the Postgres directory");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).ok();
@@ -233,7 +270,9 @@ fn start_private_server() -> String {
         ids,
     };
     server.spawn().unwrap_or_else(|e| panic!("{e}"));
-    let _ = PRIVATE.set(server);
+    if tag == "restartable" {
+        let _ = PRIVATE.set(server);
+    }
     let socket = url_encode(dir.to_str().unwrap());
     format!("postgres://postgres@localhost/postgres?host={socket}")
 }
@@ -249,7 +288,7 @@ fn url_encode(s: &str) -> String {
 
 // --- Restarting the private server (for the fault tests) -------------------------------------
 
-/// The private server this process started: what it takes to start it again.
+/// The restartable private server this process started: what it takes to start it again.
 struct PrivateServer {
     bindir: PathBuf,
     data: PathBuf,

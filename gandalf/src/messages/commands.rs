@@ -340,6 +340,21 @@ pub fn unknown_comment_command(what: &str, bot: &str) -> Reply {
     ))
 }
 
+/// The one reply to a PR comment: the answer to its command, or to each of its commands, in order,
+/// under the command as written. `None` for a comment with no command.
+pub fn comment_reply(answers: &[(String, String)]) -> Option<String> {
+    match answers {
+        [] => None,
+        [(_, only)] => Some(only.clone()),
+        many => Some(
+            many.iter()
+                .map(|(command, answer)| format!("**`{}`**\n{answer}", command.replace('`', "'")))
+                .collect::<Vec<_>>()
+                .join("\n\n"),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use insta::assert_snapshot;
@@ -530,5 +545,23 @@ mod tests {
     #[test]
     fn unknown_comment_commands_get_the_list() {
         assert_snapshot!(both(&unknown_comment_command("deploy `everything`", "gandalf")));
+    }
+
+    #[test]
+    fn one_comment_gets_one_reply_however_many_commands_it_holds() {
+        assert_eq!(comment_reply(&[]), None);
+        let one = [("@gandalf status".to_string(), "#42 is queued, position 1.".to_string())];
+        assert_eq!(comment_reply(&one).as_deref(), Some("#42 is queued, position 1."));
+        let two = [
+            (
+                "@gandalf merge p=10".to_string(),
+                "Queued #42 at position 1.".to_string(),
+            ),
+            (
+                "@gandalf frob`nicate".to_string(),
+                "I don't know `frobnicate`.".to_string(),
+            ),
+        ];
+        assert_snapshot!(comment_reply(&two).unwrap());
     }
 }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bg_tests::pg::{PgStop, can_restart_server, start_server, stop_server};
+use bg_tests::pg::{PgStop, can_restart_server, on_restartable_server, start_server, stop_server};
 use bg_tests::{TestBobby, TestGandalf, WEBHOOK_SECRET, spawn_bobby, spawn_gandalf};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -196,6 +196,11 @@ async fn wait_rounds(tally: &Mutex<Tally>, before: &BTreeMap<String, i64>, more:
 
 #[tokio::test]
 async fn postgres_restarted_under_load_fails_requests_cleanly_and_leaves_nothing_half_written() {
+    // Its own Postgres: every other end-to-end test runs in this process on the shared one.
+    on_restartable_server(restarted_under_load()).await;
+}
+
+async fn restarted_under_load() {
     let bobby = Arc::new(spawn_bobby().await);
     if !can_restart_server() {
         println!("skipped: the tests use DATABASE_URL's server, which they cannot restart");

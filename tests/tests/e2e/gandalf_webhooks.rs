@@ -238,3 +238,31 @@ async fn the_queue_api_shows_items_in_order() {
         .unwrap();
     assert_eq!(v["items"][0]["state"], "cancelled");
 }
+
+/// SPEC §5.2 / issue 14: a comment with several `@gandalf` lines gets one reply that answers each.
+#[tokio::test]
+async fn several_commands_in_one_comment_get_one_reply() {
+    let g = spawn_gandalf().await;
+    g.ready_pull(7, "a.txt");
+    g.deliver(
+        "issue_comment",
+        "d-1",
+        &comment_payload(7, "alice", "@gandalf merge\n@gandalf status\n@gandalf frobnicate"),
+    )
+    .await;
+    let comments = g.wait_for_comments(7, 1).await;
+    g.deliver("issue_comment", "d-2", &comment_payload(7, "alice", "@gandalf status"))
+        .await;
+    let after = g.wait_for_comments(7, 2).await;
+    assert_eq!(after.len(), 2, "one reply per comment: {after:?}");
+    let reply = &comments[0];
+    for part in [
+        "`@gandalf merge`",
+        "`@gandalf status`",
+        "`@gandalf frobnicate`",
+        "I don't know `frobnicate`",
+    ] {
+        assert!(reply.contains(part), "{part} missing from the one reply: {reply}");
+    }
+    assert_eq!(queued_count(&g).await, 1);
+}
