@@ -94,6 +94,22 @@ pub enum DeployRef {
     Name(String),
 }
 
+/// Whether `s` can name a branch (or be a SHA): git's rules for ref names
+/// (`git check-ref-format --branch`). Anything else it allows — `#`, `%`, non-ASCII letters — is
+/// percent-encoded when it reaches GitHub's URLs.
+fn is_git_ref_name(s: &str) -> bool {
+    !s.is_empty()
+        && s != "@"
+        && !s.starts_with('-')
+        && !s.ends_with(['/', '.'])
+        && !s.contains("..")
+        && !s.contains("//")
+        && !s.contains("@{")
+        && s.split('/').all(|c| !c.starts_with('.') && !c.ends_with(".lock"))
+        && s.chars()
+            .all(|c| !c.is_control() && !c.is_whitespace() && !"~^:?*[\\".contains(c))
+}
+
 impl DeployRef {
     /// Parses `#123`, a branch name or a SHA. Refuses what can be neither, so nothing odd reaches
     /// GitHub's URLs.
@@ -104,16 +120,7 @@ impl DeployRef {
                 _ => Err(format!("`{}` is not a pull request number; say `#123`", clip(s))),
             };
         }
-        let valid = !s.is_empty()
-            && s.len() <= 200
-            && !s.starts_with(['-', '/', '.'])
-            && !s.ends_with(['/', '.'])
-            && !s.contains("..")
-            && !s.contains("//")
-            && !s.contains("@{")
-            && !s.ends_with(".lock")
-            && s.chars()
-                .all(|c| c.is_ascii_graphic() && !"~^:?*[\\<>|\"'`".contains(c));
+        let valid = s.len() <= 200 && is_git_ref_name(s);
         if valid {
             Ok(DeployRef::Name(s.to_string()))
         } else {
@@ -779,6 +786,13 @@ mod tests {
                 dry_run: true,
             })
         );
+        // What git allows in a ref is taken as typed (and percent-encoded for GitHub's URLs).
+        for name in ["feat#x", "50%off", "fix/ünïcode", "v1.2.3", "a@b"] {
+            assert!(
+                matches!(DeployRef::parse(name), Ok(DeployRef::Name(n)) if n == name),
+                "{name}"
+            );
+        }
         assert_eq!(
             ok("DEPLOY cancel env-2"),
             Command::Deploy(DeployCommand::Cancel { env: "env-2".into() })
@@ -796,6 +810,11 @@ mod tests {
             ("deploy env-4 #0", "not a pull request number"),
             ("deploy env-4 ../etc", "not a branch name"),
             ("deploy env-4 a..b", "not a branch name"),
+            ("deploy env-4 feat?x", "not a branch name"),
+            ("deploy env-4 feat~1", "not a branch name"),
+            ("deploy env-4 x.lock", "not a branch name"),
+            ("deploy env-4 a/.hidden", "not a branch name"),
+            ("deploy env-4 @", "not a branch name"),
             ("deploy env-4 main only", "`only` needs resources"),
             ("deploy env-4 main only ,", "`only` needs resources"),
             ("deploy env-4 main --force", "has no option --force"),

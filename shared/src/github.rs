@@ -430,7 +430,7 @@ impl Github {
     /// The requester's permission; GitHub answers 404 for people who are not collaborators.
     pub async fn permission(&self, repo: &RepoName, login: &str) -> GhResult<Permission> {
         match self
-            .read(&format!("/repos/{repo}/collaborators/{login}/permission"))
+            .read(&format!("/repos/{repo}/collaborators/{}/permission", path_part(login)))
             .await
         {
             Ok((_, v)) => Ok(Permission::parse(
@@ -443,7 +443,10 @@ impl Github {
 
     /// The tip of a branch, or `None` when it does not exist.
     pub async fn branch_tip(&self, repo: &RepoName, branch: &str) -> GhResult<Option<CommitSha>> {
-        match self.read(&format!("/repos/{repo}/git/ref/heads/{branch}")).await {
+        match self
+            .read(&format!("/repos/{repo}/git/ref/heads/{}", path_part(branch)))
+            .await
+        {
             Ok((_, v)) => Ok(Some(sha_at(&v, "/object/sha", "ref without sha")?)),
             Err(GithubError::Refused { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
@@ -453,7 +456,10 @@ impl Github {
     /// The full SHA of a commit named by a SHA (full or abbreviated) or any ref GitHub resolves,
     /// or `None` when there is no such commit.
     pub async fn commit_sha(&self, repo: &RepoName, reference: &str) -> GhResult<Option<CommitSha>> {
-        match self.read(&format!("/repos/{repo}/commits/{reference}")).await {
+        match self
+            .read(&format!("/repos/{repo}/commits/{}", path_part(reference)))
+            .await
+        {
             Ok((_, v)) => Ok(Some(sha_at(&v, "/sha", "commit without sha")?)),
             // GitHub answers 422 for a string that cannot name a commit at all.
             Err(GithubError::Refused { status: 404 | 422, .. }) => Ok(None),
@@ -466,7 +472,7 @@ impl Github {
         let update = self
             .write(
                 "PATCH",
-                &format!("/repos/{repo}/git/refs/heads/{branch}"),
+                &format!("/repos/{repo}/git/refs/heads/{}", path_part(branch)),
                 json!({ "sha": sha.as_str(), "force": force }),
             )
             .await;
@@ -523,7 +529,10 @@ impl Github {
 
     /// A file's text at a commit, or `None` when it does not exist there.
     pub async fn file_at(&self, repo: &RepoName, path: &str, sha: &CommitSha) -> GhResult<Option<String>> {
-        match self.read(&format!("/repos/{repo}/contents/{path}?ref={sha}")).await {
+        match self
+            .read(&format!("/repos/{repo}/contents/{}?ref={sha}", path_part(path)))
+            .await
+        {
             Ok((_, v)) => {
                 let encoded = v
                     .get("content")
@@ -596,6 +605,22 @@ struct RawPull {
     base: RawBranch,
 }
 
+/// Percent-encodes a ref, branch, login or file path for a URL path, segment by segment: `/`
+/// stays a separator (GitHub takes `heads/feature/x` and `contents/dir/file` as written), and
+/// everything but letters, digits and `-._~` is encoded, so `feat#x` names the branch `feat#x`
+/// rather than `feat` with a fragment, and `%`, `?` or a space can never change the request.
+fn path_part(s: &str) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    s.split('/')
+        .map(|seg| percent_encoding::utf8_percent_encode(seg, SEGMENT).to_string())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// The commit id at `pointer` of a GitHub answer; a missing or malformed one is a protocol error.
 fn sha_at(v: &Value, pointer: &str, what: &str) -> GhResult<CommitSha> {
     v.pointer(pointer)
@@ -647,5 +672,21 @@ fn describe_octocrab(e: &octocrab::Error) -> String {
             }
             s.chars().take(300).collect()
         }
+    }
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::path_part;
+
+    #[test]
+    fn names_are_encoded_segment_by_segment() {
+        assert_eq!(path_part("feature/login"), "feature/login");
+        assert_eq!(path_part("feat#x"), "feat%23x");
+        assert_eq!(path_part("50%off"), "50%25off");
+        assert_eq!(path_part("a?b=c&d"), "a%3Fb%3Dc%26d");
+        assert_eq!(path_part("ünï/cödé"), "%C3%BCn%C3%AF/c%C3%B6d%C3%A9");
+        assert_eq!(path_part(".gandalf/resources.toml"), ".gandalf/resources.toml");
+        assert_eq!(path_part("release-1.2_rc~1"), "release-1.2_rc~1");
     }
 }
