@@ -40,6 +40,9 @@ pub enum StopReason {
     TimedOut,
     /// Gandalf is shutting down (or lost its leadership): the item is verified again later.
     Shutdown,
+    /// Gandalf no longer holds the verification environment (an admin forced its lease open):
+    /// what was deployed is reverted and the PR is verified again once the environment is free.
+    LeaseLost,
 }
 
 /// A stop signal for one verification: the running step watches the flag; the reason is read
@@ -148,7 +151,7 @@ pub struct Verifier<'a> {
 
 /// The lease Gandalf takes lasts the verification's timeout plus this margin; it is released
 /// when the verification ends.
-const LEASE_MARGIN: chrono::Duration = chrono::Duration::minutes(15);
+pub(crate) const LEASE_MARGIN: chrono::Duration = chrono::Duration::minutes(15);
 
 impl Verifier<'_> {
     fn now(&self) -> DateTime<Utc> {
@@ -214,6 +217,23 @@ impl Verifier<'_> {
                 let mut conn = self.gandalf.pool.acquire().await?;
                 store::interrupt_steps(&mut conn, item.id, self.now()).await?;
                 store::requeue(&mut conn, item.id, messages::interrupted_by_restart()).await?;
+                return Ok(None);
+            }
+            Halt::Stopped if stop.why() == Some(StopReason::LeaseLost) => {
+                tracing::warn!(repo = %self.repo.name, pr = %item.pr, env = %self.repo.environment, "the verification environment was taken away; reverting and queueing the PR again");
+                self.revert(item, deployed).await?;
+                let note = messages::lease_lost(self.repo.environment.as_str());
+                let mut conn = self.gandalf.pool.acquire().await?;
+                store::interrupt_steps(&mut conn, item.id, self.now()).await?;
+                store::requeue(&mut conn, item.id, &note).await?;
+                drop(conn);
+                self.comment(item.pr, &messages::lease_lost_comment(self.repo.environment.as_str()))
+                    .await;
+                if let Some(channel) = &self.gandalf.config.merges_channel {
+                    let reply = messages::lease_lost_announcement(&self.repo.name, item.pr, self.repo.environment.as_str());
+                    let mut conn = self.gandalf.pool.acquire().await?;
+                    outbox::enqueue_from(&mut conn, Sender::Gandalf, channel.as_str(), &reply, self.now()).await?;
+                }
                 return Ok(None);
             }
             Halt::Stopped if stop.why() == Some(StopReason::TimedOut) => {

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shared::db::{Job, Leadership};
+use shared::envs::store as envs;
+use shared::ids::{EnvName, Holder};
 use shared::github::Github;
 use shared::steps::Registry;
 use tokio::sync::watch;
@@ -22,7 +24,7 @@ use crate::drop_reason::DropReason;
 use crate::handler::Gandalf;
 use crate::messages;
 use crate::store::{self, Item, ItemState};
-use crate::verify::{Outcome, StopHandle, StopReason, Verifier};
+use crate::verify::{LEASE_MARGIN, Outcome, StopHandle, StopReason, Verifier};
 
 /// How often the queues are reconciled with GitHub.
 const RECONCILE_EVERY: Duration = Duration::from_secs(300);
@@ -170,6 +172,7 @@ impl QueueWorker {
         let watcher = tokio::spawn(watch_item(
             self.gandalf.clone(),
             item.id,
+            repo.environment.clone(),
             repo.timeout.chrono(),
             handle,
             stop,
@@ -229,16 +232,23 @@ impl QueueWorker {
     }
 }
 
+/// When Gandalf's lease of the verification environment gets this close to its end while a
+/// verification (or its revert) still runs, it is renewed by [`LEASE_MARGIN`].
+const RENEW_BEFORE: chrono::Duration = chrono::Duration::minutes(5);
+
 /// Watches one verifying item: raises the stop when its row is no longer active (cancelled,
-/// dropped), when `timeout` has passed since its verification started, or when the worker stops.
+/// dropped), when `timeout` has passed since its verification started, when Gandalf no longer holds
+/// the verification environment (an admin forced it open), or when the worker stops. While the
+/// item verifies or reverts it keeps Gandalf's lease of the environment alive.
 async fn watch_item(
     gandalf: Gandalf,
     id: i64,
+    env: EnvName,
     timeout: chrono::Duration,
     handle: StopHandle,
     mut worker_stop: watch::Receiver<bool>,
 ) {
-    let Ok(mut listener) = shared::db::listen(&gandalf.pool, &["gandalf_queue"]).await else {
+    let Ok(mut listener) = shared::db::listen(&gandalf.pool, &["gandalf_queue", "leases"]).await else {
         return;
     };
     loop {
@@ -246,24 +256,48 @@ async fn watch_item(
             Ok(mut conn) => store::item(&mut conn, id).await.ok().flatten(),
             Err(_) => None,
         };
-        let deadline = match &item {
-            Some(i) if i.state.is_finished() => {
-                handle.raise(StopReason::Withdrawn);
-                return;
-            }
-            Some(i) if i.state != ItemState::WaitingForEnvironment && i.state != ItemState::Queued => {
-                i.verify_started_at.map(|t| t + timeout)
-            }
-            _ => None,
-        };
-        if deadline.is_some_and(|d| gandalf.clock.now() >= d) {
-            handle.raise(StopReason::TimedOut);
-            return;
+        let now = gandalf.clock.now();
+        let finished = item.as_ref().is_some_and(|i| i.state.is_finished());
+        if finished {
+            // Cancelled or dropped: stop. The watch goes on while the revert runs, for the lease.
+            handle.raise(StopReason::Withdrawn);
         }
+        let started = item
+            .as_ref()
+            .filter(|i| finished || !matches!(i.state, ItemState::WaitingForEnvironment | ItemState::Queued))
+            .and_then(|i| i.verify_started_at);
+        let deadline = started.filter(|_| !finished).map(|t| t + timeout);
+        if deadline.is_some_and(|d| now >= d) {
+            // Past its timeout: stop. The watch goes on while the revert runs, for the lease.
+            handle.raise(StopReason::TimedOut);
+        }
+        // From the start of the verification until its revert is done Gandalf holds the
+        // environment: keep the lease alive, or stop when it is gone.
+        let mut renew_at = None;
+        if started.is_some() {
+            let kept = match gandalf.pool.acquire().await {
+                Ok(mut conn) => {
+                    envs::keep_alive(&mut conn, &env, &Holder::Gandalf, now + RENEW_BEFORE, now + LEASE_MARGIN)
+                        .await
+                        .map_err(|e| tracing::warn!(error = %e, "could not check the verification lease"))
+                }
+                Err(e) => Err(tracing::warn!(error = %e, "could not check the verification lease")),
+            };
+            match kept {
+                Ok(None) => {
+                    handle.raise(StopReason::LeaseLost);
+                    return;
+                }
+                Ok(Some(ends)) => renew_at = Some(ends - RENEW_BEFORE),
+                Err(()) => {}
+            }
+        }
+        let deadline = deadline.filter(|d| *d > now);
         let far = gandalf.clock.now() + chrono::Duration::days(365);
+        let wake = [deadline, renew_at].into_iter().flatten().min().unwrap_or(far);
         let listener_failed = tokio::select! {
             n = shared::db::next_change(&mut listener) => n.is_err(),
-            _ = gandalf.clock.sleep_until(deadline.unwrap_or(far)) => false,
+            _ = gandalf.clock.sleep_until(wake) => false,
             _ = worker_stop.wait_for(|s| *s) => {
                 handle.raise(StopReason::Shutdown);
                 return;

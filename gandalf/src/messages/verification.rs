@@ -280,6 +280,30 @@ pub fn failed_dm(item: &Item, red: &Red, url: &str) -> Reply {
     ))
 }
 
+/// The note on an item whose verification environment was taken away mid-run.
+pub fn lease_lost(env: &str) -> String {
+    format!("{env} was taken away (its lease was forced open); verified again once it is free")
+}
+
+/// The PR comment when an admin forced the verification environment's lease open mid-run.
+pub fn lease_lost_comment(env: &str) -> String {
+    format!(
+        "Verification stopped: `{env}` was taken away from Gandalf (an admin forced its lease open). \
+         What was deployed has been reverted; this PR keeps its place and is verified again once `{env}` is free."
+    )
+}
+
+/// `merges_channel`, when an admin forced the verification environment's lease open mid-run.
+pub fn lease_lost_announcement(repo: &RepoName, number: PrNumber, env: &str) -> Reply {
+    Reply::in_channel(format!(
+        ":warning: {} was taken away from Gandalf while it verified {}: the verification stopped and what it \
+         deployed was reverted. The PR keeps its place and is verified again once {} is free.",
+        code(env),
+        pr(repo, number),
+        code(env)
+    ))
+}
+
 /// Why the queue was paused when a revert failed (stored, and shown by `/gandalf queue`).
 pub fn revert_failed_pause(resource: &str, number: PrNumber, what: &str) -> String {
     format!("revert of {resource} after #{number} failed: {what}")

@@ -699,6 +699,37 @@ pub async fn unpreserve(
     Ok(UnpreserveOutcome::Unpreserved)
 }
 
+/// Keeps `holder`'s lease of `name` alive while its work runs: when it ends before `renew_before`,
+/// it is moved to `until`. Returns the lease's end, or `None` when `holder` no longer holds it (an
+/// admin's forced unlock, say) — the caller must stop using the environment. Writes only when a
+/// renewal is due, so watching with it does not wake every listener of `leases` each time.
+pub async fn keep_alive(
+    conn: &mut PgConnection,
+    name: &EnvName,
+    holder: &Holder,
+    renew_before: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> DbResult<Option<DateTime<Utc>>> {
+    let renewed: Option<DateTime<Utc>> = sqlx::query_scalar(
+        "UPDATE leases SET expires_at = $4, reminded_at = NULL \
+         WHERE environment = $1 AND holder = $2 AND expires_at < $3 AND $4 > expires_at RETURNING expires_at",
+    )
+    .bind(name)
+    .bind(holder)
+    .bind(renew_before)
+    .bind(until)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if renewed.is_some() {
+        return Ok(renewed);
+    }
+    sqlx::query_scalar("SELECT expires_at FROM leases WHERE environment = $1 AND holder = $2")
+        .bind(name)
+        .bind(holder)
+        .fetch_optional(&mut *conn)
+        .await
+}
+
 /// The next instant the expiry worker has something to do: a reminder or an expiry.
 pub async fn next_lease_deadline(
     conn: &mut PgConnection,

@@ -575,3 +575,52 @@ async fn squash_lands_the_tested_tree_through_the_pull_request_merge() {
     assert_eq!(g.github.calls_to(PATCH_MAIN), 0);
     assert!(p.started().contains(&"test 7 -".to_string()));
 }
+
+/// Issue 14: an admin forces Gandalf's verification lease open mid-run. The verification stops,
+/// what was deployed is reverted, the PR and `merges_channel` are told, and the PR keeps its place:
+/// once the environment is free again it is verified and lands.
+#[tokio::test]
+async fn a_forced_unlock_of_the_verification_environment_stops_reverts_and_says_so() {
+    let (g, p) = setup("", true).await;
+    p.block("test-7");
+    g.ready_pull(7, "api/x.rs");
+    merge(&g, "merge #7").await;
+    p.wait_for_start("test 7 -", 1).await;
+
+    let policy = shared::envs::LeasePolicy {
+        default_lease: shared::envs::DefaultLease::For(shared::duration::Span::from_secs(3600)),
+        max_lease: shared::duration::Span::from_secs(86_400),
+        remind_before: shared::duration::Span::from_secs(600),
+        timezone: chrono_tz::UTC,
+    };
+    let admin = shared::envs::Actor::person(&"U0ADMIN1".parse().unwrap(), true);
+    let env: shared::ids::EnvName = "verify-1".parse().unwrap();
+    {
+        let mut tx = g.pool.begin().await.unwrap();
+        let out = envs::unlock(&mut tx, &env, &admin, true, g.clock.now(), &policy)
+            .await
+            .unwrap();
+        assert!(matches!(out, envs::UnlockOutcome::Released(_)), "{out:?}");
+        tx.commit().await.unwrap();
+    }
+
+    g.wait_for(
+        "SELECT count(*) FROM queue_steps WHERE name = 'revert' AND state = 'succeeded'",
+        1i64,
+    )
+    .await;
+    let comments = g.wait_for_comments(7, 1).await;
+    assert!(comments[0].contains("was taken away"), "{comments:?}");
+    assert!(step_states(&g, 7).await.contains(&"test - cancelled".to_string()));
+    // Back in the queue (not rejected), and verified again: the environment is free now.
+    p.unblock("test-7");
+    g.wait_for_state(7, "merged").await;
+    assert_eq!(
+        g.wait_for(
+            "SELECT count(*) FROM slack_outbox WHERE channel = 'C0MERGES' AND text LIKE '%was taken away%'",
+            1i64
+        )
+        .await,
+        1
+    );
+}
