@@ -75,10 +75,7 @@ fn service_paths(shape: &str, s: usize) -> Vec<String> {
     let shape = if shape == "mix" { SHAPES[s % 4] } else { shape };
     match shape {
         "prefix" => vec![format!("services/svc{s:04}/**")],
-        "prefix_suffix" if s % 4 == 0 => vec![
-            format!("services/svc{s:04}/**"),
-            format!("proto/p{s:04}/*.proto"),
-        ],
+        "prefix_suffix" if s % 4 == 0 => vec![format!("services/svc{s:04}/**"), format!("proto/p{s:04}/*.proto")],
         "prefix_suffix" => vec![format!("services/svc{s:04}/**")],
         "anywhere" => vec![format!("services/svc{s:04}/**"), format!("**/svc{s:04}.yaml")],
         "braces" => vec![
@@ -164,7 +161,11 @@ fn write_inputs(dir: &str) {
             std::fs::write(format!("{dir}/{shape}-{c}.txt"), text).expect("write the change");
         }
     }
-    eprintln!("wrote {} maps and {} changes to {dir}", SHAPES.len(), SHAPES.len() * CHANGES.len());
+    eprintln!(
+        "wrote {} maps and {} changes to {dir}",
+        SHAPES.len(),
+        SHAPES.len() * CHANGES.len()
+    );
 }
 
 fn bench(c: &mut Criterion) {
@@ -175,7 +176,9 @@ fn bench(c: &mut Criterion) {
         assert_eq!(map.resources().len(), PACKAGES + SERVICES);
 
         let mut group = c.benchmark_group("parse");
-        group.bench_function(shape, |b| b.iter(|| black_box(ResourceMap::parse(black_box(&src)).is_ok())));
+        group.bench_function(shape, |b| {
+            b.iter(|| black_box(ResourceMap::parse(black_box(&src)).is_ok()))
+        });
         group.finish();
 
         let mut group = c.benchmark_group(format!("plan/{shape}"));
