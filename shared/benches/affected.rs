@@ -75,7 +75,9 @@ fn service_paths(shape: &str, s: usize) -> Vec<String> {
     let shape = if shape == "mix" { SHAPES[s % 4] } else { shape };
     match shape {
         "prefix" => vec![format!("services/svc{s:04}/**")],
-        "prefix_suffix" if s.is_multiple_of(4) => vec![format!("services/svc{s:04}/**"), format!("proto/p{s:04}/*.proto")],
+        "prefix_suffix" if s.is_multiple_of(4) => {
+            vec![format!("services/svc{s:04}/**"), format!("proto/p{s:04}/*.proto")]
+        }
         "prefix_suffix" => vec![format!("services/svc{s:04}/**")],
         "anywhere" => vec![format!("services/svc{s:04}/**"), format!("**/svc{s:04}.yaml")],
         "braces" => vec![

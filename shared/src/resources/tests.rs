@@ -672,6 +672,9 @@ fn rich_glob_segment() -> impl Strategy<Value = String> {
         r"\*",
         r"a\?",
         "Cargo.toml",
+        "{a",
+        "b}",
+        "{,}",
     ])
     .prop_map(String::from)
 }
