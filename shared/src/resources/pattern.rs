@@ -58,6 +58,14 @@ enum Unit {
     Escaped(char),
 }
 
+impl Unit {
+    fn char(self) -> char {
+        match self {
+            Unit::Plain(c) | Unit::Escaped(c) => c,
+        }
+    }
+}
+
 /// A token before splitting into segments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Flat {
@@ -70,6 +78,16 @@ enum Flat {
 pub(crate) fn parse(glob: &str) -> Option<Vec<Vec<Seg>>> {
     if !glob.contains(['[', ']', '{', '}', '\\']) {
         return plain(glob).map(|segs| vec![segs]);
+    }
+    if !glob.contains(['[', ']', '\\']) {
+        // Braces alone (`{libs,vendor}/x/**`, `*.{rs,toml}`): expanded as text, each alternative
+        // then a plain glob. The same expansion as below, without the per-character units.
+        let units: Vec<Unit> = glob.chars().map(Unit::Plain).collect();
+        let texts = expand(&units)?;
+        return texts
+            .iter()
+            .map(|alt| plain(&alt.iter().map(|u| u.char()).collect::<String>()))
+            .collect();
     }
     let units = units(glob)?;
     let has = |c: char| units.contains(&Unit::Plain(c));
