@@ -209,7 +209,7 @@ fn main() {
         write_inputs(&dir);
         return;
     }
-    // Small samples and short windows: 30 benchmarks, and the machine is shared.
+    // Small samples and short windows: 25 benchmarks, and the machine is shared.
     let mut criterion = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))

@@ -229,11 +229,11 @@ impl<'a> Positions<'a> {
 impl ResourceMap {
     /// Parses and validates a resource map, reporting every problem found.
     ///
-    /// The steps, each a function below: read the TOML ([`read_toml`]); check the names and sort
-    /// the resources by name ([`check_names`]); check each resource's type, dependencies and
-    /// globs ([`check_resources`]) and the `ignore` globs ([`compile_ignore`]); look for
-    /// dependency cycles ([`cycle_problems`]); and only when nothing is wrong, assemble the
-    /// compiled map ([`assemble`]).
+    /// The steps, each a function below: read the TOML (`read_toml`); check the names and sort
+    /// the resources by name (`check_names`); check each resource's type, dependencies and
+    /// globs (`check_resources`) and the `ignore` globs (`compile_ignore`); look for
+    /// dependency cycles (`cycle_problems`); and only when nothing is wrong, assemble the
+    /// compiled map (`assemble`).
     pub fn parse(src: &str) -> Result<ResourceMap, MapError> {
         let pos = Positions::new(src);
         let raw = read_toml(src, &pos)?;
