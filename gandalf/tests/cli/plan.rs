@@ -464,3 +464,65 @@ fn a_bad_map_is_reported_with_its_position() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// Every kind of glob the planner's index files differently, through the binary: literal
+/// prefixes with a wildcard suffix, `**/name` anywhere, braces (expanded into several prefixes),
+/// a character class, a negated class (left to globset), `*` at the root only, dotfiles.
+#[test]
+fn every_kind_of_glob_plans_the_same_through_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("map.toml"),
+        r#"
+ignore = ["docs/**", "**/*.md"]
+unmapped = "none"
+[[resource]]
+name = "lib"
+type = "package"
+paths = ["libs/lib/**/*.rs", "libs/lib/**/Cargo.toml"]
+[[resource]]
+name = "k8s"
+type = "infra"
+paths = ["**/k8s/**", "**/Dockerfile"]
+[[resource]]
+name = "svc"
+type = "service"
+paths = ["{services,jobs}/svc/**", "proto/svc/*.{proto,json}"]
+depends_on = ["lib"]
+[[resource]]
+name = "v"
+type = "job"
+paths = ["tools/v[0-9]/*", "odd/[!x]y", "*.toml", ".github/**"]
+"#,
+    )
+    .unwrap();
+    let plan = |files: &str| {
+        json_of(&gandalf(
+            dir.path(),
+            &["plan", "--map", "map.toml", "--files", "-", "--json"],
+            Some(files),
+        ))
+    };
+    let only = |files: &str| plan(files)["affected"].clone();
+    assert_eq!(only("libs/lib/src/a/b.rs\n"), json!(["lib", "svc"]));
+    assert_eq!(only("libs/lib/Cargo.toml\n"), json!(["lib", "svc"]));
+    assert_eq!(plan("libs/lib/data.bin\n")["unmapped"], json!(["libs/lib/data.bin"]));
+    assert_eq!(only("deploy/k8s/a.yaml\nx/y/Dockerfile\n"), json!(["k8s"]));
+    assert_eq!(only("k8s/a\n"), json!(["k8s"]));
+    assert_eq!(only("jobs/svc/run.sh\n"), json!(["svc"]));
+    assert_eq!(only("proto/svc/a.json\n"), json!(["svc"]));
+    assert_eq!(
+        plan("proto/svc/deeper/a.json\n")["unmapped"],
+        json!(["proto/svc/deeper/a.json"])
+    );
+    assert_eq!(only("tools/v7/x\n"), json!(["v"]));
+    assert_eq!(only("odd/éy\n"), json!(["v"]), "a negated class is one character");
+    assert_eq!(only("odd/xy\n"), json!([]));
+    assert_eq!(only("Cargo.toml\n.github/workflows/ci.yml\n"), json!(["v"]));
+    assert_eq!(
+        plan("sub/Cargo.toml\n")["unmapped"],
+        json!(["sub/Cargo.toml"]),
+        "`*` stays at the root"
+    );
+    assert_eq!(only("libs/lib/README.md\ndocs/k8s/x\n"), json!([]), "ignored");
+}

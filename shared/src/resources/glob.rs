@@ -1,22 +1,21 @@
-//! Glob syntax and matching for the resource map (SPEC §6).
+//! Glob syntax for the resource map (SPEC §6): validation, and globset as the reference meaning.
 //!
 //! The map's globs are matched against whole repository-relative, `/`-separated paths,
 //! case-sensitively: `*` stays within one segment (and matches dotfiles), `**` spans any number of
-//! whole segments, `?` is one character, `{a,b}` are alternatives. `globset` does the matching; this
-//! module pins the options that make it behave exactly like that and rejects the patterns that
+//! whole segments, `?` is one character, `{a,b}` are alternatives. globset, with the options
+//! pinned here, is the reference for that meaning; this module also rejects the patterns that
 //! could only ever be mistakes (so a typo in the map is an error, not a silent "never matches").
 //!
-//! Matching is done by [`GlobMatcher`]: all the globs of a map are compiled into one matcher (a
-//! table of literal `dir/**` prefixes plus one `GlobSet` for everything else), so planning a
-//! change of N files costs N look-ups, never N × (number of globs) matcher runs.
+//! Matching a whole map is not done with globset: [`compile`] turns each glob into segment
+//! patterns (`pattern`) that the map's index (`index`) matches without regexes. The few globs
+//! whose globset meaning does not fit segments keep a compiled globset [`Reference`] instead,
+//! and the property tests compare the two on random globs and paths.
 
-use std::collections::HashMap;
+use globset::{Candidate, GlobBuilder};
 
-use globset::{Candidate, Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use super::pattern::{self, Seg};
 
-/// Compiles one glob with the §6 semantics, or says why it is not a valid glob.
-///
-/// The options, and why:
+/// The options that give globset the §6 meaning, and why:
 /// - `literal_separator(true)`: `*` and `?` never match `/`, so `*.md` matches only at the root.
 /// - case sensitive (globset's default), as the spec requires.
 /// - `backslash_escape(true)`: `\*` is a literal star (paths are `/`-separated, so `\` is never
@@ -27,29 +26,107 @@ use globset::{Candidate, Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 /// globset treats a leading `.` like any other character, so `*` matches dotfiles (§6), and `**`
 /// as a whole segment matches zero or more segments: `docs/**` matches everything below `docs`,
 /// `**/x` matches `x` at any depth including the root, `a/**/b` matches `a/b` and `a/x/y/b`.
-pub(crate) fn compile(glob: &str) -> Result<Compiled, String> {
-    check_shape(glob)?;
-    let compiled = GlobBuilder::new(glob)
+fn builder(glob: &str) -> GlobBuilder<'_> {
+    let mut builder = GlobBuilder::new(glob);
+    builder
         .literal_separator(true)
         .case_insensitive(false)
         .backslash_escape(true)
-        .empty_alternates(true)
-        .build()
-        .map_err(|e| e.kind().to_string())?;
-    let unicode = unicode_regex(compiled.regex())?;
+        .empty_alternates(true);
+    builder
+}
+
+/// Validates one glob and prepares it for matching, or says why it is not a valid glob.
+///
+/// Parsing a 5,000-resource map compiles thousands of globs, so the common ones cost no globset
+/// work at all: a glob without `[`, `]` or `\` and with balanced braces cannot be refused by
+/// globset once [`check_shape`] accepted it. The others are parsed by globset too, for its
+/// verdict and its messages; only those [`pattern::parse`] leaves to globset get a compiled regex.
+pub(crate) fn compile(glob: &str) -> Result<Compiled, String> {
+    check_shape(glob)?;
+    if glob.contains(['[', ']', '\\']) || !braces_balance(glob) {
+        let parsed = builder(glob).build().map_err(|e| e.kind().to_string())?;
+        if glob.contains('[') {
+            unicode_regex(parsed.regex())?;
+        }
+    }
+    let how = match pattern::parse(glob) {
+        Some(alternatives) => How::Segments(alternatives),
+        None => How::Reference(Box::new(Reference::new(glob)?)),
+    };
     Ok(Compiled {
-        glob: compiled,
-        unicode,
+        source: glob.into(),
+        how,
     })
 }
 
-/// A valid glob, ready for a [`GlobMatcher`].
+/// Whether every `{` has its `}` and no `}` comes first. For a glob without classes or escapes
+/// (and one [`check_shape`] accepted), that is all globset checks: it accepts nested and empty
+/// alternatives. So only unbalanced globs need globset's parse, for its message; this keeps a map
+/// of thousands of `{a,b}` globs cheap to load.
+fn braces_balance(glob: &str) -> bool {
+    let mut depth = 0usize;
+    for c in glob.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' => match depth.checked_sub(1) {
+                Some(d) => depth = d,
+                None => return false,
+            },
+            _ => {}
+        }
+    }
+    depth == 0
+}
+
+/// A valid glob, ready for the map's index.
 #[derive(Debug, Clone)]
 pub(crate) struct Compiled {
-    glob: Glob,
-    /// For globs whose meaning differs on non-ASCII paths (see [`unicode_regex`]): a byte regex
-    /// that gets them right.
-    unicode: Option<String>,
+    pub(crate) source: Box<str>,
+    pub(crate) how: How,
+}
+
+/// How a glob is matched.
+#[derive(Debug, Clone)]
+pub(crate) enum How {
+    /// By segments: one list per alternative of its braces.
+    Segments(Vec<Vec<Seg>>),
+    /// By globset (see `pattern` for which globs).
+    Reference(Box<Reference>),
+}
+
+/// globset's answer for one glob, with the non-ASCII fix of [`unicode_regex`]: the reference
+/// meaning of a glob.
+#[derive(Debug, Clone)]
+pub(crate) struct Reference {
+    matcher: globset::GlobMatcher,
+    /// For globs whose meaning differs on non-ASCII paths: a byte regex that gets them right.
+    unicode: Option<regex::bytes::Regex>,
+}
+
+impl Reference {
+    /// Compiles a glob with globset (and the fix for `?` on non-ASCII paths).
+    pub(crate) fn new(glob: &str) -> Result<Reference, String> {
+        check_shape(glob)?;
+        let parsed = builder(glob).build().map_err(|e| e.kind().to_string())?;
+        let unicode = match unicode_regex(parsed.regex())? {
+            Some(re) => Some(regex::bytes::Regex::new(&re).map_err(|e| format!("glob {glob:?}: {e}"))?),
+            None => None,
+        };
+        Ok(Reference {
+            matcher: parsed.compile_matcher(),
+            unicode,
+        })
+    }
+
+    /// Whether the glob matches the whole `path`.
+    pub(crate) fn is_match(&self, path: &str) -> bool {
+        match &self.unicode {
+            // On a non-ASCII path, globset's answer for these globs is replaced by the regex's.
+            Some(re) if !path.is_ascii() => re.is_match(path.as_bytes()),
+            _ => self.matcher.is_match_candidate(&Candidate::from_bytes(path.as_bytes())),
+        }
+    }
 }
 
 /// globset compiles globs to byte regexes in which `?` (and a negated class such as `[!a]`) is
@@ -171,127 +248,22 @@ fn check_shape(glob: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Every glob of a map in one matcher, each glob owned by an index (a resource, or the ignore
-/// list's marker).
-///
-/// Two structures share the work, neither of them a loop over globs:
-/// - the `dir/**` globs whose directory is a plain literal (in practice nearly every resource
-///   path) go into a hash table keyed by `dir/`: a path is looked up once per `/` it contains.
-///   globset would put them in an Aho–Corasick automaton instead; with thousands of prefixes it
-///   runs as an NFA and was half the time of a 20,000-file plan; the table cut that plan from
-///   18 to 10 ms (`docs/benchmarks-planner.md`);
-/// - every other glob goes into one `GlobSet`, skipped entirely when there are none.
-#[derive(Debug, Clone)]
-pub(crate) struct GlobMatcher {
-    /// `dir/` → the indices of the globs `dir/**`.
-    prefixes: HashMap<Box<str>, Vec<usize>>,
-    /// The other globs, and the index of each of them among all globs.
-    set: GlobSet,
-    set_index: Vec<usize>,
-    /// `owner[i]` is the owner of the i-th glob.
-    owner: Vec<usize>,
-    /// The globs of `set` whose non-ASCII behaviour needs the fixed regex: (index in `set`, regex).
-    unicode: Vec<(usize, regex::bytes::Regex)>,
-}
-
-/// Reusable buffers for [`GlobMatcher::owners`], so matching allocates nothing per path.
-#[derive(Debug, Default)]
-pub(crate) struct Scratch {
-    owners: Vec<usize>,
-    set: Vec<usize>,
-}
-
-impl GlobMatcher {
-    /// Builds the matcher from already validated globs and their owners.
-    pub(crate) fn new(globs: Vec<(Compiled, usize)>) -> Result<GlobMatcher, String> {
-        let mut prefixes: HashMap<Box<str>, Vec<usize>> = HashMap::new();
-        let mut builder = GlobSetBuilder::new();
-        let mut set_index = Vec::new();
-        let mut owner = Vec::with_capacity(globs.len());
-        let mut unicode = Vec::new();
-        for (i, (compiled, who)) in globs.into_iter().enumerate() {
-            owner.push(who);
-            if let Some(dir) = literal_dir(compiled.glob.glob()) {
-                prefixes.entry(dir.into()).or_default().push(i);
-                continue;
-            }
-            if let Some(re) = &compiled.unicode {
-                let re = regex::bytes::Regex::new(re).map_err(|e| format!("glob {:?}: {e}", compiled.glob.glob()))?;
-                unicode.push((set_index.len(), re));
-            }
-            builder.add(compiled.glob);
-            set_index.push(i);
-        }
-        let set = builder.build().map_err(|e| e.to_string())?;
-        Ok(GlobMatcher {
-            prefixes,
-            set,
-            set_index,
-            owner,
-            unicode,
-        })
-    }
-
-    /// Whether any glob matches `path`.
-    #[cfg(test)]
-    pub(crate) fn is_match(&self, path: &str) -> bool {
-        !self.owners(path, &mut Scratch::default()).is_empty()
-    }
-
-    /// The owner of every glob matching `path`, in the order the globs were added (so an owner
-    /// whose globs were added together appears in one run, possibly repeated).
-    pub(crate) fn owners<'s>(&self, path: &str, scratch: &'s mut Scratch) -> &'s [usize] {
-        let into = &mut scratch.owners;
-        into.clear();
-        if !self.prefixes.is_empty() {
-            for (i, byte) in path.bytes().enumerate() {
-                if byte == b'/'
-                    && let Some(globs) = self.prefixes.get(&path[..=i])
-                {
-                    into.extend_from_slice(globs);
-                }
-            }
-        }
-        if !self.set_index.is_empty() {
-            let found = &mut scratch.set;
-            self.set
-                .matches_candidate_into(&Candidate::from_bytes(path.as_bytes()), found);
-            if !self.unicode.is_empty() && !path.is_ascii() {
-                // On a non-ASCII path, globset's answer for these few globs is replaced by the
-                // regex's.
-                found.retain(|i| self.unicode.binary_search_by_key(i, |(j, _)| *j).is_err());
-                for (i, re) in &self.unicode {
-                    if re.is_match(path.as_bytes()) {
-                        found.push(*i);
-                    }
-                }
-            }
-            into.extend(found.iter().map(|&i| self.set_index[i]));
-            into.sort_unstable();
-        }
-        for i in into.iter_mut() {
-            *i = self.owner[*i];
-        }
-        into
-    }
-}
-
-/// `dir` + `/` when the glob is `dir/**` with a `dir` free of glob syntax: then it matches
-/// exactly the paths that start with `dir/` (globset: `^dir/.*$`).
-fn literal_dir(glob: &str) -> Option<&str> {
-    let dir = glob.strip_suffix("**")?;
-    let ok = dir.len() > 1 && dir.ends_with('/') && !dir.contains(['*', '?', '[', ']', '{', '}', '\\']);
-    ok.then_some(dir)
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::index::{GlobIndex, Scratch};
     use super::*;
 
+    /// The answer of the map's index for one glob, checked against globset's (the reference).
     fn matches(glob: &str, path: &str) -> bool {
         let g = compile(glob).unwrap_or_else(|e| panic!("{glob}: {e}"));
-        let m = GlobMatcher::new(vec![(g, 0)]).unwrap();
-        m.is_match(path)
+        let indexed = GlobIndex::new(vec![(g, 0)]).is_match(path);
+        let reference = Reference::new(glob).unwrap().is_match(path);
+        assert_eq!(indexed, reference, "{glob:?} on {path:?}: index and globset disagree");
+        indexed
+    }
+
+    fn index(globs: &[(&str, usize)]) -> GlobIndex {
+        GlobIndex::new(globs.iter().map(|&(g, o)| (compile(g).unwrap(), o)).collect())
     }
 
     #[test]
@@ -351,37 +323,31 @@ mod tests {
         assert!(matches("??", "éé"));
         assert!(!matches("??", "é/"));
         assert!(compile("[é]").is_err(), "non-ASCII classes are refused");
-        // A set mixing ordinary and fixed globs keeps the ordinary answers.
-        let m = GlobMatcher::new(vec![
-            (compile("a/**").unwrap(), 0),
-            (compile("a/?").unwrap(), 1),
-            (compile("a/é").unwrap(), 2),
-        ])
-        .unwrap();
-        assert_eq!(m.owners("a/é", &mut Scratch::default()), [0, 1, 2]);
+        assert!(matches("[!a]b", "éb"), "left to globset, with the fix");
+        // An index mixing ordinary globs and globs left to globset answers for all of them.
+        let m = index(&[("a/**", 0), ("a/?", 1), ("a/é", 2), ("a/[!x]", 3)]);
+        assert_eq!(m.owners("a/é", &mut Scratch::default()), [0, 1, 2, 3]);
     }
 
     #[test]
-    fn owners_come_in_glob_order_whichever_structure_matched() {
-        let m = GlobMatcher::new(vec![
-            (compile("b/**").unwrap(), 0),
-            (compile("**/*.md").unwrap(), 0),
-            (compile("b/x/**").unwrap(), 1),
-            (compile("b/{x,y}/*.md").unwrap(), 2),
-            (compile("b/x/**").unwrap(), 3),
-            (compile("**/README.md").unwrap(), 7),
-        ])
-        .unwrap();
+    fn owners_come_in_glob_order_each_glob_once_wherever_it_lives_in_the_index() {
+        let m = index(&[
+            ("b/**", 0),
+            ("**/*.md", 0),
+            ("b/x/**", 1),
+            ("b/{x,y}/*.md", 2),
+            ("b/x/**", 3),
+            ("**/README.md", 7),
+            ("**/x/**/README.md", 8),
+            ("{b,c}/x/{README,NOTES}.md", 9),
+        ]);
         let mut scratch = Scratch::default();
-        assert_eq!(m.owners("b/x/README.md", &mut scratch), [0, 0, 1, 2, 3, 7]);
+        assert_eq!(m.owners("b/x/README.md", &mut scratch), [0, 0, 1, 2, 3, 7, 8, 9]);
+        assert_eq!(m.owners("b/x/x/README.md", &mut scratch), [0, 0, 1, 3, 7, 8]);
         assert_eq!(m.owners("b/y/z", &mut scratch), [0]);
         assert_eq!(m.owners("README.md", &mut scratch), [0, 7]);
         assert!(m.owners("bb/x", &mut scratch).is_empty());
         assert!(m.owners("b", &mut scratch).is_empty());
-        assert_eq!(literal_dir("a/b/**"), Some("a/b/"));
-        for not_plain in ["**", "a/*/**", "{a,b}/**", "a/**/**", "a/**/b", r"a\*/**"] {
-            assert_eq!(literal_dir(not_plain), None, "{not_plain}");
-        }
     }
 
     #[test]

@@ -8,8 +8,12 @@
 //!
 //! A parsed map is also "compiled" for the planner: resources are indexed in name order (so a
 //! sorted list of indices is a list of names sorted by code point), dependency and dependent
-//! lists are index vectors, a topological order is precomputed, and all globs live in two
-//! `GlobSet`s (resource paths and `ignore`).
+//! lists are index vectors, a topological order is precomputed, and all globs (resource paths and
+//! `ignore`) live in one index of globs by their literal leading segments (`index`).
+//!
+//! `parse` is a short list of steps, one function each (read the TOML, check names, check each
+//! resource, compile `ignore`, find cycles, assemble), in the section after `ResourceMap`'s
+//! accessors.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -17,7 +21,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use super::glob::{self, GlobMatcher};
+use super::glob;
+use super::index::GlobIndex;
 
 /// What a changed file that no resource claims does (`unmapped = …`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -63,9 +68,9 @@ pub struct ResourceMap {
     pub(crate) dependents: Vec<Vec<usize>>,
     /// Every resource, dependencies before dependents.
     pub(crate) topo: Vec<usize>,
-    /// Every glob of the map in ONE set, so each changed path is matched once: the resource
+    /// Every glob of the map in ONE index, so each changed path is matched once: the resource
     /// paths (owner: the resource's index), grouped by resource, then `ignore` (owner: [`IGNORE`]).
-    pub(crate) globs: GlobMatcher,
+    pub(crate) globs: GlobIndex,
 }
 
 /// The owner of the `ignore` globs in [`ResourceMap::globs`]; larger than any resource index, so
@@ -223,207 +228,27 @@ impl<'a> Positions<'a> {
 
 impl ResourceMap {
     /// Parses and validates a resource map, reporting every problem found.
+    ///
+    /// The steps, each a function below: read the TOML (`read_toml`); check the names and sort
+    /// the resources by name (`check_names`); check each resource's type, dependencies and
+    /// globs (`check_resources`) and the `ignore` globs (`compile_ignore`); look for
+    /// dependency cycles (`cycle_problems`); and only when nothing is wrong, assemble the
+    /// compiled map (`assemble`).
     pub fn parse(src: &str) -> Result<ResourceMap, MapError> {
         let pos = Positions::new(src);
-        let raw: RawMap = match toml::from_str(src) {
-            Ok(raw) => raw,
-            Err(e) => {
-                let (line, column) = match e.span() {
-                    Some(span) => {
-                        let (l, c) = pos.at(span.start);
-                        (Some(l), Some(c))
-                    }
-                    None => (None, None),
-                };
-                let message = e.message().trim().to_string();
-                let problem = Problem {
-                    kind: ProblemKind::Syntax,
-                    line,
-                    column,
-                    message,
-                };
-                return Err(MapError {
-                    problems: vec![problem],
-                });
-            }
-        };
+        let raw = read_toml(src, &pos)?;
         let mut problems = Vec::new();
-
-        // Names: valid, unique. `first` keeps the first definition of each name.
-        let mut first: HashMap<&str, usize> = HashMap::new();
-        for (i, r) in raw.resource.iter().enumerate() {
-            let name = r.name.get_ref().as_str();
-            let at = r.name.span().start;
-            if name.is_empty() {
-                problems.push(pos.problem(ProblemKind::InvalidName, at, "a resource name cannot be empty".into()));
-                continue;
-            }
-            if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                problems.push(pos.problem(
-                    ProblemKind::InvalidName,
-                    at,
-                    format!(
-                        "resource name {name:?} contains whitespace or control characters \
-                         (names are passed on in space-separated lists)"
-                    ),
-                ));
-                continue;
-            }
-            if let Some(&j) = first.get(name) {
-                let (line, _) = pos.at(raw.resource[j].name.span().start);
-                problems.push(pos.problem(
-                    ProblemKind::DuplicateName,
-                    at,
-                    format!("duplicate resource name `{name}` (first defined on line {line})"),
-                ));
-                continue;
-            }
-            first.insert(name, i);
-        }
-
-        // The resources we keep, sorted by name: index = position in `kept`.
-        let mut kept: Vec<usize> = first.values().copied().collect();
-        kept.sort_by(|&a, &b| raw.resource[a].name.get_ref().cmp(raw.resource[b].name.get_ref()));
-        let index: HashMap<&str, usize> = kept
-            .iter()
-            .enumerate()
-            .map(|(k, &i)| (raw.resource[i].name.get_ref().as_str(), k))
-            .collect();
-
-        // Types, dependencies and globs, in file order.
-        let mut deps: Vec<Vec<usize>> = vec![Vec::new(); kept.len()];
-        let mut globs: Vec<(usize, usize, glob::Compiled)> = Vec::new(); // (file order, owner, glob)
-        for (i, r) in raw.resource.iter().enumerate() {
-            let name = r.name.get_ref().as_str();
-            let me = if first.get(name) == Some(&i) {
-                index.get(name).copied()
-            } else {
-                None
-            };
-            if r.kind.get_ref().trim().is_empty() {
-                problems.push(pos.problem(
-                    ProblemKind::InvalidType,
-                    r.kind.span().start,
-                    format!("resource `{name}` has a blank `type`"),
-                ));
-            }
-            for dep in &r.depends_on {
-                let d = dep.get_ref().as_str();
-                match index.get(d) {
-                    Some(&k) => {
-                        if let Some(me) = me {
-                            deps[me].push(k);
-                        }
-                    }
-                    None => {
-                        let hint = suggest(d, index.keys().copied())
-                            .map(|s| format!(" (did you mean `{s}`?)"))
-                            .unwrap_or_default();
-                        problems.push(pos.problem(
-                            ProblemKind::UnknownDependency,
-                            dep.span().start,
-                            format!("resource `{name}` depends on unknown resource `{d}`{hint}"),
-                        ));
-                    }
-                }
-            }
-            for path in &r.paths {
-                match glob::compile(path.get_ref()) {
-                    Ok(g) => {
-                        if let Some(me) = me {
-                            globs.push((i, me, g));
-                        }
-                    }
-                    Err(why) => problems.push(pos.problem(
-                        ProblemKind::InvalidGlob,
-                        path.span().start,
-                        format!("resource `{name}`: invalid glob {:?}: {why}", path.get_ref()),
-                    )),
-                }
-            }
-        }
-        let mut ignore_globs = Vec::new();
-        for g in &raw.ignore {
-            match glob::compile(g.get_ref()) {
-                Ok(compiled) => ignore_globs.push((compiled, IGNORE)),
-                Err(why) => problems.push(pos.problem(
-                    ProblemKind::InvalidGlob,
-                    g.span().start,
-                    format!("`ignore`: invalid glob {:?}: {why}", g.get_ref()),
-                )),
-            }
-        }
-        for d in &mut deps {
-            d.sort_unstable();
-            d.dedup();
-        }
-
+        let names = check_names(&raw, &pos, &mut problems);
+        let checked = check_resources(&raw, &names, &pos, &mut problems);
+        let ignore = compile_ignore(&raw, &pos, &mut problems);
         // Problems so far are reported in file order; cycles come after them.
         problems.sort_by_key(|p| (p.line, p.column));
-        for cycle in cycles(&deps) {
-            let names: Vec<&str> = cycle
-                .iter()
-                .map(|&k| raw.resource[kept[k]].name.get_ref().as_str())
-                .collect();
-            let at = raw.resource[kept[cycle[0]]].name.span().start;
-            problems.push(pos.problem(
-                ProblemKind::Cycle,
-                at,
-                format!("dependency cycle: {} -> {}", names.join(" -> "), names[0]),
-            ));
-        }
+        problems.extend(cycle_problems(&raw, &names, &checked.deps, &pos));
         if !problems.is_empty() {
             return Err(MapError { problems });
         }
-
-        // Compile: one GlobSet for every glob, resource by resource so that a resource's globs
-        // are consecutive (the planner relies on it to skip repeats cheaply), `ignore` last.
-        globs.sort_by_key(|&(file_order, owner, _)| (owner, file_order));
-        let mut all: Vec<(glob::Compiled, usize)> = globs.into_iter().map(|(_, o, g)| (g, o)).collect();
-        all.extend(ignore_globs);
-        let globs = GlobMatcher::new(all).map_err(compile_failure)?;
-
-        let mut dependents = vec![Vec::new(); kept.len()];
-        for (r, ds) in deps.iter().enumerate() {
-            for &d in ds {
-                dependents[d].push(r);
-            }
-        }
-        let topo = topological_order(&deps);
-
-        let resources: Vec<Resource> = kept
-            .iter()
-            .map(|&i| {
-                let r = &raw.resource[i];
-                let kind = r.kind.get_ref().clone();
-                let mut depends_on: Vec<String> = Vec::new();
-                for d in &r.depends_on {
-                    if !depends_on.contains(d.get_ref()) {
-                        depends_on.push(d.get_ref().clone());
-                    }
-                }
-                Resource {
-                    name: r.name.get_ref().clone(),
-                    deploy: r.deploy.unwrap_or(kind != "package"),
-                    kind,
-                    paths: r.paths.iter().map(|p| p.get_ref().clone()).collect(),
-                    depends_on,
-                    enabled: r.enabled,
-                }
-            })
-            .collect();
-        let by_name = resources.iter().enumerate().map(|(i, r)| (r.name.clone(), i)).collect();
-        Ok(ResourceMap {
-            resources,
-            ignore: raw.ignore.into_iter().map(|g| g.into_inner()).collect(),
-            unmapped: raw.unmapped,
-            build_dependencies: raw.build_dependencies,
-            by_name,
-            deps,
-            dependents,
-            topo,
-            globs,
-        })
+        let kept = names.kept;
+        Ok(assemble(raw, &kept, checked, ignore))
     }
 
     /// Every resource, enabled or not, sorted by name.
@@ -452,15 +277,242 @@ impl ResourceMap {
     }
 }
 
-/// globset refused the whole set (in practice: the combined regex grew past its size limit).
-fn compile_failure(why: String) -> MapError {
-    MapError {
-        problems: vec![Problem {
-            kind: ProblemKind::InvalidGlob,
-            line: None,
-            column: None,
-            message: format!("cannot compile the globs: {why}"),
-        }],
+// ---- the steps of `ResourceMap::parse` ---------------------------------------------------------
+
+/// The TOML into the raw shape; a syntax error is the one problem reported (nothing after it can
+/// be checked).
+fn read_toml(src: &str, pos: &Positions<'_>) -> Result<RawMap, MapError> {
+    toml::from_str(src).map_err(|e: toml::de::Error| {
+        let (line, column) = match e.span() {
+            Some(span) => {
+                let (l, c) = pos.at(span.start);
+                (Some(l), Some(c))
+            }
+            None => (None, None),
+        };
+        MapError {
+            problems: vec![Problem {
+                kind: ProblemKind::Syntax,
+                line,
+                column,
+                message: e.message().trim().to_string(),
+            }],
+        }
+    })
+}
+
+/// The resources that passed the name checks.
+struct Names<'r> {
+    /// Each valid name → the position in the file of its first definition.
+    first: HashMap<&'r str, usize>,
+    /// The file positions of the kept resources, sorted by name: a resource's index (everywhere
+    /// after parsing) is its position here.
+    kept: Vec<usize>,
+    /// Each kept name → its index.
+    index: HashMap<&'r str, usize>,
+}
+
+impl Names<'_> {
+    /// The index of the resource at file position `i`, unless it was dropped (a duplicate or an
+    /// invalid name).
+    fn me(&self, i: usize, name: &str) -> Option<usize> {
+        if self.first.get(name) == Some(&i) {
+            self.index.get(name).copied()
+        } else {
+            None
+        }
+    }
+}
+
+/// Names: valid and unique. The first definition of each name is kept.
+fn check_names<'r>(raw: &'r RawMap, pos: &Positions<'_>, problems: &mut Vec<Problem>) -> Names<'r> {
+    let mut first: HashMap<&str, usize> = HashMap::new();
+    for (i, r) in raw.resource.iter().enumerate() {
+        let name = r.name.get_ref().as_str();
+        let at = r.name.span().start;
+        if let Some(why) = invalid_name(name) {
+            problems.push(pos.problem(ProblemKind::InvalidName, at, why));
+            continue;
+        }
+        if let Some(&j) = first.get(name) {
+            let (line, _) = pos.at(raw.resource[j].name.span().start);
+            problems.push(pos.problem(
+                ProblemKind::DuplicateName,
+                at,
+                format!("duplicate resource name `{name}` (first defined on line {line})"),
+            ));
+            continue;
+        }
+        first.insert(name, i);
+    }
+    let mut kept: Vec<usize> = first.values().copied().collect();
+    kept.sort_by(|&a, &b| raw.resource[a].name.get_ref().cmp(raw.resource[b].name.get_ref()));
+    let index = kept
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| (raw.resource[i].name.get_ref().as_str(), k))
+        .collect();
+    Names { first, kept, index }
+}
+
+/// Why `name` cannot be a resource name, if it cannot.
+fn invalid_name(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("a resource name cannot be empty".into());
+    }
+    name.chars().any(|c| c.is_whitespace() || c.is_control()).then(|| {
+        format!(
+            "resource name {name:?} contains whitespace or control characters \
+             (names are passed on in space-separated lists)"
+        )
+    })
+}
+
+/// What [`check_resources`] found valid.
+struct Checked {
+    /// Direct dependencies of each kept resource (indices, sorted, deduplicated).
+    deps: Vec<Vec<usize>>,
+    /// Every valid glob of a kept resource: (file order, owner, glob).
+    globs: Vec<(usize, usize, glob::Compiled)>,
+}
+
+/// Types, dependencies and globs of every resource, in file order. Resources dropped by the name
+/// checks are checked too (their mistakes are reported) but contribute nothing.
+fn check_resources(raw: &RawMap, names: &Names<'_>, pos: &Positions<'_>, problems: &mut Vec<Problem>) -> Checked {
+    let mut checked = Checked {
+        deps: vec![Vec::new(); names.kept.len()],
+        globs: Vec::new(),
+    };
+    for (i, r) in raw.resource.iter().enumerate() {
+        let name = r.name.get_ref().as_str();
+        let me = names.me(i, name);
+        if r.kind.get_ref().trim().is_empty() {
+            problems.push(pos.problem(
+                ProblemKind::InvalidType,
+                r.kind.span().start,
+                format!("resource `{name}` has a blank `type`"),
+            ));
+        }
+        for dep in &r.depends_on {
+            match (names.index.get(dep.get_ref().as_str()), me) {
+                (Some(&k), Some(me)) => checked.deps[me].push(k),
+                (Some(_), None) => {}
+                (None, _) => problems.push(unknown_dependency(name, dep, names, pos)),
+            }
+        }
+        for path in &r.paths {
+            match glob::compile(path.get_ref()) {
+                Ok(g) => {
+                    if let Some(me) = me {
+                        checked.globs.push((i, me, g));
+                    }
+                }
+                Err(why) => problems.push(pos.problem(
+                    ProblemKind::InvalidGlob,
+                    path.span().start,
+                    format!("resource `{name}`: invalid glob {:?}: {why}", path.get_ref()),
+                )),
+            }
+        }
+    }
+    for d in &mut checked.deps {
+        d.sort_unstable();
+        d.dedup();
+    }
+    checked
+}
+
+fn unknown_dependency(name: &str, dep: &Spanned<String>, names: &Names<'_>, pos: &Positions<'_>) -> Problem {
+    let d = dep.get_ref().as_str();
+    let hint = suggest(d, names.index.keys().copied())
+        .map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_default();
+    pos.problem(
+        ProblemKind::UnknownDependency,
+        dep.span().start,
+        format!("resource `{name}` depends on unknown resource `{d}`{hint}"),
+    )
+}
+
+/// The `ignore` globs, owned by [`IGNORE`].
+fn compile_ignore(raw: &RawMap, pos: &Positions<'_>, problems: &mut Vec<Problem>) -> Vec<(glob::Compiled, usize)> {
+    let mut ignore = Vec::new();
+    for g in &raw.ignore {
+        match glob::compile(g.get_ref()) {
+            Ok(compiled) => ignore.push((compiled, IGNORE)),
+            Err(why) => problems.push(pos.problem(
+                ProblemKind::InvalidGlob,
+                g.span().start,
+                format!("`ignore`: invalid glob {:?}: {why}", g.get_ref()),
+            )),
+        }
+    }
+    ignore
+}
+
+/// One problem per dependency cycle, naming its resources in order.
+fn cycle_problems(raw: &RawMap, names: &Names<'_>, deps: &[Vec<usize>], pos: &Positions<'_>) -> Vec<Problem> {
+    let name_of = |k: usize| &raw.resource[names.kept[k]].name;
+    cycles(deps)
+        .into_iter()
+        .map(|cycle| {
+            let listed: Vec<&str> = cycle.iter().map(|&k| name_of(k).get_ref().as_str()).collect();
+            pos.problem(
+                ProblemKind::Cycle,
+                name_of(cycle[0]).span().start,
+                format!("dependency cycle: {} -> {}", listed.join(" -> "), listed[0]),
+            )
+        })
+        .collect()
+}
+
+/// The compiled map, from a raw map with no problems.
+fn assemble(raw: RawMap, kept: &[usize], checked: Checked, ignore: Vec<(glob::Compiled, usize)>) -> ResourceMap {
+    let Checked { deps, mut globs } = checked;
+    // One index for every glob, resource by resource so that a resource's globs are consecutive
+    // (the planner relies on it to skip repeats cheaply), `ignore` last.
+    globs.sort_by_key(|&(file_order, owner, _)| (owner, file_order));
+    let mut all: Vec<(glob::Compiled, usize)> = globs.into_iter().map(|(_, o, g)| (g, o)).collect();
+    all.extend(ignore);
+
+    let mut dependents = vec![Vec::new(); kept.len()];
+    for (r, ds) in deps.iter().enumerate() {
+        for &d in ds {
+            dependents[d].push(r);
+        }
+    }
+    let topo = topological_order(&deps);
+    let resources: Vec<Resource> = kept.iter().map(|&i| resource(&raw.resource[i])).collect();
+    let by_name = resources.iter().enumerate().map(|(i, r)| (r.name.clone(), i)).collect();
+    ResourceMap {
+        resources,
+        ignore: raw.ignore.into_iter().map(|g| g.into_inner()).collect(),
+        unmapped: raw.unmapped,
+        build_dependencies: raw.build_dependencies,
+        by_name,
+        deps,
+        dependents,
+        topo,
+        globs: GlobIndex::new(all),
+    }
+}
+
+/// One resource as the map's users see it, defaults applied.
+fn resource(r: &RawResource) -> Resource {
+    let kind = r.kind.get_ref().clone();
+    let mut depends_on: Vec<String> = Vec::new();
+    for d in &r.depends_on {
+        if !depends_on.contains(d.get_ref()) {
+            depends_on.push(d.get_ref().clone());
+        }
+    }
+    Resource {
+        name: r.name.get_ref().clone(),
+        deploy: r.deploy.unwrap_or(kind != "package"),
+        kind,
+        paths: r.paths.iter().map(|p| p.get_ref().clone()).collect(),
+        depends_on,
+        enabled: r.enabled,
     }
 }
 

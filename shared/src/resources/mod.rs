@@ -31,15 +31,22 @@
 //! );
 //! ```
 //!
-//! Layout: `map` parses and validates the TOML, `glob` pins the glob semantics, `planner`
-//! computes plans, `discover` proposes a map for an existing repository. Everything here is pure
+//! Layout: `map` parses and validates the TOML, `glob` validates globs and pins their meaning
+//! (globset is the reference), `pattern` turns a glob into segment patterns and matches them,
+//! `index` holds a map's globs in a trie of literal leading segments so a path meets only the globs
+//! that can match it, `planner` computes plans, `cache` keeps parsed maps by blob SHA,
+//! `discover` proposes a map for an existing repository. Everything here is pure
 //! (no database, no network; `discover` only reads files), so it is cheap to test exhaustively.
 
+mod cache;
 pub mod discover;
 mod glob;
+mod index;
 mod map;
+mod pattern;
 mod planner;
 
+pub use cache::{MapCache, git_blob_sha};
 pub use map::{MapError, Problem, ProblemKind, Resource, ResourceMap, Unmapped};
 pub use planner::{Plan, Reason};
 

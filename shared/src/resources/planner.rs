@@ -2,9 +2,10 @@
 //! what to deploy.
 //!
 //! [`ResourceMap::plan`] is a pure function of the map and the changed paths. Its cost is one
-//! look-up in the map's compiled glob matcher per distinct changed path plus a few linear passes
-//! over the resource graph, so it is linear in the number of files and in the size of the map
-//! (see `benches/affected.rs`: 5,000 resources and 20,000 files take about 11 ms).
+//! walk down the map's glob index per distinct changed path (a few hash look-ups, and only the
+//! globs that can match that path: see `index`) plus a few linear passes over the resource graph,
+//! so it is linear in the number of files and in the size of the map, whatever the globs look
+//! like (`benches/affected.rs` and `docs/benchmarks.md` for five map shapes).
 //!
 //! The rules, in the order they are applied:
 //! 1. blank and repeated paths are dropped; a path matching `ignore` counts for nothing, even
@@ -30,7 +31,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::glob::Scratch;
+use super::index::Scratch;
 use super::map::{IGNORE, ResourceMap, Unmapped};
 
 /// The answer of the planner. Serializes to exactly the §6 JSON object:

@@ -635,6 +635,83 @@ fn path() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Glob segments of every kind the index treats differently: literals (some shared, so globs
+/// meet in the trie), `*` forms, `**`, `?`, classes (positive, negated, ranges), braces (in one
+/// segment, across segments, nested, empty, touching a `*`), escapes, unicode.
+fn rich_glob_segment() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![
+        "a",
+        "b",
+        "lib",
+        ".d",
+        "é",
+        "日本",
+        "a,b",
+        "*",
+        "**",
+        "**",
+        "?",
+        "a*",
+        "*.rs",
+        "*.md",
+        "*b*",
+        "?b",
+        "é?",
+        "[ab]",
+        "[a-c]x",
+        "[!a]",
+        "[^b]*",
+        "[]a]",
+        "[a-]",
+        "{a,b}",
+        "{x,*.md}",
+        "x{,.rs}",
+        "{a/b,c}",
+        "{a,{b,c}}",
+        "{**/a,b}",
+        r"\*",
+        r"a\?",
+        "Cargo.toml",
+        "{a",
+        "b}",
+        "{,}",
+    ])
+    .prop_map(String::from)
+}
+
+fn rich_glob() -> impl Strategy<Value = String> {
+    prop::collection::vec(rich_glob_segment(), 1..5).prop_map(|s| s.join("/"))
+}
+
+fn rich_path() -> impl Strategy<Value = String> {
+    let segment = prop::sample::select(vec![
+        "a",
+        "b",
+        "c",
+        "lib",
+        ".d",
+        "ab",
+        "x.md",
+        "y.rs",
+        "b.rs",
+        "B",
+        "é",
+        "éb",
+        "日本",
+        "x😀",
+        "*",
+        "?",
+        "a,b",
+        "",
+        "Cargo.toml",
+        "x.rs",
+        "[ab]",
+        "-",
+        "]",
+    ]);
+    prop::collection::vec(segment, 1..6).prop_map(|s| s.join("/"))
+}
+
 fn model() -> impl Strategy<Value = Model> {
     let names = prop::sample::subsequence(
         vec!["api", "web", "core", "db", "B", "_x", "é", "a-b", "zz", "lib.1", "Z"],
@@ -715,8 +792,36 @@ proptest! {
         let p = p.join("/");
         let compiled = super::glob::compile(&g);
         if let Ok(compiled) = compiled {
-            let m = super::glob::GlobMatcher::new(vec![(compiled, 0)]).unwrap();
+            let m = super::index::GlobIndex::new(vec![(compiled, 0)]);
             prop_assert_eq!(m.is_match(&p), naive_glob(&g, &p), "{} on {}", g, p);
+        }
+    }
+
+    /// Speed never changes a plan: the map's index answers exactly what globset answers glob by
+    /// glob (the way the first planner matched), on random maps of globs of every kind and on
+    /// random paths (dotfiles, unicode, empty segments, `**` in the middle, braces, classes).
+    #[test]
+    fn the_index_agrees_with_globset_glob_by_glob(
+        globs in prop::collection::vec((rich_glob(), 0..4usize), 1..24),
+        paths in prop::collection::vec(rich_path(), 1..16),
+    ) {
+        let mut compiled = Vec::new();
+        let mut references = Vec::new();
+        for (g, owner) in &globs {
+            // Invalid globs are the map parser's business (and refused by both).
+            if let Ok(c) = super::glob::compile(g) {
+                compiled.push((c, *owner));
+                references.push((super::glob::Reference::new(g).expect("valid for compile, valid for globset"), *owner, g));
+            } else {
+                prop_assert!(super::glob::Reference::new(g).is_err() || g.contains('['), "{} refused by compile only", g);
+            }
+        }
+        let index = super::index::GlobIndex::new(compiled);
+        let mut scratch = super::index::Scratch::default();
+        for path in &paths {
+            let expected: Vec<usize> = references.iter().filter(|(r, _, _)| r.is_match(path)).map(|(_, o, _)| *o).collect();
+            let globs: Vec<&String> = references.iter().map(|(_, _, g)| *g).collect();
+            prop_assert_eq!(index.owners(path, &mut scratch), expected.as_slice(), "{:?} on {:?}", globs, path);
         }
     }
 

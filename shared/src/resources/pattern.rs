@@ -1,0 +1,550 @@
+//! Globs as lists of path segments, matched without regexes (SPEC §6 semantics).
+//!
+//! A map's globs are matched by [`super::index::GlobIndex`], which needs each glob as segments:
+//! its literal leading segments pick the branch of the index the glob lives in, and what follows
+//! is matched segment by segment against the path's own segments. This module turns a glob (one
+//! [`super::glob::compile`] has already validated) into that form and matches it.
+//!
+//! The meaning is pinned to globset's, which stays the reference (the property tests in
+//! `tests.rs` compare the two on random globs and paths):
+//! - `**` as a whole segment is any number of whole segments; at the end of a glob (`docs/**`) at
+//!   least one, so `docs/**` matches everything below `docs` but not `docs` itself;
+//! - `*` is any run of characters within one segment (dotfiles too), `?` one character, `[…]`
+//!   one character of the class, everything else (escaped with `\` or not) itself;
+//! - `{a,b}` is expanded into one segment list per alternative (at most [`MAX_ALTERNATIVES`]).
+//!
+//! Globs whose globset meaning does not fit segments are returned as `None`, and the index asks
+//! globset about them instead (compiled on first use): a negated class or a class holding `/`
+//! (globset lets those match `/`, so they can span segments), a class next to braces or holding
+//! `\`, braces touching a `*` (`{*,x}*` would become `**` once expanded), two `**` in a row, and
+//! more than [`MAX_ALTERNATIVES`] alternatives. No map seen in practice has such a glob.
+
+/// The most alternatives a glob's braces expand to before it is left to globset.
+pub(crate) const MAX_ALTERNATIVES: usize = 64;
+
+/// One segment of a glob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Seg {
+    /// `**`: any number of whole segments (at least one at the end of the glob).
+    AnyDepth,
+    /// A segment without wildcards: equal to the path's segment.
+    Literal(Box<str>),
+    /// `*`: any segment, the empty one included.
+    Any,
+    /// `*x`: a segment ending with `x`.
+    Suffix(Box<str>),
+    /// `x*`: a segment starting with `x`.
+    Prefix(Box<str>),
+    /// Anything else within one segment.
+    Tokens(Box<[Tok]>),
+}
+
+/// One element of a segment pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Tok {
+    Char(char),
+    /// `?`
+    One,
+    /// `*`
+    Star,
+    /// `[…]`, not negated, ASCII, without `/`: inclusive ranges.
+    Class(Box<[(char, char)]>),
+}
+
+/// A glob character, remembering whether it was escaped (`\*` is a literal star).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    Plain(char),
+    Escaped(char),
+}
+
+impl Unit {
+    fn char(self) -> char {
+        match self {
+            Unit::Plain(c) | Unit::Escaped(c) => c,
+        }
+    }
+}
+
+/// A token before splitting into segments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Flat {
+    Sep,
+    Tok(Tok),
+}
+
+/// The alternatives of a validated glob, each as a list of segments, or `None` when the glob is
+/// one globset must answer (see the module documentation).
+pub(crate) fn parse(glob: &str) -> Option<Vec<Vec<Seg>>> {
+    if !glob.contains(['[', ']', '{', '}', '\\']) {
+        return plain(glob).map(|segs| vec![segs]);
+    }
+    if !glob.contains(['[', ']', '\\']) {
+        // Braces alone (`{libs,vendor}/x/**`, `*.{rs,toml}`): expanded as text, each alternative
+        // then a plain glob. The same expansion as below, without the per-character units.
+        let units: Vec<Unit> = glob.chars().map(Unit::Plain).collect();
+        let texts = expand(&units)?;
+        return texts
+            .iter()
+            .map(|alt| plain(&alt.iter().map(|u| u.char()).collect::<String>()))
+            .collect();
+    }
+    let units = units(glob)?;
+    let has = |c: char| units.contains(&Unit::Plain(c));
+    let alternatives = if has('{') {
+        if has('[') {
+            return None;
+        }
+        expand(&units)?
+    } else {
+        vec![units]
+    };
+    alternatives.iter().map(|alt| segments(alt)).collect()
+}
+
+/// A glob of literal characters, `*`, `?` and `/` only (nearly every glob of a real map): its
+/// segments straight from the text, without the general path's allocations (parsing a
+/// 5,000-resource map parses thousands of globs).
+fn plain(glob: &str) -> Option<Vec<Seg>> {
+    let wild = |s: &str| s.contains(['*', '?']);
+    let mut segs = Vec::with_capacity(4);
+    for part in glob.split('/') {
+        let seg = match part {
+            "**" if segs.last() == Some(&Seg::AnyDepth) => return None,
+            "**" => Seg::AnyDepth,
+            "*" => Seg::Any,
+            p if !wild(p) => Seg::Literal(p.into()),
+            p if p.starts_with('*') && !wild(&p[1..]) => Seg::Suffix(p[1..].into()),
+            p if p.ends_with('*') && !wild(&p[..p.len() - 1]) => Seg::Prefix(p[..p.len() - 1].into()),
+            p => Seg::Tokens(
+                p.chars()
+                    .map(|c| match c {
+                        '*' => Tok::Star,
+                        '?' => Tok::One,
+                        c => Tok::Char(c),
+                    })
+                    .collect(),
+            ),
+        };
+        segs.push(seg);
+    }
+    Some(segs)
+}
+
+/// The glob's characters with escapes resolved. `None` on a dangling `\` (validation refuses it).
+fn units(glob: &str) -> Option<Vec<Unit>> {
+    let mut out = Vec::with_capacity(glob.len());
+    let mut chars = glob.chars();
+    while let Some(c) = chars.next() {
+        out.push(match c {
+            '\\' => Unit::Escaped(chars.next()?),
+            c => Unit::Plain(c),
+        });
+    }
+    Some(out)
+}
+
+/// Expands `{a,b}` (nested too) into one unit list per alternative, in order.
+fn expand(units: &[Unit]) -> Option<Vec<Vec<Unit>>> {
+    // A `*` touching a brace or a separating comma could form `**` after expansion, which globset
+    // does not read as "any depth": leave such globs to globset.
+    let mut depth = 0usize;
+    for (i, u) in units.iter().enumerate() {
+        let structural = match u {
+            Unit::Plain('{') => {
+                depth += 1;
+                true
+            }
+            Unit::Plain('}') => {
+                depth = depth.checked_sub(1)?;
+                true
+            }
+            Unit::Plain(',') => depth > 0,
+            _ => false,
+        };
+        let star = |j: Option<usize>| j.and_then(|j| units.get(j)) == Some(&Unit::Plain('*'));
+        if structural && (star(i.checked_sub(1)) || star(Some(i + 1))) {
+            return None;
+        }
+    }
+    let mut out = Vec::new();
+    expand_into(units, Vec::new(), &mut out)?;
+    Some(out)
+}
+
+/// Appends to `out` every expansion of `prefix` followed by `rest`.
+fn expand_into(rest: &[Unit], mut prefix: Vec<Unit>, out: &mut Vec<Vec<Unit>>) -> Option<()> {
+    let Some(open) = rest.iter().position(|u| *u == Unit::Plain('{')) else {
+        prefix.extend_from_slice(rest);
+        if out.len() >= MAX_ALTERNATIVES {
+            return None;
+        }
+        out.push(prefix);
+        return Some(());
+    };
+    prefix.extend_from_slice(&rest[..open]);
+    // Find the matching `}` and the top-level commas between.
+    let mut depth = 0;
+    let mut cuts = vec![open];
+    let mut close = None;
+    for (i, u) in rest.iter().enumerate().skip(open) {
+        match u {
+            Unit::Plain('{') => depth += 1,
+            Unit::Plain('}') => {
+                depth -= 1;
+                if depth == 0 {
+                    close = Some(i);
+                    break;
+                }
+            }
+            Unit::Plain(',') if depth == 1 => cuts.push(i),
+            _ => {}
+        }
+    }
+    let close = close?;
+    cuts.push(close);
+    for pair in cuts.windows(2) {
+        // Each alternative followed by what comes after the braces, which may hold more braces.
+        let mut alternative: Vec<Unit> = rest[pair[0] + 1..pair[1]].to_vec();
+        alternative.extend_from_slice(&rest[close + 1..]);
+        expand_into(&alternative, prefix.clone(), out)?;
+    }
+    Some(())
+}
+
+/// One brace-free alternative as segments, or `None` when it needs globset.
+fn segments(units: &[Unit]) -> Option<Vec<Seg>> {
+    let flat = flatten(units)?;
+    let mut segs = Vec::new();
+    for part in flat.split(|f| *f == Flat::Sep) {
+        let toks: Vec<Tok> = part
+            .iter()
+            .map(|f| match f {
+                Flat::Tok(t) => t.clone(),
+                Flat::Sep => unreachable!("split on separators"),
+            })
+            .collect();
+        let seg = segment(toks);
+        if seg == Seg::AnyDepth && segs.last() == Some(&Seg::AnyDepth) {
+            // `**/**`: globset reads it as something else entirely (only paths ending in `/`).
+            return None;
+        }
+        segs.push(seg);
+    }
+    Some(segs)
+}
+
+/// The tokens of an alternative, classes parsed the way globset parses them.
+fn flatten(units: &[Unit]) -> Option<Vec<Flat>> {
+    let mut out = Vec::with_capacity(units.len());
+    let mut i = 0;
+    while i < units.len() {
+        let flat = match units[i] {
+            Unit::Plain('/') | Unit::Escaped('/') => Flat::Sep,
+            Unit::Plain('*') => Flat::Tok(Tok::Star),
+            Unit::Plain('?') => Flat::Tok(Tok::One),
+            Unit::Plain('[') => {
+                let (class, end) = class(units, i + 1)?;
+                i = end;
+                Flat::Tok(class)
+            }
+            Unit::Plain(c) | Unit::Escaped(c) => Flat::Tok(Tok::Char(c)),
+        };
+        out.push(flat);
+        i += 1;
+    }
+    Some(out)
+}
+
+/// The class starting after the `[` at `start`, and the index of its `]`; `None` for the classes
+/// left to globset (negated, holding `/` or `\`, unclosed).
+fn class(units: &[Unit], start: usize) -> Option<(Tok, usize)> {
+    if matches!(units.get(start), Some(Unit::Plain('!' | '^'))) {
+        return None;
+    }
+    let mut ranges: Vec<(char, char)> = Vec::new();
+    let mut first = true;
+    let mut in_range = false;
+    let mut i = start;
+    loop {
+        let Unit::Plain(c) = *units.get(i)? else {
+            return None;
+        };
+        match c {
+            ']' if !first => break,
+            '-' if !first && !in_range => in_range = true,
+            c => {
+                match ranges.last_mut() {
+                    Some(last) if in_range => last.1 = c,
+                    _ => ranges.push((c, c)),
+                }
+                in_range = false;
+            }
+        }
+        first = false;
+        i += 1;
+    }
+    if in_range {
+        ranges.push(('-', '-'));
+    }
+    if ranges.iter().any(|&(lo, hi)| lo <= '/' && '/' <= hi || !hi.is_ascii()) {
+        return None;
+    }
+    Some((Tok::Class(ranges.into()), i))
+}
+
+/// The cheapest form of one segment's tokens.
+fn segment(toks: Vec<Tok>) -> Seg {
+    let literal = |toks: &[Tok]| -> Option<Box<str>> {
+        toks.iter()
+            .map(|t| match t {
+                Tok::Char(c) => Some(*c),
+                _ => None,
+            })
+            .collect::<Option<String>>()
+            .map(String::into_boxed_str)
+    };
+    match toks.as_slice() {
+        [Tok::Star, Tok::Star] => Seg::AnyDepth,
+        [Tok::Star] => Seg::Any,
+        [Tok::Star, rest @ ..] if literal(rest).is_some() => Seg::Suffix(literal(rest).unwrap_or_default()),
+        [rest @ .., Tok::Star] if literal(rest).is_some() => Seg::Prefix(literal(rest).unwrap_or_default()),
+        _ => match literal(&toks) {
+            Some(l) => Seg::Literal(l),
+            None => Seg::Tokens(toks.into()),
+        },
+    }
+}
+
+/// The number of literal segments the glob starts with, and those segments: where it lives in
+/// the index. Works on the raw text, so it serves the globs left to globset too: the literal
+/// segments before the first glob operator, escape or brace.
+pub(crate) fn literal_prefix(glob: &str) -> Vec<&str> {
+    let stop = glob.find(['*', '?', '[', ']', '{', '}', '\\']).unwrap_or(glob.len());
+    match glob[..stop].rfind('/') {
+        Some(end) => glob[..end].split('/').collect(),
+        // The first segment already holds an operator.
+        None => Vec::new(),
+    }
+}
+
+impl Seg {
+    /// Whether this (non-`**`) segment pattern matches one path segment.
+    fn matches(&self, s: &str) -> bool {
+        match self {
+            Seg::AnyDepth => true,
+            Seg::Literal(l) => **l == *s,
+            Seg::Any => true,
+            Seg::Suffix(x) => s.ends_with(&**x),
+            Seg::Prefix(x) => s.starts_with(&**x),
+            Seg::Tokens(toks) => wildcard(toks, s),
+        }
+    }
+
+    /// The literal text of a [`Seg::Literal`].
+    pub(crate) fn literal(&self) -> Option<&str> {
+        match self {
+            Seg::Literal(l) => Some(l),
+            _ => None,
+        }
+    }
+}
+
+impl Tok {
+    fn matches_char(&self, c: char) -> bool {
+        match self {
+            Tok::Char(x) => *x == c,
+            Tok::One => true,
+            Tok::Star => false,
+            Tok::Class(ranges) => ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi),
+        }
+    }
+}
+
+/// Classic wildcard matching with one backtracking point (the last `*`): linear in practice,
+/// `O(pattern × text)` at worst, never exponential.
+fn wildcard(toks: &[Tok], s: &str) -> bool {
+    let text: Vec<char> = s.chars().collect();
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match toks.get(p) {
+            Some(Tok::Star) => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(tok) if tok.matches_char(text[t]) => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    toks[p..].iter().all(|t| *t == Tok::Star)
+}
+
+/// Whether the segment pattern `pat` matches the path segments `path` as a whole.
+pub(crate) fn matches(pat: &[Seg], path: &[&str]) -> bool {
+    match pat.split_last() {
+        // A final `**` needs at least one segment: `P/**` on `path` is `P` followed by any number
+        // of segments on all of `path` but its last segment.
+        Some((Seg::AnyDepth, _)) => match path.split_last() {
+            Some((_, init)) => any_depth(pat, init),
+            None => false,
+        },
+        _ => any_depth(pat, path),
+    }
+}
+
+/// Segment matching where every `**` is any number of segments (zero included): the wildcard
+/// algorithm again, one level up.
+fn any_depth(pat: &[Seg], path: &[&str]) -> bool {
+    let (mut p, mut s) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while s < path.len() {
+        match pat.get(p) {
+            Some(Seg::AnyDepth) => {
+                star = Some((p, s));
+                p += 1;
+            }
+            Some(seg) if seg.matches(path[s]) => {
+                p += 1;
+                s += 1;
+            }
+            _ => match star {
+                Some((sp, ss)) => {
+                    p = sp + 1;
+                    s = ss + 1;
+                    star = Some((sp, ss + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pat[p..].iter().all(|seg| *seg == Seg::AnyDepth)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(glob: &str) -> Vec<Seg> {
+        let mut alts = parse(glob).unwrap_or_else(|| panic!("{glob} left to globset"));
+        assert_eq!(alts.len(), 1, "{glob}");
+        alts.remove(0)
+    }
+
+    fn is_match(glob: &str, path: &str) -> bool {
+        let segs: Vec<&str> = path.split('/').collect();
+        parse(glob)
+            .unwrap_or_else(|| panic!("{glob} left to globset"))
+            .iter()
+            .any(|alt| matches(alt, &segs))
+    }
+
+    #[test]
+    fn segments_take_their_cheapest_form() {
+        use Seg::*;
+        assert_eq!(
+            one("libs/a/**/*.rs"),
+            [
+                Literal("libs".into()),
+                Literal("a".into()),
+                AnyDepth,
+                Suffix(".rs".into())
+            ]
+        );
+        assert_eq!(one("x/v*/*"), [Literal("x".into()), Prefix("v".into()), Any]);
+        assert_eq!(one(r"a\*b"), [Literal("a*b".into())]);
+        assert_eq!(
+            one("a?[a-c-]"),
+            [Tokens(
+                vec![
+                    Tok::Char('a'),
+                    Tok::One,
+                    Tok::Class(vec![('a', 'c'), ('-', '-')].into())
+                ]
+                .into()
+            )]
+        );
+        assert_eq!(
+            one("[]x]"),
+            [Tokens(vec![Tok::Class(vec![(']', ']'), ('x', 'x')].into())].into())]
+        );
+    }
+
+    #[test]
+    fn braces_expand_in_order_nested_and_empty() {
+        let alts = parse("{libs,vendor}/x/*.{rs,to{ml,ast}}").unwrap();
+        let shown: Vec<String> = alts.iter().map(|a| format!("{a:?}")).collect();
+        assert_eq!(alts.len(), 6, "{shown:?}");
+        assert!(is_match("foo{,.txt}", "foo"));
+        assert!(is_match("foo{,.txt}", "foo.txt"));
+        assert!(is_match("{a/b,c}/**", "a/b/x"));
+        assert!(!is_match("{a/b,c}/**", "a/x"));
+        assert!(is_match(r"{a\,b,c}", "a,b"));
+    }
+
+    #[test]
+    fn what_is_left_to_globset() {
+        for glob in [
+            "[!a]b",
+            "[^a]b",
+            "a[+-0]b",
+            "a[/]b",
+            r"a[\]]",
+            "{[ab],c}",
+            "{*,x}*",
+            "x{**/a,b}",
+            "a/**/**",
+            "{a,b}{c,d}{e,f}{g,h}{i,j}{k,l}{m,n}",
+        ] {
+            assert_eq!(parse(glob), None, "{glob}");
+        }
+    }
+
+    #[test]
+    fn any_depth_is_any_number_of_segments_and_at_least_one_at_the_end() {
+        assert!(is_match("docs/**", "docs/a"));
+        assert!(is_match("docs/**", "docs/"));
+        assert!(!is_match("docs/**", "docs"));
+        assert!(is_match("**", "x"));
+        assert!(is_match("**/x", "x"));
+        assert!(is_match("**/x", "/x"));
+        assert!(is_match("a/**/b/**/c", "a/b/c"));
+        assert!(is_match("a/**/b/**/c", "a/1/b/2/3/c"));
+        assert!(!is_match("a/**/b/**/c", "a/1/c/2/b"));
+        assert!(is_match("**/a/**", "x/a/y"));
+        assert!(!is_match("**/a/**", "x/a"));
+    }
+
+    #[test]
+    fn wildcards_within_a_segment() {
+        assert!(is_match("*", ".env"));
+        assert!(is_match("*.md", "README.md"));
+        assert!(!is_match("*.md", "a/README.md"));
+        assert!(is_match("a*b*c", "abxbc"));
+        assert!(!is_match("a*b*c", "abxb"));
+        assert!(is_match("v?.txt", "vé.txt"));
+        assert!(!is_match("v?.txt", "vée.txt"));
+        assert!(is_match("[ab]?", "aé"));
+        assert!(is_match("é/*", "é/x"));
+    }
+
+    #[test]
+    fn literal_prefixes_stop_at_the_first_operator() {
+        assert_eq!(literal_prefix("libs/a/**/*.rs"), ["libs", "a"]);
+        assert_eq!(literal_prefix("libs/a*/b"), ["libs"]);
+        assert_eq!(literal_prefix("{a,b}/c"), Vec::<&str>::new());
+        assert_eq!(literal_prefix("**/x"), Vec::<&str>::new());
+        assert_eq!(literal_prefix("a/b/c.rs"), ["a", "b"]);
+        assert_eq!(literal_prefix(r"a/b\*/c"), ["a"]);
+    }
+}
