@@ -369,9 +369,14 @@ impl Gandalf {
             .await
             .map_err(github_refusal)?;
         let text = match map.as_deref().map(shared::resources::ResourceMap::parse) {
-            Some(Ok(map)) => map.plan(&changed).to_text(),
+            Some(Ok(map)) if changed.complete => map.plan(&changed.paths).to_text(),
+            Some(Ok(map)) => format!(
+                "{}\n{}",
+                messages::change_list_cut_short(changed.paths.len()),
+                map.plan_all().to_text()
+            ),
             Some(Err(e)) => return refuse(messages::bad_map(name, number, &e.render(&repo.resource_map))),
-            None => messages::no_resource_map(&repo.resource_map, changed.len()),
+            None => messages::no_resource_map(&repo.resource_map, changed.paths.len()),
         };
         Ok(Answer::ok(messages::plan(name, number, &text)))
     }

@@ -117,6 +117,11 @@ struct Work {
     deploy: Vec<String>,
 }
 
+/// Parsed resource maps by their text's git blob SHA, shared by every verification of this
+/// process: a map changes far less often than PRs land.
+static MAP_CACHE: std::sync::LazyLock<shared::resources::MapCache> =
+    std::sync::LazyLock::new(|| shared::resources::MapCache::new(16));
+
 /// Marks the whole repository in `deployed` when there is no resource map.
 const EVERYTHING: &str = "*";
 
@@ -230,7 +235,8 @@ impl Verifier<'_> {
                 self.comment(item.pr, &messages::lease_lost_comment(self.repo.environment.as_str()))
                     .await;
                 if let Some(channel) = &self.gandalf.config.merges_channel {
-                    let reply = messages::lease_lost_announcement(&self.repo.name, item.pr, self.repo.environment.as_str());
+                    let reply =
+                        messages::lease_lost_announcement(&self.repo.name, item.pr, self.repo.environment.as_str());
                     let mut conn = self.gandalf.pool.acquire().await?;
                     outbox::enqueue_from(&mut conn, Sender::Gandalf, channel.as_str(), &reply, self.now()).await?;
                 }
@@ -466,9 +472,16 @@ impl Verifier<'_> {
                 deploy: vec![],
             });
         };
-        match shared::resources::ResourceMap::parse(&text) {
+        match MAP_CACHE.parse(&text) {
             Ok(map) => {
-                let plan = map.plan(&changed);
+                let plan = if changed.complete {
+                    map.plan(&changed.paths)
+                } else {
+                    // GitHub stops listing at 300 files: what is past them is unknown, so every
+                    // enabled resource counts as affected (never plan from a truncated list).
+                    tracing::warn!(repo = %self.repo.name, files = changed.paths.len(), "the change list may be cut short; everything is affected");
+                    map.plan_all()
+                };
                 Ok(Work {
                     everything: false,
                     affected: plan.affected,

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use shared::db::{Job, Leadership};
 use shared::envs::store as envs;
-use shared::ids::{EnvName, Holder};
 use shared::github::Github;
+use shared::ids::{EnvName, Holder};
 use shared::steps::Registry;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -277,19 +277,28 @@ async fn watch_item(
         if started.is_some() {
             let kept = match gandalf.pool.acquire().await {
                 Ok(mut conn) => {
-                    envs::keep_alive(&mut conn, &env, &Holder::Gandalf, now + RENEW_BEFORE, now + LEASE_MARGIN)
-                        .await
-                        .map_err(|e| tracing::warn!(error = %e, "could not check the verification lease"))
+                    envs::keep_alive(
+                        &mut conn,
+                        &env,
+                        &Holder::Gandalf,
+                        now + RENEW_BEFORE,
+                        now + LEASE_MARGIN,
+                    )
+                    .await
                 }
-                Err(e) => Err(tracing::warn!(error = %e, "could not check the verification lease")),
+                Err(e) => Err(e),
             };
+            if let Err(e) = &kept {
+                // The database is away: look again at the next wake-up; the lease has its margin.
+                tracing::warn!(error = %e, "could not check the verification lease");
+            }
             match kept {
                 Ok(None) => {
                     handle.raise(StopReason::LeaseLost);
                     return;
                 }
                 Ok(Some(ends)) => renew_at = Some(ends - RENEW_BEFORE),
-                Err(()) => {}
+                Err(_) => {}
             }
         }
         let deadline = deadline.filter(|d| *d > now);

@@ -34,6 +34,17 @@ use retry::{Decision, Kind, Trouble};
 
 pub use crate::ids::{CommitSha, PrNumber, RepoName};
 
+/// The most files GitHub lists for one comparison (`GET …/compare/{base}...{head}`).
+pub const COMPARE_FILE_LIMIT: usize = 300;
+
+/// The files a comparison lists, and whether the list is known to be whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedFiles {
+    pub paths: Vec<String>,
+    /// `false` when GitHub listed as many files as it ever does: there may be more.
+    pub complete: bool,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum GithubError {
     /// GitHub said no for a reason that will not change by asking again (404, 422, 409…).
@@ -501,30 +512,27 @@ impl Github {
     }
 
     /// The paths changed between `base` and `head` (three-dot: since their merge base). A rename
-    /// counts as both paths.
-    pub async fn changed_files(&self, repo: &RepoName, base: &CommitSha, head: &CommitSha) -> GhResult<Vec<String>> {
-        let mut out = vec![];
-        for page in 1..=100 {
-            let (_, v) = self
-                .read(&format!(
-                    "/repos/{repo}/compare/{base}...{head}?per_page=100&page={page}"
-                ))
-                .await?;
-            let files = v.get("files").and_then(Value::as_array).cloned().unwrap_or_default();
-            let n = files.len();
-            for f in files {
-                if let Some(p) = f.get("filename").and_then(Value::as_str) {
-                    out.push(p.to_string());
-                }
-                if let Some(p) = f.get("previous_filename").and_then(Value::as_str) {
-                    out.push(p.to_string());
-                }
+    /// counts as both paths. GitHub lists the files of a comparison on its first page only, and
+    /// at most [`COMPARE_FILE_LIMIT`] of them: a list that long may be cut short, which
+    /// [`ChangedFiles::complete`] says, so that nobody plans from a truncated list (SPEC §5.3).
+    pub async fn changed_files(&self, repo: &RepoName, base: &CommitSha, head: &CommitSha) -> GhResult<ChangedFiles> {
+        let (_, v) = self
+            .read(&format!("/repos/{repo}/compare/{base}...{head}?per_page=1"))
+            .await?;
+        let files = v.get("files").and_then(Value::as_array).cloned().unwrap_or_default();
+        let mut paths = vec![];
+        for f in &files {
+            if let Some(p) = f.get("filename").and_then(Value::as_str) {
+                paths.push(p.to_string());
             }
-            if n < 100 {
-                break;
+            if let Some(p) = f.get("previous_filename").and_then(Value::as_str) {
+                paths.push(p.to_string());
             }
         }
-        Ok(out)
+        Ok(ChangedFiles {
+            paths,
+            complete: files.len() < COMPARE_FILE_LIMIT,
+        })
     }
 
     /// A file's text at a commit, or `None` when it does not exist there.

@@ -872,8 +872,6 @@ async fn merges(State(fake): State<FakeGithub>, Path((o, r)): Path<RepoPath>, Js
 struct Paging {
     #[serde(default)]
     page: Option<usize>,
-    #[serde(default)]
-    per_page: Option<usize>,
 }
 
 async fn compare(
@@ -908,10 +906,16 @@ async fn compare(
         for p in from.keys().filter(|p| !to.contains_key(*p)) {
             files.push(json!({ "filename": p, "status": "removed" }));
         }
-        let per = paging.per_page.unwrap_or(30).clamp(1, 100);
+        // As GitHub: pagination is over commits; the files are on the first page only, and at
+        // most 300 for the whole comparison.
         let page = paging.page.unwrap_or(1).max(1);
-        let slice: Vec<Value> = files.into_iter().skip((page - 1) * per).take(per).collect();
-        Json(json!({ "merge_base_commit": { "sha": mb }, "files": slice })).into_response()
+        files.sort_by(|a, b| a["filename"].as_str().cmp(&b["filename"].as_str()));
+        let files: Vec<Value> = if page == 1 {
+            files.into_iter().take(300).collect()
+        } else {
+            vec![]
+        };
+        Json(json!({ "merge_base_commit": { "sha": mb }, "files": files })).into_response()
     })
 }
 

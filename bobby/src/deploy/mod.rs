@@ -284,6 +284,8 @@ impl Deployer {
                 rendered: e.render(&settings.resource_map),
             })
         })?;
+        // GitHub lists at most 300 changed files: past that, everything counts as affected.
+        let mut cut_short = None;
         let plan = match only {
             Some(names) => map.plan_only(names).map_err(|unknown| {
                 let valid: Vec<&str> = map
@@ -306,10 +308,18 @@ impl Deployer {
                     })
                 })?;
                 let changed = gh.changed_files(repo, &base, &sha).await?;
-                map.plan(&changed)
+                if changed.complete {
+                    map.plan(&changed.paths)
+                } else {
+                    cut_short = Some(changed.paths.len());
+                    map.plan_all()
+                }
             }
         };
-        let text = plan.to_text();
+        let text = match cut_short {
+            Some(n) => format!("{}\n{}", messages::deploy_change_list_cut_short(n), plan.to_text()),
+            None => plan.to_text(),
+        };
         Ok((
             sha,
             DeployPlan {

@@ -151,6 +151,13 @@ pub fn deploy_plan_everything(map: &str) -> String {
     format!("No resource map {map} at this commit: build and deploy run once for the whole repository.")
 }
 
+/// A deploy planned when GitHub's change list may be cut short (it lists at most 300 files).
+pub fn deploy_change_list_cut_short(listed: usize) -> String {
+    format!(
+        "GitHub listed {listed} changed files, the most it lists for one comparison: there may be more, so every enabled resource counts as affected."
+    )
+}
+
 pub fn deploy_dry_run(name: &EnvName, reference: &str, sha: &str, plan: &str) -> Reply {
     Reply::ephemeral(format!(
         ":clipboard: Dry run: deploying {} to {} would do this (nothing was run):\n{}",
@@ -445,6 +452,7 @@ mod tests {
     #[test]
     fn starting_and_cancelling() {
         insta::assert_snapshot!("plan_everything", deploy_plan_everything("resources.toml"));
+        insta::assert_snapshot!("change_list_cut_short", deploy_change_list_cut_short(300));
         snap_reply!(
             "dry_run",
             deploy_dry_run(&name("env-4"), "#812", SHA, "build: api\nthen: web\ndeploy: api, web")

@@ -188,6 +188,17 @@ impl ResourceMap {
     /// are affected (not what depends on them); their build set, levels and deploy order follow
     /// the same rules as [`ResourceMap::plan`]. Fails on the first name that is not an enabled
     /// resource of the map.
+    /// The plan when the change list may be incomplete: every enabled resource is affected.
+    pub fn plan_all(&self) -> Plan {
+        let names: Vec<&str> = self
+            .resources
+            .iter()
+            .filter(|r| r.enabled)
+            .map(|r| r.name.as_str())
+            .collect();
+        self.plan_only(&names).expect("every enabled resource is a valid name")
+    }
+
     pub fn plan_only<S: AsRef<str>>(&self, names: &[S]) -> Result<Plan, String> {
         let mut affected = vec![false; self.resources.len()];
         for name in names {

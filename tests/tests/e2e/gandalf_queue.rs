@@ -624,3 +624,32 @@ async fn a_forced_unlock_of_the_verification_environment_stops_reverts_and_says_
         1
     );
 }
+
+/// SPEC §5.3 step 3, §10: GitHub's compare lists at most 300 files. A PR of 300 files under
+/// `api/` and one under `web/` (the 301st by name) must not be planned from the first 300: the
+/// list may be cut short, so every enabled resource is affected, `web` included.
+#[tokio::test]
+async fn a_change_list_github_cut_at_300_files_affects_everything() {
+    let (g, p) = setup("", true).await;
+    let contents: Vec<(String, String)> = (0..300)
+        .map(|i| (format!("api/f{i:03}.rs"), format!("{i}\n")))
+        .chain([("web/z.rs".to_string(), "z\n".to_string())])
+        .collect();
+    let changes: Vec<(&str, Option<&str>)> = contents.iter().map(|(p, c)| (p.as_str(), Some(c.as_str()))).collect();
+    g.github.push(REPO, "pr-7", "main", &changes);
+    g.github.open_pull(REPO, 7, "A big refactor", "alice", "pr-7", "main");
+    g.github.approve(REPO, 7, "bob");
+    merge(&g, "merge #7").await;
+    g.wait_for_state(7, "merged").await;
+    let started = p.started();
+    assert!(
+        started.contains(&"deploy 7 web".to_string()),
+        "web was not deployed: {started:?}"
+    );
+    assert!(started.contains(&"deploy 7 api".to_string()), "{started:?}");
+    assert_eq!(
+        item_field(&g, 7, "affected").await.as_deref(),
+        Some(r#"["api", "lib", "web"]"#),
+        "every enabled resource"
+    );
+}

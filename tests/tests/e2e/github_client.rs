@@ -121,9 +121,9 @@ async fn builds_a_candidate_and_lands_it_by_fast_forward() {
         MergeOutcome::NothingToMerge
     );
 
-    let mut changed = gh.changed_files(&repo, &tip, &candidate).await.unwrap();
-    changed.sort();
-    assert_eq!(changed, ["services/billing/main.rs"]);
+    let changed = gh.changed_files(&repo, &tip, &candidate).await.unwrap();
+    assert_eq!(changed.paths, ["services/billing/main.rs"]);
+    assert!(changed.complete);
     assert_eq!(
         gh.file_at(&repo, "services/billing/main.rs", &candidate)
             .await
