@@ -328,14 +328,7 @@ impl BobbyConfig {
         if let Some(n) = &raw.nightly {
             validate_nightly(n)?;
         }
-        let steps = StepEnv::new(raw.pass_env, raw.step_user.as_deref()).map_err(|e| {
-            let key = if matches!(e, shared::steps::env::StepEnvError::NoSuchUser(_)) {
-                "step_user"
-            } else {
-                "pass_env"
-            };
-            Invalid::new(key, e.to_string())
-        })?;
+        let steps = StepEnv::from_config(raw.pass_env, raw.step_user.as_deref())?;
         let mut nightly = raw.nightly;
         if let Some(n) = &mut nightly {
             n.sandbox = steps

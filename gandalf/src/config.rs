@@ -157,14 +157,7 @@ impl GandalfConfig {
         if raw.bot_login.trim().is_empty() || raw.bot_login.contains(char::is_whitespace) {
             return Err(Invalid::new("bot_login", "must be a GitHub login such as \"gandalf\""));
         }
-        let steps = StepEnv::new(raw.pass_env, raw.step_user.as_deref()).map_err(|e| {
-            let key = if matches!(e, shared::steps::env::StepEnvError::NoSuchUser(_)) {
-                "step_user"
-            } else {
-                "pass_env"
-            };
-            Invalid::new(key, e.to_string())
-        })?;
+        let steps = StepEnv::from_config(raw.pass_env, raw.step_user.as_deref())?;
         let mut repos = raw.repos;
         for r in &mut repos {
             r.sandbox = steps

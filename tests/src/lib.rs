@@ -235,18 +235,7 @@ pub async fn spawn_gandalf_socket(app_token: &str) -> (TestGandalf, FakeSocketSl
     let mut env = socket_env(&socket, app_token);
     env.push(("SLACK_BOT_TOKEN".into(), fake_slack::BOT_TOKEN.into()));
     let g = spawn_gandalf_env(&socket_mode(GANDALF_TOML), Path::new("."), true, env).await;
-    let mut conn = g.pool.acquire().await.unwrap();
-    gandalf::store::set_paused(
-        &mut conn,
-        &"acme/platform".parse().unwrap(),
-        true,
-        "tests of the front half",
-        &shared::ids::Holder::Gandalf,
-        g.clock.now(),
-    )
-    .await
-    .unwrap();
-    drop(conn);
+    pause_front_half(&g).await;
     (g, socket)
 }
 
@@ -586,10 +575,8 @@ deploy = "true"
 test = "true"
 "#;
 
-/// Gandalf with its queue paused, so that what the tests queue stays queued (the verification
-/// worker's tests use [`spawn_gandalf_with`] and let it run).
-pub async fn spawn_gandalf() -> TestGandalf {
-    let g = spawn_gandalf_with(GANDALF_TOML, Path::new("."), true).await;
+/// Pauses the test repository's queue, so that what the front-half tests queue stays queued.
+async fn pause_front_half(g: &TestGandalf) {
     let mut conn = g.pool.acquire().await.unwrap();
     gandalf::store::set_paused(
         &mut conn,
@@ -601,7 +588,13 @@ pub async fn spawn_gandalf() -> TestGandalf {
     )
     .await
     .unwrap();
-    drop(conn);
+}
+
+/// Gandalf with its queue paused, so that what the tests queue stays queued (the verification
+/// worker's tests use [`spawn_gandalf_with`] and let it run).
+pub async fn spawn_gandalf() -> TestGandalf {
+    let g = spawn_gandalf_with(GANDALF_TOML, Path::new("."), true).await;
+    pause_front_half(&g).await;
     g
 }
 

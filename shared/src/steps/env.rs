@@ -214,6 +214,21 @@ impl StepEnv {
         })
     }
 
+    /// [`StepEnv::new`] for a config file: a bad pattern or an unknown user names its key.
+    pub fn from_config(
+        pass_env: Option<Vec<String>>,
+        step_user: Option<&str>,
+    ) -> Result<StepEnv, crate::settings::Invalid> {
+        StepEnv::new(pass_env, step_user).map_err(|e| {
+            let key = if matches!(e, StepEnvError::NoSuchUser(_)) {
+                "step_user"
+            } else {
+                "pass_env"
+            };
+            crate::settings::Invalid::new(key, e.to_string())
+        })
+    }
+
     /// The same settings with a pipeline's `env` table.
     pub fn with_table(&self, table: &BTreeMap<String, EnvValue>) -> Result<StepEnv, StepEnvError> {
         if let Some(bad) = table.keys().find(|k| !valid_name(k)) {
