@@ -7,8 +7,9 @@
 //!   it) is fetched and checked out, as for every verification after the first;
 //! - the complete change list of that candidate, read from the mirror.
 //!
-//! Each timing is one run of the real `shared::working_copy` code (the machine's `git`), repeated
-//! `--runs` times; the source repository is a local `file://` remote, so the figures leave out the
+//! Files are about 1 KiB of source-like text each, with bodies that differ (so git stores them
+//! as it would real files, not as delta chains of one another). Each timing is one run of the real
+//! `shared::working_copy` code (the machine's `git`), repeated `--runs` times; the source repository is a local `file://` remote, so the figures leave out the
 //! network (a fetch from GitHub adds its transfer time).
 //!
 //!   cargo run --release -p bg-tests --bin copybench -- --files 100000
@@ -64,7 +65,18 @@ fn generate(dir: &Path, files: usize, dirs: usize) -> (CommitSha, CommitSha) {
             writeln!(w, "committer Bench <bench@example.com> 1700000000 +0000").unwrap();
             writeln!(w, "data {}\n{msg}", msg.len()).unwrap();
             for i in range {
-                let content = format!("// file {i} {version}\nfn f{i}() {{}}\n");
+                // Source-like files of about 1 KiB whose bodies differ (so that git does not store
+                // them as long delta chains of one another, which real files are not either).
+                let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let body: String = (0..24)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        format!("    let v{:08x} = {};\n", x as u32, x >> 40)
+                    })
+                    .collect();
+                let content = format!("// file {i} {version}\nfn f{i}() {{\n{body}}}\n");
                 writeln!(w, "M 644 inline services/svc{:04}/src/f{i}.rs", i % dirs).unwrap();
                 writeln!(w, "data {}\n{content}", content.len()).unwrap();
             }
