@@ -653,3 +653,44 @@ async fn a_change_list_github_cut_at_300_files_affects_everything() {
         "every enabled resource"
     );
 }
+
+/// Issue 14: Gandalf's lease of the verification environment outlives the verification's
+/// `timeout` by 15 minutes, and the revert after a timeout can run past that: while it runs, the
+/// lease is renewed shortly before it would end, so Bobby's expiry never hands the environment to
+/// someone else mid-revert.
+#[tokio::test]
+async fn the_verification_lease_is_renewed_while_a_revert_runs_past_it() {
+    let (g, p) = setup("timeout = \"1h\"\nstep_timeout = \"1h\"", true).await;
+    p.block("test-7");
+    p.block("revert-7");
+    g.ready_pull(7, "api/x.rs");
+    merge(&g, "merge #7").await;
+    p.wait_for_start("test 7 -", 1).await;
+    let started = g.clock.now();
+    let lease_end = || async {
+        sqlx::query_scalar::<_, chrono::DateTime<chrono::Utc>>("SELECT expires_at FROM leases WHERE holder = 'gandalf'")
+            .fetch_one(&g.pool)
+            .await
+            .unwrap()
+    };
+    let first = lease_end().await;
+    assert_eq!(first, started + chrono::Duration::minutes(75), "timeout + 15 min");
+
+    // Past the timeout: the test step is stopped and the revert starts (and hangs).
+    g.clock.advance(chrono::Duration::minutes(61));
+    p.wait_for_start("revert 7 api", 1).await;
+    assert_eq!(lease_end().await, first, "no renewal while far from the end");
+
+    // Four minutes before the lease would end, it is renewed by 15 minutes from then.
+    g.clock.advance(chrono::Duration::minutes(10));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while lease_end().await == first {
+        assert!(tokio::time::Instant::now() < deadline, "the lease was not renewed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(lease_end().await, started + chrono::Duration::minutes(71 + 15));
+
+    p.unblock("revert-7");
+    g.wait_for_state(7, "failed").await;
+    g.wait_for("SELECT count(*) FROM leases", 0i64).await;
+}
