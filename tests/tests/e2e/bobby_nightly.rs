@@ -1140,3 +1140,49 @@ async fn with_two_replicas_each_slot_runs_once() {
     assert_eq!(summaries(&app).len(), 1);
     other.stop().await;
 }
+
+/// SPEC §8 under Nightly's runner: a step gets its `BOBBY_*` variables and what `[nightly.env]`
+/// names — a literal, and a `from_env` value masked in its log — and nothing else of the bot's
+/// process environment (the test process stands for it: cargo's `CARGO_*` variables are there).
+#[tokio::test]
+async fn nightly_steps_see_only_their_variables_and_the_env_table() {
+    let s = StepScripts::new();
+    let dump = s.script(
+        "dump",
+        "env | sort > \"$D/env-$BOBBY_ENV.txt\"\necho \"the path is $FROM_BOT\"",
+    );
+    let config = nightly_toml(
+        "[nightly.env]\nSTAGE = \"nightly\"\nFROM_BOT = { from_env = \"CARGO_MANIFEST_DIR\" }\n",
+        &[],
+        &[("dump", dump)],
+    );
+    let app = spawn_bobby_with(opts(config)).await;
+    run_slot(&app, "delete", "2026-11-23T19:00:00Z").await;
+    run_slot(&app, "create", "2026-11-24T05:30:00Z").await;
+
+    let dumped = s
+        .read("env-env-1.txt")
+        .expect("the step ran and dumped its environment");
+    let names: Vec<&str> = dumped
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+        .collect();
+    assert!(
+        dumped.contains("BOBBY_ENV=env-1") && dumped.contains("STAGE=nightly"),
+        "{dumped}"
+    );
+    assert!(names.contains(&"FROM_BOT"), "{dumped}");
+    assert!(
+        !names.iter().any(|n| n.starts_with("CARGO") || n.starts_with("RUST")),
+        "the bot's own variables reached the step:\n{dumped}"
+    );
+    let log: String = sqlx::query_scalar(
+        "SELECT a.output FROM nightly_attempts a JOIN nightly_steps s \
+           ON (s.run_id, s.environment, s.position) = (a.run_id, a.environment, a.step_position) \
+         WHERE a.environment = 'env-1' AND s.name = 'dump' ORDER BY a.id DESC LIMIT 1",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(log.contains("the path is ***"), "the from_env value is masked: {log}");
+}
