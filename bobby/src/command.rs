@@ -6,6 +6,7 @@ use chrono::{NaiveDate, NaiveTime};
 use shared::duration::Span;
 use shared::envs::LeaseReason;
 pub use shared::envs::store::NightlyPhase;
+use shared::ids::PrNumber;
 
 /// The longest reason kept; longer ones are refused rather than silently cut.
 pub const MAX_REASON_CHARS: usize = 300;
@@ -90,7 +91,7 @@ pub enum DeployCommand {
 /// (GitHub decides which).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeployRef {
-    Pull(u64),
+    Pull(PrNumber),
     Name(String),
 }
 
@@ -115,9 +116,9 @@ impl DeployRef {
     /// GitHub's URLs.
     pub fn parse(s: &str) -> Result<DeployRef, String> {
         if let Some(n) = s.strip_prefix('#') {
-            return match n.parse::<u64>() {
-                Ok(n) if n > 0 => Ok(DeployRef::Pull(n)),
-                _ => Err(format!("`{}` is not a pull request number; say `#123`", clip(s))),
+            return match n.parse::<PrNumber>() {
+                Ok(n) => Ok(DeployRef::Pull(n)),
+                Err(_) => Err(format!("`{}` is not a pull request number; say `#123`", clip(s))),
             };
         }
         let valid = s.len() <= 200 && is_git_ref_name(s);
@@ -781,7 +782,7 @@ mod tests {
             ok("deploy env-4 #123 only api, web,api --dry-run"),
             Command::Deploy(DeployCommand::Start {
                 env: "env-4".into(),
-                reference: DeployRef::Pull(123),
+                reference: DeployRef::Pull(PrNumber::new(123).unwrap()),
                 only: Some(vec!["api".into(), "web".into(), "api".into()]),
                 dry_run: true,
             })

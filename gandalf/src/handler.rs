@@ -370,11 +370,7 @@ impl Gandalf {
             .map_err(github_refusal)?;
         let text = match map.as_deref().map(shared::resources::ResourceMap::parse) {
             Some(Ok(map)) if changed.complete => map.plan(&changed.paths).to_text(),
-            Some(Ok(map)) => format!(
-                "{}\n{}",
-                messages::change_list_cut_short(changed.paths.len()),
-                map.plan_all().to_text()
-            ),
+            Some(Ok(map)) => map.plan_all().to_text_cut_short(changed.paths.len()),
             Some(Err(e)) => return refuse(messages::bad_map(name, number, &e.render(&repo.resource_map))),
             None => messages::no_resource_map(&repo.resource_map, changed.paths.len()),
         };

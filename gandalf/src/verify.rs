@@ -117,11 +117,6 @@ struct Work {
     deploy: Vec<String>,
 }
 
-/// Parsed resource maps by their text's git blob SHA, shared by every verification of this
-/// process: a map changes far less often than PRs land.
-static MAP_CACHE: std::sync::LazyLock<shared::resources::MapCache> =
-    std::sync::LazyLock::new(|| shared::resources::MapCache::new(16));
-
 /// Marks the whole repository in `deployed` when there is no resource map.
 const EVERYTHING: &str = "*";
 
@@ -227,19 +222,18 @@ impl Verifier<'_> {
             Halt::Stopped if stop.why() == Some(StopReason::LeaseLost) => {
                 tracing::warn!(repo = %self.repo.name, pr = %item.pr, env = %self.repo.environment, "the verification environment was taken away; reverting and queueing the PR again");
                 self.revert(item, deployed).await?;
-                let note = messages::lease_lost(self.repo.environment.as_str());
-                let mut conn = self.gandalf.pool.acquire().await?;
-                store::interrupt_steps(&mut conn, item.id, self.now()).await?;
-                store::requeue(&mut conn, item.id, &note).await?;
-                drop(conn);
-                self.comment(item.pr, &messages::lease_lost_comment(self.repo.environment.as_str()))
-                    .await;
+                let env = self.repo.environment.as_str();
+                // Back in the queue and announced in one transaction: the outbox reports what
+                // committed.
+                let mut tx = self.gandalf.pool.begin().await?;
+                store::interrupt_steps(&mut tx, item.id, self.now()).await?;
+                store::requeue(&mut tx, item.id, &messages::lease_lost(env)).await?;
                 if let Some(channel) = &self.gandalf.config.merges_channel {
-                    let reply =
-                        messages::lease_lost_announcement(&self.repo.name, item.pr, self.repo.environment.as_str());
-                    let mut conn = self.gandalf.pool.acquire().await?;
-                    outbox::enqueue_from(&mut conn, Sender::Gandalf, channel.as_str(), &reply, self.now()).await?;
+                    let reply = messages::lease_lost_announcement(&self.repo.name, item.pr, env);
+                    outbox::enqueue_from(&mut tx, Sender::Gandalf, channel.as_str(), &reply, self.now()).await?;
                 }
+                tx.commit().await?;
+                self.comment(item.pr, &messages::lease_lost_comment(env)).await;
                 return Ok(None);
             }
             Halt::Stopped if stop.why() == Some(StopReason::TimedOut) => {
@@ -472,7 +466,8 @@ impl Verifier<'_> {
                 deploy: vec![],
             });
         };
-        match MAP_CACHE.parse(&text) {
+        // A map changes far less often than PRs land: parsed once per blob, for the process.
+        match shared::resources::MapCache::global().parse(&text) {
             Ok(map) => {
                 let plan = if changed.complete {
                     map.plan(&changed.paths)

@@ -517,6 +517,7 @@ impl Github {
     /// [`ChangedFiles::complete`] says, so that nobody plans from a truncated list (SPEC §5.3).
     pub async fn changed_files(&self, repo: &RepoName, base: &CommitSha, head: &CommitSha) -> GhResult<ChangedFiles> {
         let (_, v) = self
+            // `per_page` pages the commits, which we do not read: one is enough.
             .read(&format!("/repos/{repo}/compare/{base}...{head}?per_page=1"))
             .await?;
         let files = v.get("files").and_then(Value::as_array).cloned().unwrap_or_default();

@@ -21,7 +21,6 @@ use shared::envs::{Actor, EnvState, Environment};
 use shared::github::{CommitSha, Github, GithubError, RepoName};
 use shared::ids::EnvName;
 use shared::refusal::{Handled, OrRefuse, Refusal, refuse};
-use shared::resources::ResourceMap;
 use shared::slack::Reply;
 use shared::slack::outbox::{self, Sender};
 use shared::steps::Registry;
@@ -222,14 +221,7 @@ impl Deployer {
         let gh = &self.inner.github;
         let repo = &self.inner.repo;
         Ok(match reference {
-            // (`PrNumber` is what the GitHub client takes; a number past it is no pull request.)
-            DeployRef::Pull(n) => match match shared::ids::PrNumber::new(*n) {
-                Some(number) => gh.pull(repo, number).await,
-                None => Err(GithubError::Refused {
-                    status: 404,
-                    message: String::new(),
-                }),
-            } {
+            DeployRef::Pull(n) => match gh.pull(repo, *n).await {
                 Ok(p) => p.head_sha,
                 Err(GithubError::Refused { status: 404, .. }) => {
                     return refuse(messages::DeployRefusal::NoSuchPull {
@@ -279,7 +271,7 @@ impl Deployer {
             let text = messages::deploy_plan_everything(&settings.resource_map);
             return Ok((sha, plan, text));
         };
-        let map = ResourceMap::parse(&map_text).map_err(|e| {
+        let map = shared::resources::MapCache::global().parse(&map_text).map_err(|e| {
             Refusal::User(messages::DeployRefusal::BadMap {
                 rendered: e.render(&settings.resource_map),
             })
@@ -317,7 +309,7 @@ impl Deployer {
             }
         };
         let text = match cut_short {
-            Some(n) => format!("{}\n{}", messages::deploy_change_list_cut_short(n), plan.to_text()),
+            Some(n) => plan.to_text_cut_short(n),
             None => plan.to_text(),
         };
         Ok((

@@ -6,7 +6,7 @@ use shared::control::view::span;
 use shared::slack::Reply;
 use shared::slack::mrkdwn::{code, date, escape, user};
 
-use shared::ids::EnvName;
+use shared::ids::{EnvName, PrNumber};
 
 use super::env;
 
@@ -20,7 +20,7 @@ pub enum DeployRefusal {
     },
     Running(Box<crate::deploy::store::DeployRow>),
     NoSuchPull {
-        number: u64,
+        number: PrNumber,
         repo: String,
     },
     NoSuchRef {
@@ -149,13 +149,6 @@ pub fn deploy_unavailable(configured: bool) -> Reply {
 
 pub fn deploy_plan_everything(map: &str) -> String {
     format!("No resource map {map} at this commit: build and deploy run once for the whole repository.")
-}
-
-/// A deploy planned when GitHub's change list may be cut short (it lists at most 300 files).
-pub fn deploy_change_list_cut_short(listed: usize) -> String {
-    format!(
-        "GitHub listed {listed} changed files, the most it lists for one comparison: there may be more, so every enabled resource counts as affected."
-    )
 }
 
 pub fn deploy_dry_run(name: &EnvName, reference: &str, sha: &str, plan: &str) -> Reply {
@@ -390,7 +383,7 @@ mod tests {
             (
                 "refused_no_such_pull",
                 DeployRefusal::NoSuchPull {
-                    number: 812,
+                    number: PrNumber::new(812).unwrap(),
                     repo: repo(),
                 },
             ),
@@ -452,7 +445,6 @@ mod tests {
     #[test]
     fn starting_and_cancelling() {
         insta::assert_snapshot!("plan_everything", deploy_plan_everything("resources.toml"));
-        insta::assert_snapshot!("change_list_cut_short", deploy_change_list_cut_short(300));
         snap_reply!(
             "dry_run",
             deploy_dry_run(&name("env-4"), "#812", SHA, "build: api\nthen: web\ndeploy: api, web")

@@ -325,13 +325,6 @@ pub fn no_resource_map(path: &str, changed: usize) -> String {
     format!("No resource map at {path}: everything is built, deployed and tested ({changed} changed files).")
 }
 
-/// A plan made when GitHub's change list may be cut short (it lists at most 300 files).
-pub fn change_list_cut_short(listed: usize) -> String {
-    format!(
-        "GitHub listed {listed} changed files, the most it lists for one comparison: there may be more, so every enabled resource counts as affected."
-    )
-}
-
 pub fn bad_map(repo: &RepoName, number: PrNumber, error: &str) -> Reply {
     Reply::ephemeral(format!(
         ":warning: The resource map of {} does not parse:\n```\n{}\n```",
@@ -544,7 +537,6 @@ mod tests {
         let text = [
             slack(&plan(&repo(), n(42), "2 changed files\n```sneaky```")),
             slack(&plan(&repo(), n(42), &no_resource_map(".gandalf/resources.toml", 3))),
-            slack(&plan(&repo(), n(42), &change_list_cut_short(300))),
             slack(&bad_map(&repo(), n(42), "line 3: unknown key `deploys`")),
         ];
         assert_snapshot!(text.join("\n\n"));

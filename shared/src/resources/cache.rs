@@ -57,6 +57,12 @@ impl MapCache {
         Ok(map)
     }
 
+    /// The process's one cache: Gandalf's verifications and Bobby's deploys parse through it.
+    pub fn global() -> &'static MapCache {
+        static GLOBAL: std::sync::LazyLock<MapCache> = std::sync::LazyLock::new(|| MapCache::new(16));
+        &GLOBAL
+    }
+
     /// [`MapCache::get_or_parse`] keyed by the blob SHA computed from the text.
     pub fn parse(&self, text: &str) -> Result<Arc<ResourceMap>, MapError> {
         self.get_or_parse(&git_blob_sha(text.as_bytes()), text)

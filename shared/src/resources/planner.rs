@@ -321,6 +321,15 @@ impl Plan {
         serde_json::to_string(self).unwrap_or_default()
     }
 
+    /// The plan for people when the change list may be cut short ([`Plan`] of every enabled
+    /// resource, from `plan_all`): why everything is affected, then the plan.
+    pub fn to_text_cut_short(&self, listed: usize) -> String {
+        format!(
+            "GitHub listed {listed} changed files, the most it lists for one comparison: there may be more, so every enabled resource counts as affected.\n{}",
+            self.to_text()
+        )
+    }
+
     /// The plan for people: what is affected and why, the build levels, what is deployed.
     pub fn to_text(&self) -> String {
         let mut out = String::new();

@@ -877,3 +877,26 @@ fn only_plans_exactly_the_named_resources_and_what_they_need_built() {
         "disabled resources cannot be selected"
     );
 }
+
+#[test]
+fn a_change_list_that_may_be_cut_short_affects_every_enabled_resource_and_says_why() {
+    let m = graph(
+        "build_dependencies = true",
+        &[
+            "core package",
+            "api service core",
+            "web service api",
+            "old service disabled",
+        ],
+    );
+    let p = m.plan_all();
+    assert_eq!(p.affected, ["api", "core", "web"]);
+    let text = p.to_text_cut_short(300);
+    assert!(
+        text.starts_with(
+            "GitHub listed 300 changed files, the most it lists for one comparison: there may be more, so every enabled resource counts as affected.\n"
+        ),
+        "{text}"
+    );
+    assert!(text.ends_with(&p.to_text()));
+}

@@ -368,6 +368,8 @@ impl Deliverer {
             Relation::ThreadOf(_) => target.as_deref(),
             _ => None,
         };
+        // Set when the message was found in Slack already (posted before a crash or a timeout).
+        let mut recovered = false;
         let sent = if is_edit {
             let ts = target.as_deref().unwrap_or_default();
             timed(self.slack.update(&msg.channel, ts, &reply)).await.map(|_| None)
@@ -376,10 +378,7 @@ impl Deliverer {
                 Ok(Some(ts)) => {
                     tracing::info!(id = msg.id, channel = %msg.channel, "message found in Slack already; not sending it again");
                     metrics::counter!("slack_messages_total", "outcome" => "found_posted").increment(1);
-                    sqlx::query("UPDATE slack_outbox SET recovered = true WHERE id = $1")
-                        .bind(msg.id)
-                        .execute(&self.pool)
-                        .await?;
+                    recovered = true;
                     Ok(Some(ts))
                 }
                 Ok(None) => {
@@ -399,11 +398,13 @@ impl Deliverer {
         match sent {
             Ok(ts) => {
                 sqlx::query(
-                    "UPDATE slack_outbox SET delivered_at = $2, slack_ts = $3, attempts = attempts + 1 WHERE id = $1",
+                    "UPDATE slack_outbox SET delivered_at = $2, slack_ts = $3, attempts = attempts + 1, recovered = $4 \
+                     WHERE id = $1",
                 )
                 .bind(msg.id)
                 .bind(now)
                 .bind(ts)
+                .bind(recovered)
                 .execute(&self.pool)
                 .await?;
                 metrics::counter!("slack_messages_total", "outcome" => "delivered").increment(1);

@@ -195,13 +195,14 @@ impl StepEnv {
         let pass_env = match pass_env {
             None => StepEnv::default().pass_env,
             Some(patterns) => {
-                for p in &patterns {
-                    let bare: String = p.chars().filter(|c| !matches!(c, '*' | '?')).collect();
-                    if p.is_empty()
-                        || !(bare.is_empty() || valid_name(&bare.replace(|c: char| c.is_ascii_digit(), "_")))
-                    {
-                        return Err(StepEnvError::BadPattern(p.clone()));
-                    }
+                // A variable name's characters, and the two wildcards.
+                let valid = |p: &str| {
+                    !p.is_empty()
+                        && p.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '*' | '?'))
+                };
+                if let Some(bad) = patterns.iter().find(|p| !valid(p)) {
+                    return Err(StepEnvError::BadPattern(bad.clone()));
                 }
                 patterns
             }
