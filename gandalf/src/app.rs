@@ -70,6 +70,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     };
     let gandalf = Gandalf {
         pool: pool.clone(),
+        mirrors: shared::working_copy::Mirrors::new(&opts.config.state_dir),
         config: Arc::new(opts.config),
         github: opts.github,
         clock: opts.clock.clone(),
@@ -137,9 +138,9 @@ fn setup_notes(opts: &Options) -> Vec<String> {
         tracing::warn!("{why}");
         notes.push(why.to_string());
     }
-    for repo in opts.config.repos.iter().filter(|r| r.checkout.is_some()) {
+    for repo in opts.config.repos.iter().filter(|r| r.checkout.is_none()) {
         let why = format!(
-            "{}: `checkout` is not supported yet; its steps run in the config file's directory",
+            "{}: no `checkout` key, so its steps run in the config file's directory and do not see the code they verify; set `checkout = true` (or `false` to keep this and silence the warning)",
             repo.name
         );
         tracing::warn!("{why}");

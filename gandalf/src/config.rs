@@ -12,6 +12,7 @@ use shared::ids::{ChannelId, EnvName, RepoName, SlackUserId};
 use shared::people::{People, Person};
 use shared::settings::{Invalid, SettingsError, config_dir, load_toml, parse_toml};
 use shared::steps::env::{EnvValue, StepEnv};
+pub use shared::working_copy::Checkout;
 
 #[derive(Debug, Clone)]
 pub struct GandalfConfig {
@@ -62,11 +63,16 @@ fn gandalf() -> String {
     "gandalf".into()
 }
 
+/// How the tested candidate lands on the base (SPEC §5.3 step 5). Both move the base by a
+/// fast-forward `PATCH` of its ref, so nothing pushed meanwhile can slip in; they differ in what
+/// the base is moved to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MergeMethod {
-    FastForward,
+    /// The candidate itself (its merge commit), so GitHub shows the PR as Merged.
+    #[serde(alias = "fast-forward")]
     Merge,
+    /// A commit Gandalf makes of the candidate's tree on the tested base tip.
     Squash,
 }
 
@@ -89,7 +95,7 @@ pub struct RepoConfig {
     #[serde(default = "twenty_minutes")]
     pub step_timeout: Span,
     #[serde(default)]
-    pub checkout: Option<CheckoutConfig>,
+    pub checkout: Option<Checkout>,
     #[serde(default = "four")]
     pub parallelism: u32,
     pub pipeline: PipelineConfig,
@@ -109,7 +115,7 @@ fn four() -> u32 {
     4
 }
 fn fast_forward() -> MergeMethod {
-    MergeMethod::FastForward
+    MergeMethod::Merge
 }
 fn default_map() -> String {
     ".gandalf/resources.toml".into()
@@ -119,12 +125,6 @@ fn sixty_minutes() -> Span {
 }
 fn twenty_minutes() -> Span {
     Span::from_secs(1200)
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CheckoutConfig {
-    pub clone_url: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -275,7 +275,7 @@ revert = "ci/deploy.sh"
         let c = GandalfConfig::parse(EXAMPLE, Path::new(".")).unwrap();
         let r = c.repo(&"ACME/platform".parse().unwrap()).unwrap();
         assert_eq!((r.name.owner.as_str(), r.name.name.as_str()), ("acme", "platform"));
-        assert_eq!(r.merge_method, MergeMethod::FastForward);
+        assert_eq!(r.merge_method, MergeMethod::Merge);
         assert_eq!(r.timeout.as_secs(), 3600);
         assert_eq!(r.pipeline.revert.as_deref(), Some("ci/deploy.sh"));
         assert_eq!(c.verification_environments()[0].name.as_str(), "verify-1");

@@ -1,7 +1,8 @@
 //! Why a pull request leaves the queue without landing: one [`DropReason`], decided in one place
 //! and worded in one place.
 //!
-//! Three paths find these out — a `pull_request` delivery (`handler`), the reconciliation with
+//! Four paths find these out — a `pull_request` or `pull_request_review` delivery (`handler`,
+//! [`crate::reviews`]), the reconciliation with
 //! GitHub that covers missed deliveries (`worker`), and the checks a verification makes before it
 //! builds and lands (`verify`) — and a person may cancel. They all end the item with
 //! [`DropReason::state`] and store [`DropReason`]'s `Display` as its `outcome_reason`, which
@@ -45,6 +46,16 @@ pub enum DropReason {
     /// Someone took it out of the queue (`cancel`); `by` is their GitHub login.
     Cancelled {
         by: String,
+    },
+    /// Its approvals on the pinned head fell below `required_approvals` (a review was dismissed,
+    /// or an approver changed their mind).
+    TooFewApprovals {
+        have: usize,
+        need: u32,
+    },
+    /// A reviewer with write access requested changes; `by` are their GitHub logins.
+    ChangesRequested {
+        by: Vec<String>,
     },
 }
 
@@ -102,6 +113,15 @@ impl fmt::Display for DropReason {
             DropReason::BaseChanged => f.write_str("its base branch changed"),
             DropReason::AlreadyInBase { base } => write!(f, "its changes are already in `{base}`"),
             DropReason::Cancelled { by } => write!(f, "cancelled by {by}"),
+            DropReason::TooFewApprovals { have, need } => write!(
+                f,
+                "it has {have} of the {need} approvals it needs on its head; queue it again once it is approved"
+            ),
+            DropReason::ChangesRequested { by } => write!(
+                f,
+                "changes were requested by {}; queue it again once they approve",
+                by.join(", ")
+            ),
         }
     }
 }
@@ -125,7 +145,9 @@ mod tests {
             draft: false,
             merged: false,
             head_sha: sha('a'),
+            head_ref: "pay-faster".into(),
             base_ref: "main".into(),
+            body: String::new(),
         }
     }
 
@@ -201,6 +223,10 @@ mod tests {
             DropReason::BaseChanged,
             DropReason::AlreadyInBase { base: "main".into() },
             DropReason::Cancelled { by: "bob".into() },
+            DropReason::TooFewApprovals { have: 0, need: 1 },
+            DropReason::ChangesRequested {
+                by: vec!["carol".into(), "dave".into()],
+            },
         ];
         let text: Vec<String> = all.iter().map(|r| r.to_string()).collect();
         insta::assert_snapshot!(text.join("\n"), @r"
@@ -210,6 +236,8 @@ mod tests {
         its base branch changed
         its changes are already in `main`
         cancelled by bob
+        it has 0 of the 1 approvals it needs on its head; queue it again once it is approved
+        changes were requested by carol, dave; queue it again once they approve
         ");
     }
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use shared::clock::SharedClock;
-use shared::github::{Github, GithubError, PrNumber, PullRequest, RepoName, ReviewState};
+use shared::github::{Github, GithubError, PrNumber, PullRequest, RepoName};
 use shared::ids::{Holder, SlackUserId};
 use shared::refusal::{Answer, Handled, OrRefuse, Refusal, refuse};
 use sqlx::PgPool;
@@ -23,6 +23,8 @@ pub struct Gandalf {
     pub config: Arc<GandalfConfig>,
     pub github: Option<Github>,
     pub clock: SharedClock,
+    /// The repositories' mirrors and the verifications' working copies, under `state_dir`.
+    pub mirrors: shared::working_copy::Mirrors,
 }
 
 /// Who asked: their GitHub login (what permissions are checked against) and, when known, their
@@ -339,14 +341,27 @@ impl Gandalf {
                 base: repo.base.clone(),
             });
         }
-        let reviews = gh.reviews(&repo.name, number).await.map_err(github_refusal)?;
-        let approvals = approvals_on_head(&reviews, &pull.head_sha, &pull.author);
-        if approvals < repo.required_approvals as usize {
-            return no(Unqueueable::TooFewApprovals {
-                have: approvals,
-                need: repo.required_approvals,
-                head: pull.head_sha,
-            });
+        let standing = crate::reviews::standing(
+            gh,
+            &repo.name,
+            number,
+            &pull.head_sha,
+            &pull.author,
+            repo.required_approvals,
+        )
+        .await
+        .map_err(github_refusal)?;
+        match standing {
+            None => {}
+            Some(DropReason::ChangesRequested { by }) => return no(Unqueueable::ChangesRequested { by }),
+            Some(DropReason::TooFewApprovals { have, need }) => {
+                return no(Unqueueable::TooFewApprovals {
+                    have,
+                    need,
+                    head: pull.head_sha,
+                });
+            }
+            Some(other) => return Err(Refusal::Internal(anyhow::anyhow!("unexpected review standing: {other}"))),
         }
         Ok(pull)
     }
@@ -384,51 +399,5 @@ fn github_refusal(e: GithubError) -> Refusal {
     match e {
         GithubError::Unavailable(detail) => Refusal::User(messages::github_down(&detail)),
         other => Refusal::Internal(other.into()),
-    }
-}
-
-/// Distinct reviewers whose latest review approves the current head (the author's own reviews do
-/// not count; a later "changes requested" withdraws an approval).
-pub fn approvals_on_head(reviews: &[shared::github::Review], head: &shared::github::CommitSha, author: &str) -> usize {
-    let mut latest: std::collections::HashMap<&str, &shared::github::Review> = std::collections::HashMap::new();
-    for r in reviews.iter().filter(|r| r.state.is_verdict()) {
-        latest.insert(r.login.as_str(), r);
-    }
-    latest
-        .values()
-        .filter(|r| {
-            r.state == ReviewState::Approved
-                && r.commit_id.as_ref() == Some(head)
-                && !r.login.eq_ignore_ascii_case(author)
-        })
-        .count()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use shared::github::{CommitSha, Review};
-
-    fn review(login: &str, state: &str, sha: &str) -> Review {
-        Review {
-            login: login.into(),
-            state: serde_json::from_value(serde_json::json!(state)).unwrap(),
-            commit_id: Some(sha.repeat(20).parse().unwrap()),
-        }
-    }
-
-    #[test]
-    fn approvals_count_only_the_current_head_and_the_latest_word() {
-        let head: CommitSha = "a2".repeat(20).parse().unwrap();
-        let reviews = vec![
-            review("bob", "APPROVED", "a1"),
-            review("carol", "APPROVED", "a2"),
-            review("dave", "APPROVED", "a2"),
-            review("dave", "CHANGES_REQUESTED", "a2"),
-            review("alice", "APPROVED", "a2"),
-            review("erin", "COMMENTED", "a2"),
-            review("carol", "COMMENTED", "a2"),
-        ];
-        assert_eq!(approvals_on_head(&reviews, &head, "alice"), 1, "only carol");
     }
 }

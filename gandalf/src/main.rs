@@ -81,6 +81,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let github = gandalf::handler::Gandalf::github_from(&secrets).await?;
             let gandalf = gandalf::handler::Gandalf {
                 pool,
+                mirrors: shared::working_copy::Mirrors::new(&config.state_dir),
                 config: std::sync::Arc::new(config),
                 github,
                 clock: std::sync::Arc::new(shared::clock::SystemClock),

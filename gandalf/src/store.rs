@@ -342,7 +342,7 @@ pub async fn advance(conn: &mut PgConnection, id: i64, state: ItemState, note: O
 pub async fn start_verification(conn: &mut PgConnection, id: i64, now: DateTime<Utc>) -> DbResult<bool> {
     let n = sqlx::query(
         "UPDATE queue_items SET state = 'preparing', note = NULL, attempts = attempts + 1, \
-         verify_started_at = $2, candidate_sha = NULL, base_sha = NULL, \
+         verify_started_at = $2, candidate_sha = NULL, base_sha = NULL, landing_sha = NULL, \
          affected = '[]', deployed = '[]' \
          WHERE id = $1 AND state NOT IN ('merged', 'failed', 'cancelled', 'dropped')",
     )
@@ -352,6 +352,27 @@ pub async fn start_verification(conn: &mut PgConnection, id: i64, now: DateTime<
     .await?
     .rows_affected();
     Ok(n == 1)
+}
+
+/// Records the commit the base is about to be moved to, before it moves (SPEC §5.3 step 5), only
+/// while the item is landing.
+pub async fn set_landing_commit(conn: &mut PgConnection, id: i64, sha: &CommitSha) -> DbResult<bool> {
+    let n = sqlx::query("UPDATE queue_items SET landing_sha = $2 WHERE id = $1 AND state = 'landing'")
+        .bind(id)
+        .bind(sha)
+        .execute(conn)
+        .await?
+        .rows_affected();
+    Ok(n == 1)
+}
+
+/// The commit recorded by [`set_landing_commit`], if any.
+pub async fn landing_commit(conn: &mut PgConnection, id: i64) -> DbResult<Option<CommitSha>> {
+    Ok(sqlx::query_scalar("SELECT landing_sha FROM queue_items WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .flatten())
 }
 
 pub async fn set_candidate(

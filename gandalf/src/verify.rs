@@ -15,11 +15,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use shared::envs::store::{self as envs, LockOutcome, UnlockOutcome};
 use shared::envs::{Actor, DefaultLease, EnvState, LeasePolicy};
-use shared::github::{CommitSha, Github, GithubError, MergeOutcome, MergeStyle, PrNumber};
+use shared::github::{CommitSha, Github, GithubError, MergeOutcome, PrNumber, PullRequest};
 use shared::ids::Holder;
 use shared::slack::outbox::{self, Sender};
 use shared::steps::{self, Registry, StepEnd, StepSpec};
 use sqlx::postgres::PgListener;
+use shared::working_copy::{CopyError, WorkingCopy};
 use tokio::sync::watch;
 
 use crate::config::{MergeMethod, RepoConfig};
@@ -27,8 +28,13 @@ use crate::drop_reason::DropReason;
 use crate::handler::Gandalf;
 use crate::messages::{self, Phase, Red};
 use crate::store::{self, Item, ItemState, StepState};
+use crate::{landing, reviews};
 
-/// The branch Gandalf builds candidates on.
+/// The branch Gandalf builds candidates on: pointed at the base tip, the pinned head merged in.
+pub const WORK_BRANCH: &str = "gandalf/work";
+
+/// The branch holding the candidate, moved once per candidate (when it is complete), so CI that
+/// runs on pushes to it runs once per candidate (SPEC §5.3 step 2, §5.7).
 pub const CANDIDATE_BRANCH: &str = "gandalf/candidate";
 
 /// Why a verification was stopped from outside its steps.
@@ -131,6 +137,9 @@ enum Halt {
     Drop(DropReason),
     /// Our own trouble: the item goes back to the queue.
     Internal(anyhow::Error),
+    /// No working copy could be had (no git, no route, GitHub's git down, a full disk): never the
+    /// PR's fault. The item goes back to the queue and the queue pauses, saying why (SPEC §5.8).
+    NoCopy(CopyError),
 }
 
 impl<E: Into<anyhow::Error>> From<E> for Halt {
@@ -249,6 +258,22 @@ impl Verifier<'_> {
                 self.rejected(item, red, deployed).await?;
                 Outcome::Failed
             }
+            Halt::NoCopy(e) => {
+                tracing::error!(repo = %self.repo.name, pr = %item.pr, error = %e, "no working copy; pausing the queue");
+                self.revert(item, deployed).await?;
+                let why = messages::no_working_copy(&e.to_string());
+                let now = self.now();
+                let mut tx = self.gandalf.pool.begin().await?;
+                store::interrupt_steps(&mut tx, item.id, now).await?;
+                store::requeue(&mut tx, item.id, &why).await?;
+                store::set_paused(&mut tx, &self.repo.name, true, &why, &Holder::Gandalf, now).await?;
+                if let Some(channel) = &self.gandalf.config.merges_channel {
+                    let reply = messages::no_working_copy_pause(&self.repo.name, item.pr, &e.to_string());
+                    outbox::enqueue_from(&mut tx, Sender::Gandalf, channel.as_str(), &reply, now).await?;
+                }
+                tx.commit().await?;
+                Outcome::Requeued
+            }
             Halt::Internal(e) => {
                 // Our own trouble (GitHub down past its retries, the database away): the PR is
                 // not at fault, so it goes back to the queue rather than being rejected.
@@ -276,9 +301,12 @@ impl Verifier<'_> {
 
         // 2. The candidate: the base tip with the pinned head merged in.
         let (base_tip, candidate) = self.build_candidate(item).await?;
+        let copy = self
+            .working_copy(&candidate, &[&base_tip], &format!("verify-{}-{}", self.repo.name, item.pr))
+            .await?;
 
         // 3. What the change affects.
-        let work = self.plan(&base_tip, &candidate).await?;
+        let work = self.plan(&base_tip, &candidate, copy.is_some()).await?;
         {
             let mut conn = self.gandalf.pool.acquire().await?;
             store::set_affected(&mut conn, item.id, &work.affected).await?;
@@ -291,8 +319,10 @@ impl Verifier<'_> {
             sha: candidate.clone(),
             base_sha: base_tip.clone(),
             resources: work.affected.join(" "),
+            dir: self.step_dir(copy.as_ref()),
         };
         self.build_deploy_test(&ctx, &work, stop, deployed).await?;
+        drop(copy);
 
         // 5. Land exactly the candidate.
         self.advance(item, ItemState::Landing, None, stop).await?;
@@ -312,9 +342,9 @@ impl Verifier<'_> {
             .branch_tip(name, &self.repo.base)
             .await?
             .ok_or_else(|| anyhow::anyhow!("the base branch {} does not exist", self.repo.base))?;
-        gh.set_branch(name, CANDIDATE_BRANCH, &base_tip, true).await?;
-        let message = messages::candidate_message(item, &self.repo.base);
-        let candidate = match gh.merge(name, CANDIDATE_BRANCH, &item.head_sha, &message).await? {
+        gh.set_branch(name, WORK_BRANCH, &base_tip, true).await?;
+        let message = messages::candidate_message(item.pr, &pull.head_ref, &item.title);
+        let candidate = match gh.merge(name, WORK_BRANCH, &item.head_sha, &message).await? {
             MergeOutcome::Merged(sha) => sha,
             MergeOutcome::Conflict => {
                 return Err(Halt::Red(Red::conflicts(&self.repo.base)));
@@ -325,6 +355,8 @@ impl Verifier<'_> {
                 }));
             }
         };
+        // One move of the candidate branch, to the finished candidate.
+        gh.set_branch(name, CANDIDATE_BRANCH, &candidate, true).await?;
         let mut conn = self.gandalf.pool.acquire().await?;
         store::set_candidate(&mut conn, item.id, &base_tip, &candidate).await?;
         Ok((base_tip, candidate))
@@ -455,9 +487,20 @@ impl Verifier<'_> {
     }
 
     /// Step 3: what the candidate affects, from its resource map (everything without one).
-    async fn plan(&self, base: &CommitSha, candidate: &CommitSha) -> Flow<Work> {
+    async fn plan(&self, base: &CommitSha, candidate: &CommitSha, have_copy: bool) -> Flow<Work> {
         let name = &self.repo.name;
-        let changed = self.github.changed_files(name, base, candidate).await?;
+        let changed = if have_copy {
+            // Both commits are in the mirror: git's list is complete, however long.
+            let paths = self
+                .gandalf
+                .mirrors
+                .changed_files(name, base, candidate)
+                .await
+                .map_err(Halt::NoCopy)?;
+            shared::github::ChangedFiles { paths, complete: true }
+        } else {
+            self.github.changed_files(name, base, candidate).await?
+        };
         let Some(text) = self.github.file_at(name, &self.repo.resource_map, candidate).await? else {
             return Ok(Work {
                 everything: true,
@@ -583,45 +626,46 @@ impl Verifier<'_> {
         }
         StepSpec {
             command: command.to_string(),
-            dir: self.gandalf.config.base_dir.clone(),
+            dir: ctx.dir.clone(),
             env,
             sandbox: self.repo.sandbox.clone(),
             timeout: self.repo.step_timeout.std(),
         }
     }
 
-    /// Step 5: moves the base to exactly the candidate (or merges the PR with the pinned head, for
-    /// `merge`/`squash`). `Ok(None)` when the base moved since the candidate was built: the item
-    /// goes back to the head of the queue to be verified on the new tip.
+    /// Step 5: re-checks the PR, then moves the base to exactly the tested tree by a fast-forward
+    /// (never force), so a push to the base meanwhile makes GitHub refuse the move instead of
+    /// landing an untested tree. `merge` lands the candidate itself; `squash` a commit of the
+    /// candidate's tree on the tested base tip, recorded before the base moves. `Ok(None)` when the
+    /// base moved since the candidate was built: the item goes back to the head of the queue.
     async fn land(&self, item: &Item, base_tip: &CommitSha, candidate: &CommitSha) -> Flow<Option<CommitSha>> {
         let name = &self.repo.name;
         let gh = self.github;
+        let pull = gh.pull(name, item.pr).await?;
+        if let Some(reason) = DropReason::from_pull(&pull, &item.head_sha, &self.repo.base) {
+            return Err(Halt::Drop(reason));
+        }
+        let required = self.repo.required_approvals;
+        if let Some(reason) = reviews::standing(gh, name, item.pr, &item.head_sha, &pull.author, required).await? {
+            return Err(Halt::Drop(reason));
+        }
+        let target = match self.repo.merge_method {
+            MergeMethod::Merge => candidate.clone(),
+            MergeMethod::Squash => self.squash_commit(item, &pull, base_tip, candidate).await?,
+        };
+        {
+            let mut conn = self.gandalf.pool.acquire().await?;
+            if !store::set_landing_commit(&mut conn, item.id, &target).await? {
+                return Err(Halt::Stopped);
+            }
+        }
         for attempt in 1..=5u32 {
-            let tried = match self.repo.merge_method {
-                MergeMethod::FastForward => gh
-                    .set_branch(name, &self.repo.base, candidate, false)
-                    .await
-                    .map(|_| candidate.clone()),
-                MergeMethod::Merge | MergeMethod::Squash => {
-                    // GitHub merges onto whatever the base is now: only when it is still the tip
-                    // the candidate was built on is the result the tree that was tested.
-                    if !self.base_still_at(base_tip).await? {
-                        return self.base_moved(item).await;
-                    }
-                    let style = if self.repo.merge_method == MergeMethod::Squash {
-                        MergeStyle::Squash
-                    } else {
-                        MergeStyle::Merge
-                    };
-                    gh.merge_pull(name, item.pr, &item.head_sha, style).await
-                }
-            };
-            let e = match tried {
-                Ok(sha) => return Ok(Some(sha)),
+            let e = match gh.set_branch(name, &self.repo.base, &target, false).await {
+                Ok(()) => return Ok(Some(target)),
                 Err(e) => e,
             };
             // Did it land anyway (a lost answer)? Has the base moved? Read before trying again.
-            if let Some(sha) = self.landed_already(item, candidate).await? {
+            if let Some(sha) = self.landed_already(item).await? {
                 return Ok(Some(sha));
             }
             if !self.base_still_at(base_tip).await? {
@@ -634,6 +678,47 @@ impl Verifier<'_> {
             tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
         }
         Err(Halt::Internal(anyhow::anyhow!("GitHub kept failing while landing")))
+    }
+
+    /// The `squash` commit: the candidate's tree with the tested base tip as its only parent. A
+    /// commit recorded by an earlier try of this same landing (same parent, same tree) is reused.
+    async fn squash_commit(
+        &self,
+        item: &Item,
+        pull: &PullRequest,
+        base_tip: &CommitSha,
+        candidate: &CommitSha,
+    ) -> Flow<CommitSha> {
+        let name = &self.repo.name;
+        let gh = self.github;
+        let tree = gh
+            .git_commit(name, candidate)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the candidate {candidate} is gone"))?
+            .tree;
+        let recorded = {
+            let mut conn = self.gandalf.pool.acquire().await?;
+            store::landing_commit(&mut conn, item.id).await?
+        };
+        if let Some(sha) = recorded
+            && let Some(c) = gh.git_commit(name, &sha).await?
+            && c.tree == tree
+            && c.parents == [base_tip.clone()]
+        {
+            return Ok(sha);
+        }
+        // The PR's commits' authors, from the mirror when there is one (no API call lists them).
+        let co_authors = if self.repo.checkout.as_ref().is_some_and(|c| c.enabled()) {
+            self.gandalf
+                .mirrors
+                .authors(name, base_tip, &item.head_sha)
+                .await
+                .unwrap_or_default()
+        } else {
+            vec![]
+        };
+        let message = landing::squash_message(pull, &co_authors);
+        Ok(gh.create_commit(name, &message, &tree, &[base_tip]).await?)
     }
 
     /// Whether the base branch is still at `tip`.
@@ -651,22 +736,21 @@ impl Verifier<'_> {
         Ok(Halt::Red(Red::refused_to_land(status, message)))
     }
 
-    /// Whether the PR landed already: the base is at the candidate (fast-forward) or GitHub says
-    /// the PR is merged. Returns the landed commit.
-    pub async fn landed_already(&self, item: &Item, candidate: &CommitSha) -> anyhow::Result<Option<CommitSha>> {
+    /// Whether the item landed already: the commit recorded before the base moved is the base's
+    /// tip or in its history (the base may have moved on since). Returns the landed commit.
+    pub async fn landed_already(&self, item: &Item) -> anyhow::Result<Option<CommitSha>> {
         let name = &self.repo.name;
-        let tip = self.github.branch_tip(name, &self.repo.base).await?;
-        if tip.as_ref() == Some(candidate) {
-            return Ok(tip);
-        }
-        if !self.github.pull(name, item.pr).await?.merged {
+        let recorded = {
+            let mut conn = self.gandalf.pool.acquire().await?;
+            store::landing_commit(&mut conn, item.id).await?
+        };
+        let Some(target) = recorded else {
             return Ok(None);
-        }
-        // Merged by GitHub (merge or squash): the landed commit is the base's new tip.
-        match self.github.branch_tip(name, &self.repo.base).await? {
-            Some(tip) => Ok(Some(tip)),
-            None => anyhow::bail!("{} is merged, but the base branch {} is gone", item.pr, self.repo.base),
-        }
+        };
+        let Some(tip) = self.github.branch_tip(name, &self.repo.base).await? else {
+            anyhow::bail!("the base branch {} is gone", self.repo.base);
+        };
+        Ok(self.github.contains(name, &tip, &target).await?.then_some(target))
     }
 
     async fn base_moved(&self, item: &Item) -> Flow<Option<CommitSha>> {
@@ -676,8 +760,42 @@ impl Verifier<'_> {
         Ok(None)
     }
 
+    /// A working copy of `sha` for a run's steps, with `also` fetched into the mirror beside it
+    /// (the change list needs the base tip); `None` when the repository has no checkout.
+    async fn working_copy(&self, sha: &CommitSha, also: &[&CommitSha], name: &str) -> Flow<Option<WorkingCopy>> {
+        let Some(checkout) = &self.repo.checkout else {
+            return Ok(None);
+        };
+        let Some(remote) = checkout.remote(self.github, &self.repo.name).await? else {
+            return Ok(None);
+        };
+        let mirrors = &self.gandalf.mirrors;
+        let mut shas = vec![sha];
+        shas.extend_from_slice(also);
+        mirrors
+            .fetch(&self.repo.name, &remote, &shas)
+            .await
+            .map_err(Halt::NoCopy)?;
+        let copy = mirrors
+            .checkout(&self.repo.name, &remote, sha, name)
+            .await
+            .map_err(Halt::NoCopy)?;
+        Ok(Some(copy))
+    }
+
+    /// Where steps run: in the working copy, or (no checkout) in the config file's directory.
+    fn step_dir(&self, copy: Option<&WorkingCopy>) -> std::path::PathBuf {
+        copy.map(|c| c.path().to_path_buf())
+            .unwrap_or_else(|| self.gandalf.config.base_dir.clone())
+    }
+
     /// Step 6: the item is merged; announce it (in the same transaction) and comment on the PR.
     pub async fn landed(&self, item: &Item, landed: &CommitSha) -> anyhow::Result<()> {
+        if self.repo.merge_method == MergeMethod::Squash {
+            // GitHub can only show a squashed PR as Closed. Both writes are idempotent and come
+            // before the item is concluded, so a crash here repeats them, never skips them.
+            self.close_squashed(item).await?;
+        }
         let now = self.now();
         let mut tx = self.gandalf.pool.begin().await?;
         let current = store::item(&mut tx, item.id).await?.unwrap_or_else(|| item.clone());
@@ -692,8 +810,25 @@ impl Verifier<'_> {
         }
         tx.commit().await?;
         metrics::histogram!("gandalf_time_in_queue_seconds").record(in_queue.num_milliseconds() as f64 / 1000.0);
-        let comment = messages::merged_comment(&self.repo.base, landed, &current.affected, verification);
+        let squashed = self.repo.merge_method == MergeMethod::Squash;
+        let comment = messages::merged_comment(&self.repo.base, landed, &current.affected, verification, squashed);
         self.comment(item.pr, &comment).await;
+        Ok(())
+    }
+
+    /// Closes a PR landed by `squash`, and the issues its body closes with GitHub's keywords.
+    async fn close_squashed(&self, item: &Item) -> anyhow::Result<()> {
+        let name = &self.repo.name;
+        let pull = self.github.pull(name, item.pr).await?;
+        if pull.is_open() {
+            self.github.close_pull(name, item.pr).await?;
+        }
+        for issue in landing::closed_issues(&pull.body, name) {
+            if let Err(e) = self.github.close_issue(name, issue).await {
+                // An issue that is gone, or a PR number, is not worth failing the landing for.
+                tracing::warn!(repo = %name, pr = %item.pr, %issue, error = %e, "could not close an issue the PR closes");
+            }
+        }
         Ok(())
     }
 
@@ -742,9 +877,21 @@ impl Verifier<'_> {
                 .clone()
                 .ok_or_else(|| anyhow::anyhow!("no base to revert {} to", item.pr))?,
         };
+        let copy = match self
+            .working_copy(&base, &[], &format!("revert-{}-{}", self.repo.name, item.pr))
+            .await
+        {
+            Ok(copy) => copy,
+            Err(halt) => {
+                let resource = deployed.last().map(String::as_str).unwrap_or("-");
+                self.revert_failed(item, resource, halt).await?;
+                return Ok(vec![]);
+            }
+        };
         let ctx = StepContext {
             item: &current,
             attempt: current.attempts,
+            dir: self.step_dir(copy.as_ref()),
             sha: base.clone(),
             base_sha: base,
             resources: deployed
@@ -776,6 +923,7 @@ impl Verifier<'_> {
         let what = match halt {
             Halt::Red(red) => red.summary(),
             Halt::Internal(e) => format!("{e:#}"),
+            Halt::NoCopy(e) => messages::no_working_copy(&e.to_string()),
             _ => "stopped".into(),
         };
         let now = self.now();
@@ -806,6 +954,8 @@ struct StepContext<'a> {
     sha: CommitSha,
     base_sha: CommitSha,
     resources: String,
+    /// Where the steps run: a working copy of `sha`, or the config file's directory.
+    dir: std::path::PathBuf,
 }
 
 /// When Gandalf lets go of an environment someone waits for, the waiter gets an 8-hour lease

@@ -65,6 +65,12 @@ impl QueueWorker {
                     Err(e) => tracing::warn!(error = %e, "could not look for leftover steps"),
                 }
             }
+            // Copies a crashed leader left: a resumed verification makes a fresh one.
+            match self.gandalf.mirrors.remove_leftovers() {
+                Ok(n) if n > 0 => tracing::warn!(removed = n, "removed working copies a previous run left"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not remove leftover working copies"),
+            }
             let (stop_tx, stop_rx) = watch::channel(false);
             let mut tasks = JoinSet::new();
             for repo in self.gandalf.config.repos.clone() {
@@ -202,8 +208,7 @@ impl QueueWorker {
             store::interrupt_steps(&mut conn, item.id, self.gandalf.clock.now()).await?;
             drop(conn);
             if item.state == ItemState::Landing
-                && let Some(candidate) = &item.candidate_sha
-                && let Some(landed) = verifier.landed_already(&item, candidate).await?
+                && let Some(landed) = verifier.landed_already(&item).await?
             {
                 tracing::warn!(repo = %repo.name, pr = %item.pr, %landed, "a restart found the PR landed already");
                 verifier.landed(&item, &landed).await?;

@@ -81,7 +81,19 @@ pub struct PullRequest {
     pub draft: bool,
     pub merged: bool,
     pub head_sha: CommitSha,
+    /// The head branch's name (for the candidate's merge message).
+    pub head_ref: String,
     pub base_ref: String,
+    /// The description, empty when there is none.
+    pub body: String,
+}
+
+/// A commit as git keeps it: its tree (an object id, written like a commit's) and parents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitCommit {
+    pub sha: CommitSha,
+    pub tree: CommitSha,
+    pub parents: Vec<CommitSha>,
 }
 
 impl PullRequest {
@@ -141,22 +153,6 @@ impl ReviewState {
     }
 }
 
-/// How `merge_pull` lands a pull request (GitHub's `merge_method`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MergeStyle {
-    Merge,
-    Squash,
-}
-
-impl MergeStyle {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MergeStyle::Merge => "merge",
-            MergeStyle::Squash => "squash",
-        }
-    }
-}
-
 /// A collaborator's permission on a repository, as GitHub's `permission` field says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Permission {
@@ -204,6 +200,9 @@ pub enum Auth {
 #[derive(Clone)]
 pub struct Github {
     octo: Octocrab,
+    /// The personal token, when that is how we authenticate (git needs it too); an App's
+    /// installation token is asked of `octo`, which caches and renews it.
+    token: Option<SecretString>,
     retry: RetryPolicy,
     /// Until when GitHub asked us (a rate limit) not to send anything; shared by the clones.
     hold: Arc<Mutex<Option<tokio::time::Instant>>>,
@@ -231,6 +230,10 @@ impl Github {
             // GitHub ends its own requests after 10 s; a read that hangs longer is a network fault
             // to retry, not something to wait a minute for.
             .set_read_timeout(Some(Duration::from_secs(30)));
+        let personal = match &auth {
+            Auth::Token(token) => Some(token.clone()),
+            Auth::App(_) => None,
+        };
         let octo = match auth {
             Auth::Token(token) => builder
                 .personal_token(token.expose_secret().to_string())
@@ -249,6 +252,7 @@ impl Github {
         };
         Ok(Github {
             octo,
+            token: personal,
             retry,
             hold: Arc::new(Mutex::new(None)),
         })
@@ -558,22 +562,103 @@ impl Github {
         }
     }
 
-    /// Merges a pull request with `merge` or `squash`, only if its head is still `sha`.
-    pub async fn merge_pull(
+    /// A commit's tree, parents and message (`GET …/git/commits/{sha}`); `None` when there is
+    /// no such commit.
+    pub async fn git_commit(&self, repo: &RepoName, sha: &CommitSha) -> GhResult<Option<GitCommit>> {
+        match self.read(&format!("/repos/{repo}/git/commits/{sha}")).await {
+            Ok((_, v)) => Ok(Some(GitCommit {
+                sha: sha_at(&v, "/sha", "commit without sha")?,
+                tree: sha_at(&v, "/tree/sha", "commit without tree")?,
+                parents: v
+                    .get("parents")
+                    .and_then(Value::as_array)
+                    .map(|ps| ps.iter().filter_map(|p| sha_at(p, "/sha", "parent").ok()).collect())
+                    .unwrap_or_default(),
+            })),
+            Err(GithubError::Refused { status: 404 | 422, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates a commit of `tree` with `parents` (`POST …/git/commits`); no ref moves.
+    pub async fn create_commit(
         &self,
         repo: &RepoName,
-        number: PrNumber,
-        sha: &CommitSha,
-        style: MergeStyle,
+        message: &str,
+        tree: &CommitSha,
+        parents: &[&CommitSha],
     ) -> GhResult<CommitSha> {
+        let parents: Vec<&str> = parents.iter().map(|p| p.as_str()).collect();
         let (_, v) = self
             .write(
-                "PUT",
-                &format!("/repos/{repo}/pulls/{number}/merge"),
-                json!({ "sha": sha.as_str(), "merge_method": style.as_str() }),
+                "POST",
+                &format!("/repos/{repo}/git/commits"),
+                json!({ "message": message, "tree": tree.as_str(), "parents": parents }),
             )
             .await?;
-        sha_at(&v, "/sha", "merge without sha")
+        sha_at(&v, "/sha", "created commit without sha")
+    }
+
+    /// Whether `commit` is `tip` or one of its ancestors (the three-dot compare from `commit` to
+    /// `tip` is `identical` or `ahead`).
+    pub async fn contains(&self, repo: &RepoName, tip: &CommitSha, commit: &CommitSha) -> GhResult<bool> {
+        if tip == commit {
+            return Ok(true);
+        }
+        match self
+            .read(&format!("/repos/{repo}/compare/{commit}...{tip}?per_page=1"))
+            .await
+        {
+            Ok((_, v)) => Ok(matches!(
+                v.get("status").and_then(Value::as_str),
+                Some("identical" | "ahead")
+            )),
+            Err(GithubError::Refused { status: 404, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Closes a pull request (`PATCH …/pulls/{n}`); closing a closed one changes nothing.
+    pub async fn close_pull(&self, repo: &RepoName, number: PrNumber) -> GhResult<()> {
+        self.write(
+            "PATCH",
+            &format!("/repos/{repo}/pulls/{number}"),
+            json!({ "state": "closed" }),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Closes an issue as completed (`PATCH …/issues/{n}`).
+    pub async fn close_issue(&self, repo: &RepoName, number: PrNumber) -> GhResult<()> {
+        self.write(
+            "PATCH",
+            &format!("/repos/{repo}/issues/{number}"),
+            json!({ "state": "closed", "state_reason": "completed" }),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// The token git authenticates with: the personal token, or a current installation token of
+    /// the App (fetched and renewed as needed).
+    pub async fn git_token(&self) -> GhResult<SecretString> {
+        if let Some(t) = &self.token {
+            return Ok(t.clone());
+        }
+        self.octo
+            .installation_token()
+            .await
+            .map_err(|e| GithubError::Unavailable(format!("an installation token for git: {}", describe_octocrab(&e))))
+    }
+
+    /// The URL git clones the repository from (`GET /repos/{o}/{r}`, its `clone_url`).
+    pub async fn clone_url(&self, repo: &RepoName) -> GhResult<String> {
+        let (_, v) = self.read(&format!("/repos/{repo}")).await?;
+        v.get("clone_url")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| GithubError::Protocol("repository without clone_url".into()))
     }
 
     pub async fn comment(&self, repo: &RepoName, number: PrNumber, body: &str) -> GhResult<()> {
@@ -612,6 +697,8 @@ struct RawPull {
     merged: bool,
     head: RawBranch,
     base: RawBranch,
+    #[serde(default)]
+    body: Option<String>,
 }
 
 /// Percent-encodes a ref, branch, login or file path for a URL path, segment by segment: `/`
@@ -647,7 +734,9 @@ fn pull_from(p: RawPull) -> GhResult<PullRequest> {
         draft: p.draft,
         merged: p.merged,
         head_sha: p.head.sha,
+        head_ref: p.head.name,
         base_ref: p.base.name,
+        body: p.body.unwrap_or_default(),
     })
 }
 

@@ -30,6 +30,40 @@ use tokio::process::Command;
 
 use crate::ids::{CommitSha, RepoName};
 
+/// The `checkout` key of a `[[repos]]`, `[deploy]` or `[nightly]` table (SPEC §5.8): `true` (the
+/// `clone_url` GitHub reports), `false` (steps run in the config file's directory), or
+/// `{ clone_url = "…" }` (another remote: a mirror, a proxy, a `file://` path).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Checkout {
+    Enabled(bool),
+    From { clone_url: String },
+}
+
+impl Checkout {
+    pub fn enabled(&self) -> bool {
+        !matches!(self, Checkout::Enabled(false))
+    }
+
+    /// The remote to fetch from, with the token git sends: GitHub's own `clone_url` with the bot's
+    /// token; another `https://` URL with it too (the operator named it for this repository);
+    /// anything else (a `file://` path, plain `http://` inside a cluster) without. `None` when
+    /// checkouts are off.
+    pub async fn remote(&self, gh: &crate::github::Github, repo: &RepoName) -> crate::github::GhResult<Option<Remote>> {
+        let url = match self {
+            Checkout::Enabled(false) => return Ok(None),
+            Checkout::Enabled(true) => gh.clone_url(repo).await?,
+            Checkout::From { clone_url } => clone_url.clone(),
+        };
+        let token = if url.starts_with("https://") {
+            Some(gh.git_token().await?)
+        } else {
+            None
+        };
+        Ok(Some(Remote { url, token }))
+    }
+}
+
 /// Where a repository's commits come from, and how to authenticate.
 #[derive(Clone)]
 pub struct Remote {
@@ -240,6 +274,27 @@ impl Mirrors {
         files.sort();
         files.dedup();
         Ok(files)
+    }
+
+    /// The distinct authors (`Name <email>`) of the commits in `to` that are not in `from`, oldest
+    /// first (a squash commit's `Co-authored-by` trailers).
+    pub async fn authors(&self, repo: &RepoName, from: &CommitSha, to: &CommitSha) -> Result<Vec<String>, CopyError> {
+        let mirror = self.mirror_dir(repo);
+        let range = format!("{from}..{to}");
+        let out = git(
+            Some(&mirror),
+            &["log", "--reverse", "--format=%an <%ae>", &range, "--"],
+            None,
+            "git log",
+        )
+        .await?;
+        let mut authors: Vec<String> = vec![];
+        for line in String::from_utf8_lossy(&out).lines() {
+            if !line.trim().is_empty() && !authors.iter().any(|a| a == line) {
+                authors.push(line.to_string());
+            }
+        }
+        Ok(authors)
     }
 
     /// The merge base of two fetched commits (for "what did this branch change", SPEC §4.6).

@@ -654,6 +654,7 @@ async fn spawn_gandalf_env(
     let running = start.start().await;
     let gandalf = gandalf::handler::Gandalf {
         pool: pool.clone(),
+        mirrors: shared::working_copy::Mirrors::new(&config.state_dir),
         config: Arc::new(config),
         github: Some(client),
         clock: shared_clock,

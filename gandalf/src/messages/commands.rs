@@ -103,6 +103,10 @@ pub enum Unqueueable {
         need: u32,
         head: CommitSha,
     },
+    /// Reviewers with write access requested changes on its current head.
+    ChangesRequested {
+        by: Vec<String>,
+    },
     /// The queue's base branch does not exist (`plan` found out).
     NoBaseBranch,
 }
@@ -123,6 +127,10 @@ pub fn refused(repo: &RepoName, number: PrNumber, why: &Unqueueable) -> Reply {
         Unqueueable::TooFewApprovals { have, need, head } => format!(
             "it has {have} approval(s) on its current head {}, and needs {need}",
             head.short()
+        ),
+        Unqueueable::ChangesRequested { by } => format!(
+            "changes were requested by {}; it can be queued once they approve",
+            by.iter().map(|l| escape(l)).collect::<Vec<_>>().join(", ")
         ),
         Unqueueable::NoBaseBranch => "its base branch does not exist".to_string(),
     };
@@ -422,6 +430,9 @@ mod tests {
                 have: 1,
                 need: 2,
                 head: sha('a'),
+            },
+            Unqueueable::ChangesRequested {
+                by: vec!["dave".into()],
             },
             Unqueueable::NoBaseBranch,
         ];

@@ -55,11 +55,25 @@ pub fn base_moved(base: &str) -> String {
 }
 
 /// The commit message of the candidate: the base with the PR's pinned head merged in.
-pub fn candidate_message(item: &Item, base: &str) -> String {
-    format!(
-        "Merge #{} ({}) into {base}\n\nVerified by Gandalf before landing.",
-        item.pr, item.title
-    )
+pub fn candidate_message(number: PrNumber, head_branch: &str, title: &str) -> String {
+    format!("Merge pull request #{number} from {head_branch}\n\n{title}")
+}
+
+/// Why a verification could not get a working copy: the item's note, and the pause reason.
+pub fn no_working_copy(error: &str) -> String {
+    format!("could not get a working copy for the steps ({error}); not the PR's fault, it stays queued")
+}
+
+/// `merges_channel` hears that the queue paused because no working copy could be had.
+pub fn no_working_copy_pause(repo: &RepoName, number: PrNumber, error: &str) -> Reply {
+    Reply::in_channel(format!(
+        ":warning: The queue of {} is *paused*: I could not get a working copy to verify {} ({}). The PR keeps its \
+         place. Check git, the route to GitHub and the disk under `state_dir`, then run `/gandalf resume {}`.",
+        code(&repo.to_string()),
+        pr(repo, number),
+        escape(error),
+        escape(&repo.to_string())
+    ))
 }
 
 /// The reason on Gandalf's lease of the verification environment (Bobby's lists show it).
@@ -225,14 +239,25 @@ pub fn bad_map_comment(path: &str, error: &str) -> String {
 }
 
 /// GitHub comment when a PR landed.
-pub fn merged_comment(base: &str, landed: &CommitSha, affected: &[String], verification: chrono::Duration) -> String {
+pub fn merged_comment(
+    base: &str,
+    landed: &CommitSha,
+    affected: &[String],
+    verification: chrono::Duration,
+    squashed: bool,
+) -> String {
     let what = if affected.is_empty() {
         "no resources were affected; the environment's tests passed".to_string()
     } else {
         format!("verified with {}", affected.join(", "))
     };
+    let closed = if squashed {
+        " GitHub shows this pull request as closed: its changes landed as that one squashed commit."
+    } else {
+        ""
+    };
     format!(
-        ":white_check_mark: Landed on `{base}` as {landed} ({what}; verification took {}).",
+        ":white_check_mark: Landed on `{base}` as {landed} ({what}; verification took {}).{closed}",
         humanize(verification)
     )
 }
@@ -383,7 +408,13 @@ mod tests {
             Red::timed_out("1h").reason(),
             Red::conflicts("main").reason(),
             Red::bad_map("line 3: unknown key `deploys`".into()).reason(),
-            candidate_message(&item(), "main"),
+            candidate_message(item().pr, "pay-faster", &item().title),
+            no_working_copy("git fetch failed: could not resolve host: github.com"),
+            slack(&no_working_copy_pause(
+                &item().repo,
+                item().pr,
+                "git fetch failed: could not resolve host: github.com",
+            )),
         ];
         assert_snapshot!(text.join("\n\n"));
     }
@@ -407,8 +438,9 @@ mod tests {
     fn landed() {
         let affected = vec!["billing".to_string(), "web".to_string()];
         let text = [
-            merged_comment("main", &sha('c'), &affected, chrono::Duration::minutes(12)),
-            merged_comment("main", &sha('c'), &[], chrono::Duration::seconds(40)),
+            merged_comment("main", &sha('c'), &affected, chrono::Duration::minutes(12), false),
+            merged_comment("main", &sha('c'), &[], chrono::Duration::seconds(40), false),
+            merged_comment("main", &sha('c'), &affected, chrono::Duration::minutes(3), true),
             slack(&merge_announcement(
                 &item(),
                 &sha('c'),

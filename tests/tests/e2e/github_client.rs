@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bg_tests::fake_github::{FakeGithub, TOKEN};
 use secrecy::SecretString;
 use shared::github::{
-    Auth, CommitSha, Github, GithubError, MergeOutcome, MergeStyle, Permission, PrNumber, RepoName, RetryPolicy,
+    Auth, CommitSha, Github, GithubError, MergeOutcome, Permission, PrNumber, RepoName, RetryPolicy,
 };
 
 const REPO: &str = "acme/platform";
@@ -158,27 +158,25 @@ async fn conflicts_and_stale_merges_are_refused() {
         MergeOutcome::Conflict
     );
 
-    let head = fake.push(REPO, "other", "main", &[("new.txt", Some("x\n"))]);
+    // A squash landing: a commit of the candidate's tree on the base tip, then a fast-forward.
+    let head: CommitSha = fake.push(REPO, "other", "main", &[("new.txt", Some("x\n"))]).parse().unwrap();
     fake.open_pull(REPO, 8, "Other", "alice", "other", "main");
-    let stale = "0".repeat(40).parse::<CommitSha>().unwrap();
+    let tip = gh.branch_tip(&repo, "main").await.unwrap().unwrap();
+    let tree = gh.git_commit(&repo, &head).await.unwrap().unwrap().tree;
+    let squash = gh.create_commit(&repo, "Other (#8)", &tree, &[&tip]).await.unwrap();
+    let made = gh.git_commit(&repo, &squash).await.unwrap().unwrap();
+    assert_eq!((made.tree, made.parents), (tree, vec![tip.clone()]));
+    assert!(!gh.contains(&repo, &tip, &squash).await.unwrap());
+    gh.set_branch(&repo, "main", &squash, false).await.unwrap();
+    assert!(gh.contains(&repo, &squash, &tip).await.unwrap(), "the old tip is in the new one");
+    // Not a fast-forward: refused without force.
     assert_eq!(
-        gh.merge_pull(&repo, number(8), &stale, MergeStyle::Squash)
-            .await
-            .unwrap_err()
-            .status(),
-        Some(409)
+        gh.set_branch(&repo, "main", &head, false).await.unwrap_err().status(),
+        Some(422)
     );
-    let landed = gh
-        .merge_pull(
-            &repo,
-            number(8),
-            &head.parse::<CommitSha>().unwrap(),
-            MergeStyle::Squash,
-        )
-        .await
-        .unwrap();
-    assert!(fake.is_merged(REPO, 8));
-    assert_eq!(fake.branch(REPO, "main").unwrap(), landed.to_string());
+    assert_eq!(fake.branch(REPO, "main").unwrap(), squash.to_string());
+    gh.close_pull(&repo, number(8)).await.unwrap();
+    assert!(!gh.pull(&repo, number(8)).await.unwrap().is_open());
     gh.comment(&repo, number(8), "Merged by Gandalf").await.unwrap();
     assert_eq!(fake.comments(REPO, 8), ["Merged by Gandalf"]);
 }
