@@ -780,6 +780,9 @@ impl Verifier<'_> {
             .checkout(&self.repo.name, &remote, sha, name)
             .await
             .map_err(Halt::NoCopy)?;
+        if let Some(user) = self.repo.sandbox.user() {
+            copy.hand_to(user.uid, user.gid).map_err(Halt::NoCopy)?;
+        }
         Ok(Some(copy))
     }
 

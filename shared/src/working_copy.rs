@@ -378,6 +378,22 @@ impl WorkingCopy {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Gives the copy to the Unix user steps run as (`step_user`), so they can build in it; the
+    /// mirror and the rest of `state_dir` stay the bot's. (Its git objects stay in the mirror, so
+    /// git commands of a step in the copy need the mirror readable; the files themselves do not.)
+    pub fn hand_to(&self, uid: u32, gid: u32) -> Result<(), CopyError> {
+        fn walk(p: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+            std::os::unix::fs::lchown(p, Some(uid), Some(gid))?;
+            if p.symlink_metadata()?.is_dir() {
+                for entry in std::fs::read_dir(p)? {
+                    walk(&entry?.path(), uid, gid)?;
+                }
+            }
+            Ok(())
+        }
+        walk(&self.path, uid, gid).map_err(|e| io_error("handing the copy to the step user", e))
+    }
 }
 
 impl Drop for WorkingCopy {

@@ -159,7 +159,7 @@ fn every_bobby_toml_key_is_documented_and_every_documented_key_exists() {
 #[test]
 fn every_gandalf_toml_key_is_documented_and_every_documented_key_exists() {
     let accepted = accepted_keys(&|text| gandalf::config::GandalfConfig::parse(text, Path::new(".")).map(|_| ()));
-    for key in ["repos.pipeline.revert", "repos.checkout.clone_url", "people.github"] {
+    for key in ["repos.pipeline.revert", "repos.pipeline.env", "people.github"] {
         assert!(accepted.contains(key), "{key} not found by probing: {accepted:?}");
     }
     assert_same("gandalf.toml", &accepted, &documented("### `gandalf.toml`", false));

@@ -401,8 +401,9 @@ async fn crashed_while_testing_7() -> (TestGandalf, Pipeline) {
 }
 
 /// The crash point of a landing: the row says `landing` (the worker wrote it just before the call).
+/// The state a crash leaves mid-landing: the commit about to land recorded (SPEC §5.3 step 5).
 async fn mark_landing(g: &TestGandalf) {
-    sqlx::query("UPDATE queue_items SET state = 'landing' WHERE pr = 7")
+    sqlx::query("UPDATE queue_items SET state = 'landing', landing_sha = candidate_sha WHERE pr = 7")
         .execute(&g.pool)
         .await
         .unwrap();
@@ -466,9 +467,10 @@ async fn github_errors_while_verifying_and_landing_still_land_once() {
     g.ready_pull(7, "api/x.rs");
     merge(&g, "merge #7").await;
     p.wait_for_start("test 7 -", 1).await;
-    // The landing PATCH answers 502 (and a 429 follows for the re-read, retried by the client).
-    g.github.fail_next(1, 502);
-    g.github.fail_next(1, 429);
+    // The landing PATCH answers 502, and the re-read of the base that follows a 429 (retried by
+    // the client).
+    g.github.fail_next_on(PATCH_MAIN, 1, 502);
+    g.github.fail_next_on("GET /repos/acme/platform/git/ref/heads/main", 1, 429);
     p.unblock("test-7");
     g.wait_for_state(7, "merged").await;
     assert_eq!(g.github.calls_to(PATCH_MAIN), 2, "one refused, one landed");
