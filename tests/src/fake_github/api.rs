@@ -19,22 +19,25 @@ use super::{FakeGithub, Inner, Pull, RepoState, ReviewRec, error, file_url};
 
 /// A refusal (GitHub's status and message) or the fake's own failure (a 500 naming the git
 /// command), short-circuited with `?`.
-pub struct Fail(Response);
+pub struct Fail(Box<Response>);
 
 impl IntoResponse for Fail {
     fn into_response(self) -> Response {
-        self.0
+        *self.0
     }
 }
 
 impl From<GitError> for Fail {
     fn from(e: GitError) -> Fail {
-        Fail(error(StatusCode::INTERNAL_SERVER_ERROR, &format!("fake GitHub: {e}")))
+        Fail(Box::new(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("fake GitHub: {e}"),
+        )))
     }
 }
 
 fn fail(status: StatusCode, message: &str) -> Fail {
-    Fail(error(status, message))
+    Fail(Box::new(error(status, message)))
 }
 
 fn not_found() -> Fail {
@@ -47,7 +50,7 @@ fn unprocessable(message: &str) -> Fail {
 
 /// GitHub's 422 for a body that does not validate.
 fn validation_failed(resource: &str, field: &str, code: &str) -> Fail {
-    Fail(
+    Fail(Box::new(
         (
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(json!({
@@ -57,7 +60,7 @@ fn validation_failed(resource: &str, field: &str, code: &str) -> Fail {
             })),
         )
             .into_response(),
-    )
+    ))
 }
 
 type Answer = Result<Response, Fail>;
@@ -84,7 +87,13 @@ pub struct Paging {
 /// One page of `items`, GitHub-style: `per_page` defaults to `default` and is capped at 100, pages
 /// count from 1, a page past the end is empty; the `Link` header names next/last (and
 /// first/prev past page 1), keeping the request's other query parameters.
-fn paginate<T: Clone>(items: &[T], paging: &Paging, default: usize, url: &str, other: &str) -> (Vec<T>, Option<String>) {
+fn paginate<T: Clone>(
+    items: &[T],
+    paging: &Paging,
+    default: usize,
+    url: &str,
+    other: &str,
+) -> (Vec<T>, Option<String>) {
     let per_page = paging.per_page.unwrap_or(default).clamp(1, 100);
     let page = paging.page.unwrap_or(1).max(1);
     let last = items.len().div_ceil(per_page).max(1);
@@ -211,11 +220,13 @@ pub async fn get_repo(State(fake): State<FakeGithub>, Path((o, r)): Path<RepoPat
     .await
 }
 
+/// `?state=&page=&per_page=` (not a flattened [`Paging`]: serde's `flatten` cannot read numbers
+/// from a query string).
 #[derive(Deserialize, Default)]
 pub struct PullsQuery {
     state: Option<String>,
-    #[serde(flatten)]
-    paging: Paging,
+    page: Option<usize>,
+    per_page: Option<usize>,
 }
 
 /// `GET …/pulls`: newest first (GitHub's default `sort=created&direction=desc`), paginated.
@@ -240,7 +251,11 @@ pub async fn list_pulls(
                 all.push(pull_json(repo, *n, p));
             }
         }
-        let (page, link) = paginate(&all, &q.paging, 30, &url, &format!("state={state}&"));
+        let paging = Paging {
+            page: q.page,
+            per_page: q.per_page,
+        };
+        let (page, link) = paginate(&all, &paging, 30, &url, &format!("state={state}&"));
         Ok(with_link(Json(Value::Array(page)).into_response(), link))
     })
     .await
@@ -281,14 +296,12 @@ pub async fn update_pull(
             p.body = text.as_str().map(str::to_string);
         }
         match body.get("state").map(|s| s.as_str()) {
-            None => {}
-            Some(Some("closed")) => {
-                if p.open {
-                    p.open = false;
-                    p.frozen_head = Some(head);
-                    p.closed_at = Some(when.date());
-                }
+            Some(Some("closed")) if p.open => {
+                p.open = false;
+                p.frozen_head = Some(head);
+                p.closed_at = Some(when.date());
             }
+            None | Some(Some("closed")) => {}
             Some(Some("open")) => {
                 if p.merged {
                     return Err(unprocessable("Pull request is merged and cannot be reopened"));
@@ -690,7 +703,10 @@ pub async fn contents(
         let repo = repo(i, &o, &r)?;
         let at = q.at.unwrap_or_else(|| repo.default_branch.clone());
         let Some(commit) = repo.resolve(&at).unwrap_or(None) else {
-            return Err(fail(StatusCode::NOT_FOUND, &format!("No commit found for the ref {at}")));
+            return Err(fail(
+                StatusCode::NOT_FOUND,
+                &format!("No commit found for the ref {at}"),
+            ));
         };
         let Some((sha, bytes)) = repo.git.file_at(&commit, &path)? else {
             return Err(not_found());
@@ -837,11 +853,7 @@ pub async fn merge_pull(
             return Err(fail(StatusCode::METHOD_NOT_ALLOWED, "Pull Request is not mergeable"));
         }
         let head = repo.pull_head(&pull);
-        if body
-            .get("sha")
-            .and_then(Value::as_str)
-            .is_some_and(|s| s != head)
-        {
+        if body.get("sha").and_then(Value::as_str).is_some_and(|s| s != head) {
             return Err(fail(
                 StatusCode::CONFLICT,
                 "Head branch was modified. Review and try the merge again.",

@@ -137,7 +137,12 @@ impl Bare {
             dir: dir.to_path_buf(),
             home: home.to_path_buf(),
         };
-        bare.run(&["init", "--quiet", "--bare", &format!("--initial-branch={default_branch}")])?;
+        bare.run(&[
+            "init",
+            "--quiet",
+            "--bare",
+            &format!("--initial-branch={default_branch}"),
+        ])?;
         bare.run(&["config", "uploadpack.allowReachableSHA1InWant", "true"])?;
         // No background maintenance in a directory the fake removes when it is dropped.
         bare.run(&["config", "gc.auto", "0"])?;
@@ -293,7 +298,14 @@ impl Bare {
     /// The three-way merge of two commits, as a tree (`git merge-tree --write-tree`, the same
     /// `ort` merge `git merge` does); `None` on a conflict.
     pub fn merge_tree(&self, ours: &str, theirs: &str) -> GitResult<Option<String>> {
-        let args = ["merge-tree", "--write-tree", "--no-messages", "--name-only", ours, theirs];
+        let args = [
+            "merge-tree",
+            "--write-tree",
+            "--no-messages",
+            "--name-only",
+            ours,
+            theirs,
+        ];
         let mut c = self.command();
         c.args(args);
         let out = self.output(c, None)?;
@@ -423,7 +435,10 @@ impl Bare {
 
     /// The tree a commit points to.
     pub fn tree_of(&self, commit: &str) -> GitResult<String> {
-        Ok(self.run(&["rev-parse", "--verify", &format!("{commit}^{{tree}}")])?.trim().to_string())
+        Ok(self
+            .run(&["rev-parse", "--verify", &format!("{commit}^{{tree}}")])?
+            .trim()
+            .to_string())
     }
 
     /// What changed from `from` to `to`, renames found as `git diff -M` finds them, sorted by path.
@@ -596,7 +611,10 @@ mod tests {
     #[test]
     fn idents_parse_and_print_as_github_writes_dates() {
         let i = parse_ident("Ada Lovelace <ada@example.com> 1700000000 +0000").unwrap();
-        assert_eq!((i.name.as_str(), i.email.as_str(), i.time), ("Ada Lovelace", "ada@example.com", 1_700_000_000));
+        assert_eq!(
+            (i.name.as_str(), i.email.as_str(), i.time),
+            ("Ada Lovelace", "ada@example.com", 1_700_000_000)
+        );
         assert_eq!(i.date(), "2023-11-14T22:13:20Z");
         let j = parse_ident("B <b@x> 1700000000 +0130").unwrap();
         assert_eq!(j.date(), "2023-11-14T23:43:20+01:30");

@@ -151,11 +151,7 @@ impl RepoState {
             return Ok(());
         }
         // One `rev-list` for all of them: the commits this update made reachable.
-        let newly: HashSet<String> = self
-            .git
-            .commits_between(old.as_slice(), new)?
-            .into_iter()
-            .collect();
+        let newly: HashSet<String> = self.git.commits_between(old.as_slice(), new)?.into_iter().collect();
         for (n, head) in waiting {
             if newly.contains(&head) {
                 let p = self.pulls.get_mut(&n).expect("listed above");
@@ -357,7 +353,10 @@ impl FakeGithub {
             .route("/repos/{o}/{r}/compare/{basehead}", get(api::compare))
             .route("/repos/{o}/{r}/commits/{reference}", get(api::get_commit))
             .route("/repos/{o}/{r}/contents/{*path}", get(api::contents))
-            .route("/repos/{o}/{r}/issues/{n}", get(api::get_issue).patch(api::update_issue))
+            .route(
+                "/repos/{o}/{r}/issues/{n}",
+                get(api::get_issue).patch(api::update_issue),
+            )
             .route("/repos/{o}/{r}/issues/{n}/comments", post(api::comment))
             .layer(axum::middleware::from_fn_with_state(fake.clone(), gate))
             .with_state(fake.clone());
@@ -569,9 +568,7 @@ impl FakeGithub {
 
     pub fn set_permission(&self, repo: &str, login: &str, permission: &str) {
         self.with(|i| {
-            i.repo_mut(repo)
-                .permissions
-                .insert(login.into(), permission.into());
+            i.repo_mut(repo).permissions.insert(login.into(), permission.into());
         })
     }
 
@@ -858,4 +855,3 @@ async fn gate(
     }
     response
 }
-

@@ -54,10 +54,7 @@ impl Api {
         }
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
-        let link = resp
-            .headers()
-            .get("link")
-            .map(|v| v.to_str().unwrap().to_string());
+        let link = resp.headers().get("link").map(|v| v.to_str().unwrap().to_string());
         let text = resp.text().await.unwrap();
         let body = if text.is_empty() {
             Value::Null
@@ -126,7 +123,12 @@ fn git(dir: &Path, args: &[&str]) -> String {
 async fn merges_are_real_two_parent_commits_with_409_on_conflict_and_204_when_contained() {
     let api = Api::new().await;
     let fake = &api.fake;
-    let head = fake.push(REPO, "feature", "main", &[("services/billing/main.rs", Some("fn main() { pay() }\n"))]);
+    let head = fake.push(
+        REPO,
+        "feature",
+        "main",
+        &[("services/billing/main.rs", Some("fn main() { pay() }\n"))],
+    );
     let main_tip = fake.push(REPO, "main", "main", &[("docs/guide.md", Some("guide\n"))]);
     assert_eq!(head.len(), 40, "real SHAs: {head}");
 
@@ -189,7 +191,9 @@ async fn refs_are_created_once_and_move_by_fast_forward_unless_forced() {
     assert_eq!((r.status, &r.body["object"]["sha"]), (200, &json!(ahead)));
     assert_eq!(api.get("/git/ref/heads/nope").await.status, 404);
 
-    let exists = api.post("/git/refs", json!({ "ref": "refs/heads/main", "sha": root })).await;
+    let exists = api
+        .post("/git/refs", json!({ "ref": "refs/heads/main", "sha": root }))
+        .await;
     assert_eq!((exists.status, message(&exists)), (422, "Reference already exists"));
     let bad_name = api.post("/git/refs", json!({ "ref": "main", "sha": root })).await;
     assert_eq!(bad_name.status, 422);
@@ -199,14 +203,18 @@ async fn refs_are_created_once_and_move_by_fast_forward_unless_forced() {
     assert_eq!(unknown.status, 422);
 
     // Backwards is not a fast-forward: refused, and main stays.
-    let back = api.patch("/git/refs/heads/main", json!({ "sha": root, "force": false })).await;
+    let back = api
+        .patch("/git/refs/heads/main", json!({ "sha": root, "force": false }))
+        .await;
     assert_eq!((back.status, message(&back)), (422, "Update is not a fast forward"));
     assert_eq!(fake.branch(REPO, "main").unwrap(), ahead);
     // A sibling is not one either.
     let side = api.patch("/git/refs/heads/main", json!({ "sha": sibling })).await;
     assert_eq!((side.status, message(&side)), (422, "Update is not a fast forward"));
     // Forced, it moves.
-    let forced = api.patch("/git/refs/heads/main", json!({ "sha": root, "force": true })).await;
+    let forced = api
+        .patch("/git/refs/heads/main", json!({ "sha": root, "force": true }))
+        .await;
     assert_eq!(forced.status, 200, "{}", forced.body);
     assert_eq!(fake.branch(REPO, "main").unwrap(), root);
     assert_eq!(git(&fake.repo_path(REPO), &["rev-parse", "refs/heads/main"]), root);
@@ -214,7 +222,9 @@ async fn refs_are_created_once_and_move_by_fast_forward_unless_forced() {
     let forward = api.patch("/git/refs/heads/main", json!({ "sha": ahead })).await;
     assert_eq!(forward.status, 200);
 
-    let unknown = api.patch("/git/refs/heads/main", json!({ "sha": "2".repeat(40), "force": true })).await;
+    let unknown = api
+        .patch("/git/refs/heads/main", json!({ "sha": "2".repeat(40), "force": true }))
+        .await;
     assert_eq!((unknown.status, message(&unknown)), (422, "Object does not exist"));
     let missing = api.patch("/git/refs/heads/nope", json!({ "sha": ahead })).await;
     assert_eq!((missing.status, message(&missing)), (422, "Reference does not exist"));
@@ -228,12 +238,13 @@ async fn a_comparison_lists_at_most_300_files_even_of_a_400_file_change() {
     let contents: Vec<(String, String)> = (0..400)
         .map(|n| (format!("services/s{n:03}/main.rs"), format!("// {n}\n")))
         .collect();
-    let changes: Vec<(&str, Option<&str>)> = contents
-        .iter()
-        .map(|(p, c)| (p.as_str(), Some(c.as_str())))
-        .collect();
+    let changes: Vec<(&str, Option<&str>)> = contents.iter().map(|(p, c)| (p.as_str(), Some(c.as_str()))).collect();
     let head = fake.push(REPO, "wide", "main", &changes);
-    assert_eq!(fake.commit_files(REPO, &head).len(), 402, "one commit holds all 400 new files");
+    assert_eq!(
+        fake.commit_files(REPO, &head).len(),
+        402,
+        "one commit holds all 400 new files"
+    );
     let main_tip = fake.push(REPO, "main", "main", &[("docs/a.md", Some("a\n"))]);
 
     let r = api.get(&format!("/compare/main...{head}")).await;
@@ -331,7 +342,10 @@ async fn a_squash_commit_is_made_with_git_commits_and_closing_is_not_merging() {
     let squash = made.body["sha"].as_str().unwrap().to_string();
     assert_eq!(made.body["tree"]["sha"], tree);
     assert_eq!(made.body["author"]["date"], "2024-05-01T12:00:00+02:00");
-    assert_eq!(made.body["committer"]["name"], "Alice", "the committer defaults to the author");
+    assert_eq!(
+        made.body["committer"]["name"], "Alice",
+        "the committer defaults to the author"
+    );
     assert_eq!(fake.parents(REPO, &squash), vec![base.clone()]);
     assert_eq!(fake.commit_files(REPO, &squash), fake.commit_files(REPO, &candidate));
     assert_eq!(fake.message(REPO, &squash), "Pay faster (#7)\n\nFixes #12");
@@ -343,29 +357,46 @@ async fn a_squash_commit_is_made_with_git_commits_and_closing_is_not_merging() {
     assert_eq!(api.get(&format!("/git/commits/{}", "3".repeat(40))).await.status, 404);
 
     let no_tree = api
-        .post("/git/commits", json!({ "message": "m", "tree": "4".repeat(40), "parents": [base] }))
+        .post(
+            "/git/commits",
+            json!({ "message": "m", "tree": "4".repeat(40), "parents": [base] }),
+        )
         .await;
     assert_eq!((no_tree.status, message(&no_tree)), (422, "Tree SHA does not exist"));
     let no_parent = api
-        .post("/git/commits", json!({ "message": "m", "tree": tree, "parents": ["5".repeat(40)] }))
+        .post(
+            "/git/commits",
+            json!({ "message": "m", "tree": tree, "parents": ["5".repeat(40)] }),
+        )
         .await;
     assert_eq!(no_parent.status, 422);
     let a_tree_as_parent = api
-        .post("/git/commits", json!({ "message": "m", "tree": tree, "parents": [tree] }))
+        .post(
+            "/git/commits",
+            json!({ "message": "m", "tree": tree, "parents": [tree] }),
+        )
         .await;
     assert_eq!(a_tree_as_parent.status, 422);
     let no_message = api.post("/git/commits", json!({ "tree": tree })).await;
     assert_eq!(no_message.status, 422);
 
     // Landing the squash commit does not make the PR's head reachable: still open, not merged.
-    let landed = api.patch("/git/refs/heads/main", json!({ "sha": squash, "force": false })).await;
+    let landed = api
+        .patch("/git/refs/heads/main", json!({ "sha": squash, "force": false }))
+        .await;
     assert_eq!(landed.status, 200);
     let pr = api.get("/pulls/7").await.body;
-    assert_eq!((&pr["state"], &pr["merged"], &pr["body"]), (&json!("open"), &json!(false), &json!("Fixes #12")));
+    assert_eq!(
+        (&pr["state"], &pr["merged"], &pr["body"]),
+        (&json!("open"), &json!(false), &json!("Fixes #12"))
+    );
     // Gandalf closes it, and the issue its body closes.
     let closed = api.patch("/pulls/7", json!({ "state": "closed" })).await;
     assert_eq!(closed.status, 200);
-    assert_eq!((&closed.body["state"], &closed.body["merged"]), (&json!("closed"), &json!(false)));
+    assert_eq!(
+        (&closed.body["state"], &closed.body["merged"]),
+        (&json!("closed"), &json!(false))
+    );
     assert!(!fake.is_merged(REPO, 7) && !fake.is_open(REPO, 7));
     // A closed PR's head stays where it was closed.
     fake.push(REPO, "feature", "main", &[("late.txt", Some("late\n"))]);
@@ -378,7 +409,9 @@ async fn a_squash_commit_is_made_with_git_commits_and_closing_is_not_merging() {
             state_reason: None
         })
     );
-    let issue = api.patch("/issues/12", json!({ "state": "closed", "state_reason": "completed" })).await;
+    let issue = api
+        .patch("/issues/12", json!({ "state": "closed", "state_reason": "completed" }))
+        .await;
     assert_eq!((issue.status, &issue.body["state"]), (200, &json!("closed")));
     assert_eq!(
         fake.issue(REPO, 12),
@@ -417,29 +450,47 @@ async fn the_clone_url_serves_a_candidate_by_sha_to_a_separate_repository() {
     git(&mirror, &["init", "--quiet", "--bare"]);
     git(&mirror, &["fetch", "--quiet", "--no-tags", &url, &candidate, &older]);
     assert_eq!(git(&mirror, &["cat-file", "-t", &candidate]), "commit");
-    assert_eq!(git(&mirror, &["rev-parse", &format!("{candidate}^{{tree}}")]), fake.tree_sha(REPO, &candidate));
+    assert_eq!(
+        git(&mirror, &["rev-parse", &format!("{candidate}^{{tree}}")]),
+        fake.tree_sha(REPO, &candidate)
+    );
 
     // A working copy of exactly the candidate, with the PR's files.
     let copy = dir.path().join("copy");
     std::fs::create_dir(&copy).unwrap();
     git(&copy, &["init", "--quiet"]);
-    git(&copy, &["fetch", "--quiet", "--no-tags", mirror.to_str().unwrap(), &candidate]);
+    git(
+        &copy,
+        &["fetch", "--quiet", "--no-tags", mirror.to_str().unwrap(), &candidate],
+    );
     git(&copy, &["checkout", "--quiet", "--detach", &candidate]);
     assert_eq!(git(&copy, &["rev-parse", "HEAD"]), candidate);
-    assert_eq!(std::fs::read_to_string(copy.join("services/billing/main.rs")).unwrap(), "v2\n");
+    assert_eq!(
+        std::fs::read_to_string(copy.join("services/billing/main.rs")).unwrap(),
+        "v2\n"
+    );
     assert_eq!(std::fs::read_to_string(copy.join("docs/guide.md")).unwrap(), "guide\n");
     assert!(!copy.join("later.txt").exists());
 
     // Contents and commits read the same objects.
-    let file = api.get(&format!("/contents/services/billing/main.rs?ref={candidate}")).await;
+    let file = api
+        .get(&format!("/contents/services/billing/main.rs?ref={candidate}"))
+        .await;
     assert_eq!((file.status, &file.body["encoding"]), (200, &json!("base64")));
-    assert_eq!(api.get(&format!("/contents/nope.txt?ref={candidate}")).await.status, 404);
+    assert_eq!(
+        api.get(&format!("/contents/nope.txt?ref={candidate}")).await.status,
+        404
+    );
     let short = api.get(&format!("/commits/{}", &candidate[..10])).await;
     assert_eq!(short.body["sha"], candidate);
     assert_eq!(api.get("/commits/not-a-ref").await.status, 422);
-    let gh = Github::new(&fake.api_url(), Auth::Token(SecretString::from(TOKEN)), RetryPolicy::default())
-        .await
-        .unwrap();
+    let gh = Github::new(
+        &fake.api_url(),
+        Auth::Token(SecretString::from(TOKEN)),
+        RetryPolicy::default(),
+    )
+    .await
+    .unwrap();
     let text = gh
         .file_at(
             &RepoName::parse(REPO).unwrap(),
@@ -461,7 +512,10 @@ async fn a_pull_request_fast_forwarded_into_its_base_is_merged_and_a_closed_one_
     fake.open_pull(REPO, 8, "B", "bob", "other", "main");
     fake.push(REPO, "main", "main", &[("c.txt", Some("c\n"))]);
     let candidate = api.candidate(&head).await;
-    assert!(!fake.is_merged(REPO, 7), "a merge into the candidate branch merges nothing");
+    assert!(
+        !fake.is_merged(REPO, 7),
+        "a merge into the candidate branch merges nothing"
+    );
 
     let landed = api.patch("/git/refs/heads/main", json!({ "sha": candidate })).await;
     assert_eq!(landed.status, 200);
@@ -473,15 +527,27 @@ async fn a_pull_request_fast_forwarded_into_its_base_is_merged_and_a_closed_one_
     assert!(fake.is_ancestor(REPO, &head, &candidate));
 
     let closed = api.patch("/pulls/8", json!({ "state": "closed" })).await;
-    assert_eq!((&closed.body["state"], &closed.body["merged"]), (&json!("closed"), &json!(false)));
+    assert_eq!(
+        (&closed.body["state"], &closed.body["merged"]),
+        (&json!("closed"), &json!(false))
+    );
     assert!(closed.body["merged_at"].is_null());
     // Reopened, it follows its branch again; a merged one cannot be reopened.
-    assert_eq!(api.patch("/pulls/8", json!({ "state": "open" })).await.body["state"], "open");
+    assert_eq!(
+        api.patch("/pulls/8", json!({ "state": "open" })).await.body["state"],
+        "open"
+    );
     assert_eq!(api.patch("/pulls/7", json!({ "state": "open" })).await.status, 422);
     // Listing open pull requests sees only #8.
     let open = api.get("/pulls?state=open").await.body;
     assert_eq!(open.as_array().unwrap().len(), 1);
     assert_eq!(open[0]["number"], 8);
+    // Newest first, paged with `Link` like every list.
+    let all = api.get("/pulls?state=all&per_page=1").await;
+    assert_eq!(all.body[0]["number"], 8);
+    assert!(all.link.unwrap().contains("state=all&per_page=1&page=2>; rel=\"next\""));
+    assert_eq!(api.get("/pulls?state=all&per_page=1&page=2").await.body[0]["number"], 7);
+    assert_eq!(api.get("/pulls?state=merged").await.status, 422);
 }
 
 #[tokio::test]
@@ -505,7 +571,12 @@ async fn reviews_are_listed_as_github_pages_them() {
     assert!(link.contains("page=2>; rel=\"next\""), "{link}");
     assert!(link.contains("page=2>; rel=\"last\""), "{link}");
     assert_eq!(
-        (&reviews[0]["id"], &reviews[0]["user"]["login"], &reviews[0]["state"], &reviews[0]["commit_id"]),
+        (
+            &reviews[0]["id"],
+            &reviews[0]["user"]["login"],
+            &reviews[0]["state"],
+            &reviews[0]["commit_id"]
+        ),
         (&json!(approval), &json!("bob"), &json!("DISMISSED"), &json!(first))
     );
     assert!(reviews[0]["submitted_at"].is_string());
@@ -520,7 +591,15 @@ async fn reviews_are_listed_as_github_pages_them() {
     );
     // 30 by default; at most 100 whatever is asked; a page past the end is empty.
     assert_eq!(api.get("/pulls/7/reviews").await.body.as_array().unwrap().len(), 30);
-    assert_eq!(api.get("/pulls/7/reviews?per_page=500").await.body.as_array().unwrap().len(), 100);
+    assert_eq!(
+        api.get("/pulls/7/reviews?per_page=500")
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        100
+    );
     assert_eq!(api.get("/pulls/7/reviews?page=9&per_page=100").await.body, json!([]));
     let ids: Vec<u64> = reviews.iter().map(|r| r["id"].as_u64().unwrap()).collect();
     let mut sorted = ids.clone();
@@ -529,11 +608,18 @@ async fn reviews_are_listed_as_github_pages_them() {
     assert_eq!(api.get("/pulls/99/reviews").await.status, 404);
 
     // The bots' client walks every page.
-    let gh = Github::new(&fake.api_url(), Auth::Token(SecretString::from(TOKEN)), RetryPolicy::default())
-        .await
-        .unwrap();
+    let gh = Github::new(
+        &fake.api_url(),
+        Auth::Token(SecretString::from(TOKEN)),
+        RetryPolicy::default(),
+    )
+    .await
+    .unwrap();
     let all = gh
-        .reviews(&RepoName::parse(REPO).unwrap(), shared::github::PrNumber::new(7).unwrap())
+        .reviews(
+            &RepoName::parse(REPO).unwrap(),
+            shared::github::PrNumber::new(7).unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(all.len(), 150);
@@ -549,7 +635,10 @@ async fn a_push_can_race_the_landing() {
         f.push(REPO, "main", "main", &[("hotfix.txt", Some("fix\n"))]);
     });
     let landing = api.patch("/git/refs/heads/main", json!({ "sha": candidate })).await;
-    assert_eq!((landing.status, message(&landing)), (422, "Update is not a fast forward"));
+    assert_eq!(
+        (landing.status, message(&landing)),
+        (422, "Update is not a fast forward")
+    );
     let main = fake.branch(REPO, "main").unwrap();
     assert_ne!(main, candidate);
     assert_eq!(
@@ -560,13 +649,19 @@ async fn a_push_can_race_the_landing() {
     let fresh: BTreeMap<String, String> = fake.commit_files(REPO, &main);
     assert!(!fresh.contains_key("a.txt"));
     let r = api
-        .patch("/git/refs/heads/gandalf/candidate", json!({ "sha": main, "force": true }))
+        .patch(
+            "/git/refs/heads/gandalf/candidate",
+            json!({ "sha": main, "force": true }),
+        )
         .await;
     assert_eq!(r.status, 200);
     let again = api
         .post("/merges", json!({ "base": "gandalf/candidate", "head": head }))
         .await;
     let again = again.body["sha"].as_str().unwrap().to_string();
-    assert_eq!(api.patch("/git/refs/heads/main", json!({ "sha": again })).await.status, 200);
+    assert_eq!(
+        api.patch("/git/refs/heads/main", json!({ "sha": again })).await.status,
+        200
+    );
     assert_eq!(fake.calls_to(PATCH_MAIN), 2);
 }
