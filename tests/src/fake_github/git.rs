@@ -510,6 +510,10 @@ impl Bare {
 
     /// The blob at `path` in `commit`: `(blob sha, bytes)`, or `None` when there is no such file.
     pub fn file_at(&self, commit: &str, path: &str) -> GitResult<Option<(String, Vec<u8>)>> {
+        // One request line each: a path with a line break names no file (and must not become two).
+        if path.contains(['\n', '\r']) || path.is_empty() {
+            return Ok(None);
+        }
         let mut found = self.batch(format!("{commit}:{path}\n").as_bytes())?;
         Ok(match found.pop() {
             Some((Some((sha, kind)), Some(bytes))) if kind == "blob" => Some((sha, bytes)),
