@@ -11,6 +11,7 @@ mod bobby_safety;
 mod control_center;
 mod control_metrics;
 mod docs_config_reference;
+mod fake_github_git;
 mod faults_day;
 mod faults_postgres;
 mod faults_shutdown;
