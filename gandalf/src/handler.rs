@@ -361,7 +361,11 @@ impl Gandalf {
                     head: pull.head_sha,
                 });
             }
-            Some(other) => return Err(Refusal::Internal(anyhow::anyhow!("unexpected review standing: {other}"))),
+            Some(other) => {
+                return Err(Refusal::Internal(anyhow::anyhow!(
+                    "unexpected review standing: {other}"
+                )));
+            }
         }
         Ok(pull)
     }

@@ -105,10 +105,15 @@ mod tests {
             vec![7, 8]
         );
         assert_eq!(
-            numbers("Resolves https://github.com/acme/platform/issues/21.\nCloses https://github.com/else/where/issues/22"),
+            numbers(
+                "Resolves https://github.com/acme/platform/issues/21.\nCloses https://github.com/else/where/issues/22"
+            ),
             vec![21]
         );
-        assert_eq!(numbers("See #4; this is related to #5, not a fix for #x"), Vec::<u64>::new());
+        assert_eq!(
+            numbers("See #4; this is related to #5, not a fix for #x"),
+            Vec::<u64>::new()
+        );
         assert_eq!(numbers("prefixes #3"), Vec::<u64>::new(), "not a keyword");
         assert_eq!(numbers(""), Vec::<u64>::new());
     }

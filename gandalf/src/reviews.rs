@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use shared::github::{CommitSha, Github, GhResult, PrNumber, RepoName, Review, ReviewState};
+use shared::github::{CommitSha, GhResult, Github, PrNumber, RepoName, Review, ReviewState};
 
 use crate::drop_reason::DropReason;
 use crate::handler::Gandalf;
@@ -162,7 +162,11 @@ mod tests {
         assert_eq!(tally(&dismissed, &head, "alice").approvals, 0);
         let changed_mind = vec![review("bob", ChangesRequested, "a2"), review("Bob", Approved, "a2")];
         let t = tally(&changed_mind, &head, "alice");
-        assert_eq!((t.approvals, t.changes_requested.len()), (1, 0), "logins are case-insensitive");
+        assert_eq!(
+            (t.approvals, t.changes_requested.len()),
+            (1, 0),
+            "logins are case-insensitive"
+        );
     }
 
     #[test]

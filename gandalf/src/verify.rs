@@ -19,8 +19,8 @@ use shared::github::{CommitSha, Github, GithubError, MergeOutcome, PrNumber, Pul
 use shared::ids::Holder;
 use shared::slack::outbox::{self, Sender};
 use shared::steps::{self, Registry, StepEnd, StepSpec};
-use sqlx::postgres::PgListener;
 use shared::working_copy::{CopyError, WorkingCopy};
+use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 
 use crate::config::{MergeMethod, RepoConfig};
@@ -302,7 +302,11 @@ impl Verifier<'_> {
         // 2. The candidate: the base tip with the pinned head merged in.
         let (base_tip, candidate) = self.build_candidate(item).await?;
         let copy = self
-            .working_copy(&candidate, &[&base_tip], &format!("verify-{}-{}", self.repo.name, item.pr))
+            .working_copy(
+                &candidate,
+                &[&base_tip],
+                &format!("verify-{}-{}", self.repo.name, item.pr),
+            )
             .await?;
 
         // 3. What the change affects.

@@ -1021,19 +1021,30 @@ pub struct Call {
     pub resources: String,
 }
 
-const STEP_SH: &str = r#"key="$GANDALF_STEP-$GANDALF_PR"
+const STEP_SH: &str = r#"D="@DIR@"
+key="$GANDALF_STEP-$GANDALF_PR"
 rkey="$key-${GANDALF_RESOURCE:--}"
-echo "$(date +%s%N)|start|$GANDALF_STEP|$GANDALF_PR|${GANDALF_RESOURCE:--}|$GANDALF_SHA|$GANDALF_RESOURCES|$GANDALF_REPO|$GANDALF_ENV|$GANDALF_BASE_SHA" >> calls.log
-while [ -e "block-$key" ] || [ -e "block-$rkey" ]; do sleep 0.02; done
+echo "$(date +%s%N)|start|$GANDALF_STEP|$GANDALF_PR|${GANDALF_RESOURCE:--}|$GANDALF_SHA|$GANDALF_RESOURCES|$GANDALF_REPO|$GANDALF_ENV|$GANDALF_BASE_SHA" >> "$D/calls.log"
+echo "$GANDALF_STEP|$GANDALF_PR|${GANDALF_RESOURCE:--}|$(pwd)|$(git rev-parse HEAD 2>/dev/null)|$(ls | tr '\n' ' ')" >> "$D/where.log"
+while [ -e "$D/block-$key" ] || [ -e "$D/block-$rkey" ]; do sleep 0.02; done
 echo "output of $rkey"
-if [ -e "say-$key" ]; then cat "say-$key"; fi
-if [ -e "fail-$key" ] || [ -e "fail-$rkey" ]; then
+if [ -e "$D/say-$key" ]; then cat "$D/say-$key"; fi
+if [ -e "$D/fail-$key" ] || [ -e "$D/fail-$rkey" ]; then
   echo "boom in $rkey"
-  echo "$(date +%s%N)|end|$GANDALF_STEP|$GANDALF_PR|${GANDALF_RESOURCE:--}|3|" >> calls.log
+  echo "$(date +%s%N)|end|$GANDALF_STEP|$GANDALF_PR|${GANDALF_RESOURCE:--}|3|" >> "$D/calls.log"
   exit 3
 fi
-echo "$(date +%s%N)|end|$GANDALF_STEP|$GANDALF_PR|${GANDALF_RESOURCE:--}|0|" >> calls.log
+echo "$(date +%s%N)|end|$GANDALF_STEP|$GANDALF_PR|${GANDALF_RESOURCE:--}|0|" >> "$D/calls.log"
 "#;
+
+/// Where one step ran (see [`Pipeline::places`]).
+#[derive(Debug, Clone)]
+pub struct Place {
+    pub step: String,
+    pub dir: String,
+    pub head: String,
+    pub entries: Vec<String>,
+}
 
 impl Default for Pipeline {
     fn default() -> Self {
@@ -1044,7 +1055,9 @@ impl Default for Pipeline {
 impl Pipeline {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("step.sh"), STEP_SH).unwrap();
+        // Absolute paths: with a checkout the steps run in a working copy, not here.
+        let script = STEP_SH.replace("@DIR@", &dir.path().display().to_string());
+        std::fs::write(dir.path().join("step.sh"), script).unwrap();
         Pipeline { dir }
     }
 
@@ -1053,13 +1066,38 @@ impl Pipeline {
     }
 
     /// Gandalf's test configuration with this pipeline and `extra` keys for the repository.
+    /// The command line of every step of [`Pipeline::config`] (for tests that swap one out).
+    pub fn step_command(&self) -> String {
+        format!("sh {}", self.dir.path().join("step.sh").display())
+    }
+
+    /// Its own `state_dir` (mirrors and working copies) in the pipeline's directory.
     pub fn config(&self, extra: &str) -> String {
-        GANDALF_TOML.replace(
+        let step = self.dir.path().join("step.sh").display().to_string();
+        let state = self.dir.path().join("state").display().to_string();
+        let body = GANDALF_TOML.replace(
             "[repos.pipeline]\nbuild = \"true\"\ndeploy = \"true\"\ntest = \"true\"\n",
             &format!(
-                "{extra}\n[repos.pipeline]\nbuild = \"sh step.sh\"\ndeploy = \"sh step.sh\"\ntest = \"sh step.sh\"\nrevert = \"sh step.sh\"\n"
+                "{extra}\n[repos.pipeline]\nbuild = \"sh {step}\"\ndeploy = \"sh {step}\"\ntest = \"sh {step}\"\nrevert = \"sh {step}\"\n"
             ),
-        )
+        );
+        format!("state_dir = \"{state}\"\n{body}")
+    }
+
+    /// Where each step ran: `(step pr resource, directory, HEAD there, top-level entries)`.
+    pub fn places(&self) -> Vec<Place> {
+        let text = std::fs::read_to_string(self.dir.path().join("where.log")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.splitn(6, '|').collect();
+                (f.len() == 6).then(|| Place {
+                    step: format!("{} {} {}", f[0], f[1], f[2]),
+                    dir: f[3].into(),
+                    head: f[4].into(),
+                    entries: f[5].split_whitespace().map(str::to_string).collect(),
+                })
+            })
+            .collect()
     }
 
     pub fn block(&self, key: &str) {

@@ -314,9 +314,10 @@ async fn sigterm_during_a_verification_exits_0_in_bounded_time_and_the_pr_is_ver
     )
     .unwrap();
     std::fs::write(dir.join("block-slow"), "").unwrap();
-    let config = pipeline
-        .config("")
-        .replace("test = \"sh step.sh\"", "test = \"sh slow.sh\"");
+    let config = pipeline.config("").replace(
+        &format!("test = \"{}\"", pipeline.step_command()),
+        "test = \"sh slow.sh\"",
+    );
     assert!(config.contains("slow.sh"));
     // The in-process harness gives the database, the fake GitHub with its repository, and a
     // handler to queue the PR with; its own Gandalf is stopped, so the child does all the work.

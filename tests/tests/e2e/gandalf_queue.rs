@@ -13,7 +13,7 @@ const PATCH_MAIN: &str = "PATCH /repos/acme/platform/git/refs/heads/main";
 
 /// A Gandalf with the logging pipeline and `extra` repository keys; `map` commits the resource
 /// map to `main` first.
-async fn setup(extra: &str, map: bool) -> (TestGandalf, Pipeline) {
+pub(crate) async fn setup(extra: &str, map: bool) -> (TestGandalf, Pipeline) {
     let pipeline = Pipeline::new();
     let g = spawn_gandalf_with(&pipeline.config(extra), pipeline.dir(), true).await;
     if map {
@@ -23,16 +23,16 @@ async fn setup(extra: &str, map: bool) -> (TestGandalf, Pipeline) {
     (g, pipeline)
 }
 
-fn main_tip(g: &TestGandalf) -> String {
+pub(crate) fn main_tip(g: &TestGandalf) -> String {
     g.github.branch(REPO, "main").unwrap()
 }
 
-async fn merge(g: &TestGandalf, text: &str) {
+pub(crate) async fn merge(g: &TestGandalf, text: &str) {
     let (reply, refused) = g.command("U0ALICE", text).await;
     assert!(!refused, "{text}: {reply}");
 }
 
-async fn item_field(g: &TestGandalf, pr: i32, column: &'static str) -> Option<String> {
+pub(crate) async fn item_field(g: &TestGandalf, pr: i32, column: &'static str) -> Option<String> {
     sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT {column}::text FROM queue_items WHERE pr = $1 ORDER BY id DESC LIMIT 1"
     )))
@@ -42,7 +42,7 @@ async fn item_field(g: &TestGandalf, pr: i32, column: &'static str) -> Option<St
     .unwrap()
 }
 
-async fn step_states(g: &TestGandalf, pr: i32) -> Vec<String> {
+pub(crate) async fn step_states(g: &TestGandalf, pr: i32) -> Vec<String> {
     sqlx::query_scalar(
         "SELECT s.name || ' ' || COALESCE(s.resource, '-') || ' ' || s.state FROM queue_steps s \
          JOIN queue_items i ON i.id = s.item_id WHERE i.pr = $1 ORDER BY s.id",
@@ -53,7 +53,7 @@ async fn step_states(g: &TestGandalf, pr: i32) -> Vec<String> {
     .unwrap()
 }
 
-async fn outbox(g: &TestGandalf, channel: &str) -> Vec<String> {
+pub(crate) async fn outbox(g: &TestGandalf, channel: &str) -> Vec<String> {
     sqlx::query_scalar("SELECT text FROM slack_outbox WHERE sender = 'gandalf' AND channel = $1 ORDER BY id")
         .bind(channel)
         .fetch_all(&g.pool)
@@ -390,7 +390,12 @@ async fn a_person_holding_the_environment_makes_gandalf_wait_and_say_so() {
 /// Queues #7, and crashes Gandalf (`kill -9`) while its test step runs; Gandalf stays down and
 /// the step no longer blocks.
 async fn crashed_while_testing_7() -> (TestGandalf, Pipeline) {
-    let (mut g, p) = setup("", true).await;
+    crashed_while_testing_7_with("").await
+}
+
+/// [`crashed_while_testing_7`] with `extra` repository keys.
+pub(crate) async fn crashed_while_testing_7_with(extra: &str) -> (TestGandalf, Pipeline) {
+    let (mut g, p) = setup(extra, true).await;
     p.block("test-7");
     g.ready_pull(7, "api/x.rs");
     merge(&g, "merge #7").await;
@@ -400,7 +405,6 @@ async fn crashed_while_testing_7() -> (TestGandalf, Pipeline) {
     (g, p)
 }
 
-/// The crash point of a landing: the row says `landing` (the worker wrote it just before the call).
 /// The state a crash leaves mid-landing: the commit about to land recorded (SPEC §5.3 step 5).
 async fn mark_landing(g: &TestGandalf) {
     sqlx::query("UPDATE queue_items SET state = 'landing', landing_sha = candidate_sha WHERE pr = 7")
@@ -470,7 +474,8 @@ async fn github_errors_while_verifying_and_landing_still_land_once() {
     // The landing PATCH answers 502, and the re-read of the base that follows a 429 (retried by
     // the client).
     g.github.fail_next_on(PATCH_MAIN, 1, 502);
-    g.github.fail_next_on("GET /repos/acme/platform/git/ref/heads/main", 1, 429);
+    g.github
+        .secondary_rate_limit_on("GET /repos/acme/platform/git/ref/heads/main", 1, 429, Some(1));
     p.unblock("test-7");
     g.wait_for_state(7, "merged").await;
     assert_eq!(g.github.calls_to(PATCH_MAIN), 2, "one refused, one landed");
@@ -551,31 +556,6 @@ async fn a_missed_delivery_is_caught_by_reconciliation() {
     let comments = g.wait_for_comments(7, 1).await;
     assert_eq!(comments.len(), 1, "{comments:?}");
     assert!(comments[0].contains("it was closed"), "{comments:?}");
-}
-
-#[tokio::test]
-async fn squash_lands_the_tested_tree_through_the_pull_request_merge() {
-    let (g, p) = setup("merge_method = \"squash\"", true).await;
-    let base = main_tip(&g);
-    g.ready_pull(7, "api/x.rs");
-    merge(&g, "merge #7").await;
-    g.wait_for_state(7, "merged").await;
-    let candidate = item_field(&g, 7, "candidate_sha").await.unwrap();
-    let landed = main_tip(&g);
-    assert_eq!(item_field(&g, 7, "landed_sha").await.unwrap(), landed);
-    assert_eq!(
-        g.github.parents(REPO, &landed),
-        vec![base],
-        "one squashed commit on the tested base"
-    );
-    assert_eq!(
-        g.github.tree(REPO, &landed),
-        g.github.tree(REPO, &candidate),
-        "the tree that landed is the tree that was tested"
-    );
-    assert_eq!(g.github.calls_to("PUT /repos/acme/platform/pulls/7/merge"), 1);
-    assert_eq!(g.github.calls_to(PATCH_MAIN), 0);
-    assert!(p.started().contains(&"test 7 -".to_string()));
 }
 
 /// Issue 14: an admin forces Gandalf's verification lease open mid-run. The verification stops,

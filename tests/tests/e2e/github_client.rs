@@ -9,9 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bg_tests::fake_github::{FakeGithub, TOKEN};
 use secrecy::SecretString;
-use shared::github::{
-    Auth, CommitSha, Github, GithubError, MergeOutcome, Permission, PrNumber, RepoName, RetryPolicy,
-};
+use shared::github::{Auth, CommitSha, Github, GithubError, MergeOutcome, Permission, PrNumber, RepoName, RetryPolicy};
 
 const REPO: &str = "acme/platform";
 
@@ -159,7 +157,10 @@ async fn conflicts_and_stale_merges_are_refused() {
     );
 
     // A squash landing: a commit of the candidate's tree on the base tip, then a fast-forward.
-    let head: CommitSha = fake.push(REPO, "other", "main", &[("new.txt", Some("x\n"))]).parse().unwrap();
+    let head: CommitSha = fake
+        .push(REPO, "other", "main", &[("new.txt", Some("x\n"))])
+        .parse()
+        .unwrap();
     fake.open_pull(REPO, 8, "Other", "alice", "other", "main");
     let tip = gh.branch_tip(&repo, "main").await.unwrap().unwrap();
     let tree = gh.git_commit(&repo, &head).await.unwrap().unwrap().tree;
@@ -168,7 +169,10 @@ async fn conflicts_and_stale_merges_are_refused() {
     assert_eq!((made.tree, made.parents), (tree, vec![tip.clone()]));
     assert!(!gh.contains(&repo, &tip, &squash).await.unwrap());
     gh.set_branch(&repo, "main", &squash, false).await.unwrap();
-    assert!(gh.contains(&repo, &squash, &tip).await.unwrap(), "the old tip is in the new one");
+    assert!(
+        gh.contains(&repo, &squash, &tip).await.unwrap(),
+        "the old tip is in the new one"
+    );
     // Not a fast-forward: refused without force.
     assert_eq!(
         gh.set_branch(&repo, "main", &head, false).await.unwrap_err().status(),

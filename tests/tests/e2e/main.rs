@@ -17,6 +17,7 @@ mod faults_postgres;
 mod faults_shutdown;
 mod faults_slack;
 mod gandalf_commands;
+mod gandalf_landing;
 mod gandalf_queue;
 mod gandalf_webhooks;
 mod github_client;

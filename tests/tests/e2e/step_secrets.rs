@@ -32,9 +32,10 @@ async fn a_step_sees_none_of_gandalfs_secrets_unless_its_pipeline_names_them() {
     let user = if root { "step_user = \"nobody\"\n" } else { "" };
     let config = format!(
         "{user}{}\n[repos.pipeline.env]\nSHOWN = \"a literal\"\nPASSED_TOKEN = {{ from_env = \"GITHUB_TOKEN\" }}\n",
-        pipeline
-            .config("")
-            .replace("test = \"sh step.sh\"", "test = \"sh snoop.sh\"")
+        pipeline.config("").replace(
+            &format!("test = \"{}\"", pipeline.step_command()),
+            "test = \"sh snoop.sh\""
+        )
     );
 
     let mut g = spawn_gandalf_with(&pipeline.config(""), &dir, false).await;
