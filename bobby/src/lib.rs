@@ -16,6 +16,7 @@
 pub mod app;
 pub mod command;
 pub mod config;
+pub mod copies;
 pub mod deploy;
 pub mod deploy_check;
 pub mod expiry;
