@@ -197,6 +197,7 @@ async fn start_deploys(
             d.checkout.as_ref()?,
             Some(github.clone()),
             secrets.github_token.clone(),
+            d.sandbox.user().cloned(),
         )
     });
     let Some((deployer, supervisor)) = Deployer::new(
@@ -259,6 +260,7 @@ pub fn nightly_code(
         n.checkout.as_ref()?,
         github.clone(),
         secrets.github_token.clone(),
+        n.sandbox.user().cloned(),
     )?;
     Some(NightlyCode {
         repo,

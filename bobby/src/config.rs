@@ -289,9 +289,7 @@ impl<'de> Deserialize<'de> for CheckoutConfig {
                 let mut url: Option<String> = None;
                 while let Some(key) = map.next_key::<String>()? {
                     if key != "clone_url" {
-                        return Err(serde::de::Error::custom(format!(
-                            "unknown key `{key}` in checkout; the only key is clone_url"
-                        )));
+                        return Err(serde::de::Error::unknown_field(&key, &["clone_url"]));
                     }
                     url = Some(map.next_value()?);
                 }

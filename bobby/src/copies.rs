@@ -12,11 +12,13 @@
 //! reported as one sentence for people: the caller ends the deploy `failed`, or faults the Nightly
 //! environment, with it.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use secrecy::SecretString;
 use shared::github::Github;
 use shared::ids::{CommitSha, RepoName};
+use shared::steps::env::StepUser;
 use shared::working_copy::{Mirrors, Remote, WorkingCopy};
 
 use crate::config::CheckoutConfig;
@@ -35,6 +37,8 @@ struct Inner {
     github: Option<Github>,
     /// The personal token (`GITHUB_TOKEN`); without one, the App's installation token is used.
     token: Option<SecretString>,
+    /// `step_user`: each copy is handed to that user, so the steps can build in it.
+    step_user: Option<StepUser>,
     clone_url: tokio::sync::OnceCell<String>,
 }
 
@@ -46,6 +50,7 @@ impl Copies {
         checkout: &CheckoutConfig,
         github: Option<Github>,
         token: Option<SecretString>,
+        step_user: Option<StepUser>,
     ) -> Option<Copies> {
         let url = match checkout {
             CheckoutConfig::Off => return None,
@@ -59,6 +64,7 @@ impl Copies {
                 url,
                 github,
                 token,
+                step_user,
                 clone_url: tokio::sync::OnceCell::new(),
             }),
         })
@@ -97,7 +103,8 @@ impl Copies {
     /// dropped. Fetching is retried by [`Mirrors`]; an error is the reason, for people.
     pub async fn checkout(&self, sha: &CommitSha, name: &str) -> Result<WorkingCopy, String> {
         let remote = self.remote().await?;
-        self.inner
+        let copy = self
+            .inner
             .mirrors
             .checkout(&self.inner.repo, &remote, sha, name)
             .await
@@ -107,7 +114,16 @@ impl Copies {
                     self.inner.repo,
                     short(sha)
                 )
-            })
+            })?;
+        if let Some(user) = &self.inner.step_user {
+            let (root, uid, gid) = (copy.path().to_path_buf(), user.uid, user.gid);
+            tokio::task::spawn_blocking(move || hand_over(&root, uid, gid))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+                .map_err(|e| format!("could not give the working copy to step_user {}: {e}", user.name))?;
+        }
+        Ok(copy)
     }
 
     /// The paths `head` changed since its merge base with `base` (SPEC §4.6), from the mirror:
@@ -127,6 +143,28 @@ impl Copies {
         };
         mirrors.changed_files(repo, &since, head).await.map_err(why)
     }
+}
+
+/// Makes `root` and everything under it (symlinks themselves, not their targets) belong to the step
+/// user: the steps write build outputs there. The bot keeps the mirror the copy borrows objects
+/// from, so a step can read history through the alternates but never change it. Nothing to do
+/// when the steps run as the bot's own user.
+fn hand_over(root: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // The bot made the copy: already the step user's when the steps run as the bot's own user.
+    if std::fs::metadata(root)?.uid() == uid {
+        return Ok(());
+    }
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(path) = todo.pop() {
+        std::os::unix::fs::lchown(&path, Some(uid), Some(gid))?;
+        if std::fs::symlink_metadata(&path)?.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                todo.push(entry?.path());
+            }
+        }
+    }
+    Ok(())
 }
 
 fn short(sha: &CommitSha) -> String {
