@@ -6,7 +6,8 @@
 #
 # Checks that every YAML and JSON file parses (YAML without duplicate keys), that the Kubernetes
 # manifests in deploy/k8s/ hang together (every object named; Deployments with 2 replicas, /healthz
-# liveness, /readyz readiness, resource requests and limits, non-root, read-only root; a migration
+# liveness, /readyz readiness, resource requests and limits, non-root (or root with only the
+# capabilities step_user needs), read-only root; a migration
 # Job; Services selecting Deployments' pods and targeting their ports; Ingress backends naming
 # existing Services and ports; referenced Secrets, ConfigMaps and volumes exist; the ConfigMaps' TOML
 # parses), that docker-compose.yml has the expected services wired together, and that the Dockerfile
@@ -251,8 +252,18 @@ def check_pod(where, pod_spec, containers_need_probes):
             for r in ("cpu", "memory"):
                 if not dig(res, part, r):
                     err(cw, f"has no resources.{part}.{r}")
-        if not (pod_non_root or dig(c, "securityContext", "runAsNonRoot") is True):
-            err(cw, "does not set runAsNonRoot: true")
+        # Non-root, or root only to run steps as another user (`step_user`): every capability
+        # dropped but those that switching users and cleaning up after them need.
+        step_caps = {"CHOWN", "DAC_OVERRIDE", "KILL", "SETGID", "SETUID"}
+        caps = dig(c, "securityContext", "capabilities", default={}) or {}
+        root_for_steps = (
+            (dig(pod_spec, "securityContext", "runAsUser") == 0 or dig(c, "securityContext", "runAsUser") == 0)
+            and "ALL" in (caps.get("drop") or [])
+            and set(caps.get("add") or []) <= step_caps
+        )
+        if not (pod_non_root or dig(c, "securityContext", "runAsNonRoot") is True or root_for_steps):
+            err(cw, "does not set runAsNonRoot: true (or run as root with capabilities dropped but "
+                    + ", ".join(sorted(step_caps)) + ", for step_user)")
         if dig(c, "securityContext", "readOnlyRootFilesystem") is not True:
             err(cw, "does not set readOnlyRootFilesystem: true")
         if dig(c, "securityContext", "allowPrivilegeEscalation") is not False:

@@ -762,6 +762,22 @@ test   = "ci/smoke.sh"
     }
 
     #[test]
+    fn the_example_config_parses_and_its_steps_see_the_code() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/bobby.example.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        // `step_user = "step"` names the container image's user, which this machine may not have.
+        let text: String = text
+            .lines()
+            .filter(|l| !l.starts_with("step_user"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = parse(&text).unwrap();
+        assert_eq!(c.deploy.as_ref().unwrap().checkout, Some(CheckoutConfig::GitHub));
+        assert_eq!(c.state_dir, Path::new("/var/lib/bobby"));
+        assert!(c.checkout_warnings().is_empty(), "{:?}", c.checkout_warnings());
+    }
+
+    #[test]
     fn until_nightly_needs_a_nightly_section() {
         let text = "listen = \"127.0.0.1:1\"\ndefault_lease = \"until-nightly\"\n[[environments]]\nname = \"env-1\"\n";
         assert!(parse(text).unwrap_err().contains("[nightly]"));
