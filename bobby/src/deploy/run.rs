@@ -3,6 +3,10 @@
 //! `deploy_steps`, its success recorded in `deployed` and the progress message edited in the same
 //! transaction. Stops at the first failure, at a cancel (NOTIFY `bobby_deploys`) or at shutdown,
 //! killing the running step's process group.
+//!
+//! With a `checkout`, the steps share one working copy of the deployed commit (SPEC §5.8), made
+//! before the first step and removed when the pipeline ends; a copy that cannot be had ends the
+//! deploy `failed` at a `checkout` step carrying git's reason, before anything runs.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -14,6 +14,11 @@
 //! faults the environment with the step, exit status, attempts and the last 50 output lines
 //! (secrets masked), and its remaining steps are skipped. Other environments carry on.
 //!
+//! With `[nightly] repo` and a `checkout`, create steps run in a working copy of `base`'s tip,
+//! resolved once when the run starts (again when a stopped run resumes): one copy per environment,
+//! shared by its create steps and removed when the environment is done. A copy that cannot be had
+//! faults the environment at its first step with the reason; delete steps never get a copy.
+//!
 //! Shutdown (SIGTERM) stops the steps where they are and leaves the run `running`; so does a crash,
 //! minus the clean-up. Either way the next Nightly leader kills what is left of the step processes
 //! and [`Nightly::recover`]s: it resumes the run from the step that was running (steps are

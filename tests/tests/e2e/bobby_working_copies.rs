@@ -4,7 +4,8 @@
 //! that cannot be had fails the deploy (or faults the environment) with the reason.
 //!
 //! The repository is a real git repository in the test's temporary directory, made with the `git`
-//! CLI; Bobby clones it through `checkout = { clone_url = "file://…" }`. GitHub is a small stub
+//! CLI; Bobby clones it through `checkout = { clone_url = "file://…" }`, or with `checkout = true`
+//! through the `clone_url` the GitHub stub reports for it. GitHub is a small stub
 //! over that same repository ([`GitHubOverGit`]): the shared fake keeps commits of its own that git
 //! cannot fetch, so refs, contents and compares are answered here from git itself, the way GitHub
 //! answers them (the compare lists files on its first page only, at most 300).
@@ -532,7 +533,8 @@ async fn a_deploy_whose_copy_cannot_be_had_fails_with_the_reason() {
 
 #[tokio::test]
 async fn nightly_create_steps_run_in_a_copy_of_the_base_tip() {
-    let extra = format!("repo = \"{REPO}\"\nbase = \"main\"\ncheckout = {{ clone_url = \"{{url}}\" }}");
+    // `checkout = true`: the clone URL is the one GitHub reports for the repository.
+    let extra = format!("repo = \"{REPO}\"\nbase = \"main\"\ncheckout = true");
     let s = setup(None, &extra, true).await;
     manual_run(&s.app, "nightly run delete env-1").await;
     assert_eq!(s.app.environment("env-1").await["state"], "deleted");
