@@ -10,7 +10,8 @@
 # capabilities step_user needs), read-only root; a migration
 # Job; Services selecting Deployments' pods and targeting their ports; Ingress backends naming
 # existing Services and ports; referenced Secrets, ConfigMaps and volumes exist; the ConfigMaps' TOML
-# parses), that docker-compose.yml has the expected services wired together, and that the Dockerfile
+# parses; each bot's state_dir is on a sized volume of its own), that docker-compose.yml has the
+# expected services wired together (state_dir on a named volume), and that the Dockerfile
 # has both targets. The manifests are also checked against the Kubernetes API schemas, offline, with
 # kubernetes-validate (PyPI; installed with pip when missing), and built with `kubectl kustomize` when
 # kubectl is installed.
@@ -462,6 +463,22 @@ for bot, port in (("bobby", 8081), ("gandalf", 8082)):
             err(f"ConfigMap/{cm}", f"{bot}.toml listens on {listen!r}, not on :{port}")
         if bot in deployment_ports and port not in deployment_ports[bot]:
             err(f"Deployment/{bot}", f"does not declare containerPort {port}")
+        # state_dir (mirrors and working copies, SPEC §5.8) is on a volume of the bot's own pods,
+        # not the read-only root or the small /tmp.
+        state_dir = str(cfg.get("state_dir", "")).rstrip("/")
+        pod = dig(deployments.get(bot, ("", {}))[1], "spec", "template", "spec") or {}
+        mounted = {
+            m.get("mountPath", "").rstrip("/"): m.get("name")
+            for c in pod.get("containers") or []
+            for m in c.get("volumeMounts") or []
+        }
+        volumes = {v.get("name"): v for v in pod.get("volumes") or [] if isinstance(v, dict)}
+        if not state_dir:
+            err(f"ConfigMap/{cm}", f"{bot}.toml sets no state_dir (mirrors and working copies)")
+        elif state_dir not in mounted:
+            err(f"Deployment/{bot}", f"mounts no volume at state_dir {state_dir}")
+        elif not ({"ephemeral", "persistentVolumeClaim"} & set(volumes.get(mounted[state_dir]) or {})):
+            err(f"Deployment/{bot}", f"the volume at state_dir {state_dir} is not a sized claim (ephemeral or persistentVolumeClaim)")
         with open(os.path.join(deploy, f"{bot}.example.toml"), "rb") as f:
             example = tomllib.load(f)
         if set(example) != set(cfg):
@@ -533,6 +550,13 @@ elif isinstance(compose, dict):
             err("deploy/docker-compose.yml", f"{s}: nothing is mounted at {target}")
         elif src.startswith(".") and not os.path.exists(os.path.join(deploy, src)):
             err("deploy/docker-compose.yml", f"{s} mounts {src}, which does not exist")
+        # state_dir (mirrors and working copies) on a named volume of its own.
+        if tomllib is not None:
+            with open(os.path.join(deploy, f"{s}.example.toml"), "rb") as f:
+                state_dir = str(tomllib.load(f).get("state_dir", "")).rstrip("/")
+            named = set(compose.get("volumes") or {})
+            if state_dir and mounted.get(state_dir) not in named:
+                err("deploy/docker-compose.yml", f"{s}: no named volume is mounted at state_dir {state_dir}")
     for s in ("migrate", "bobby", "gandalf"):
         b = (svcs.get(s) or {}).get("build")
         if isinstance(b, dict):
