@@ -272,14 +272,17 @@ async fn compare(
 /// build steps left in the directory.
 fn step_script(dir: &Path) -> PathBuf {
     let log = dir.join("calls.log");
+    let mirror = dir.join("state/mirrors/acme/platform.git");
     let script = format!(
         r#"if [ "$BOBBY_STEP" = build ]; then touch "built-$BOBBY_RESOURCE"; fi
 built=$(ls built-* 2>/dev/null | tr '\n' ' ')
 leaks=$(grep -rl {TOKEN} .git 2>/dev/null | wc -l)
 envleaks=$(env | grep -c {TOKEN})
-echo "$BOBBY_STEP|${{BOBBY_RESOURCE:--}}|$BOBBY_SHA|$(pwd)|$(git rev-parse HEAD 2>&1)|$(test -f api/new.txt && echo present || echo missing)|$leaks|$envleaks|$BOBBY_RESOURCES|$built" >> {log}
+mirror=$( (touch {mirror}/planted && echo writable) 2>/dev/null || echo read-only)
+echo "$BOBBY_STEP|${{BOBBY_RESOURCE:--}}|$BOBBY_SHA|$(pwd)|$(git rev-parse HEAD 2>&1)|$(test -f api/new.txt && echo present || echo missing)|$leaks|$envleaks|$BOBBY_RESOURCES|$built|$(id -u)|$mirror" >> {log}
 "#,
-        log = log.display()
+        log = log.display(),
+        mirror = mirror.display()
     );
     let path = dir.join("step.sh");
     std::fs::write(&path, script).unwrap();
@@ -298,25 +301,33 @@ struct Call {
     env_leaks: String,
     resources: String,
     built: String,
+    uid: String,
+    mirror: String,
 }
 
 fn calls(dir: &Path) -> Vec<Call> {
     std::fs::read_to_string(dir.join("calls.log"))
         .unwrap_or_default()
         .lines()
+        // A step that failed half-way (git's error spans lines) leaves short lines: missing
+        // fields read as empty, so the assertions below say what went wrong.
+        .filter(|l| l.contains('|'))
         .map(|l| {
             let f: Vec<&str> = l.split('|').collect();
+            let at = |i: usize| f.get(i).copied().unwrap_or("").trim().to_string();
             Call {
-                step: f[0].into(),
-                resource: f[1].into(),
-                sha: f[2].into(),
-                pwd: f[3].into(),
-                head: f[4].into(),
-                branch_file: f[5].into(),
-                git_leaks: f[6].trim().into(),
-                env_leaks: f[7].trim().into(),
-                resources: f[8].into(),
-                built: f[9].trim().into(),
+                step: at(0),
+                resource: at(1),
+                sha: at(2),
+                pwd: at(3),
+                head: at(4),
+                branch_file: at(5),
+                git_leaks: at(6),
+                env_leaks: at(7),
+                resources: at(8),
+                built: at(9),
+                uid: at(10),
+                mirror: at(11),
             }
         })
         .collect()
@@ -366,6 +377,11 @@ impl Setup {
 /// Bobby with the test repository and `checkout` as given (`None`: the repository itself by
 /// `file://`). `deploy` adds a `[deploy]` table, `nightly_extra` goes into `[nightly]`.
 async fn setup(clone_url: Option<&str>, nightly_extra: &str, create_steps: bool) -> Setup {
+    setup_with(clone_url, nightly_extra, create_steps, "").await
+}
+
+/// As [`setup`], with `top` (top-level keys) at the head of the config.
+async fn setup_with(clone_url: Option<&str>, nightly_extra: &str, create_steps: bool, top: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("platform");
     let (main, feature) = repository(&repo);
@@ -383,7 +399,7 @@ async fn setup(clone_url: Option<&str>, nightly_extra: &str, create_steps: bool)
     assert!(base.starts_with(BOBBY_TOML));
     // `state_dir` is a top-level key: it goes before every table.
     let config = format!(
-        "state_dir = \"{}\"\n{base}\n[deploy]\nrepo = \"{REPO}\"\nbase = \"main\"\ncheckout = {{ clone_url = \"{url}\" }}\n\
+        "{top}state_dir = \"{}\"\n{base}\n[deploy]\nrepo = \"{REPO}\"\nbase = \"main\"\ncheckout = {{ clone_url = \"{url}\" }}\n\
          step_timeout = \"30s\"\n[deploy.pipeline]\nbuild = \"{step}\"\ndeploy = \"{step}\"\ntest = \"{step}\"\n",
         dir.path().join("state").display()
     );
@@ -460,6 +476,44 @@ async fn a_deploy_runs_in_a_copy_of_exactly_the_deployed_commit_shared_by_its_st
         "with a checkout the change list comes from git, not GitHub's compare"
     );
     assert_ne!(s.main, s.feature);
+}
+
+/// With `step_user`, the copy is handed to that user: its steps build in it and read its history
+/// (through the mirror's objects), but cannot write the mirror.
+#[tokio::test]
+async fn with_step_user_the_steps_own_their_copy_but_not_the_mirror() {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("not root: steps cannot run as another user here; step_user was not exercised");
+        return;
+    }
+    let s = setup_with(None, "", false, "step_user = \"nobody\"\n").await;
+    // The step user reaches the script, its log and state_dir (made by Bobby, 0755), not more.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(s.dir.path().join("calls.log"), "").unwrap();
+    std::fs::set_permissions(s.dir.path().join("calls.log"), std::fs::Permissions::from_mode(0o666)).unwrap();
+
+    s.say(ALICE, "lock env-4").await;
+    s.say(ALICE, "deploy env-4 feature").await;
+    let e = s.wait_for_deploy_end("env-4").await;
+    assert_eq!(e["deploy"]["state"], "succeeded", "{e:#}");
+    let calls = calls(s.dir.path());
+    assert_eq!(calls.len(), 6, "{calls:?}");
+    for c in &calls {
+        assert_ne!(c.uid, "0", "the step ran as nobody: {c:?}");
+        assert_eq!(c.head, s.feature, "git works for the step user in its copy: {c:?}");
+        assert_eq!(c.mirror, "read-only", "the step cannot write the mirror: {c:?}");
+    }
+    let deploys: Vec<&Call> = calls.iter().filter(|c| c.step == "deploy").collect();
+    assert!(
+        deploys.iter().all(|c| c.built == "built-api built-core built-web"),
+        "the step user could build in its copy: {deploys:?}"
+    );
+    assert!(
+        !Path::new(&calls[0].pwd).exists(),
+        "the copy is removed, whoever owns it"
+    );
 }
 
 #[tokio::test]
