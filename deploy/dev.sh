@@ -90,19 +90,32 @@ wait_ready() {
   return 1
 }
 
+# The example configs are the container's: steps run as the image's `step` user and state lives in
+# /var/lib/<bot>. Here steps run as you and state lives in .dev/: a copy of each config without
+# `step_user`, with `state_dir` in .dev/ and the Nightly step paths made absolute (the copy is not
+# next to deploy/ops).
+dev_config() {
+  sed -e '/^step_user = /d' \
+      -e "s|^state_dir = .*|state_dir = \"$state/$1-state\"|" \
+      -e "s|^run = \"ops/|run = \"$root/deploy/ops/|" \
+      "$root/deploy/$1.example.toml" >"$state/$1.toml"
+}
+
 up() {
   start_pg
+  dev_config bobby
+  dev_config gandalf
   echo "building the bots (cargo build)…"
   (cd "$root" && cargo build -q --bin bobby --bin gandalf)
   stop_pid bobby
   stop_pid gandalf
   export DATABASE_URL="$database_url" BOBBY_API_TOKEN="$api_token"
   cd "$root"
-  nohup target/debug/bobby --config deploy/bobby.example.toml serve --listen "127.0.0.1:$bobby_port" \
+  nohup target/debug/bobby --config "$state/bobby.toml" serve --listen "127.0.0.1:$bobby_port" \
     </dev/null >"$state/bobby.log" 2>&1 &
   echo $! >"$state/bobby.pid"
   wait_ready "http://127.0.0.1:$bobby_port" bobby
-  nohup target/debug/gandalf --config deploy/gandalf.example.toml serve --listen "127.0.0.1:$gandalf_port" \
+  nohup target/debug/gandalf --config "$state/gandalf.toml" serve --listen "127.0.0.1:$gandalf_port" \
     </dev/null >"$state/gandalf.log" 2>&1 &
   echo $! >"$state/gandalf.pid"
   wait_ready "http://127.0.0.1:$gandalf_port" gandalf
@@ -115,7 +128,7 @@ Everything is up. The control center (every environment, queue and run) is on bo
   Logs      $state/bobby.log, $state/gandalf.log
 
 Try a command without Slack:
-  DATABASE_URL=$database_url target/debug/bobby --config deploy/bobby.example.toml exec --as U0ALICE "lock env-1 for 2h demo"
+  DATABASE_URL=$database_url target/debug/bobby --config $state/bobby.toml exec --as U0ALICE "lock env-1 for 2h demo"
   BOBBY_API_TOKEN=$api_token target/debug/bobby deploy-check env-1 --as alice --url http://127.0.0.1:$bobby_port
 
 Stop everything with: deploy/dev.sh down

@@ -6,10 +6,12 @@
 #
 # Checks that every YAML and JSON file parses (YAML without duplicate keys), that the Kubernetes
 # manifests in deploy/k8s/ hang together (every object named; Deployments with 2 replicas, /healthz
-# liveness, /readyz readiness, resource requests and limits, non-root, read-only root; a migration
+# liveness, /readyz readiness, resource requests and limits, non-root (or root with only the
+# capabilities step_user needs), read-only root; a migration
 # Job; Services selecting Deployments' pods and targeting their ports; Ingress backends naming
 # existing Services and ports; referenced Secrets, ConfigMaps and volumes exist; the ConfigMaps' TOML
-# parses), that docker-compose.yml has the expected services wired together, and that the Dockerfile
+# parses; each bot's state_dir is on a sized volume of its own), that docker-compose.yml has the
+# expected services wired together (state_dir on a named volume), and that the Dockerfile
 # has both targets. The manifests are also checked against the Kubernetes API schemas, offline, with
 # kubernetes-validate (PyPI; installed with pip when missing), and built with `kubectl kustomize` when
 # kubectl is installed.
@@ -251,8 +253,18 @@ def check_pod(where, pod_spec, containers_need_probes):
             for r in ("cpu", "memory"):
                 if not dig(res, part, r):
                     err(cw, f"has no resources.{part}.{r}")
-        if not (pod_non_root or dig(c, "securityContext", "runAsNonRoot") is True):
-            err(cw, "does not set runAsNonRoot: true")
+        # Non-root, or root only to run steps as another user (`step_user`): every capability
+        # dropped but those that switching users and cleaning up after them need.
+        step_caps = {"CHOWN", "DAC_OVERRIDE", "KILL", "SETGID", "SETUID"}
+        caps = dig(c, "securityContext", "capabilities", default={}) or {}
+        root_for_steps = (
+            (dig(pod_spec, "securityContext", "runAsUser") == 0 or dig(c, "securityContext", "runAsUser") == 0)
+            and "ALL" in (caps.get("drop") or [])
+            and set(caps.get("add") or []) <= step_caps
+        )
+        if not (pod_non_root or dig(c, "securityContext", "runAsNonRoot") is True or root_for_steps):
+            err(cw, "does not set runAsNonRoot: true (or run as root with capabilities dropped but "
+                    + ", ".join(sorted(step_caps)) + ", for step_user)")
         if dig(c, "securityContext", "readOnlyRootFilesystem") is not True:
             err(cw, "does not set readOnlyRootFilesystem: true")
         if dig(c, "securityContext", "allowPrivilegeEscalation") is not False:
@@ -451,6 +463,22 @@ for bot, port in (("bobby", 8081), ("gandalf", 8082)):
             err(f"ConfigMap/{cm}", f"{bot}.toml listens on {listen!r}, not on :{port}")
         if bot in deployment_ports and port not in deployment_ports[bot]:
             err(f"Deployment/{bot}", f"does not declare containerPort {port}")
+        # state_dir (mirrors and working copies, SPEC §5.8) is on a volume of the bot's own pods,
+        # not the read-only root or the small /tmp.
+        state_dir = str(cfg.get("state_dir", "")).rstrip("/")
+        pod = dig(deployments.get(bot, ("", {}))[1], "spec", "template", "spec") or {}
+        mounted = {
+            m.get("mountPath", "").rstrip("/"): m.get("name")
+            for c in pod.get("containers") or []
+            for m in c.get("volumeMounts") or []
+        }
+        volumes = {v.get("name"): v for v in pod.get("volumes") or [] if isinstance(v, dict)}
+        if not state_dir:
+            err(f"ConfigMap/{cm}", f"{bot}.toml sets no state_dir (mirrors and working copies)")
+        elif state_dir not in mounted:
+            err(f"Deployment/{bot}", f"mounts no volume at state_dir {state_dir}")
+        elif not ({"ephemeral", "persistentVolumeClaim"} & set(volumes.get(mounted[state_dir]) or {})):
+            err(f"Deployment/{bot}", f"the volume at state_dir {state_dir} is not a sized claim (ephemeral or persistentVolumeClaim)")
         with open(os.path.join(deploy, f"{bot}.example.toml"), "rb") as f:
             example = tomllib.load(f)
         if set(example) != set(cfg):
@@ -522,6 +550,13 @@ elif isinstance(compose, dict):
             err("deploy/docker-compose.yml", f"{s}: nothing is mounted at {target}")
         elif src.startswith(".") and not os.path.exists(os.path.join(deploy, src)):
             err("deploy/docker-compose.yml", f"{s} mounts {src}, which does not exist")
+        # state_dir (mirrors and working copies) on a named volume of its own.
+        if tomllib is not None:
+            with open(os.path.join(deploy, f"{s}.example.toml"), "rb") as f:
+                state_dir = str(tomllib.load(f).get("state_dir", "")).rstrip("/")
+            named = set(compose.get("volumes") or {})
+            if state_dir and mounted.get(state_dir) not in named:
+                err("deploy/docker-compose.yml", f"{s}: no named volume is mounted at state_dir {state_dir}")
     for s in ("migrate", "bobby", "gandalf"):
         b = (svcs.get(s) or {}).get("build")
         if isinstance(b, dict):

@@ -7,22 +7,25 @@ use std::time::Duration;
 
 use anyhow::Context;
 use shared::clock::SharedClock;
+use shared::ids::RepoName;
 use shared::settings::Secrets;
 use shared::slack::SlackApi;
 use shared::slack::outbox::{Backoff, Deliverer, Sender};
 use shared::slack::signature::SlackVerifier;
 use shared::slack::socket::{SlackMode, SocketMode, SocketStatus, SocketTiming, require_app_token};
 use shared::steps::Registry;
+use shared::working_copy::Mirrors;
 use tokio::sync::watch;
 
 use shared::http::About;
 
-use crate::config::BobbyConfig;
+use crate::config::{BobbyConfig, CheckoutConfig};
+use crate::copies::Copies;
 use crate::deploy::Deployer;
 use crate::expiry::ExpiryWorker;
 use crate::handler::Bobby;
 use crate::nightly::scheduler::NightlyWorker;
-use crate::nightly::{self, Nightly};
+use crate::nightly::{self, Nightly, NightlyCode};
 use crate::routes::{AppState, router};
 
 pub struct Options {
@@ -72,12 +75,24 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         tracing::warn!("{why}");
         notes.push(why.into());
     }
+    for why in opts.config.checkout_warnings() {
+        tracing::warn!("{why}");
+        notes.push(why);
+    }
     let config = Arc::new(opts.config);
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let mut bobby = Bobby::new(pool.clone(), config.clone(), opts.clock.clone());
+    let github = if config.deploy.is_some() || config.nightly.as_ref().is_some_and(|n| n.repo.is_some()) {
+        shared::github::Github::from_secrets(&opts.secrets)
+            .await
+            .context("connecting to GitHub")?
+    } else {
+        None
+    };
+    let mirrors = mirrors(&config)?;
     if config.deploy.is_some() {
-        let deploys = start_deploys(&bobby, &opts.secrets, rx.clone(), &mut notes).await?;
+        let deploys = start_deploys(&bobby, &opts.secrets, github.clone(), &mirrors, rx.clone(), &mut notes).await?;
         if let Some((deployer, supervisor)) = deploys {
             tasks.push(tokio::spawn(supervisor.run()));
             bobby = bobby.with_deployer(deployer);
@@ -99,7 +114,8 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         bobby.clone(),
         Some(Registry::new(pool.clone())),
         opts.secrets.mask_values(),
-    );
+    )
+    .map(|n| n.with_code(nightly_code(&config, github.clone(), &opts.secrets, &mirrors)));
     let state = AppState {
         bobby: bobby.clone(),
         slack: slack.clone(),
@@ -162,37 +178,96 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
 async fn start_deploys(
     bobby: &Bobby,
     secrets: &Secrets,
+    github: Option<shared::github::Github>,
+    mirrors: &Mirrors,
     shutdown: watch::Receiver<bool>,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<Option<(Deployer, crate::deploy::Supervisor)>> {
-    let Some(github) = shared::github::Github::from_secrets(secrets)
-        .await
-        .context("connecting to GitHub for deploys")?
-    else {
+    let Some(github) = github else {
         let why = "[deploy] is configured but there is no GITHUB_TOKEN or GitHub App: `/bobby deploy` is off";
         tracing::warn!("{why}");
         notes.push(why.into());
         return Ok(None);
     };
     let config = &bobby.config;
+    let copies = config.deploy.as_ref().and_then(|d| {
+        Copies::new(
+            mirrors.clone(),
+            RepoName::parse(&d.repo)?,
+            d.checkout.as_ref()?,
+            Some(github.clone()),
+            secrets.github_token.clone(),
+            d.sandbox.user().cloned(),
+        )
+    });
     let Some((deployer, supervisor)) = Deployer::new(
         bobby.pool.clone(),
         config.clone(),
         github,
         bobby.clock.clone(),
         secrets.mask_values(),
+        copies,
         shutdown,
     ) else {
         return Ok(None);
     };
-    if config.deploy.as_ref().is_some_and(|d| d.checkout.is_some()) {
-        notes.push("deploy.checkout is not supported yet: deploy steps run in the config file's directory".into());
-    }
     deployer
         .recover()
         .await
         .context("concluding deploys a previous Bobby left running")?;
     Ok(Some((deployer, supervisor)))
+}
+
+/// The mirrors and working copies under `state_dir` (SPEC §5.8). When a run of this Bobby uses
+/// copies, the ones a previous Bobby left (it crashed mid-run) are removed first: a resumed run
+/// makes a fresh copy. `state_dir` is this Bobby's own (one per replica).
+fn mirrors(config: &BobbyConfig) -> anyhow::Result<Mirrors> {
+    let mirrors = Mirrors::new(&config.state_dir);
+    let deploy = config
+        .deploy
+        .as_ref()
+        .is_some_and(|d| d.checkout.as_ref().is_some_and(CheckoutConfig::is_on));
+    let nightly = config
+        .nightly
+        .as_ref()
+        .is_some_and(|n| n.repo.is_some() && n.checkout.as_ref().is_some_and(CheckoutConfig::is_on));
+    if deploy || nightly {
+        let removed = mirrors.remove_leftovers().with_context(|| {
+            format!(
+                "removing the working copies a previous Bobby left under {}",
+                config.state_dir.display()
+            )
+        })?;
+        if removed > 0 {
+            tracing::warn!(removed, "removed working copies a previous Bobby left");
+        }
+    }
+    Ok(mirrors)
+}
+
+/// Where Nightly's create steps get the code: `[nightly] repo` with a `checkout` that is on.
+pub fn nightly_code(
+    config: &BobbyConfig,
+    github: Option<shared::github::Github>,
+    secrets: &Secrets,
+    mirrors: &Mirrors,
+) -> Option<NightlyCode> {
+    let n = config.nightly.as_ref()?;
+    let repo = RepoName::parse(n.repo.as_deref()?)?;
+    let copies = Copies::new(
+        mirrors.clone(),
+        repo.clone(),
+        n.checkout.as_ref()?,
+        github.clone(),
+        secrets.github_token.clone(),
+        n.sandbox.user().cloned(),
+    )?;
+    Some(NightlyCode {
+        repo,
+        base: n.base.clone(),
+        copies,
+        github,
+    })
 }
 
 const ENDPOINTS: &[&str] = &[

@@ -144,6 +144,15 @@ pub struct NightlyConfig {
     /// `[nightly.env]`: the only variables Nightly's steps get besides `BOBBY_*` and the basics.
     #[serde(default)]
     pub env: std::collections::BTreeMap<String, EnvValue>,
+    /// The repository whose `base` tip create steps run in (SPEC §4.5); `None`: the config
+    /// file's directory.
+    #[serde(default)]
+    pub repo: Option<String>,
+    #[serde(default = "main_branch")]
+    pub base: String,
+    /// Where create steps' working copy comes from (SPEC §5.8); only with `repo`.
+    #[serde(default)]
+    pub checkout: Option<CheckoutConfig>,
     /// `pass_env`, `step_user` and `env`, checked when the config is read.
     #[serde(skip)]
     pub sandbox: StepEnv,
@@ -245,10 +254,66 @@ fn twenty_minutes() -> Span {
     Span::from_secs(20 * 60)
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CheckoutConfig {
-    pub clone_url: String,
+/// `checkout` of `[deploy]` and `[nightly]` (SPEC §5.8): where the steps' working copy comes from.
+/// The key left out is `None` in the config structs: steps stay in the config file's directory,
+/// and Bobby warns that they do not see the code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckoutConfig {
+    /// `checkout = false`: steps run in the config file's directory, on purpose (no warning).
+    Off,
+    /// `checkout = true`: from the `clone_url` GitHub reports for the repository.
+    GitHub,
+    /// `checkout = { clone_url = "…" }`: another remote (a mirror, a proxy, a `file://` URL or a
+    /// path; a relative path is resolved from the config file's directory when the config is read).
+    CloneUrl(String),
+}
+
+impl CheckoutConfig {
+    pub fn is_on(&self) -> bool {
+        !matches!(self, CheckoutConfig::Off)
+    }
+}
+
+impl<'de> Deserialize<'de> for CheckoutConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = CheckoutConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("true, false or { clone_url = \"…\" }")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<CheckoutConfig, E> {
+                Ok(if v { CheckoutConfig::GitHub } else { CheckoutConfig::Off })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<CheckoutConfig, A::Error> {
+                let mut url: Option<String> = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key != "clone_url" {
+                        return Err(serde::de::Error::unknown_field(&key, &["clone_url"]));
+                    }
+                    url = Some(map.next_value()?);
+                }
+                match url {
+                    Some(u) if !u.trim().is_empty() => Ok(CheckoutConfig::CloneUrl(u.trim().to_string())),
+                    _ => Err(serde::de::Error::custom(
+                        "checkout = { … } needs a clone_url (a URL git can fetch from, or a path)",
+                    )),
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// A relative path in `clone_url` means the config file's directory, like every other path there;
+/// URLs (`https://`, `file://`, `ssh://`, scp-like `git@host:…`) stay as written.
+fn resolve_clone_url(checkout: &mut Option<CheckoutConfig>, base_dir: &Path) {
+    if let Some(CheckoutConfig::CloneUrl(url)) = checkout {
+        let is_url = url.contains("://") || (url.contains(':') && url.contains('@'));
+        if !is_url && Path::new(url.as_str()).is_relative() {
+            *url = base_dir.join(url.as_str()).display().to_string();
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -328,15 +393,18 @@ impl BobbyConfig {
         if let Some(n) = &raw.nightly {
             validate_nightly(n)?;
         }
+
         let steps = StepEnv::from_config(raw.pass_env, raw.step_user.as_deref())?;
         let mut nightly = raw.nightly;
         if let Some(n) = &mut nightly {
+            resolve_clone_url(&mut n.checkout, &base_dir);
             n.sandbox = steps
                 .with_table(&n.env)
                 .map_err(|e| Invalid::new("nightly.env", e.to_string()))?;
         }
         let mut deploy = raw.deploy;
         if let Some(d) = &mut deploy {
+            resolve_clone_url(&mut d.checkout, &base_dir);
             d.sandbox = steps
                 .with_table(&d.pipeline.env)
                 .map_err(|e| Invalid::new("deploy.pipeline.env", e.to_string()))?;
@@ -376,6 +444,33 @@ impl BobbyConfig {
                 .unwrap_or_else(|| shared::settings::default_state_dir("bobby")),
             base_dir,
         })
+    }
+
+    /// The tables whose steps do not see the code because they name no `checkout` (SPEC §5.8):
+    /// Bobby says so at start, in `/readyz`'s body and on the control center. `checkout = false`
+    /// is a choice and says nothing.
+    pub fn checkout_warnings(&self) -> Vec<String> {
+        let mut notes = vec![];
+        if let Some(d) = &self.deploy
+            && d.checkout.is_none()
+        {
+            notes.push(
+                "[deploy] names no `checkout`: deploy steps run in the config file's directory and do not see the code \
+                 they deploy; set `checkout = true` (or `checkout = false` to keep this)"
+                    .to_string(),
+            );
+        }
+        if let Some(n) = &self.nightly
+            && n.repo.is_some()
+            && n.checkout.is_none()
+        {
+            notes.push(
+                "[nightly] names a repo but no `checkout`: create steps run in the config file's directory and do not \
+                 see the code; set `checkout = true` (or `checkout = false` to keep this)"
+                    .to_string(),
+            );
+        }
+        notes
     }
 
     pub fn is_admin(&self, user: &str) -> bool {
@@ -435,6 +530,24 @@ fn validate_nightly(n: &NightlyConfig) -> Result<(), Invalid> {
             "nightly.cost_per_environment_hour",
             "must be a number of at least 0, like 0.85",
         ));
+    }
+    match (&n.repo, &n.checkout) {
+        (Some(repo), _) if repo.split('/').filter(|p| !p.is_empty()).count() != 2 => {
+            return Err(Invalid::new(
+                "nightly.repo",
+                format!("`{repo}` is not of the form owner/name"),
+            ));
+        }
+        (None, Some(c)) if c.is_on() => {
+            return Err(Invalid::new(
+                "nightly.checkout",
+                "needs nightly.repo: name the repository whose base tip create steps run in",
+            ));
+        }
+        _ => {}
+    }
+    if n.base.trim().is_empty() {
+        return Err(Invalid::new("nightly.base", "is empty; name a branch such as \"main\""));
     }
     if n.delete_at == n.create_at {
         return Err(Invalid::new(
@@ -583,6 +696,85 @@ test   = "ci/smoke.sh"
             let err = parse(&FULL.replacen(from, to, 1)).unwrap_err();
             assert!(err.contains(key), "error for {to:?} should name {key}: {err}");
         }
+    }
+
+    #[test]
+    fn checkout_is_true_false_or_a_clone_url_and_its_absence_is_warned_about() {
+        let deploy = |checkout: &str| {
+            FULL.replace(
+                "checkout = { clone_url = \"https://github.com/acme/platform.git\" }",
+                checkout,
+            )
+        };
+        let c = parse(&deploy("checkout = true")).unwrap();
+        assert_eq!(c.deploy.as_ref().unwrap().checkout, Some(CheckoutConfig::GitHub));
+        assert!(c.checkout_warnings().is_empty(), "{:?}", c.checkout_warnings());
+        let c = parse(&deploy("checkout = false")).unwrap();
+        assert_eq!(c.deploy.as_ref().unwrap().checkout, Some(CheckoutConfig::Off));
+        assert!(c.checkout_warnings().is_empty());
+        let c = BobbyConfig::parse(
+            &deploy("checkout = { clone_url = \"mirrors/platform.git\" }"),
+            Path::new("/etc/bobby"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.deploy.as_ref().unwrap().checkout,
+            Some(CheckoutConfig::CloneUrl("/etc/bobby/mirrors/platform.git".into()))
+        );
+        let c = parse(&deploy("checkout = { clone_url = \"file:///srv/platform.git\" }")).unwrap();
+        assert_eq!(
+            c.deploy.as_ref().unwrap().checkout,
+            Some(CheckoutConfig::CloneUrl("file:///srv/platform.git".into()))
+        );
+        let c = parse(&deploy("")).unwrap();
+        assert_eq!(c.deploy.as_ref().unwrap().checkout, None);
+        let warnings = c.checkout_warnings();
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("[deploy]") && warnings[0].contains("do not see the code"));
+
+        for bad in ["checkout = \"yes\"", "checkout = { url = \"x\" }", "checkout = {}"] {
+            let err = parse(&deploy(bad)).unwrap_err();
+            assert!(err.contains("checkout") || err.contains("clone_url"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn nightly_create_steps_get_a_copy_of_the_repo_base() {
+        let with = |extra: &str| FULL.replace("concurrency = 4\n", &format!("concurrency = 4\n{extra}\n"));
+        let c = parse(&with("repo = \"acme/platform\"\ncheckout = true")).unwrap();
+        let n = c.nightly.as_ref().unwrap();
+        assert_eq!((n.repo.as_deref(), n.base.as_str()), (Some("acme/platform"), "main"));
+        assert_eq!(n.checkout, Some(CheckoutConfig::GitHub));
+        assert!(c.checkout_warnings().is_empty());
+
+        let c = parse(&with("repo = \"acme/platform\"\nbase = \"trunk\"")).unwrap();
+        assert_eq!(c.nightly.as_ref().unwrap().base, "trunk");
+        assert!(c.checkout_warnings().iter().any(|w| w.contains("[nightly]")));
+
+        assert!(parse(&with("checkout = true")).unwrap_err().contains("nightly.repo"));
+        assert!(
+            parse(&with("repo = \"platform\""))
+                .unwrap_err()
+                .contains("nightly.repo")
+        );
+        // Without a repo, Nightly's steps never concerned the code: nothing to warn about.
+        assert!(parse(FULL).unwrap().checkout_warnings().is_empty());
+    }
+
+    #[test]
+    fn the_example_config_parses_and_its_steps_see_the_code() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/bobby.example.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        // `step_user = "step"` names the container image's user, which this machine may not have.
+        let text: String = text
+            .lines()
+            .filter(|l| !l.starts_with("step_user"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = parse(&text).unwrap();
+        assert_eq!(c.deploy.as_ref().unwrap().checkout, Some(CheckoutConfig::GitHub));
+        assert_eq!(c.state_dir, Path::new("/var/lib/bobby"));
+        assert!(c.checkout_warnings().is_empty(), "{:?}", c.checkout_warnings());
     }
 
     #[test]

@@ -172,11 +172,24 @@ async fn nightly_run(config: BobbyConfig, phase: &str, env: Option<&str>, dry_ru
         .context("connecting to Postgres")?;
     shared::db::migrate(&pool).await.context("applying migrations")?;
     shared::envs::store::sync_declared(&pool, "bobby", &config.declared_environments(), false).await?;
+    // Create steps get their working copy as under the server (SPEC §4.5): same mirrors, same remote.
+    let github = if config.nightly.as_ref().is_some_and(|n| n.repo.is_some()) {
+        shared::github::Github::from_secrets(&secrets).await?
+    } else {
+        None
+    };
+    let code = bobby::app::nightly_code(
+        &config,
+        github,
+        &secrets,
+        &shared::working_copy::Mirrors::new(&config.state_dir),
+    );
     let bobby = bobby::handler::Bobby::new(pool.clone(), Arc::new(config), Arc::new(SystemClock));
     let registry = shared::steps::Registry::new(pool);
     let Some(nightly) = bobby::nightly::Nightly::new(bobby, Some(registry), secrets.mask_values()) else {
         return Ok(ExitCode::from(2));
     };
+    let nightly = nightly.with_code(code);
     let outcome = bobby::nightly::cli::run(&nightly, &database_url, phase, env, dry_run).await?;
     if outcome.code == 2 {
         eprintln!("{}", outcome.text);

@@ -467,10 +467,12 @@ async fn git(
         return Ok(out.stdout);
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // git's own verdict is its first `fatal:`/`error:` line; advice ("Please make sure you have
+    // the correct access rights…") follows it. Without one, its last words.
     let detail = stderr
         .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
+        .find(|l| l.starts_with("fatal:") || l.starts_with("error:"))
+        .or_else(|| stderr.lines().rev().find(|l| !l.trim().is_empty()))
         .unwrap_or("no message")
         .trim();
     Err(CopyError::Git {

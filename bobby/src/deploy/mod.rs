@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::command::{DeployRef, closest};
 use crate::config::{BobbyConfig, DeployConfig};
+use crate::copies::Copies;
 use crate::messages;
 use store::{DeployPlan, DeployRow, Liveness, NewDeploy};
 
@@ -49,6 +50,9 @@ pub(crate) struct Inner {
     pub clock: SharedClock,
     pub registry: Option<Registry>,
     pub mask: Vec<String>,
+    /// Working copies at the deployed commit (`checkout`); `None`: steps run in the config
+    /// file's directory and the change list comes from GitHub's compare.
+    pub copies: Option<Copies>,
     pub shutdown: watch::Receiver<bool>,
     tasks: mpsc::UnboundedSender<Task>,
 }
@@ -83,13 +87,11 @@ impl Deployer {
         github: Github,
         clock: SharedClock,
         mask: Vec<String>,
+        copies: Option<Copies>,
         shutdown: watch::Receiver<bool>,
     ) -> Option<(Deployer, Supervisor)> {
         let settings = config.deploy.clone()?;
         let repo = RepoName::parse(&settings.repo)?;
-        if settings.checkout.is_some() {
-            tracing::warn!("deploy.checkout is not supported yet: deploy steps run in the config file's directory");
-        }
         let (tx, rx) = mpsc::unbounded_channel();
         let inner = Inner {
             registry: Some(Registry::new(pool.clone())),
@@ -100,6 +102,7 @@ impl Deployer {
             github,
             clock,
             mask,
+            copies,
             shutdown: shutdown.clone(),
             tasks: tx,
         };
@@ -124,7 +127,7 @@ impl Deployer {
         if !dry_run {
             self.authorized(actor, env).await?;
         }
-        let (sha, plan, plan_text) = match self.decide(reference, only).await {
+        let (sha, plan, plan_text, no_copy) = match self.decide(reference, only).await {
             Ok(decided) => decided,
             Err(Refusal::User(r)) => return refuse(messages::deploy_refused(&r)),
             // Everything `decide` does besides refusing is asking GitHub.
@@ -140,6 +143,9 @@ impl Deployer {
         };
         let typed = reference.as_typed();
         if dry_run {
+            if let Some(reason) = no_copy {
+                return refuse(messages::deploy_refused(&messages::DeployRefusal::NoCopy { reason }));
+            }
             return Ok(messages::deploy_dry_run(env, &typed, sha.as_ref(), &plan_text));
         }
 
@@ -178,7 +184,7 @@ impl Deployer {
         metrics::counter!("bobby_deploys_total", "outcome" => "started").increment(1);
 
         let inner = self.inner.clone();
-        let task: Task = Box::pin(run::run(inner, row, liveness));
+        let task: Task = Box::pin(run::run(inner, row, liveness, no_copy));
         if self.inner.tasks.send(task).is_err() {
             // Shutting down: the row stays `running` without a live runner, and is concluded as
             // interrupted by the next Bobby, like after a crash.
@@ -246,12 +252,14 @@ impl Deployer {
         })
     }
 
-    /// Resolves the ref and plans the deploy. Returns the commit, the plan and the plan for people.
+    /// Resolves the ref and plans the deploy. Returns the commit, the plan, the plan for people,
+    /// and, with a checkout, why the change list could not be read from git (the deploy then ends
+    /// `failed` with that reason as soon as it is recorded; a dry run answers with it).
     async fn decide(
         &self,
         reference: &DeployRef,
         only: Option<&[String]>,
-    ) -> Handled<(CommitSha, DeployPlan, String), messages::DeployRefusal> {
+    ) -> Handled<(CommitSha, DeployPlan, String, Option<String>), messages::DeployRefusal> {
         let gh = &self.inner.github;
         let repo = &self.inner.repo;
         let settings = &self.inner.settings;
@@ -269,15 +277,17 @@ impl Deployer {
                 ..DeployPlan::default()
             };
             let text = messages::deploy_plan_everything(&settings.resource_map);
-            return Ok((sha, plan, text));
+            return Ok((sha, plan, text, None));
         };
         let map = shared::resources::MapCache::global().parse(&map_text).map_err(|e| {
             Refusal::User(messages::DeployRefusal::BadMap {
                 rendered: e.render(&settings.resource_map),
             })
         })?;
-        // GitHub lists at most 300 changed files: past that, everything counts as affected.
+        // GitHub lists at most 300 changed files: past that, everything counts as affected. With a
+        // checkout the list comes from git in the mirror, complete.
         let mut cut_short = None;
+        let mut no_copy = None;
         let plan = match only {
             Some(names) => map.plan_only(names).map_err(|unknown| {
                 let valid: Vec<&str> = map
@@ -299,12 +309,24 @@ impl Deployer {
                         repo: repo.to_string(),
                     })
                 })?;
-                let changed = gh.changed_files(repo, &base, &sha).await?;
-                if changed.complete {
-                    map.plan(&changed.paths)
-                } else {
-                    cut_short = Some(changed.paths.len());
-                    map.plan_all()
+                match &self.inner.copies {
+                    Some(copies) => match copies.changed_files(&base, &sha).await {
+                        Ok(paths) => map.plan(&paths),
+                        Err(why) => {
+                            tracing::warn!(%sha, reason = %why, "no change list from git for a deploy");
+                            no_copy = Some(why);
+                            map.plan(std::iter::empty::<&str>())
+                        }
+                    },
+                    None => {
+                        let changed = gh.changed_files(repo, &base, &sha).await?;
+                        if changed.complete {
+                            map.plan(&changed.paths)
+                        } else {
+                            cut_short = Some(changed.paths.len());
+                            map.plan_all()
+                        }
+                    }
                 }
             }
         };
@@ -321,6 +343,7 @@ impl Deployer {
                 deploy: plan.deploy,
             },
             text,
+            no_copy,
         ))
     }
 

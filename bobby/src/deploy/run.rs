@@ -3,13 +3,20 @@
 //! `deploy_steps`, its success recorded in `deployed` and the progress message edited in the same
 //! transaction. Stops at the first failure, at a cancel (NOTIFY `bobby_deploys`) or at shutdown,
 //! killing the running step's process group.
+//!
+//! With a `checkout`, the steps share one working copy of the deployed commit (SPEC §5.8), made
+//! before the first step and removed when the pipeline ends; a copy that cannot be had ends the
+//! deploy `failed` at a `checkout` step carrying git's reason, before anything runs.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use shared::ids::CommitSha;
 use shared::slack::Reply;
 use shared::slack::outbox::{self, Relation, Sender};
 use shared::steps::{self, StepEnd, StepSpec};
+use shared::working_copy::WorkingCopy;
 use sqlx::PgConnection;
 use tokio::sync::watch;
 
@@ -41,13 +48,17 @@ impl<E: Into<anyhow::Error>> From<E> for PipelineStop {
 }
 
 /// Runs the deploy to its end. `liveness` is held until then: while it is, nobody concludes the
-/// deploy as orphaned.
-pub(super) async fn run(inner: Arc<Inner>, row: DeployRow, liveness: Liveness) {
+/// deploy as orphaned. `no_copy`: planning already found that git could not give the commits (the
+/// reason); the deploy ends `failed` with it without running anything.
+pub(super) async fn run(inner: Arc<Inner>, row: DeployRow, liveness: Liveness, no_copy: Option<String>) {
     let wall = std::time::Instant::now();
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let (done_tx, done_rx) = watch::channel(false);
     let work = async {
-        let end = pipeline(&inner, &row, cancel_rx).await;
+        let end = match no_copy {
+            Some(reason) => End::Failed(copy_failed(reason)),
+            None => pipeline(&inner, &row, cancel_rx).await,
+        };
         done_tx.send_replace(true);
         end
     };
@@ -116,8 +127,55 @@ async fn cancel_requested(inner: &Inner, id: i64) -> bool {
         .unwrap_or(false)
 }
 
+/// The failure of a deploy whose working copy could not be had (SPEC §5.8), with git's reason.
+fn copy_failed(reason: String) -> FailedStep {
+    FailedStep {
+        step: "checkout".into(),
+        resource: None,
+        how: "failed, so nothing was run".into(),
+        tail: reason,
+    }
+}
+
+/// The working copy the deploy's steps share (SPEC §5.8), at the deployed commit; `Ok(None)`
+/// without a checkout (steps in the config file's directory). A cancel or shutdown while it is
+/// being made stops the deploy.
+async fn working_copy(
+    inner: &Inner,
+    row: &DeployRow,
+    cancel: &watch::Receiver<bool>,
+) -> Result<Option<WorkingCopy>, End> {
+    let Some(copies) = &inner.copies else {
+        return Ok(None);
+    };
+    let sha: CommitSha = row
+        .sha
+        .parse()
+        .map_err(|_| End::Failed(copy_failed(format!("`{}` is not a commit id", row.sha))))?;
+    let mut cancel = cancel.clone();
+    let name = format!("deploy-{}", row.id);
+    tokio::select! {
+        copy = copies.checkout(&sha, &name) => match copy {
+            Ok(copy) => Ok(Some(copy)),
+            Err(why) => {
+                tracing::warn!(deploy = row.id, reason = %why, "no working copy for a deploy");
+                Err(End::Failed(copy_failed(why)))
+            }
+        },
+        _ = cancel.wait_for(|c| *c) => Err(End::Stopped),
+    }
+}
+
 async fn pipeline(inner: &Inner, row: &DeployRow, cancel: watch::Receiver<bool>) -> End {
-    match stages(inner, row, &cancel).await {
+    let copy = match working_copy(inner, row, &cancel).await {
+        Ok(copy) => copy,
+        Err(end) => return end,
+    };
+    let dir = copy
+        .as_ref()
+        .map_or_else(|| inner.config.base_dir.clone(), |c| c.path().to_path_buf());
+    // `copy` lives until the pipeline ends; dropping it removes the copy.
+    match stages(inner, row, &cancel, &dir).await {
         Ok(()) => End::Succeeded,
         Err(PipelineStop::Red(f)) => End::Failed(f),
         Err(PipelineStop::Stopped) => End::Stopped,
@@ -133,12 +191,17 @@ async fn pipeline(inner: &Inner, row: &DeployRow, cancel: watch::Receiver<bool>)
     }
 }
 
-async fn stages(inner: &Inner, row: &DeployRow, cancel: &watch::Receiver<bool>) -> Result<(), PipelineStop> {
+async fn stages(
+    inner: &Inner,
+    row: &DeployRow,
+    cancel: &watch::Receiver<bool>,
+    dir: &Path,
+) -> Result<(), PipelineStop> {
     let pipeline = &inner.settings.pipeline;
     let parallelism = inner.settings.parallelism.max(1) as usize;
     for level in row.plan.build_levels() {
         let results = steps::run_level(&level, parallelism, cancel, |resource, c| {
-            step(inner, row, "build", &pipeline.build, resource, c)
+            step(inner, row, dir, "build", &pipeline.build, resource, c)
         })
         .await;
         let mut stopped = false;
@@ -154,10 +217,10 @@ async fn stages(inner: &Inner, row: &DeployRow, cancel: &watch::Receiver<bool>) 
         }
     }
     for resource in row.plan.deploys() {
-        step(inner, row, "deploy", &pipeline.deploy, &resource, cancel.clone()).await?;
+        step(inner, row, dir, "deploy", &pipeline.deploy, &resource, cancel.clone()).await?;
     }
     if let Some(test) = &pipeline.test {
-        step(inner, row, "test", test, "", cancel.clone()).await?;
+        step(inner, row, dir, "test", test, "", cancel.clone()).await?;
     }
     Ok(())
 }
@@ -166,6 +229,7 @@ async fn stages(inner: &Inner, row: &DeployRow, cancel: &watch::Receiver<bool>) 
 async fn step(
     inner: &Inner,
     row: &DeployRow,
+    dir: &Path,
     name: &str,
     command: &str,
     resource: &str,
@@ -180,7 +244,7 @@ async fn step(
         let mut conn = inner.pool.acquire().await?;
         store::step_started(&mut conn, row.id, name, per_resource, started).await?
     };
-    let spec = spec(inner, row, name, command, per_resource);
+    let spec = spec(inner, row, dir, name, command, per_resource);
     let what = format!("deploy:{}:{name}:{}", row.id, per_resource.unwrap_or("-"));
     let result = steps::run(&spec, &what, inner.registry.as_ref(), cancel).await;
     let log = steps::mask(&result.output.text(), &inner.mask);
@@ -216,7 +280,7 @@ async fn step(
 }
 
 /// The step's command and environment (SPEC §4.6); nothing is interpolated into the command.
-fn spec(inner: &Inner, row: &DeployRow, name: &str, command: &str, resource: Option<&str>) -> StepSpec {
+fn spec(inner: &Inner, row: &DeployRow, dir: &Path, name: &str, command: &str, resource: Option<&str>) -> StepSpec {
     let url = inner
         .config
         .environments
@@ -238,7 +302,7 @@ fn spec(inner: &Inner, row: &DeployRow, name: &str, command: &str, resource: Opt
     }
     StepSpec {
         command: command.to_string(),
-        dir: inner.config.base_dir.clone(),
+        dir: dir.to_path_buf(),
         env,
         sandbox: inner.settings.sandbox.clone(),
         timeout: inner.settings.step_timeout.std(),

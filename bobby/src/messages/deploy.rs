@@ -43,6 +43,10 @@ pub enum DeployRefusal {
         suggestion: Option<String>,
         valid: Vec<String>,
     },
+    /// A dry run whose change list could not be read from git (a real deploy ends `failed` instead).
+    NoCopy {
+        reason: String,
+    },
 }
 
 /// A failed step, for the progress message and its thread.
@@ -129,6 +133,10 @@ pub fn deploy_refused(r: &DeployRefusal) -> Reply {
             ));
             t
         }
+        DeployRefusal::NoCopy { reason } => format!(
+            ":warning: I could not read what this ref changed from git, so I cannot plan the deploy (nothing was run): {}. Try again in a moment; if it persists, the Bobby logs have the details.",
+            escape(reason)
+        ),
     };
     Reply::ephemeral(text)
 }
@@ -420,6 +428,12 @@ mod tests {
                     name: "wbe".into(),
                     suggestion: Some("web".into()),
                     valid: vec!["api".into(), "web".into()],
+                },
+            ),
+            (
+                "refused_no_copy",
+                DeployRefusal::NoCopy {
+                    reason: "could not list the files abcdef1 changed in acme/platform: git fetch failed: fatal: unable to access 'https://github.com/acme/platform.git/': Could not resolve host: github.com".into(),
                 },
             ),
         ];

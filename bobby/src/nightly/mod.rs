@@ -50,6 +50,39 @@ pub struct Nightly {
     pub secrets: Arc<Vec<String>>,
     /// The random draw of full jitter, in `[0, 1)`.
     pub jitter: fn() -> f64,
+    /// With `[nightly] repo` and a checkout: where create steps get the code (SPEC §4.5).
+    pub code: Option<NightlyCode>,
+}
+
+/// What create steps run in when `[nightly] repo` is set with a `checkout` (SPEC §4.5, §5.8):
+/// a working copy of `base`'s tip as it was when the run started, one per environment.
+#[derive(Clone)]
+pub struct NightlyCode {
+    pub repo: shared::ids::RepoName,
+    pub base: String,
+    pub copies: crate::copies::Copies,
+    /// Resolves `base`'s tip; without GitHub credentials the copy cannot be had.
+    pub github: Option<shared::github::Github>,
+}
+
+impl NightlyCode {
+    /// The commit `base` points at now, or why it cannot be known.
+    pub async fn base_tip(&self) -> Result<shared::ids::CommitSha, String> {
+        let github = self.github.as_ref().ok_or_else(|| {
+            format!(
+                "[nightly] repo needs GitHub credentials (GITHUB_TOKEN or the GitHub App) to find the tip of {}",
+                self.base
+            )
+        })?;
+        match github.branch_tip(&self.repo, &self.base).await {
+            Ok(Some(sha)) => Ok(sha),
+            Ok(None) => Err(format!("the branch {} does not exist in {}", self.base, self.repo)),
+            Err(e) => Err(format!(
+                "could not ask GitHub for the tip of {} in {}: {e}",
+                self.base, self.repo
+            )),
+        }
+    }
 }
 
 impl Nightly {
@@ -64,7 +97,14 @@ impl Nightly {
             registry,
             secrets: Arc::new(secrets),
             jitter: random_unit,
+            code: None,
         })
+    }
+
+    /// Create steps run in a working copy of `base`'s tip (`[nightly] repo` with a checkout).
+    pub fn with_code(mut self, code: Option<NightlyCode>) -> Self {
+        self.code = code;
+        self
     }
 
     pub fn pool(&self) -> &PgPool {

@@ -14,12 +14,18 @@
 //! faults the environment with the step, exit status, attempts and the last 50 output lines
 //! (secrets masked), and its remaining steps are skipped. Other environments carry on.
 //!
+//! With `[nightly] repo` and a `checkout`, create steps run in a working copy of `base`'s tip,
+//! resolved once when the run starts (again when a stopped run resumes): one copy per environment,
+//! shared by its create steps and removed when the environment is done. A copy that cannot be had
+//! faults the environment at its first step with the reason; delete steps never get a copy.
+//!
 //! Shutdown (SIGTERM) stops the steps where they are and leaves the run `running`; so does a crash,
 //! minus the clean-up. Either way the next Nightly leader kills what is left of the step processes
 //! and [`Nightly::recover`]s: it resumes the run from the step that was running (steps are
 //! idempotent) until the other phase is due, or marks it interrupted after that.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -27,9 +33,10 @@ use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use futures::StreamExt;
 use shared::envs::store::{self, NightlyClaim};
 use shared::envs::{EnvState, Fault, NightlyOutcome};
-use shared::ids::{EnvName, SlackUserId};
+use shared::ids::{CommitSha, EnvName, SlackUserId};
 use shared::slack::outbox;
 use shared::steps::{self, StepEnd, StepSpec};
+use shared::working_copy::WorkingCopy;
 use sqlx::PgConnection;
 use tokio::sync::watch;
 
@@ -202,9 +209,17 @@ impl Nightly {
                 (e.environment, steps)
             })
             .collect();
+        // Create steps see `base`'s tip as it is now, when the run starts (or resumes).
+        let tip = match (&self.code, run.phase) {
+            (Some(code), Phase::Create) if !work.is_empty() => Some(code.base_tip().await),
+            _ => None,
+        };
+        if let Some(Err(why)) = &tip {
+            tracing::warn!(run = id, reason = %why, "no base tip for Nightly's create steps");
+        }
         let concurrency = self.settings.concurrency.max(1) as usize;
         let ends: Vec<anyhow::Result<EnvEnd>> = futures::stream::iter(work)
-            .map(|(env, steps)| self.run_env(id, run.phase, env, steps, shutdown.clone()))
+            .map(|(env, steps)| self.run_env(id, run.phase, env, steps, tip.as_ref(), shutdown.clone()))
             .buffer_unordered(concurrency)
             .collect()
             .await;
@@ -231,7 +246,8 @@ impl Nightly {
         phase: Phase,
         env: EnvName,
         steps: Vec<Step>,
-        shutdown: watch::Receiver<bool>,
+        tip: Option<&Result<CommitSha, String>>,
+        mut shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<EnvEnd> {
         if *shutdown.borrow() {
             return Ok(EnvEnd::Stopped);
@@ -241,24 +257,60 @@ impl Nightly {
             runs::env_started(&mut conn, run, &env, self.now()).await?;
             store::get(&mut conn, &env).await?.map(|e| e.url).unwrap_or_default()
         };
-        for step in steps.iter().filter(|s| s.state != "ok") {
-            match self.run_step(run, phase, &env, &url, step, shutdown.clone()).await? {
-                StepOutcome::Ok => {}
-                StepOutcome::Stopped => return Ok(EnvEnd::Stopped),
-                StepOutcome::Fault(fault) => {
+        // With `[nightly] repo`, create steps share one working copy of the base tip (SPEC §4.5);
+        // one that cannot be had faults the environment at its first step, with the reason.
+        let mut code: Option<(WorkingCopy, CommitSha)> = None;
+        if let (Some(tip), Some(nightly_code), Some(first)) = (tip, &self.code, steps.iter().find(|s| s.state != "ok"))
+        {
+            let name = format!("nightly-{run}-{env}");
+            let copy = match tip {
+                Ok(sha) => tokio::select! {
+                    copy = nightly_code.copies.checkout(sha, &name) => copy.map(|c| (c, sha.clone())),
+                    _ = shutdown.wait_for(|s| *s) => return Ok(EnvEnd::Stopped),
+                },
+                Err(why) => Err(why.clone()),
+            };
+            match copy {
+                Ok(copy) => code = Some(copy),
+                Err(why) => {
+                    tracing::warn!(run, environment = %env, reason = %why, "no working copy for Nightly's create steps");
                     let now = self.now();
-                    let mut tx = self.pool().begin().await?;
-                    runs::skip_steps_after(&mut tx, run, &env, step.position).await?;
-                    runs::env_finished(&mut tx, run, &env, "faulted", now).await?;
-                    store::nightly_faulted(&mut tx, &env, &fault, NightlyOutcome::Faulted, now).await?;
-                    tx.commit().await?;
-                    tracing::warn!(run, environment = %env, step = %fault.step, exit_code = ?fault.exit_code, attempts = fault.attempts, "Nightly faulted an environment");
-                    metrics::counter!("nightly_environments_total", "phase" => phase.as_str(), "outcome" => "faulted")
-                        .increment(1);
-                    return Ok(EnvEnd::Faulted);
+                    let mut conn = self.pool().acquire().await?;
+                    runs::step_finished(
+                        &mut conn,
+                        run,
+                        &env,
+                        first.position,
+                        "failed",
+                        None,
+                        "no working copy: nothing was run",
+                        &why,
+                        now,
+                    )
+                    .await?;
+                    let fault = Fault {
+                        phase,
+                        step: first.name.clone(),
+                        exit_code: None,
+                        attempts: 0,
+                        log_tail: why,
+                    };
+                    return self.fault_env(run, phase, &env, first, fault).await;
                 }
             }
         }
+        let place = code.as_ref().map(|(copy, sha)| (copy.path(), sha));
+        for step in steps.iter().filter(|s| s.state != "ok") {
+            match self
+                .run_step(run, phase, &env, &url, place, step, shutdown.clone())
+                .await?
+            {
+                StepOutcome::Ok => {}
+                StepOutcome::Stopped => return Ok(EnvEnd::Stopped),
+                StepOutcome::Fault(fault) => return self.fault_env(run, phase, &env, step, fault).await,
+            }
+        }
+        drop(code);
         let now = self.now();
         let mut tx = self.pool().begin().await?;
         runs::env_finished(&mut tx, run, &env, "ok", now).await?;
@@ -268,13 +320,37 @@ impl Nightly {
         Ok(EnvEnd::Done)
     }
 
+    /// Faults `env` at `step` (already recorded as failed): its remaining steps are skipped.
+    async fn fault_env(
+        &self,
+        run: i64,
+        phase: Phase,
+        env: &EnvName,
+        step: &Step,
+        fault: Fault,
+    ) -> anyhow::Result<EnvEnd> {
+        let now = self.now();
+        let mut tx = self.pool().begin().await?;
+        runs::skip_steps_after(&mut tx, run, env, step.position).await?;
+        runs::env_finished(&mut tx, run, env, "faulted", now).await?;
+        store::nightly_faulted(&mut tx, env, &fault, NightlyOutcome::Faulted, now).await?;
+        tx.commit().await?;
+        tracing::warn!(run, environment = %env, step = %fault.step, exit_code = ?fault.exit_code, attempts = fault.attempts, "Nightly faulted an environment");
+        metrics::counter!("nightly_environments_total", "phase" => phase.as_str(), "outcome" => "faulted").increment(1);
+        Ok(EnvEnd::Faulted)
+    }
+
     /// One step to its end: attempts until success, a failure, or the last allowed attempt.
+    /// `code`: the working copy it runs in and the commit it holds (create steps with
+    /// `[nightly] repo`); the config file's directory otherwise.
+    #[allow(clippy::too_many_arguments)]
     async fn run_step(
         &self,
         run: i64,
         phase: Phase,
         env: &EnvName,
         url: &str,
+        code: Option<(&Path, &CommitSha)>,
         step: &Step,
         mut shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<StepOutcome> {
@@ -294,7 +370,7 @@ impl Nightly {
                 let mut conn = self.pool().acquire().await?;
                 runs::attempt_started(&mut conn, run, env, step.position, attempt as i32, waited, self.now()).await?
             };
-            let spec = self.step_spec(phase, env, url, step, attempt);
+            let spec = self.step_spec(phase, env, url, code, step, attempt);
             let what = format!("nightly:{env}:{}:{}", phase.as_str(), step.name);
             let started = Instant::now();
             let result = steps::run(&spec, &what, self.registry.as_ref(), shutdown.clone()).await;
@@ -388,17 +464,29 @@ impl Nightly {
     }
 
     /// What a step's attempt runs, with the variables it is told (SPEC §4.5).
-    fn step_spec(&self, phase: Phase, env: &EnvName, url: &str, step: &Step, attempt: u32) -> StepSpec {
+    fn step_spec(
+        &self,
+        phase: Phase,
+        env: &EnvName,
+        url: &str,
+        code: Option<(&Path, &CommitSha)>,
+        step: &Step,
+        attempt: u32,
+    ) -> StepSpec {
+        let mut vars = vec![
+            ("BOBBY_ENV".into(), env.to_string()),
+            ("BOBBY_ENV_URL".into(), url.to_string()),
+            ("BOBBY_PHASE".into(), phase.as_str().to_string()),
+            ("BOBBY_STEP".into(), step.name.clone()),
+            ("BOBBY_ATTEMPT".into(), attempt.to_string()),
+        ];
+        if let Some((_, sha)) = code {
+            vars.push(("BOBBY_SHA".into(), sha.to_string()));
+        }
         StepSpec {
             command: step.command.clone(),
-            dir: self.config().base_dir.clone(),
-            env: vec![
-                ("BOBBY_ENV".into(), env.to_string()),
-                ("BOBBY_ENV_URL".into(), url.to_string()),
-                ("BOBBY_PHASE".into(), phase.as_str().to_string()),
-                ("BOBBY_STEP".into(), step.name.clone()),
-                ("BOBBY_ATTEMPT".into(), attempt.to_string()),
-            ],
+            dir: code.map_or_else(|| self.config().base_dir.clone(), |(dir, _)| dir.to_path_buf()),
+            env: vars,
             sandbox: self.settings.sandbox.clone(),
             timeout: self.settings.step_timeout.std(),
         }

@@ -8,6 +8,7 @@ mod bobby_deploy;
 mod bobby_leases;
 mod bobby_nightly;
 mod bobby_safety;
+mod bobby_working_copies;
 mod control_center;
 mod control_metrics;
 mod docs_config_reference;
