@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use shared::http::About;
 
 use crate::config::{BobbyConfig, CheckoutConfig};
-use crate::copies::Copies;
+use shared::copies::Copies;
 use crate::deploy::Deployer;
 use crate::expiry::ExpiryWorker;
 use crate::handler::Bobby;
@@ -115,7 +115,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
         Some(Registry::new(pool.clone())),
         opts.secrets.mask_values(),
     )
-    .map(|n| n.with_code(nightly_code(&config, github.clone(), &opts.secrets, &mirrors)));
+    .map(|n| n.with_code(nightly_code(&config, github.clone(), &mirrors)));
     let state = AppState {
         bobby: bobby.clone(),
         slack: slack.clone(),
@@ -196,7 +196,6 @@ async fn start_deploys(
             RepoName::parse(&d.repo)?,
             d.checkout.as_ref()?,
             Some(github.clone()),
-            secrets.github_token.clone(),
             d.sandbox.user().cloned(),
         )
     });
@@ -249,7 +248,6 @@ fn mirrors(config: &BobbyConfig) -> anyhow::Result<Mirrors> {
 pub fn nightly_code(
     config: &BobbyConfig,
     github: Option<shared::github::Github>,
-    secrets: &Secrets,
     mirrors: &Mirrors,
 ) -> Option<NightlyCode> {
     let n = config.nightly.as_ref()?;
@@ -259,7 +257,6 @@ pub fn nightly_code(
         repo.clone(),
         n.checkout.as_ref()?,
         github.clone(),
-        secrets.github_token.clone(),
         n.sandbox.user().cloned(),
     )?;
     Some(NightlyCode {

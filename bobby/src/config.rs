@@ -14,6 +14,8 @@ use shared::ids::{ChannelId, EnvName, SlackUserId};
 use shared::people::{People, Person};
 use shared::settings::{Invalid, SettingsError, TimeOfDay, Timezone, config_dir, load_toml, parse_toml};
 use shared::steps::env::{EnvValue, StepEnv};
+pub use shared::copies::CheckoutConfig;
+use shared::copies::resolve_clone_url;
 
 #[derive(Debug, Clone)]
 pub struct BobbyConfig {
@@ -252,68 +254,6 @@ fn default_map() -> String {
 }
 fn twenty_minutes() -> Span {
     Span::from_secs(20 * 60)
-}
-
-/// `checkout` of `[deploy]` and `[nightly]` (SPEC §5.8): where the steps' working copy comes from.
-/// The key left out is `None` in the config structs: steps stay in the config file's directory,
-/// and Bobby warns that they do not see the code.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CheckoutConfig {
-    /// `checkout = false`: steps run in the config file's directory, on purpose (no warning).
-    Off,
-    /// `checkout = true`: from the `clone_url` GitHub reports for the repository.
-    GitHub,
-    /// `checkout = { clone_url = "…" }`: another remote (a mirror, a proxy, a `file://` URL or a
-    /// path; a relative path is resolved from the config file's directory when the config is read).
-    CloneUrl(String),
-}
-
-impl CheckoutConfig {
-    pub fn is_on(&self) -> bool {
-        !matches!(self, CheckoutConfig::Off)
-    }
-}
-
-impl<'de> Deserialize<'de> for CheckoutConfig {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = CheckoutConfig;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("true, false or { clone_url = \"…\" }")
-            }
-            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<CheckoutConfig, E> {
-                Ok(if v { CheckoutConfig::GitHub } else { CheckoutConfig::Off })
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<CheckoutConfig, A::Error> {
-                let mut url: Option<String> = None;
-                while let Some(key) = map.next_key::<String>()? {
-                    if key != "clone_url" {
-                        return Err(serde::de::Error::unknown_field(&key, &["clone_url"]));
-                    }
-                    url = Some(map.next_value()?);
-                }
-                match url {
-                    Some(u) if !u.trim().is_empty() => Ok(CheckoutConfig::CloneUrl(u.trim().to_string())),
-                    _ => Err(serde::de::Error::custom(
-                        "checkout = { … } needs a clone_url (a URL git can fetch from, or a path)",
-                    )),
-                }
-            }
-        }
-        d.deserialize_any(Visitor)
-    }
-}
-
-/// A relative path in `clone_url` means the config file's directory, like every other path there;
-/// URLs (`https://`, `file://`, `ssh://`, scp-like `git@host:…`) stay as written.
-fn resolve_clone_url(checkout: &mut Option<CheckoutConfig>, base_dir: &Path) {
-    if let Some(CheckoutConfig::CloneUrl(url)) = checkout {
-        let is_url = url.contains("://") || (url.contains(':') && url.contains('@'));
-        if !is_url && Path::new(url.as_str()).is_relative() {
-            *url = base_dir.join(url.as_str()).display().to_string();
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -11,13 +11,12 @@
 //!   (`messages/snapshots/`); the rules themselves are in `shared::envs::store`;
 //! - `routes` is the HTTP surface (Slack, the API, deploy-check), `expiry` the lease-expiry worker,
 //!   `nightly` the evening teardown and morning rebuild, `deploy` `/bobby deploy`, `deploy_check`
-//!   the deploy gate, `copies` the working copies deploy and Nightly create steps run in (SPEC
-//!   §5.8), `config` the TOML, `app` puts it together.
+//!   the deploy gate (their steps' working copies are `shared::copies`, SPEC §5.8), `config` the
+//!   TOML, `app` puts it together.
 
 pub mod app;
 pub mod command;
 pub mod config;
-pub mod copies;
 pub mod deploy;
 pub mod deploy_check;
 pub mod expiry;

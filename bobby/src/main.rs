@@ -181,7 +181,6 @@ async fn nightly_run(config: BobbyConfig, phase: &str, env: Option<&str>, dry_ru
     let code = bobby::app::nightly_code(
         &config,
         github,
-        &secrets,
         &shared::working_copy::Mirrors::new(&config.state_dir),
     );
     let bobby = bobby::handler::Bobby::new(pool.clone(), Arc::new(config), Arc::new(SystemClock));

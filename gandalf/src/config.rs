@@ -12,7 +12,8 @@ use shared::ids::{ChannelId, EnvName, RepoName, SlackUserId};
 use shared::people::{People, Person};
 use shared::settings::{Invalid, SettingsError, config_dir, load_toml, parse_toml};
 use shared::steps::env::{EnvValue, StepEnv};
-pub use shared::working_copy::Checkout;
+pub use shared::copies::CheckoutConfig;
+use shared::copies::resolve_clone_url;
 
 #[derive(Debug, Clone)]
 pub struct GandalfConfig {
@@ -95,7 +96,7 @@ pub struct RepoConfig {
     #[serde(default = "twenty_minutes")]
     pub step_timeout: Span,
     #[serde(default)]
-    pub checkout: Option<Checkout>,
+    pub checkout: Option<CheckoutConfig>,
     #[serde(default = "four")]
     pub parallelism: u32,
     pub pipeline: PipelineConfig,
@@ -160,6 +161,7 @@ impl GandalfConfig {
         let steps = StepEnv::from_config(raw.pass_env, raw.step_user.as_deref())?;
         let mut repos = raw.repos;
         for r in &mut repos {
+            resolve_clone_url(&mut r.checkout, &base_dir);
             r.sandbox = steps
                 .with_table(&r.pipeline.env)
                 .map_err(|e| Invalid::new("repos.pipeline.env", format!("{e} (in `{}`)", r.name)))?;

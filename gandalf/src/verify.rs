@@ -19,7 +19,8 @@ use shared::github::{CommitSha, Github, GithubError, MergeOutcome, PrNumber, Pul
 use shared::ids::Holder;
 use shared::slack::outbox::{self, Sender};
 use shared::steps::{self, Registry, StepEnd, StepSpec};
-use shared::working_copy::{CopyError, WorkingCopy};
+use shared::copies::Copies;
+use shared::working_copy::WorkingCopy;
 use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 
@@ -139,7 +140,7 @@ enum Halt {
     Internal(anyhow::Error),
     /// No working copy could be had (no git, no route, GitHub's git down, a full disk): never the
     /// PR's fault. The item goes back to the queue and the queue pauses, saying why (SPEC §5.8).
-    NoCopy(CopyError),
+    NoCopy(String),
 }
 
 impl<E: Into<anyhow::Error>> From<E> for Halt {
@@ -261,14 +262,14 @@ impl Verifier<'_> {
             Halt::NoCopy(e) => {
                 tracing::error!(repo = %self.repo.name, pr = %item.pr, error = %e, "no working copy; pausing the queue");
                 self.revert(item, deployed).await?;
-                let why = messages::no_working_copy(&e.to_string());
+                let why = messages::no_working_copy(&e);
                 let now = self.now();
                 let mut tx = self.gandalf.pool.begin().await?;
                 store::interrupt_steps(&mut tx, item.id, now).await?;
                 store::requeue(&mut tx, item.id, &why).await?;
                 store::set_paused(&mut tx, &self.repo.name, true, &why, &Holder::Gandalf, now).await?;
                 if let Some(channel) = &self.gandalf.config.merges_channel {
-                    let reply = messages::no_working_copy_pause(&self.repo.name, item.pr, &e.to_string());
+                    let reply = messages::no_working_copy_pause(&self.repo.name, item.pr, &e);
                     outbox::enqueue_from(&mut tx, Sender::Gandalf, channel.as_str(), &reply, now).await?;
                 }
                 tx.commit().await?;
@@ -302,11 +303,7 @@ impl Verifier<'_> {
         // 2. The candidate: the base tip with the pinned head merged in.
         let (base_tip, candidate) = self.build_candidate(item).await?;
         let copy = self
-            .working_copy(
-                &candidate,
-                &[&base_tip],
-                &format!("verify-{}-{}", self.repo.name, item.pr),
-            )
+            .working_copy(&candidate, &format!("verify-{}-{}", self.repo.name, item.pr))
             .await?;
 
         // 3. What the change affects.
@@ -495,12 +492,8 @@ impl Verifier<'_> {
         let name = &self.repo.name;
         let changed = if have_copy {
             // Both commits are in the mirror: git's list is complete, however long.
-            let paths = self
-                .gandalf
-                .mirrors
-                .changed_files(name, base, candidate)
-                .await
-                .map_err(Halt::NoCopy)?;
+            let copies = self.copies().ok_or_else(|| anyhow::anyhow!("checkout vanished"))?;
+            let paths = copies.changed_files(base, candidate).await.map_err(Halt::NoCopy)?;
             shared::github::ChangedFiles { paths, complete: true }
         } else {
             self.github.changed_files(name, base, candidate).await?
@@ -712,14 +705,9 @@ impl Verifier<'_> {
             return Ok(sha);
         }
         // The PR's commits' authors, from the mirror when there is one (no API call lists them).
-        let co_authors = if self.repo.checkout.as_ref().is_some_and(|c| c.enabled()) {
-            self.gandalf
-                .mirrors
-                .authors(name, base_tip, &item.head_sha)
-                .await
-                .unwrap_or_default()
-        } else {
-            vec![]
+        let co_authors = match self.copies() {
+            Some(copies) => copies.authors(base_tip, &item.head_sha).await,
+            None => vec![],
         };
         let message = landing::squash_message(pull, &co_authors);
         Ok(gh.create_commit(name, &message, &tree, &[base_tip]).await?)
@@ -764,30 +752,24 @@ impl Verifier<'_> {
         Ok(None)
     }
 
-    /// A working copy of `sha` for a run's steps, with `also` fetched into the mirror beside it
-    /// (the change list needs the base tip); `None` when the repository has no checkout.
-    async fn working_copy(&self, sha: &CommitSha, also: &[&CommitSha], name: &str) -> Flow<Option<WorkingCopy>> {
-        let Some(checkout) = &self.repo.checkout else {
+    /// Where this repository's steps get their code; `None` without a checkout.
+    fn copies(&self) -> Option<Copies> {
+        Copies::new(
+            self.gandalf.mirrors.clone(),
+            self.repo.name.clone(),
+            self.repo.checkout.as_ref()?,
+            Some(self.github.clone()),
+            self.repo.sandbox.user().cloned(),
+        )
+    }
+
+    /// A working copy of `sha` for a run's steps (handed to `step_user`, removed when dropped);
+    /// `None` when the repository has no checkout.
+    async fn working_copy(&self, sha: &CommitSha, name: &str) -> Flow<Option<WorkingCopy>> {
+        let Some(copies) = self.copies() else {
             return Ok(None);
         };
-        let Some(remote) = checkout.remote(self.github, &self.repo.name).await? else {
-            return Ok(None);
-        };
-        let mirrors = &self.gandalf.mirrors;
-        let mut shas = vec![sha];
-        shas.extend_from_slice(also);
-        mirrors
-            .fetch(&self.repo.name, &remote, &shas)
-            .await
-            .map_err(Halt::NoCopy)?;
-        let copy = mirrors
-            .checkout(&self.repo.name, &remote, sha, name)
-            .await
-            .map_err(Halt::NoCopy)?;
-        if let Some(user) = self.repo.sandbox.user() {
-            copy.hand_to(user.uid, user.gid).map_err(Halt::NoCopy)?;
-        }
-        Ok(Some(copy))
+        Ok(Some(copies.checkout(sha, name).await.map_err(Halt::NoCopy)?))
     }
 
     /// Where steps run: in the working copy, or (no checkout) in the config file's directory.
@@ -885,7 +867,7 @@ impl Verifier<'_> {
                 .ok_or_else(|| anyhow::anyhow!("no base to revert {} to", item.pr))?,
         };
         let copy = match self
-            .working_copy(&base, &[], &format!("revert-{}-{}", self.repo.name, item.pr))
+            .working_copy(&base, &format!("revert-{}-{}", self.repo.name, item.pr))
             .await
         {
             Ok(copy) => copy,
@@ -930,7 +912,7 @@ impl Verifier<'_> {
         let what = match halt {
             Halt::Red(red) => red.summary(),
             Halt::Internal(e) => format!("{e:#}"),
-            Halt::NoCopy(e) => messages::no_working_copy(&e.to_string()),
+            Halt::NoCopy(e) => messages::no_working_copy(&e),
             _ => "stopped".into(),
         };
         let now = self.now();

@@ -646,8 +646,9 @@ impl Github {
         if let Some(t) = &self.token {
             return Ok(t.clone());
         }
+        // Reused while it has a minute left, so a fetch never starts with a token about to expire.
         self.octo
-            .installation_token()
+            .installation_token_with_buffer(chrono::Duration::seconds(60))
             .await
             .map_err(|e| GithubError::Unavailable(format!("an installation token for git: {}", describe_octocrab(&e))))
     }
@@ -669,30 +670,6 @@ impl Github {
         )
         .await
         .map(|_| ())
-    }
-
-    /// The URL git clones the repository from (`clone_url` of `GET /repos/{o}/{r}`), for working
-    /// copies with `checkout = true` (SPEC §5.8).
-    pub async fn clone_url(&self, repo: &RepoName) -> GhResult<String> {
-        let (_, v) = self.read(&format!("/repos/{repo}")).await?;
-        v.get("clone_url")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .ok_or_else(|| GithubError::Protocol("repository without clone_url".into()))
-    }
-
-    /// The GitHub App installation token git authenticates with (fetched, or reused while it has
-    /// a minute left); `None` when the client uses a personal token, which the caller holds.
-    pub async fn installation_token(&self) -> GhResult<Option<SecretString>> {
-        match self
-            .octo
-            .installation_token_with_buffer(chrono::Duration::seconds(60))
-            .await
-        {
-            Ok(token) => Ok(Some(token)),
-            Err(octocrab::Error::InstallationTokenInvalidAuth { .. }) => Ok(None),
-            Err(e) => Err(GithubError::Unavailable(describe_octocrab(&e))),
-        }
     }
 }
 

@@ -12,6 +12,7 @@
 //! | [`queue`] | Gandalf's queue items as both bots read them (Gandalf's writes stay in `gandalf::store`) |
 //! | [`resources`] | the resource map (`.gandalf/resources.toml`), the affected-set planner, `resources discover` (SPEC §6) |
 //! | [`steps`] | running a pipeline step: its own process group, timeout, captured output, leftovers killed after a crash; `steps::env`: what a step can see |
+//! | [`copies`] | the `checkout` key and the working copies a run's steps get, from it |
 //! | [`working_copy`] | one bare mirror per repository and a checkout per run, so steps see exactly the commit they concern; complete change lists |
 //! | [`slack`] | request signatures, the reply shape, mrkdwn, the Web API client and the outbox (messages written in the change's transaction) |
 //! | [`github`] | GitHub's REST API through octocrab: domain-named calls, our retry policy |
@@ -31,6 +32,7 @@
 pub mod cli;
 pub mod clock;
 pub mod control;
+pub mod copies;
 pub mod db;
 pub mod duration;
 pub mod envs;

@@ -30,40 +30,6 @@ use tokio::process::Command;
 
 use crate::ids::{CommitSha, RepoName};
 
-/// The `checkout` key of a `[[repos]]`, `[deploy]` or `[nightly]` table (SPEC §5.8): `true` (the
-/// `clone_url` GitHub reports), `false` (steps run in the config file's directory), or
-/// `{ clone_url = "…" }` (another remote: a mirror, a proxy, a `file://` path).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(untagged)]
-pub enum Checkout {
-    Enabled(bool),
-    From { clone_url: String },
-}
-
-impl Checkout {
-    pub fn enabled(&self) -> bool {
-        !matches!(self, Checkout::Enabled(false))
-    }
-
-    /// The remote to fetch from, with the token git sends: GitHub's own `clone_url` with the bot's
-    /// token; another `https://` URL with it too (the operator named it for this repository);
-    /// anything else (a `file://` path, plain `http://` inside a cluster) without. `None` when
-    /// checkouts are off.
-    pub async fn remote(&self, gh: &crate::github::Github, repo: &RepoName) -> crate::github::GhResult<Option<Remote>> {
-        let url = match self {
-            Checkout::Enabled(false) => return Ok(None),
-            Checkout::Enabled(true) => gh.clone_url(repo).await?,
-            Checkout::From { clone_url } => clone_url.clone(),
-        };
-        let token = if url.starts_with("https://") {
-            Some(gh.git_token().await?)
-        } else {
-            None
-        };
-        Ok(Some(Remote { url, token }))
-    }
-}
-
 /// Where a repository's commits come from, and how to authenticate.
 #[derive(Clone)]
 pub struct Remote {
@@ -377,22 +343,6 @@ pub struct WorkingCopy {
 impl WorkingCopy {
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Gives the copy to the Unix user steps run as (`step_user`), so they can build in it; the
-    /// mirror and the rest of `state_dir` stay the bot's. (Its git objects stay in the mirror, so
-    /// git commands of a step in the copy need the mirror readable; the files themselves do not.)
-    pub fn hand_to(&self, uid: u32, gid: u32) -> Result<(), CopyError> {
-        fn walk(p: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
-            std::os::unix::fs::lchown(p, Some(uid), Some(gid))?;
-            if p.symlink_metadata()?.is_dir() {
-                for entry in std::fs::read_dir(p)? {
-                    walk(&entry?.path(), uid, gid)?;
-                }
-            }
-            Ok(())
-        }
-        walk(&self.path, uid, gid).map_err(|e| io_error("handing the copy to the step user", e))
     }
 }
 

@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::command::{DeployRef, closest};
 use crate::config::{BobbyConfig, DeployConfig};
-use crate::copies::Copies;
+use shared::copies::Copies;
 use crate::messages;
 use store::{DeployPlan, DeployRow, Liveness, NewDeploy};
 

@@ -60,7 +60,7 @@ pub struct Nightly {
 pub struct NightlyCode {
     pub repo: shared::ids::RepoName,
     pub base: String,
-    pub copies: crate::copies::Copies,
+    pub copies: shared::copies::Copies,
     /// Resolves `base`'s tip; without GitHub credentials the copy cannot be had.
     pub github: Option<shared::github::Github>,
 }

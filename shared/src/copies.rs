@@ -1,8 +1,10 @@
-//! Where Bobby's steps get their code (SPEC §5.8): a deploy's steps run in a working copy of the
-//! deployed commit, Nightly's create steps in one of `base`'s tip.
+//! Where the bots' steps get their code (SPEC §5.8): Gandalf's verification steps run in a working
+//! copy of the candidate (`revert` in one of the base tip), a deploy's steps in one of the deployed
+//! commit, Nightly's create steps in one of `base`'s tip.
 //!
-//! [`Copies`] ties `shared::working_copy` (one bare mirror per repository under `state_dir`, a
-//! copy per run) to Bobby's configuration: which remote (`checkout = true`: the `clone_url` GitHub
+//! [`CheckoutConfig`] is the `checkout` key both bots read. [`Copies`] ties
+//! [`crate::working_copy`] (one bare mirror per repository under `state_dir`, a copy per run) to
+//! it: which remote (`checkout = true`: the `clone_url` GitHub
 //! reports; `{ clone_url = … }`: the one named) and which token. The token reaches git only through
 //! [`Remote::token`], for the one git command that needs it: never a copy's `.git/config`, never a
 //! step. An App installation token is asked for each time (octocrab reuses it while it is fresh),
@@ -15,13 +17,75 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use secrecy::SecretString;
-use shared::github::Github;
-use shared::ids::{CommitSha, RepoName};
-use shared::steps::env::StepUser;
-use shared::working_copy::{Mirrors, Remote, WorkingCopy};
+use serde::{Deserialize, Deserializer};
 
-use crate::config::CheckoutConfig;
+use crate::github::Github;
+use crate::ids::{CommitSha, RepoName};
+use crate::steps::env::StepUser;
+use crate::working_copy::{Mirrors, Remote, WorkingCopy};
+
+/// `checkout` of Gandalf's `[[repos]]` and Bobby's `[deploy]` and `[nightly]` (SPEC §5.8): where the steps' working copy comes from.
+/// The key left out is `None` in the config structs: steps stay in the config file's directory,
+/// and the bot warns that they do not see the code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckoutConfig {
+    /// `checkout = false`: steps run in the config file's directory, on purpose (no warning).
+    Off,
+    /// `checkout = true`: from the `clone_url` GitHub reports for the repository.
+    GitHub,
+    /// `checkout = { clone_url = "…" }`: another remote (a mirror, a proxy, a `file://` URL or a
+    /// path; a relative path is resolved from the config file's directory when the config is read).
+    CloneUrl(String),
+}
+
+impl CheckoutConfig {
+    pub fn is_on(&self) -> bool {
+        !matches!(self, CheckoutConfig::Off)
+    }
+}
+
+impl<'de> Deserialize<'de> for CheckoutConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = CheckoutConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("true, false or { clone_url = \"…\" }")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<CheckoutConfig, E> {
+                Ok(if v { CheckoutConfig::GitHub } else { CheckoutConfig::Off })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<CheckoutConfig, A::Error> {
+                let mut url: Option<String> = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key != "clone_url" {
+                        return Err(serde::de::Error::unknown_field(&key, &["clone_url"]));
+                    }
+                    url = Some(map.next_value()?);
+                }
+                match url {
+                    Some(u) if !u.trim().is_empty() => Ok(CheckoutConfig::CloneUrl(u.trim().to_string())),
+                    _ => Err(serde::de::Error::custom(
+                        "checkout = { … } needs a clone_url (a URL git can fetch from, or a path)",
+                    )),
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// A relative path in `clone_url` means the config file's directory, like every other path there;
+/// URLs (`https://`, `file://`, `ssh://`, scp-like `git@host:…`) stay as written.
+pub fn resolve_clone_url(checkout: &mut Option<CheckoutConfig>, base_dir: &Path) {
+    if let Some(CheckoutConfig::CloneUrl(url)) = checkout {
+        let is_url = url.contains("://") || (url.contains(':') && url.contains('@'));
+        if !is_url && Path::new(url.as_str()).is_relative() {
+            *url = base_dir.join(url.as_str()).display().to_string();
+        }
+    }
+}
+
 
 /// Working copies of one repository for one kind of run. Cheap to clone.
 #[derive(Clone)]
@@ -35,8 +99,6 @@ struct Inner {
     /// `None`: ask GitHub for the repository's `clone_url` (once; it does not change).
     url: Option<String>,
     github: Option<Github>,
-    /// The personal token (`GITHUB_TOKEN`); without one, the App's installation token is used.
-    token: Option<SecretString>,
     /// `step_user`: each copy is handed to that user, so the steps can build in it.
     step_user: Option<StepUser>,
     clone_url: tokio::sync::OnceCell<String>,
@@ -49,7 +111,6 @@ impl Copies {
         repo: RepoName,
         checkout: &CheckoutConfig,
         github: Option<Github>,
-        token: Option<SecretString>,
         step_user: Option<StepUser>,
     ) -> Option<Copies> {
         let url = match checkout {
@@ -63,7 +124,6 @@ impl Copies {
                 repo,
                 url,
                 github,
-                token,
                 step_user,
                 clone_url: tokio::sync::OnceCell::new(),
             }),
@@ -88,13 +148,16 @@ impl Copies {
                     .clone()
             }
         };
-        let token = match (&inner.token, &inner.github) {
-            (Some(token), _) => Some(token.clone()),
-            (None, Some(github)) => github
-                .installation_token()
-                .await
-                .map_err(|e| format!("no GitHub App installation token for git: {e}"))?,
-            (None, None) => None,
+        // GitHub's own URL, or another `https://` one the operator named for this repository, gets
+        // the bot's token; a `file://` path or an `http://` mirror inside the network gets none.
+        let token = match &inner.github {
+            Some(github) if url.starts_with("https://") => Some(
+                github
+                    .git_token()
+                    .await
+                    .map_err(|e| format!("no GitHub token for git: {e}"))?,
+            ),
+            _ => None,
         };
         Ok(Remote { url, token })
     }
@@ -126,12 +189,22 @@ impl Copies {
         Ok(copy)
     }
 
+    /// The distinct authors of the commits in `head` that are not in `base` (both fetched by an
+    /// earlier [`Copies::checkout`] or [`Copies::changed_files`]); empty when git cannot say.
+    pub async fn authors(&self, base: &CommitSha, head: &CommitSha) -> Vec<String> {
+        self.inner
+            .mirrors
+            .authors(&self.inner.repo, base, head)
+            .await
+            .unwrap_or_default()
+    }
+
     /// The paths `head` changed since its merge base with `base` (SPEC §4.6), from the mirror:
     /// complete, however many (GitHub's compare stops at 300). Both commits are fetched first.
     pub async fn changed_files(&self, base: &CommitSha, head: &CommitSha) -> Result<Vec<String>, String> {
         let remote = self.remote().await?;
         let (mirrors, repo) = (&self.inner.mirrors, &self.inner.repo);
-        let why = |e: shared::working_copy::CopyError| {
+        let why = |e: crate::working_copy::CopyError| {
             format!("could not list the files {} changed in {repo}: {e}", short(head))
         };
         mirrors.fetch(repo, &remote, &[base, head]).await.map_err(why)?;
