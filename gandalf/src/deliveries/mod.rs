@@ -79,6 +79,27 @@ pub fn classify(e: &anyhow::Error) -> Failure {
     }
 }
 
+/// Whether the database could not be reached (connection lost or refused, the server shutting
+/// down or starting): not the delivery's fault, so the attempt is given back and made again once
+/// the database answers, without a backoff. A database error about the delivery's own data
+/// (a constraint, a timeout) is an ordinary [`Failure::Transient`].
+pub fn database_unreachable(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| match c.downcast_ref::<sqlx::Error>() {
+        Some(
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed,
+        ) => true,
+        // Class 08: connection exception; 57P01-03: admin or crash shutdown, cannot connect now.
+        Some(sqlx::Error::Database(db)) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03")),
+        _ => false,
+    })
+}
+
 /// How many attempts a delivery gets, by how its last one failed.
 pub fn max_attempts(failure: Failure) -> u32 {
     match failure {
@@ -173,6 +194,11 @@ pub async fn process_deliveries(gandalf: Gandalf, mut shutdown: watch::Receiver<
 
 async fn drain(gandalf: &Gandalf, me: &str, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
     let mut listener = shared::db::listen(&gandalf.pool, &["github_deliveries"]).await?;
+    {
+        // Starting (over): no attempt of ours is under way, so a claim of ours is a leftover.
+        let mut conn = gandalf.pool.acquire().await?;
+        store::release_claims(&mut conn, me).await?;
+    }
     loop {
         while process_one(gandalf, me).await? {}
         let next = {
@@ -218,6 +244,14 @@ async fn process_one(gandalf: &Gandalf, me: &str) -> anyhow::Result<bool> {
     if e.chain().any(|c| c.is::<Fenced>()) {
         tracing::warn!(delivery = d.id, "another replica took this delivery over; leaving it");
         return Ok(true);
+    }
+    if database_unreachable(&e) {
+        tracing::warn!(delivery = d.id, error = format!("{e:#}"), "the database is unreachable; the delivery will be tried again once it answers");
+        if let Ok(mut conn) = gandalf.pool.acquire().await {
+            store::give_back(&mut conn, &d.id, me).await?;
+        }
+        // The processor starts over (and releases the claim, if giving it back failed).
+        return Err(e);
     }
     let failure = if d.attempt > max_attempts(last_failure) {
         last_failure
@@ -349,6 +383,16 @@ mod tests {
         let down = anyhow::Error::new(GithubError::Unavailable("HTTP 502".into()));
         assert_eq!(classify(&down), Failure::Transient);
         assert_eq!(classify(&anyhow::anyhow!("pool timed out")), Failure::Transient);
+    }
+
+    #[test]
+    fn losing_the_database_is_not_the_deliverys_fault() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert!(database_unreachable(&anyhow::Error::new(sqlx::Error::Io(io)).context("claiming")));
+        assert!(database_unreachable(&anyhow::Error::new(sqlx::Error::PoolTimedOut)));
+        assert!(!database_unreachable(&anyhow::Error::new(sqlx::Error::RowNotFound)));
+        assert!(!database_unreachable(&refused(502)));
+        assert!(!database_unreachable(&anyhow::anyhow!("connection reset")));
     }
 
     #[test]

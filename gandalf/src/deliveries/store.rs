@@ -109,6 +109,33 @@ pub async fn claim(
     }))
 }
 
+/// Releases the claim of an attempt that the database cut short, and gives the attempt back: a
+/// database outage is not the delivery's fault.
+pub async fn give_back(conn: &mut PgConnection, id: &str, claimant: &str) -> DbResult<()> {
+    sqlx::query(
+        "UPDATE github_deliveries SET claimed_by = NULL, claimed_until = NULL, attempts = greatest(attempts - 1, 0) \
+         WHERE delivery_id = $1 AND claimed_by = $2",
+    )
+    .bind(id)
+    .bind(claimant)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Releases every claim of `claimant`: called when its processor starts over (after a database
+/// blip, say), when none of its attempts is under way, so its deliveries need not wait for their
+/// claims to run out.
+pub async fn release_claims(conn: &mut PgConnection, claimant: &str) -> DbResult<u64> {
+    Ok(sqlx::query(
+        "UPDATE github_deliveries SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = $1",
+    )
+    .bind(claimant)
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
 /// When a delivery next becomes due after `now` (a retry's time, or a claim running out), if
 /// any will: when the processor should look again without being told. Deliveries due already
 /// are left out: they are being processed, or wait behind an earlier one whose release is

@@ -351,3 +351,76 @@ async fn two_replicas_run_each_command_once_in_order_per_pull_request() {
     .await;
     replica.stop().await;
 }
+
+/// The two halves of "once", through the very calls the processor makes: a command whose answer an
+/// earlier attempt recorded is not run again, and a write whose record finds the claim lost to
+/// another replica is rolled back with it.
+#[tokio::test]
+async fn a_command_an_earlier_attempt_ran_is_skipped_and_a_lost_claim_undoes_the_write() {
+    use gandalf::deliveries::store;
+    use gandalf::handler::CommentRun;
+
+    let mut g = spawn_gandalf().await;
+    g.ready_pull(7, "a.txt");
+    // Only this test touches the deliveries.
+    g.down(Stop::Kill9).await;
+    let body = "@gandalf merge\n@gandalf status";
+    let now = shared::clock::Clock::now(&g.clock);
+    let mut conn = g.pool.acquire().await.unwrap();
+    store::store_delivery(&mut conn, "d-7", "issue_comment", &comment_payload(7, body), now)
+        .await
+        .unwrap();
+    let claimed = store::claim(&mut conn, "replica-b", now, now + chrono::Duration::minutes(10))
+        .await
+        .unwrap()
+        .expect("due");
+    assert_eq!((claimed.id.as_str(), claimed.attempt), ("d-7", 1));
+    let repo: shared::ids::RepoName = "acme/platform".parse().unwrap();
+    let seven = shared::ids::PrNumber::new(7).unwrap();
+
+    // Replica A's claim ran out and B holds it now: A's merge is undone with its record.
+    let lost = CommentRun {
+        delivery: "d-7",
+        claimant: "replica-a",
+        done: &[],
+        answer_trouble: false,
+    };
+    let err = g
+        .gandalf
+        .handle_delivered_comment(&repo, seven, "alice", body, &lost)
+        .await
+        .unwrap_err();
+    assert!(err.chain().any(|c| c.is::<store::Fenced>()), "{err:#}");
+    assert_eq!(items_of(&g, 7).await, 0, "the queue item went with the lost record");
+
+    // B, with the merge's answer recorded by an earlier attempt: only the status runs.
+    store::record_answer(&mut conn, "d-7", "replica-b", 0, "@gandalf merge", "queued by an earlier attempt")
+        .await
+        .unwrap();
+    let done = vec![(
+        "@gandalf merge".to_string(),
+        "queued by an earlier attempt".to_string(),
+    )];
+    let run = CommentRun {
+        delivery: "d-7",
+        claimant: "replica-b",
+        done: &done,
+        answer_trouble: false,
+    };
+    let reply = g
+        .gandalf
+        .handle_delivered_comment(&repo, seven, "alice", body, &run)
+        .await
+        .unwrap()
+        .expect("a reply");
+    assert!(reply.contains("queued by an earlier attempt"), "{reply}");
+    assert!(reply.contains("never been queued"), "the merge did not run again: {reply}");
+    assert_eq!(items_of(&g, 7).await, 0);
+    let answers: i32 = scalar(
+        &g,
+        "SELECT jsonb_array_length(answers) FROM github_deliveries WHERE delivery_id = $1",
+        "d-7",
+    )
+    .await;
+    assert_eq!(answers, 2);
+}
