@@ -116,7 +116,10 @@ impl Gandalf {
             in_slack: false,
         };
         let mut replies = vec![];
-        for (position, cmd) in command::parse_comment(body, &self.config.bot_login).into_iter().enumerate() {
+        for (position, cmd) in command::parse_comment(body, &self.config.bot_login)
+            .into_iter()
+            .enumerate()
+        {
             let label = cmd.label(&self.config.bot_login);
             if let Some(done) = run.and_then(|r| r.done.get(position)) {
                 replies.push(done.clone());
@@ -248,9 +251,7 @@ impl Gandalf {
         let last = store::latest_item(&mut conn, &repo.name, number).await?;
         drop(conn);
         match last {
-            Some(item) if item.state == ItemState::Failed => {
-                self.enqueue(repo, number, item.priority, who, once).await
-            }
+            Some(item) if item.state == ItemState::Failed => self.enqueue(repo, number, item.priority, who, once).await,
             _ => refuse(messages::nothing_to_retry(&repo.name, number)),
         }
     }

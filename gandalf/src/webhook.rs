@@ -344,7 +344,10 @@ mod tests {
         for action in ["submitted", "dismissed", "edited"] {
             assert_eq!(review(action, json!(7)), reviewed, "{action}");
         }
-        assert_eq!(reviewed.pull().map(|(r, n)| (r.to_string(), n.get())), Some(("acme/api".into(), 7)));
+        assert_eq!(
+            reviewed.pull().map(|(r, n)| (r.to_string(), n.get())),
+            Some(("acme/api".into(), 7))
+        );
         assert_eq!(review("requested", json!(7)), Event::Ignored);
         assert_eq!(review("submitted", json!(0)), Event::Ignored);
         assert_eq!(review("submitted", json!("7")), Event::Ignored);

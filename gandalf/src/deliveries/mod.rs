@@ -246,7 +246,11 @@ async fn process_one(gandalf: &Gandalf, me: &str) -> anyhow::Result<bool> {
         return Ok(true);
     }
     if database_unreachable(&e) {
-        tracing::warn!(delivery = d.id, error = format!("{e:#}"), "the database is unreachable; the delivery will be tried again once it answers");
+        tracing::warn!(
+            delivery = d.id,
+            error = format!("{e:#}"),
+            "the database is unreachable; the delivery will be tried again once it answers"
+        );
         if let Ok(mut conn) = gandalf.pool.acquire().await {
             store::give_back(&mut conn, &d.id, me).await?;
         }
@@ -309,7 +313,13 @@ async fn attempt(gandalf: &Gandalf, me: &str, d: &Claimed, last: bool) -> anyhow
 }
 
 /// Runs what the delivery asks and commits its effect with the reply to post.
-async fn execute(gandalf: &Gandalf, me: &str, d: &Claimed, event: &Event, last: bool) -> anyhow::Result<Option<String>> {
+async fn execute(
+    gandalf: &Gandalf,
+    me: &str,
+    d: &Claimed,
+    event: &Event,
+    last: bool,
+) -> anyhow::Result<Option<String>> {
     let now = || gandalf.clock.now();
     let reply = match event {
         Event::Comment {
@@ -325,7 +335,9 @@ async fn execute(gandalf: &Gandalf, me: &str, d: &Claimed, event: &Event, last: 
                 done: &d.answers,
                 answer_trouble: last,
             };
-            let reply = gandalf.handle_delivered_comment(repo, *number, author, body, &run).await?;
+            let reply = gandalf
+                .handle_delivered_comment(repo, *number, author, body, &run)
+                .await?;
             let mut conn = gandalf.pool.acquire().await?;
             store::executed(&mut conn, &d.id, me, reply.as_deref(), now()).await?;
             reply
@@ -388,7 +400,9 @@ mod tests {
     #[test]
     fn losing_the_database_is_not_the_deliverys_fault() {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
-        assert!(database_unreachable(&anyhow::Error::new(sqlx::Error::Io(io)).context("claiming")));
+        assert!(database_unreachable(
+            &anyhow::Error::new(sqlx::Error::Io(io)).context("claiming")
+        ));
         assert!(database_unreachable(&anyhow::Error::new(sqlx::Error::PoolTimedOut)));
         assert!(!database_unreachable(&anyhow::Error::new(sqlx::Error::RowNotFound)));
         assert!(!database_unreachable(&refused(502)));
@@ -414,10 +428,7 @@ mod tests {
 
     #[test]
     fn a_permanent_refusal_is_tried_once_more_only() {
-        assert_eq!(
-            retry_delay(1, Failure::Permanent, 0),
-            Some(Duration::from_secs(5))
-        );
+        assert_eq!(retry_delay(1, Failure::Permanent, 0), Some(Duration::from_secs(5)));
         assert_eq!(retry_delay(PERMANENT_ATTEMPTS, Failure::Permanent, 0), None);
     }
 

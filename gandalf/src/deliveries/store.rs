@@ -127,13 +127,13 @@ pub async fn give_back(conn: &mut PgConnection, id: &str, claimant: &str) -> DbR
 /// blip, say), when none of its attempts is under way, so its deliveries need not wait for their
 /// claims to run out.
 pub async fn release_claims(conn: &mut PgConnection, claimant: &str) -> DbResult<u64> {
-    Ok(sqlx::query(
-        "UPDATE github_deliveries SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = $1",
+    Ok(
+        sqlx::query("UPDATE github_deliveries SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = $1")
+            .bind(claimant)
+            .execute(conn)
+            .await?
+            .rows_affected(),
     )
-    .bind(claimant)
-    .execute(conn)
-    .await?
-    .rows_affected())
 }
 
 /// When a delivery next becomes due after `now` (a retry's time, or a claim running out), if

@@ -89,7 +89,8 @@ async fn a_delivery_that_fails_for_good_is_set_aside_without_holding_up_the_next
     g.github.fail_next_on(&comments_path(7), 2, 403);
 
     assert_eq!(
-        g.deliver("issue_comment", "d-7", &comment_payload(7, "@gandalf merge")).await,
+        g.deliver("issue_comment", "d-7", &comment_payload(7, "@gandalf merge"))
+            .await,
         202
     );
     wait_for_delivery(&g, "d-7", &format!("attempts = 1 AND {WAITING_FOR_RETRY}")).await;
@@ -135,7 +136,10 @@ async fn a_delivery_that_fails_for_good_is_set_aside_without_holding_up_the_next
         .split("GitHub deliveries set aside")
         .nth(1)
         .unwrap_or_else(|| panic!("no section of failed deliveries: {page}"));
-    assert!(section.contains("acme/platform#7") && section.contains("d-7"), "{section}");
+    assert!(
+        section.contains("acme/platform#7") && section.contains("d-7"),
+        "{section}"
+    );
     assert!(section.contains("403"), "the error is shown: {section}");
     assert!(!section.contains("acme/platform#8"), "{section}");
     let metrics = g
@@ -198,7 +202,12 @@ async fn a_failed_attempt_is_retried_and_the_command_runs_once() {
 
     g.clock.advance(chrono::Duration::minutes(2));
     let comments = g.wait_for_comments(7, 1).await;
-    wait_for_delivery(&g, "d-7", "attempts = 3 AND processed_at IS NOT NULL AND reply_posted_at IS NOT NULL").await;
+    wait_for_delivery(
+        &g,
+        "d-7",
+        "attempts = 3 AND processed_at IS NOT NULL AND reply_posted_at IS NOT NULL",
+    )
+    .await;
     assert_eq!(comments.len(), 1, "{comments:?}");
     assert!(
         comments[0].contains("alice queued *acme/platform#7*") && !comments[0].contains("already"),
@@ -226,7 +235,9 @@ async fn start_door(upstream: String) -> (String, Arc<AtomicUsize>) {
             }
             let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
             let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-            let mut request = client.request(parts.method.clone(), format!("{upstream}{path}")).body(body);
+            let mut request = client
+                .request(parts.method.clone(), format!("{upstream}{path}"))
+                .body(body);
             for (name, value) in &parts.headers {
                 if name != axum::http::header::HOST && name != axum::http::header::CONTENT_LENGTH {
                     request = request.header(name, value);
@@ -256,13 +267,9 @@ async fn a_replica_killed_between_the_effect_and_the_reply_leaves_the_reply_to_p
     // Gandalf's own processor is down: the delivery goes to one whose comment POSTs never return.
     g.down(Stop::Kill9).await;
     let (door, held) = start_door(g.github.api_url()).await;
-    let client = Github::new(
-        &door,
-        Auth::Token(SecretString::from(TOKEN)),
-        RetryPolicy::default(),
-    )
-    .await
-    .unwrap();
+    let client = Github::new(&door, Auth::Token(SecretString::from(TOKEN)), RetryPolicy::default())
+        .await
+        .unwrap();
     let doomed = gandalf::handler::Gandalf {
         github: Some(client),
         ..g.gandalf.clone()
@@ -326,10 +333,18 @@ async fn two_replicas_run_each_command_once_in_order_per_pull_request() {
         g.ready_pull(n, &format!("f{n}.txt"));
     }
     for &n in &prs {
-        g.deliver("issue_comment", &format!("d-{n}-merge"), &comment_payload(n, "@gandalf merge"))
-            .await;
-        g.deliver("issue_comment", &format!("d-{n}-status"), &comment_payload(n, "@gandalf status"))
-            .await;
+        g.deliver(
+            "issue_comment",
+            &format!("d-{n}-merge"),
+            &comment_payload(n, "@gandalf merge"),
+        )
+        .await;
+        g.deliver(
+            "issue_comment",
+            &format!("d-{n}-status"),
+            &comment_payload(n, "@gandalf status"),
+        )
+        .await;
     }
     for &n in &prs {
         let comments = g.wait_for_comments(n, 2).await;
@@ -394,13 +409,17 @@ async fn a_command_an_earlier_attempt_ran_is_skipped_and_a_lost_claim_undoes_the
     assert_eq!(items_of(&g, 7).await, 0, "the queue item went with the lost record");
 
     // B, with the merge's answer recorded by an earlier attempt: only the status runs.
-    store::record_answer(&mut conn, "d-7", "replica-b", 0, "@gandalf merge", "queued by an earlier attempt")
-        .await
-        .unwrap();
-    let done = vec![(
-        "@gandalf merge".to_string(),
-        "queued by an earlier attempt".to_string(),
-    )];
+    store::record_answer(
+        &mut conn,
+        "d-7",
+        "replica-b",
+        0,
+        "@gandalf merge",
+        "queued by an earlier attempt",
+    )
+    .await
+    .unwrap();
+    let done = vec![("@gandalf merge".to_string(), "queued by an earlier attempt".to_string())];
     let run = CommentRun {
         delivery: "d-7",
         claimant: "replica-b",
@@ -414,7 +433,10 @@ async fn a_command_an_earlier_attempt_ran_is_skipped_and_a_lost_claim_undoes_the
         .unwrap()
         .expect("a reply");
     assert!(reply.contains("queued by an earlier attempt"), "{reply}");
-    assert!(reply.contains("never been queued"), "the merge did not run again: {reply}");
+    assert!(
+        reply.contains("never been queued"),
+        "the merge did not run again: {reply}"
+    );
     assert_eq!(items_of(&g, 7).await, 0);
     let answers: i32 = scalar(
         &g,
