@@ -78,10 +78,13 @@ impl Gandalf {
     /// Runs the `@gandalf` commands of one PR comment and returns the one reply to post: each
     /// command's answer, together (one comment answers one comment), or `None` when it held none.
     pub async fn handle_comment(&self, repo: &RepoName, number: PrNumber, login: &str, body: &str) -> Option<String> {
-        // Without a delivery every trouble is answered, so this cannot fail.
+        // Without a delivery every trouble is answered and nothing is recorded: no error is left.
         self.comment_commands(repo, number, login, body, None)
             .await
-            .unwrap_or_else(|e| Some(format!("{e:#}")))
+            .unwrap_or_else(|e| {
+                tracing::error!(error = format!("{e:#}"), "comment of {login} failed");
+                Some(messages::internal_error().plain())
+            })
     }
 
     /// [`Gandalf::handle_comment`] for a stored delivery (`crate::deliveries`): the commands a

@@ -48,7 +48,8 @@ where
 /// Waits (boundedly) until delivery `id`'s row matches `condition` (SQL over its columns).
 async fn wait_for_delivery(g: &TestGandalf, id: &str, condition: &str) {
     let sql = format!("SELECT count(*) FROM github_deliveries WHERE delivery_id = $1 AND {condition}");
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    // A bound on failing, not a timing: generous, for a machine busy with other builds.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         if scalar::<i64>(g, &sql, id).await == 1 {
             return;
