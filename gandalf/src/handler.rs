@@ -139,17 +139,21 @@ impl Gandalf {
                     refuse(messages::unknown_comment_command(&what, &self.config.bot_login))
                 }
             };
-            let answer = match result {
+            let (answer, trouble) = match result {
                 // Nothing changed: the delivery is tried again later, this command included.
                 Err(Refusal::Internal(e)) if run.is_some_and(|r| !r.answer_trouble) => {
                     return Err(e.context(format!("`{label}`")));
                 }
-                Ok(answer) => answer,
-                Err(r) => answer_of(r, &format!("comment command of {login}")),
+                Ok(answer) => (answer, false),
+                Err(r) => {
+                    let trouble = matches!(r, Refusal::Internal(_));
+                    (answer_of(r, &format!("comment command of {login}")), trouble)
+                }
             };
             let text = answer.reply.plain();
-            // A command without a write (or refused before it) records its answer on its own.
-            if let Some(once) = once.filter(|o| !o.recorded()) {
+            // A command without a write (or refused before it) records its answer on its own; so
+            // does one whose write failed (its record, if made, was rolled back with it).
+            if let Some(once) = once.filter(|o| trouble || !o.recorded()) {
                 let mut conn = self.pool.acquire().await?;
                 once.record(&mut conn, &text).await?;
             }

@@ -447,3 +447,53 @@ async fn a_command_an_earlier_attempt_ran_is_skipped_and_a_lost_claim_undoes_the
     .await;
     assert_eq!(answers, 2);
 }
+
+/// The table refuses rows the processor must never write: a reply posted that was never decided,
+/// a delivery both processed and failed, set aside without its error, finished but still claimed,
+/// half a claim.
+#[tokio::test]
+async fn the_table_refuses_impossible_deliveries() {
+    let g = spawn_gandalf().await;
+    let insert = |columns: &'static str, values: &'static str| {
+        let pool = g.pool.clone();
+        async move {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO github_deliveries (delivery_id, event, payload, received_at, {columns}) \
+                 VALUES ('x', 'ping', '{{}}', now(), {values})"
+            )))
+            .execute(&pool)
+            .await
+        }
+    };
+    for (columns, values) in [
+        ("reply_posted_at", "now()"),
+        ("reply", "'hello'"),
+        ("processed_at", "now()"),
+        (
+            "executed_at, processed_at, failed_at, last_error",
+            "now(), now(), now(), 'x'",
+        ),
+        ("failed_at", "now()"),
+        (
+            "executed_at, processed_at, claimed_by, claimed_until",
+            "now(), now(), 'r', now()",
+        ),
+        ("claimed_by", "'r'"),
+        ("attempts", "-1"),
+        ("answers", "'{}'"),
+    ] {
+        let refused = insert(columns, values).await.expect_err(columns);
+        let code = refused
+            .as_database_error()
+            .and_then(|e| e.code())
+            .map(|c| c.to_string());
+        // 23514: check_violation, so a constraint refused it (not a typo in this test).
+        assert_eq!(code.as_deref(), Some("23514"), "({columns}) = ({values}): {refused}");
+    }
+    insert(
+        "executed_at, reply, reply_posted_at, processed_at",
+        "now(), 'hi', now(), now()",
+    )
+    .await
+    .expect("a processed delivery whose reply was posted");
+}
