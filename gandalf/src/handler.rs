@@ -9,10 +9,11 @@ use shared::clock::SharedClock;
 use shared::github::{Github, GithubError, PrNumber, PullRequest, RepoName};
 use shared::ids::{Holder, SlackUserId};
 use shared::refusal::{Answer, Handled, OrRefuse, Refusal, refuse};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use crate::command::{self, Command, CommentCommand, PrRef};
 use crate::config::{GandalfConfig, RepoConfig};
+use crate::deliveries::Once;
 use crate::drop_reason::{DropReason, PrChange};
 use crate::messages::{self, Unqueueable};
 use crate::store::{self, ItemState, NewItem};
@@ -64,7 +65,7 @@ impl Gandalf {
         };
         self.run(user, cmd)
             .await
-            .unwrap_or_else(|r| r.into_answer(&format!("command of {user}"), messages::internal_error))
+            .unwrap_or_else(|r| answer_of(r, &format!("command of {user}")))
     }
 
     /// The GitHub login a Slack user acts as, from `[[people]]`.
@@ -76,12 +77,43 @@ impl Gandalf {
             .or_refuse(|| messages::unmapped_user(user))
     }
 
-    /// Runs the `@gandalf …` commands of one PR comment by `login`; returns the replies to post
-    /// on the PR (plain text, in order).
     /// Runs the `@gandalf` commands of one PR comment and returns the one reply to post: each
     /// command's answer, together (one comment answers one comment), or `None` when it held none.
     pub async fn handle_comment(&self, repo: &RepoName, number: PrNumber, login: &str, body: &str) -> Option<String> {
-        let repo = self.config.repo(repo)?;
+        // Without a delivery every trouble is answered and nothing is recorded: no error is left.
+        self.comment_commands(repo, number, login, body, None)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(error = format!("{e:#}"), "comment of {login} failed");
+                Some(messages::internal_error().plain())
+            })
+    }
+
+    /// [`Gandalf::handle_comment`] for a stored delivery (`crate::deliveries`): the commands a
+    /// previous attempt ran are not run again, each command's answer is recorded with its write,
+    /// and our own trouble is an error (the delivery is retried) unless `run` says to answer it.
+    pub async fn handle_delivered_comment(
+        &self,
+        repo: &RepoName,
+        number: PrNumber,
+        login: &str,
+        body: &str,
+        run: &CommentRun<'_>,
+    ) -> anyhow::Result<Option<String>> {
+        self.comment_commands(repo, number, login, body, Some(run)).await
+    }
+
+    async fn comment_commands(
+        &self,
+        repo: &RepoName,
+        number: PrNumber,
+        login: &str,
+        body: &str,
+        run: Option<&CommentRun<'_>>,
+    ) -> anyhow::Result<Option<String>> {
+        let Some(repo) = self.config.repo(repo) else {
+            return Ok(None);
+        };
         let slack = self.config.people.find(login).map(|p| p.slack.clone());
         let who = Requester {
             login,
@@ -89,22 +121,47 @@ impl Gandalf {
             in_slack: false,
         };
         let mut replies = vec![];
-        for cmd in command::parse_comment(body, &self.config.bot_login) {
+        for (position, cmd) in command::parse_comment(body, &self.config.bot_login)
+            .into_iter()
+            .enumerate()
+        {
             let label = cmd.label(&self.config.bot_login);
+            if let Some(done) = run.and_then(|r| r.done.get(position)) {
+                replies.push(done.clone());
+                continue;
+            }
+            let once = run.map(|r| Once::new(r.delivery, r.claimant, position, &label));
+            let once = once.as_ref();
             let result = match cmd {
-                CommentCommand::Merge { priority } => self.enqueue(repo, number, priority, who).await,
-                CommentCommand::Cancel => self.cancel(repo, number, who).await,
-                CommentCommand::Retry => self.retry(repo, number, who).await,
+                CommentCommand::Merge { priority } => self.enqueue(repo, number, priority, who, once).await,
+                CommentCommand::Cancel => self.cancel(repo, number, who, once).await,
+                CommentCommand::Retry => self.retry(repo, number, who, once).await,
                 CommentCommand::Status => self.status(repo, number).await,
                 CommentCommand::Unknown(what) => {
                     refuse(messages::unknown_comment_command(&what, &self.config.bot_login))
                 }
             };
-            let answer = result
-                .unwrap_or_else(|r| r.into_answer(&format!("comment command of {login}"), messages::internal_error));
-            replies.push((label, answer.reply.plain()));
+            let (answer, trouble) = match result {
+                // Nothing changed: the delivery is tried again later, this command included.
+                Err(Refusal::Internal(e)) if run.is_some_and(|r| !r.answer_trouble) => {
+                    return Err(e.context(format!("`{label}`")));
+                }
+                Ok(answer) => (answer, false),
+                Err(r) => {
+                    let trouble = matches!(r, Refusal::Internal(_));
+                    (answer_of(r, &format!("comment command of {login}")), trouble)
+                }
+            };
+            let text = answer.reply.plain();
+            // A command without a write (or refused before it) records its answer on its own; so
+            // does one whose write failed (its record, if made, was rolled back with it).
+            if let Some(once) = once.filter(|o| trouble || !o.recorded()) {
+                let mut conn = self.pool.acquire().await?;
+                once.record(&mut conn, &text).await?;
+            }
+            replies.push((label, text));
         }
-        messages::comment_reply(&replies)
+        Ok(messages::comment_reply(&replies))
     }
 
     fn repo_named(&self, name: Option<&RepoName>) -> Handled<&RepoConfig> {
@@ -143,17 +200,17 @@ impl Gandalf {
             Command::Merge { pr, priority } => {
                 let repo = self.repo_of(&pr)?;
                 let who = requester(self.login_of(user)?);
-                self.enqueue(repo, pr.number, priority, who).await
+                self.enqueue(repo, pr.number, priority, who, None).await
             }
             Command::Retry { pr } => {
                 let repo = self.repo_of(&pr)?;
                 let who = requester(self.login_of(user)?);
-                self.retry(repo, pr.number, who).await
+                self.retry(repo, pr.number, who, None).await
             }
             Command::Cancel { pr } => {
                 let repo = self.repo_of(&pr)?;
                 let who = requester(self.login_of(user)?);
-                self.cancel(repo, pr.number, who).await
+                self.cancel(repo, pr.number, who, None).await
             }
             Command::Queue { repo } => self.queue(self.repo_named(repo.as_ref())?).await,
             Command::Status { pr } => self.status(self.repo_of(&pr)?, pr.number).await,
@@ -192,31 +249,51 @@ impl Gandalf {
         }))
     }
 
-    async fn retry(&self, repo: &RepoConfig, number: PrNumber, who: Requester<'_>) -> Handled<Answer> {
+    async fn retry(
+        &self,
+        repo: &RepoConfig,
+        number: PrNumber,
+        who: Requester<'_>,
+        once: Option<&Once<'_>>,
+    ) -> Handled<Answer> {
         let mut conn = self.pool.acquire().await?;
         let last = store::latest_item(&mut conn, &repo.name, number).await?;
         drop(conn);
         match last {
-            Some(item) if item.state == ItemState::Failed => self.enqueue(repo, number, item.priority, who).await,
+            Some(item) if item.state == ItemState::Failed => self.enqueue(repo, number, item.priority, who, once).await,
             _ => refuse(messages::nothing_to_retry(&repo.name, number)),
         }
     }
 
-    async fn cancel(&self, repo: &RepoConfig, number: PrNumber, who: Requester<'_>) -> Handled<Answer> {
+    async fn cancel(
+        &self,
+        repo: &RepoConfig,
+        number: PrNumber,
+        who: Requester<'_>,
+        once: Option<&Once<'_>>,
+    ) -> Handled<Answer> {
         let mut conn = self.pool.acquire().await?;
         let item = store::active_item(&mut conn, &repo.name, number)
             .await?
             .or_refuse(|| messages::not_queued(&repo.name, number))?;
+        drop(conn);
         if item.queued_by != who.login && !self.can_write(repo, who.login).await? {
             return refuse(messages::cancel_not_allowed(&item));
         }
         let reason = DropReason::Cancelled {
             by: who.login.to_string(),
         };
-        if !store::finish(&mut conn, item.id, &reason, self.clock.now()).await? {
+        // No transaction is open while GitHub is asked; the write and its record commit together.
+        let mut tx = self.pool.begin().await?;
+        if !store::finish(&mut tx, item.id, &reason, self.clock.now()).await? {
             return refuse(messages::too_late_to_cancel(&item));
         }
-        Ok(Answer::ok(messages::cancelled(&item, who.by())))
+        let answer = Answer::ok(messages::cancelled(&item, who.by()));
+        if let Some(once) = once {
+            once.record(&mut tx, &answer.reply.plain()).await?;
+        }
+        tx.commit().await?;
+        Ok(answer)
     }
 
     async fn status(&self, repo: &RepoConfig, number: PrNumber) -> Handled<Answer> {
@@ -236,10 +313,12 @@ impl Gandalf {
         Ok(Answer::ok(messages::status(&item, position, &self.config.public_url)))
     }
 
-    /// A `pull_request` event: new commits, closing or a base change drop the PR from the queue.
-    /// Returns the comment to post, if the queue changed.
+    /// A `pull_request` event: new commits, closing or a base change drop the PR from the queue,
+    /// in `conn`'s transaction (the delivery's, which records the drop with it). Returns the
+    /// comment to post, if the queue changed. Asks GitHub nothing.
     pub async fn pull_request_changed(
         &self,
+        conn: &mut PgConnection,
         repo: &RepoName,
         number: PrNumber,
         change: &PrChange,
@@ -247,14 +326,13 @@ impl Gandalf {
         let Some(repo) = self.config.repo(repo) else {
             return Ok(None);
         };
-        let mut conn = self.pool.acquire().await?;
-        let Some(item) = store::active_item(&mut conn, &repo.name, number).await? else {
+        let Some(item) = store::active_item(conn, &repo.name, number).await? else {
             return Ok(None);
         };
         let Some(reason) = DropReason::from_change(change, &item.head_sha) else {
             return Ok(None);
         };
-        if store::finish(&mut conn, item.id, &reason, self.clock.now()).await? {
+        if store::finish(conn, item.id, &reason, self.clock.now()).await? {
             Ok(Some(messages::dropped(&reason)))
         } else {
             Ok(None)
@@ -270,8 +348,16 @@ impl Gandalf {
             .can_write())
     }
 
-    /// Queues a PR after checking, on GitHub, everything SPEC §5.3 asks of it.
-    async fn enqueue(&self, repo: &RepoConfig, number: PrNumber, priority: i32, who: Requester<'_>) -> Handled<Answer> {
+    /// Queues a PR after checking, on GitHub, everything SPEC §5.3 asks of it. With `once`, the
+    /// answer is recorded in the transaction that queues it.
+    async fn enqueue(
+        &self,
+        repo: &RepoConfig,
+        number: PrNumber,
+        priority: i32,
+        who: Requester<'_>,
+        once: Option<&Once<'_>>,
+    ) -> Handled<Answer> {
         let pull = self.queueable_pull(repo, number, who.login).await?;
         let now = self.clock.now();
         let mut tx = self.pool.begin().await?;
@@ -289,21 +375,28 @@ impl Gandalf {
         let outcome = store::enqueue(&mut tx, new, now).await?;
         let items = store::queue(&mut tx, &repo.name).await?;
         let typical = store::typical_verification(&mut tx, &repo.name).await?;
-        tx.commit().await?;
         let position_of = |id| items.iter().position(|i| i.id == id).map(|p| p + 1);
-        match outcome {
+        let answer = match outcome {
             Ok(item) => {
                 let position = position_of(item.id).unwrap_or(items.len());
                 let ahead = i32::try_from(position.saturating_sub(1)).unwrap_or(i32::MAX);
                 let eta = typical.map(|t| t * ahead);
-                metrics::counter!("gandalf_enqueued_total").increment(1);
-                Ok(Answer::ok(messages::queued(&item, position, eta, who.by())))
+                Answer::ok(messages::queued(&item, position, eta, who.by()))
             }
-            Err(existing) => refuse(messages::already_queued(
+            Err(existing) => Answer::refused(messages::already_queued(
                 &existing,
                 position_of(existing.id).unwrap_or(0),
             )),
+        };
+        if let Some(once) = once {
+            once.record(&mut tx, &answer.reply.plain()).await?;
         }
+        tx.commit().await?;
+        if answer.refused {
+            return Err(Refusal::User(answer.reply));
+        }
+        metrics::counter!("gandalf_enqueued_total").increment(1);
+        Ok(answer)
     }
 
     /// The pull request, when `login` may queue it and it may be queued: open, ready, on the
@@ -397,11 +490,32 @@ impl Gandalf {
     }
 }
 
-/// GitHub being unavailable is worth telling the user (nothing changed; try again); any other
-/// GitHub failure is ours.
+/// A GitHub failure is ours, not the user's: a stored delivery is retried on it. Where it is
+/// answered ([`answer_of`]), GitHub being unavailable is worth telling the user (nothing changed;
+/// try again).
 fn github_refusal(e: GithubError) -> Refusal {
-    match e {
-        GithubError::Unavailable(detail) => Refusal::User(messages::github_down(&detail)),
-        other => Refusal::Internal(other.into()),
+    Refusal::Internal(e.into())
+}
+
+/// The answer to a refused command: the user's message, "GitHub is unavailable" when it was, or
+/// an apology for our own failure (logged).
+fn answer_of(r: Refusal, context: &str) -> Answer {
+    if let Refusal::Internal(e) = &r
+        && let Some(GithubError::Unavailable(detail)) = e.chain().find_map(|c| c.downcast_ref::<GithubError>())
+    {
+        tracing::warn!(error = format!("{e:#}"), "{context}: GitHub is unavailable");
+        return Answer::refused(messages::github_down(detail));
     }
+    r.into_answer(context, messages::internal_error)
+}
+
+/// A comment's commands run for a stored delivery ([`Gandalf::handle_delivered_comment`]).
+pub struct CommentRun<'a> {
+    pub delivery: &'a str,
+    /// Who holds the delivery's claim: every record is fenced by it.
+    pub claimant: &'a str,
+    /// The answers of the commands a previous attempt ran: `(command, answer)`, in order.
+    pub done: &'a [(String, String)],
+    /// Answer our own trouble (the delivery's last attempt) instead of failing the attempt.
+    pub answer_trouble: bool,
 }

@@ -5,7 +5,8 @@
 //! `handler` decides, `messages` words it (by family: `messages::commands`,
 //! `messages::verification`, each with snapshot tests), `store` is the queue in Postgres, `config`
 //! reads `gandalf.toml`, `worker` works the queues and `verify` verifies and lands one pull
-//! request; `drop_reason` is why a PR leaves the queue, whichever of them finds out. The ids
+//! request; `drop_reason` is why a PR leaves the queue, whichever of them finds out; `webhook`
+//! takes GitHub's deliveries and `deliveries` processes them (retried, never blocking, once). The ids
 //! (`RepoName`, `PrNumber`, `CommitSha`) are `shared::ids`, parsed at the edge (config, command,
 //! webhook) and typed everywhere after; refusals are `shared::refusal`.
 
@@ -13,6 +14,7 @@ pub mod app;
 pub mod batch;
 pub mod command;
 pub mod config;
+pub mod deliveries;
 pub mod drop_reason;
 pub mod handler;
 pub mod landing;

@@ -56,7 +56,8 @@ async fn webhook(State(app): State<AppState>, delivery: SignedDelivery) -> Resul
     crate::webhook::replace_nul(&mut payload);
     let now = app.gandalf.clock.now();
     let mut conn = app.gandalf.pool.acquire().await?;
-    let fresh = store::store_delivery(&mut conn, &delivery.delivery, &delivery.event, &payload, now).await?;
+    let fresh =
+        crate::deliveries::store::store_delivery(&mut conn, &delivery.delivery, &delivery.event, &payload, now).await?;
     let body = if delivery.event == "ping" {
         json!({ "ok": true, "pong": true })
     } else {

@@ -256,47 +256,6 @@ pub async fn set_paused(
     Ok(())
 }
 
-/// Stores a webhook delivery for processing; `false` when it was seen before.
-pub async fn store_delivery(
-    conn: &mut PgConnection,
-    id: &str,
-    event: &str,
-    payload: &serde_json::Value,
-    now: DateTime<Utc>,
-) -> DbResult<bool> {
-    let n = sqlx::query(
-        "INSERT INTO github_deliveries (delivery_id, event, payload, received_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(id)
-    .bind(event)
-    .bind(payload)
-    .bind(now)
-    .execute(conn)
-    .await?
-    .rows_affected();
-    Ok(n == 1)
-}
-
-/// The oldest unprocessed delivery, locked for the caller's transaction (replicas skip it).
-pub async fn next_delivery(conn: &mut PgConnection) -> DbResult<Option<(String, String, serde_json::Value)>> {
-    sqlx::query_as(
-        "SELECT delivery_id, event, payload FROM github_deliveries WHERE processed_at IS NULL \
-         ORDER BY received_at, delivery_id LIMIT 1 FOR UPDATE SKIP LOCKED",
-    )
-    .fetch_optional(conn)
-    .await
-}
-
-pub async fn delivery_processed(conn: &mut PgConnection, id: &str, now: DateTime<Utc>) -> DbResult<()> {
-    sqlx::query("UPDATE github_deliveries SET processed_at = $2 WHERE delivery_id = $1")
-        .bind(id)
-        .bind(now)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 // --- The verification worker's side -------------------------------------------------------------
 
 /// The item to verify next: the one verifying already (after a restart), else the first queued.

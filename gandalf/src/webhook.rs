@@ -1,9 +1,9 @@
 //! GitHub webhooks: the signature is checked by an extractor before anything parses the body;
 //! deliveries are stored (deduplicated by `X-GitHub-Delivery`) and acknowledged at once, and a
-//! processor works through the stored ones, so a crash between the two loses nothing.
+//! processor (`crate::deliveries`) works through the stored ones, so a crash between the two loses
+//! nothing. Decoding a stored payload into the [`Event`] Gandalf acts on lives here, pure.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{FromRef, FromRequest, Request};
@@ -14,11 +14,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use sha2::Sha256;
 use shared::github::{CommitSha, PrNumber, RepoName};
-use tokio::sync::watch;
 
 use crate::drop_reason::PrChange;
-use crate::handler::Gandalf;
-use crate::store;
+
+/// The processor moved to `crate::deliveries`; `app` starts it from here.
+pub use crate::deliveries::process_deliveries;
 
 /// GitHub caps payloads at 25 MB; ours are comments and PR events, far smaller.
 pub const MAX_WEBHOOK_BODY: usize = 2 * 1024 * 1024;
@@ -85,9 +85,22 @@ pub enum Event {
         number: PrNumber,
         change: PrChange,
     },
-    /// ping, pull_request_review, a comment on an issue, our own comment, a PR opened or
-    /// relabelled…: nothing to do.
+    /// A review was submitted, dismissed or edited: approvals may have changed.
+    Reviewed { repo: RepoName, number: PrNumber },
+    /// ping, a comment on an issue, our own comment, a PR opened or relabelled…: nothing to do.
     Ignored,
+}
+
+impl Event {
+    /// The pull request it is about, where a reply goes.
+    pub fn pull(&self) -> Option<(&RepoName, PrNumber)> {
+        match self {
+            Event::Comment { repo, number, .. }
+            | Event::PullRequest { repo, number, .. }
+            | Event::Reviewed { repo, number } => Some((repo, *number)),
+            Event::Ignored => None,
+        }
+    }
 }
 
 /// Decodes a stored delivery of type `event` into the [`Event`] Gandalf acts on.
@@ -134,6 +147,10 @@ pub fn decode(event: &str, p: &Value, bot_login: &str) -> Event {
             };
             Event::PullRequest { repo, number, change }
         }
+        "pull_request_review" => match (str_at("/action").as_str(), number_at("/pull_request/number")) {
+            ("submitted" | "dismissed" | "edited", Some(number)) => Event::Reviewed { repo, number },
+            _ => Event::Ignored,
+        },
         _ => Event::Ignored,
     }
 }
@@ -192,84 +209,6 @@ where
         };
         Ok(SignedDelivery { event, delivery, body })
     }
-}
-
-/// Works through stored deliveries: at start (leftovers of a crash) and whenever one arrives.
-pub async fn process_deliveries(gandalf: Gandalf, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        if let Err(e) = drain(&gandalf, &mut shutdown).await {
-            tracing::warn!(error = format!("{e:#}"), "delivery processor stumbled; starting over");
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = shutdown.wait_for(|s| *s) => return,
-        }
-    }
-}
-
-async fn drain(gandalf: &Gandalf, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
-    let mut listener = shared::db::listen(&gandalf.pool, &["github_deliveries"]).await?;
-    loop {
-        while process_one(gandalf).await? {}
-        tokio::select! {
-            n = shared::db::next_change(&mut listener) => { n?; }
-            // A delivery left pending because GitHub was down is tried again after a while.
-            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
-            _ = shutdown.wait_for(|s| *s) => return Ok(()),
-        }
-    }
-}
-
-/// Processes the oldest pending delivery; `false` when there was none.
-async fn process_one(gandalf: &Gandalf) -> anyhow::Result<bool> {
-    let mut tx = gandalf.pool.begin().await?;
-    let Some((id, event, payload)) = store::next_delivery(&mut tx).await? else {
-        return Ok(false);
-    };
-    if let Err(e) = handle_event(gandalf, &event, &payload).await {
-        // GitHub being down while we answer: leave it pending and try again later.
-        tracing::warn!(
-            delivery = id,
-            event,
-            error = format!("{e:#}"),
-            "delivery not processed yet"
-        );
-        return Ok(false);
-    }
-    store::delivery_processed(&mut tx, &id, gandalf.clock.now()).await?;
-    tx.commit().await?;
-    Ok(true)
-}
-
-async fn handle_event(gandalf: &Gandalf, event: &str, p: &Value) -> anyhow::Result<()> {
-    match decode(event, p, &gandalf.config.bot_login) {
-        Event::Comment {
-            repo,
-            number,
-            author,
-            body,
-        } => {
-            if let Some(reply) = gandalf.handle_comment(&repo, number, &author, &body).await {
-                comment(gandalf, &repo, number, &reply).await?;
-            }
-        }
-        Event::PullRequest { repo, number, change } => {
-            let note = gandalf.pull_request_changed(&repo, number, &change).await?;
-            if let Some(note) = note {
-                comment(gandalf, &repo, number, &note).await?;
-            }
-        }
-        Event::Ignored => {}
-    }
-    Ok(())
-}
-
-async fn comment(gandalf: &Gandalf, repo: &RepoName, number: PrNumber, body: &str) -> anyhow::Result<()> {
-    let Some(gh) = gandalf.github.as_ref() else {
-        return Ok(());
-    };
-    gh.comment(repo, number, body).await?;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -385,6 +324,34 @@ mod tests {
             ),
             Event::Ignored
         );
+    }
+
+    #[test]
+    fn decode_reads_reviews_that_may_change_approvals() {
+        let review = |action: &str, number: Value| {
+            let p = json!({
+                "action": action,
+                "review": { "state": "approved", "user": { "login": "bob" } },
+                "pull_request": { "number": number },
+                "repository": { "full_name": "acme/api" },
+            });
+            decode("pull_request_review", &p, "gandalf")
+        };
+        let reviewed = Event::Reviewed {
+            repo: "acme/api".parse().unwrap(),
+            number: PrNumber::new(7).unwrap(),
+        };
+        for action in ["submitted", "dismissed", "edited"] {
+            assert_eq!(review(action, json!(7)), reviewed, "{action}");
+        }
+        assert_eq!(
+            reviewed.pull().map(|(r, n)| (r.to_string(), n.get())),
+            Some(("acme/api".into(), 7))
+        );
+        assert_eq!(review("requested", json!(7)), Event::Ignored);
+        assert_eq!(review("submitted", json!(0)), Event::Ignored);
+        assert_eq!(review("submitted", json!("7")), Event::Ignored);
+        assert_eq!(Event::Ignored.pull(), None);
     }
 
     /// Postgres's jsonb refuses `\u0000`; the route replaces NULs in strings and keys first.

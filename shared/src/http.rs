@@ -159,9 +159,10 @@ async fn readyz(State(s): State<OpsState>) -> Response {
 }
 
 /// Refreshes the gauges that describe the database (environments and leases by state, the merge
-/// queues, the outbox backlog), then renders everything. Computed at scrape time from the shared
-/// database, so there is no background polling and both bots report the same numbers; the
-/// histograms and counters (latencies, durations, outcomes) are recorded where things happen.
+/// queues, GitHub deliveries pending and set aside, the outbox backlog), then renders everything.
+/// Computed at scrape time from the shared database, so there is no background polling and both
+/// bots report the same numbers; the histograms and counters (latencies, durations, outcomes) are
+/// recorded where things happen.
 async fn metrics_page(State(s): State<OpsState>) -> String {
     if let Ok(mut conn) = s.pool.acquire().await {
         if let Ok(census) = crate::envs::store::census(&mut conn).await {
@@ -197,6 +198,11 @@ async fn metrics_page(State(s): State<OpsState>) -> String {
                         .set(of(Some(state)) as f64);
                 }
             }
+        }
+        // From the table, so every replica (and Bobby) reports the same counts, across restarts.
+        if let Ok((pending, failed)) = crate::control::read::delivery_census(&mut conn).await {
+            metrics::gauge!("gandalf_deliveries_pending").set(pending as f64);
+            metrics::counter!("gandalf_deliveries_failed_total").absolute(u64::try_from(failed).unwrap_or(0));
         }
         if let Ok(n) = crate::slack::outbox::backlog(&s.pool).await {
             metrics::gauge!("slack_outbox_backlog").set(n as f64);

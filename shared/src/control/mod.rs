@@ -3,7 +3,7 @@
 //!
 //! | path | what |
 //! |---|---|
-//! | `GET /` | environments, the queues with positions and ETAs, recent merges and failures, recent Nightly runs |
+//! | `GET /` | environments, the queues with positions and ETAs, recent merges and failures, GitHub deliveries set aside, recent Nightly runs |
 //! | `GET /queue/{owner}/{repo}/pulls/{n}` | a PR's latest verification (`?item=<id>` for an earlier one): steps, durations, logs |
 //! | `GET /nightly/runs/{id}` | a Nightly run: every environment, step and attempt with its output |
 //! | `GET /deploys/{id}` | a `/bobby deploy`: its plan, steps, durations and logs |
@@ -151,6 +151,21 @@ struct IndexPage {
     queues: Vec<QueueView>,
     recent: Vec<RecentRow>,
     runs: Vec<RunRow>,
+    failed_deliveries: Vec<FailedDeliveryRow>,
+}
+
+/// A GitHub delivery Gandalf gave up on (SPEC §5.4): what it was about and why it failed.
+struct FailedDeliveryRow {
+    id: String,
+    event: String,
+    subject: String,
+    link: Option<String>,
+    attempts: i32,
+    error: String,
+    when: String,
+    at: String,
+    /// "command ran, reply not posted", when that is how far it got.
+    note: String,
 }
 
 struct EnvCard {
@@ -277,6 +292,11 @@ async fn index(State(c): State<Control>) -> PageResult {
         .into_iter()
         .map(|r| run_row(t, r))
         .collect();
+    let failed_deliveries = read::failed_deliveries(&mut conn, 20)
+        .await?
+        .into_iter()
+        .map(|d| failed_delivery_row(t, d))
+        .collect();
     let next_nightly = read::next_nightly(&mut conn)
         .await?
         .map(|(phase, at)| format!("Next Nightly: {phase} {} ({})", t.rel(at), t.at(at)));
@@ -290,7 +310,32 @@ async fn index(State(c): State<Control>) -> PageResult {
         queues,
         recent,
         runs,
+        failed_deliveries,
     })
+}
+
+fn failed_delivery_row(t: Times, d: read::FailedDelivery) -> FailedDeliveryRow {
+    // `owner/repo#n` links to the PR's page when it was ever queued; otherwise a 404 page says so.
+    let link = d
+        .subject
+        .as_deref()
+        .and_then(|s| s.split_once('#'))
+        .map(|(repo, n)| pull_link(repo, n));
+    FailedDeliveryRow {
+        subject: d.subject.unwrap_or_default(),
+        link,
+        attempts: d.attempts,
+        error: d.last_error.unwrap_or_default(),
+        when: t.rel(d.failed_at),
+        at: t.at(d.failed_at),
+        note: if d.executed {
+            "its command ran; the reply could not be posted".into()
+        } else {
+            String::new()
+        },
+        id: d.delivery_id,
+        event: d.event,
+    }
 }
 
 /// One environment's card: state, lease, preservation, last Nightly, fault, deploys.

@@ -307,6 +307,45 @@ pub async fn queue_census(conn: &mut PgConnection) -> DbResult<Vec<(String, Opti
     .await
 }
 
+/// GitHub deliveries waiting (to be processed, or for a retry) and set aside as failed after their
+/// last attempt (SPEC §5.4): `(pending, failed)`.
+pub async fn delivery_census(conn: &mut PgConnection) -> DbResult<(i64, i64)> {
+    sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE processed_at IS NULL AND failed_at IS NULL), \
+                count(*) FILTER (WHERE failed_at IS NOT NULL) \
+         FROM github_deliveries",
+    )
+    .fetch_one(conn)
+    .await
+}
+
+// --- GitHub deliveries ---------------------------------------------------------------------------
+
+/// A GitHub delivery Gandalf set aside after its last attempt (SPEC §5.4), with its error.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct FailedDelivery {
+    pub delivery_id: String,
+    pub event: String,
+    /// `owner/repo#n`, when it was about a pull request.
+    pub subject: Option<String>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub failed_at: DateTime<Utc>,
+    /// Whether its command had run (then only its reply was not posted).
+    pub executed: bool,
+}
+
+/// The deliveries set aside most recently.
+pub async fn failed_deliveries(conn: &mut PgConnection, limit: i64) -> DbResult<Vec<FailedDelivery>> {
+    sqlx::query_as(
+        "SELECT delivery_id, event, subject, attempts, last_error, failed_at, executed_at IS NOT NULL AS executed \
+         FROM github_deliveries WHERE failed_at IS NOT NULL ORDER BY failed_at DESC, seq DESC LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
 /// A `/bobby deploy` as its page shows it (SPEC §4.6).
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Deploy {

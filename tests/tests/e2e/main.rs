@@ -18,6 +18,7 @@ mod faults_postgres;
 mod faults_shutdown;
 mod faults_slack;
 mod gandalf_commands;
+mod gandalf_deliveries;
 mod gandalf_landing;
 mod gandalf_queue;
 mod gandalf_webhooks;
