@@ -20,13 +20,13 @@ use tokio::sync::watch;
 use shared::http::About;
 
 use crate::config::{BobbyConfig, CheckoutConfig};
-use shared::copies::Copies;
 use crate::deploy::Deployer;
 use crate::expiry::ExpiryWorker;
 use crate::handler::Bobby;
 use crate::nightly::scheduler::NightlyWorker;
 use crate::nightly::{self, Nightly, NightlyCode};
 use crate::routes::{AppState, router};
+use shared::copies::Copies;
 
 pub struct Options {
     pub config: BobbyConfig,

@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 
 use chrono::{NaiveDate, Weekday};
 use serde::{Deserialize, Deserializer};
+pub use shared::copies::CheckoutConfig;
+use shared::copies::resolve_clone_url;
 use shared::duration::Span;
 use shared::envs::{Declared, DefaultLease, LeasePolicy};
 use shared::ids::{ChannelId, EnvName, SlackUserId};
 use shared::people::{People, Person};
 use shared::settings::{Invalid, SettingsError, TimeOfDay, Timezone, config_dir, load_toml, parse_toml};
 use shared::steps::env::{EnvValue, StepEnv};
-pub use shared::copies::CheckoutConfig;
-use shared::copies::resolve_clone_url;
 
 #[derive(Debug, Clone)]
 pub struct BobbyConfig {

@@ -178,11 +178,7 @@ async fn nightly_run(config: BobbyConfig, phase: &str, env: Option<&str>, dry_ru
     } else {
         None
     };
-    let code = bobby::app::nightly_code(
-        &config,
-        github,
-        &shared::working_copy::Mirrors::new(&config.state_dir),
-    );
+    let code = bobby::app::nightly_code(&config, github, &shared::working_copy::Mirrors::new(&config.state_dir));
     let bobby = bobby::handler::Bobby::new(pool.clone(), Arc::new(config), Arc::new(SystemClock));
     let registry = shared::steps::Registry::new(pool);
     let Some(nightly) = bobby::nightly::Nightly::new(bobby, Some(registry), secrets.mask_values()) else {

@@ -6,14 +6,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+pub use shared::copies::CheckoutConfig;
+use shared::copies::resolve_clone_url;
 use shared::duration::Span;
 use shared::envs::Declared;
 use shared::ids::{ChannelId, EnvName, RepoName, SlackUserId};
 use shared::people::{People, Person};
 use shared::settings::{Invalid, SettingsError, config_dir, load_toml, parse_toml};
 use shared::steps::env::{EnvValue, StepEnv};
-pub use shared::copies::CheckoutConfig;
-use shared::copies::resolve_clone_url;
 
 #[derive(Debug, Clone)]
 pub struct GandalfConfig {

@@ -13,13 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use shared::copies::Copies;
 use shared::envs::store::{self as envs, LockOutcome, UnlockOutcome};
 use shared::envs::{Actor, DefaultLease, EnvState, LeasePolicy};
 use shared::github::{CommitSha, Github, GithubError, MergeOutcome, PrNumber, PullRequest};
 use shared::ids::Holder;
 use shared::slack::outbox::{self, Sender};
 use shared::steps::{self, Registry, StepEnd, StepSpec};
-use shared::copies::Copies;
 use shared::working_copy::WorkingCopy;
 use sqlx::postgres::PgListener;
 use tokio::sync::watch;
@@ -217,6 +217,8 @@ impl Verifier<'_> {
     ) -> anyhow::Result<Option<Outcome>> {
         let outcome = match halt {
             Halt::Drop(reason) => {
+                // Found at the re-check before landing, after the deploys: revert them first.
+                self.revert(item, deployed).await?;
                 let mut conn = self.gandalf.pool.acquire().await?;
                 if store::finish(&mut conn, item.id, &reason, self.now()).await? {
                     self.comment(item.pr, &messages::dropped(&reason)).await;
@@ -325,9 +327,10 @@ impl Verifier<'_> {
         self.build_deploy_test(&ctx, &work, stop, deployed).await?;
         drop(copy);
 
-        // 5. Land exactly the candidate.
+        // 5. Land exactly the candidate, if the PR may still land.
+        let pull = self.recheck(item).await?;
         self.advance(item, ItemState::Landing, None, stop).await?;
-        self.land(item, &base_tip, &candidate).await
+        self.land(item, &pull, &base_tip, &candidate).await
     }
 
     /// Step 2: checks the PR is still what was queued, then merges its pinned head into the base's
@@ -630,25 +633,23 @@ impl Verifier<'_> {
         }
     }
 
-    /// Step 5: re-checks the PR, then moves the base to exactly the tested tree by a fast-forward
+    /// Step 5, after [`Verifier::recheck`]: moves the base to exactly the tested tree by a fast-forward
     /// (never force), so a push to the base meanwhile makes GitHub refuse the move instead of
     /// landing an untested tree. `merge` lands the candidate itself; `squash` a commit of the
     /// candidate's tree on the tested base tip, recorded before the base moves. `Ok(None)` when the
     /// base moved since the candidate was built: the item goes back to the head of the queue.
-    async fn land(&self, item: &Item, base_tip: &CommitSha, candidate: &CommitSha) -> Flow<Option<CommitSha>> {
+    async fn land(
+        &self,
+        item: &Item,
+        pull: &PullRequest,
+        base_tip: &CommitSha,
+        candidate: &CommitSha,
+    ) -> Flow<Option<CommitSha>> {
         let name = &self.repo.name;
         let gh = self.github;
-        let pull = gh.pull(name, item.pr).await?;
-        if let Some(reason) = DropReason::from_pull(&pull, &item.head_sha, &self.repo.base) {
-            return Err(Halt::Drop(reason));
-        }
-        let required = self.repo.required_approvals;
-        if let Some(reason) = reviews::standing(gh, name, item.pr, &item.head_sha, &pull.author, required).await? {
-            return Err(Halt::Drop(reason));
-        }
         let target = match self.repo.merge_method {
             MergeMethod::Merge => candidate.clone(),
-            MergeMethod::Squash => self.squash_commit(item, &pull, base_tip, candidate).await?,
+            MergeMethod::Squash => self.squash_commit(item, pull, base_tip, candidate).await?,
         };
         {
             let mut conn = self.gandalf.pool.acquire().await?;
@@ -675,6 +676,22 @@ impl Verifier<'_> {
             tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
         }
         Err(Halt::Internal(anyhow::anyhow!("GitHub kept failing while landing")))
+    }
+
+    /// Step 5's re-check, right before landing: the PR is still open, its head still the pinned
+    /// one, on the queue's base, and its reviews still let it land (a missed delivery cannot let
+    /// a PR through).
+    async fn recheck(&self, item: &Item) -> Flow<PullRequest> {
+        let (name, gh) = (&self.repo.name, self.github);
+        let pull = gh.pull(name, item.pr).await?;
+        if let Some(reason) = DropReason::from_pull(&pull, &item.head_sha, &self.repo.base) {
+            return Err(Halt::Drop(reason));
+        }
+        let required = self.repo.required_approvals;
+        if let Some(reason) = reviews::standing(gh, name, item.pr, &item.head_sha, &pull.author, required).await? {
+            return Err(Halt::Drop(reason));
+        }
+        Ok(pull)
     }
 
     /// The `squash` commit: the candidate's tree with the tested base tip as its only parent. A

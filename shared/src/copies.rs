@@ -86,7 +86,6 @@ pub fn resolve_clone_url(checkout: &mut Option<CheckoutConfig>, base_dir: &Path)
     }
 }
 
-
 /// Working copies of one repository for one kind of run. Cheap to clone.
 #[derive(Clone)]
 pub struct Copies {

@@ -29,8 +29,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::command::{DeployRef, closest};
 use crate::config::{BobbyConfig, DeployConfig};
-use shared::copies::Copies;
 use crate::messages;
+use shared::copies::Copies;
 use store::{DeployPlan, DeployRow, Liveness, NewDeploy};
 
 type Task = Pin<Box<dyn Future<Output = ()> + Send>>;

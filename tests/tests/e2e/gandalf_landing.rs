@@ -258,3 +258,41 @@ async fn no_working_copy_pauses_the_queue_and_rejects_nothing() {
     );
     assert_eq!(g.github.comments(REPO, 7).len(), 0, "the PR is not told it failed");
 }
+
+/// A writer's "changes requested" while the PR verifies stops the run, reverts what was deployed
+/// and drops the PR; with the delivery missed, the re-check right before landing catches it.
+#[tokio::test]
+async fn changes_requested_during_verification_stop_it_and_the_recheck_before_landing_catches_a_missed_one() {
+    let (g, p) = setup("", true).await;
+    let base = main_tip(&g);
+    p.block("test-7");
+    g.ready_pull(7, "api/x.rs");
+    merge(&g, "merge #7").await;
+    p.wait_for_start("test 7 -", 1).await;
+    g.github.review(REPO, 7, "bob", "CHANGES_REQUESTED");
+    let payload = serde_json::json!({
+        "action": "submitted",
+        "review": { "state": "changes_requested", "user": { "login": "bob" } },
+        "pull_request": { "number": 7 },
+        "repository": { "full_name": REPO },
+    });
+    g.deliver("pull_request_review", "r-7", &payload).await;
+    g.wait_for_state(7, "dropped").await;
+    p.unblock("test-7");
+    p.wait_for_start("revert 7 api", 1).await;
+    assert_eq!(main_tip(&g), base);
+
+    // #8: the review arrives while its test runs, and its delivery is lost.
+    p.block("test-8");
+    g.ready_pull(8, "web/y.js");
+    merge(&g, "merge #8").await;
+    p.wait_for_start("test 8 -", 1).await;
+    g.github.dismiss_review(REPO, 8, "bob");
+    p.unblock("test-8");
+    g.wait_for_state(8, "dropped").await;
+    assert_eq!(main_tip(&g), base, "nothing landed");
+    assert_eq!(g.github.calls_to(PATCH_MAIN), 0);
+    assert!(p.started().contains(&"revert 8 web".to_string()), "{:?}", p.started());
+    let c = g.wait_for_comments(8, 1).await;
+    assert!(c.iter().any(|c| c.contains("approvals")), "{c:?}");
+}

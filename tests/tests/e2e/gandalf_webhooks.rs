@@ -266,3 +266,68 @@ async fn several_commands_in_one_comment_get_one_reply() {
     }
     assert_eq!(queued_count(&g).await, 1);
 }
+
+fn review_payload(action: &str, number: u64, login: &str, state: &str) -> serde_json::Value {
+    json!({
+        "action": action,
+        "review": { "state": state, "user": { "login": login } },
+        "pull_request": { "number": number },
+        "repository": { "full_name": "acme/platform" },
+    })
+}
+
+/// Reviews as GitHub counts them (SPEC §5.3): a dismissed approval, or changes requested by
+/// someone with write access, drops a queued PR; a read-only reviewer's request does not.
+#[tokio::test]
+async fn reviews_that_no_longer_let_a_pr_land_drop_it_and_read_only_advice_does_not() {
+    let g = spawn_gandalf().await;
+    for n in [1, 2, 3] {
+        g.ready_pull(n, &format!("f{n}.txt"));
+        g.command("U0ALICE", &format!("merge #{n}")).await;
+    }
+    assert_eq!(queued_count(&g).await, 3);
+
+    // #1: bob's approval is dismissed.
+    g.github.dismiss_review("acme/platform", 1, "bob");
+    g.deliver(
+        "pull_request_review",
+        "r-1",
+        &review_payload("dismissed", 1, "bob", "dismissed"),
+    )
+    .await;
+    let c = g.wait_for_comments(1, 1).await;
+    assert!(c[0].contains("0 of the 1 approvals"), "{c:?}");
+
+    // #2: carol (read only) requests changes: advice, nothing happens.
+    g.github.review("acme/platform", 2, "carol", "CHANGES_REQUESTED");
+    g.deliver(
+        "pull_request_review",
+        "r-2",
+        &review_payload("submitted", 2, "carol", "changes_requested"),
+    )
+    .await;
+    // #3: bob (write) requests changes after approving: dropped. Deliveries are handled in
+    // order, so once #3's comment is there #2's delivery has been handled too.
+    g.github.review("acme/platform", 3, "bob", "CHANGES_REQUESTED");
+    g.deliver(
+        "pull_request_review",
+        "r-3",
+        &review_payload("submitted", 3, "bob", "changes_requested"),
+    )
+    .await;
+    let c = g.wait_for_comments(3, 1).await;
+    assert!(c[0].contains("changes were requested by bob"), "{c:?}");
+    g.wait_for(
+        "SELECT count(*) FROM github_deliveries WHERE processed_at IS NULL",
+        0i64,
+    )
+    .await;
+    assert_eq!(g.github.comments("acme/platform", 2), Vec::<String>::new());
+    assert_eq!(g.state_of(2).await, "queued", "read-only advice drops nothing");
+    assert_eq!(g.state_of(1).await, "dropped");
+    assert_eq!(g.state_of(3).await, "dropped");
+
+    // Queuing again is refused while the request stands.
+    let (text, refused) = g.command("U0ALICE", "merge #3").await;
+    assert!(refused && text.contains("changes were requested by bob"), "{text}");
+}
