@@ -50,7 +50,7 @@ fn err(message: impl Into<String>, usage: Option<&'static str>) -> ParseError {
 }
 
 pub const VERBS: &[(&str, &str)] = &[
-    ("merge", "merge <pr> [p=high|p=low|p=<n>]"),
+    ("merge", "merge <pr> [p=urgent|p=high|p=low|p=<n>]"),
     ("cancel", "cancel <pr>"),
     ("retry", "retry <pr>"),
     ("queue", "queue [owner/repo]"),
@@ -119,11 +119,12 @@ fn parse_priority(s: &str) -> Result<i32, String> {
         .or_else(|| s.strip_prefix("priority="))
         .ok_or_else(|| {
             format!(
-                "`{}` is not a priority; write `p=high`, `p=low` or `p=<number>`",
+                "`{}` is not a priority; write `p=urgent`, `p=high`, `p=low` or `p=<number>`",
                 clip(s)
             )
         })?;
     match value.to_ascii_lowercase().as_str() {
+        "urgent" => Ok(shared::queue::URGENT),
         "high" => Ok(PRIORITY_HIGH),
         "low" => Ok(PRIORITY_LOW),
         "normal" | "default" => Ok(0),
@@ -133,7 +134,7 @@ fn parse_priority(s: &str) -> Result<i32, String> {
             .filter(|n| (-1000..=1000).contains(n))
             .ok_or_else(|| {
                 format!(
-                    "`{}` is not a priority; use high, low or a number from -1000 to 1000",
+                    "`{}` is not a priority; use urgent, high, low or a number from -1000 to 1000",
                     clip(value)
                 )
             }),
@@ -228,7 +229,9 @@ impl CommentCommand {
     pub fn label(&self, bot: &str) -> String {
         match self {
             CommentCommand::Merge { priority: 0 } => format!("@{bot} merge"),
-            CommentCommand::Merge { priority } => format!("@{bot} merge p={priority}"),
+            CommentCommand::Merge { priority } => {
+                format!("@{bot} merge p={}", shared::queue::priority_label(*priority))
+            }
             CommentCommand::Cancel => format!("@{bot} cancel"),
             CommentCommand::Retry => format!("@{bot} retry"),
             CommentCommand::Status => format!("@{bot} status"),
@@ -395,11 +398,16 @@ mod tests {
     #[test]
     fn mistakes_say_what_to_type() {
         assert!(parse("merge").unwrap_err().message.contains("which pull request"));
-        assert!(
-            parse("merge #1 p=urgent")
-                .unwrap_err()
-                .message
-                .contains("not a priority")
+        assert!(parse("merge #1 p=soon").unwrap_err().message.contains("not a priority"));
+        assert_eq!(
+            parse("merge #1 p=urgent"),
+            Ok(Command::Merge {
+                pr: PrRef {
+                    repo: None,
+                    number: PrNumber::new(1).unwrap()
+                },
+                priority: shared::queue::URGENT
+            })
         );
         assert!(parse("merge #1 p=99999").unwrap_err().message.contains("-1000 to 1000"));
         assert!(

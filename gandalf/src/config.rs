@@ -97,6 +97,10 @@ pub struct RepoConfig {
     pub step_timeout: Span,
     #[serde(default)]
     pub checkout: Option<CheckoutConfig>,
+    /// Re-runs of a red `test` on the same deployment before the candidate counts as red; a pass
+    /// on a retry lands and marks the run flaky (SPEC §5.6).
+    #[serde(default)]
+    pub test_retries: u32,
     #[serde(default = "four")]
     pub parallelism: u32,
     pub pipeline: PipelineConfig,

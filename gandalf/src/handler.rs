@@ -233,8 +233,11 @@ impl Gandalf {
         let items = store::queue(&mut conn, &repo.name).await?;
         let pause = store::pause_state(&mut conn, &repo.name).await?;
         let typical = store::typical_verification(&mut conn, &repo.name).await?;
+        let flaky = store::flaky_rate(&mut conn, &repo.name).await?;
         let now = self.clock.now();
-        Ok(Answer::ok(messages::queue(&repo.name, &items, &pause, typical, now)))
+        Ok(Answer::ok(messages::queue(
+            &repo.name, &items, &pause, typical, flaky, now,
+        )))
     }
 
     /// Pauses the queue with `reason`, or resumes it (`None`).

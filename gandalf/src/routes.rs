@@ -139,13 +139,16 @@ async fn item_json(conn: &mut sqlx::PgConnection, item: &Item, position: Option<
         "head_sha": item.head_sha,
         "state": item.state,
         "position": position,
-        "priority": item.priority,
+        // A number, or "urgent" (which sorts before every number).
+        "priority": if item.priority == shared::queue::URGENT { json!("urgent") } else { json!(item.priority) },
         "queued_by": item.queued_by,
         "enqueued_at": item.enqueued_at,
         "candidate_sha": item.candidate_sha,
         "affected": item.affected.0,
         "steps": steps,
         "outcome_reason": item.outcome_reason,
+        "batch": Value::Null,
+        "flaky": item.flaky,
     }))
 }
 

@@ -301,7 +301,7 @@ pub async fn advance(conn: &mut PgConnection, id: i64, state: ItemState, note: O
 pub async fn start_verification(conn: &mut PgConnection, id: i64, now: DateTime<Utc>) -> DbResult<bool> {
     let n = sqlx::query(
         "UPDATE queue_items SET state = 'preparing', note = NULL, attempts = attempts + 1, \
-         verify_started_at = $2, candidate_sha = NULL, base_sha = NULL, landing_sha = NULL, \
+         verify_started_at = $2, candidate_sha = NULL, base_sha = NULL, landing_sha = NULL, flaky = false, \
          affected = '[]', deployed = '[]' \
          WHERE id = $1 AND state NOT IN ('merged', 'failed', 'cancelled', 'dropped')",
     )
@@ -311,6 +311,28 @@ pub async fn start_verification(conn: &mut PgConnection, id: i64, now: DateTime<
     .await?
     .rows_affected();
     Ok(n == 1)
+}
+
+/// Marks a run flaky: its `test` failed and then passed on a retry.
+pub async fn set_flaky(conn: &mut PgConnection, id: i64) -> DbResult<()> {
+    sqlx::query("UPDATE queue_items SET flaky = true WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Of the repository's last 50 finished runs (landed or rejected), how many were flaky.
+pub async fn flaky_rate(conn: &mut PgConnection, repo: &RepoName) -> DbResult<crate::messages::FlakyRate> {
+    let (flaky, runs): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE flaky), count(*) FROM ( \
+           SELECT flaky FROM queue_items WHERE repo = $1 AND state IN ('merged', 'failed') \
+           ORDER BY finished_at DESC LIMIT 50) recent",
+    )
+    .bind(repo)
+    .fetch_one(conn)
+    .await?;
+    Ok(crate::messages::FlakyRate { flaky, runs })
 }
 
 /// Records the commit the base is about to be moved to, before it moves (SPEC §5.3 step 5), only

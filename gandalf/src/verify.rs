@@ -402,7 +402,25 @@ impl Verifier<'_> {
                 .await?;
         }
         self.advance(item, ItemState::Testing, None, stop).await?;
-        self.step(ctx, Phase::Test, &self.repo.pipeline.test, None, stop).await
+        // `test_retries`: a red test runs again on the same deployment; a pass on a retry lands,
+        // and the run is marked flaky.
+        let mut retries = 0;
+        loop {
+            match self.step(ctx, Phase::Test, &self.repo.pipeline.test, None, stop).await {
+                Ok(()) => break,
+                Err(Halt::Red(red)) if retries < self.repo.test_retries && !stop.raised() => {
+                    retries += 1;
+                    tracing::info!(repo = %self.repo.name, pr = %item.pr, retries, failure = red.summary(), "test failed; running it again");
+                }
+                Err(halt) => return Err(halt),
+            }
+        }
+        if retries > 0 {
+            let mut conn = self.gandalf.pool.acquire().await?;
+            store::set_flaky(&mut conn, item.id).await?;
+            metrics::counter!("gandalf_flaky_total").increment(1);
+        }
+        Ok(())
     }
 
     /// Takes the environment's lease for Gandalf, waiting (and saying so) while a person holds it
@@ -817,7 +835,10 @@ impl Verifier<'_> {
         tx.commit().await?;
         metrics::histogram!("gandalf_time_in_queue_seconds").record(in_queue.num_milliseconds() as f64 / 1000.0);
         let squashed = self.repo.merge_method == MergeMethod::Squash;
-        let comment = messages::merged_comment(&self.repo.base, landed, &current.affected, verification, squashed);
+        let mut comment = messages::merged_comment(&self.repo.base, landed, &current.affected, verification, squashed);
+        if current.flaky {
+            comment.push_str(messages::flaky_note());
+        }
         self.comment(item.pr, &comment).await;
         Ok(())
     }

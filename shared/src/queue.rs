@@ -96,6 +96,22 @@ pub struct Item {
     pub note: Option<String>,
     pub deployed: sqlx::types::Json<Vec<String>>,
     pub attempts: i32,
+    /// Its `test` failed and then passed on a retry (`test_retries`).
+    pub flaky: bool,
+}
+
+/// The priority `p=urgent` stores: above every number a person can give (-1000 to 1000), so it
+/// sorts first; an urgent PR is never batched (SPEC §5.2, §5.6).
+pub const URGENT: i32 = 1_000_000;
+
+/// A priority as people write it: `urgent`, `high`, `low`, or the number.
+pub fn priority_label(p: i32) -> String {
+    match p {
+        URGENT => "urgent".into(),
+        10 => "high".into(),
+        -10 => "low".into(),
+        p => p.to_string(),
+    }
 }
 
 /// The columns of [`Item`], for `concat!` into queries (`SELECT … FROM queue_items`).
@@ -104,7 +120,7 @@ macro_rules! queue_item_columns {
     () => {
         "id, repo, pr, title, author, head_sha, priority, queued_by, queued_by_slack, enqueued_at, state, \
          base_sha, candidate_sha, affected, outcome_reason, verify_started_at, finished_at, landed_sha, note, \
-         deployed, attempts"
+         deployed, attempts, flaky"
     };
 }
 

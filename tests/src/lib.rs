@@ -672,6 +672,12 @@ async fn spawn_gandalf_env(
 }
 
 impl TestGandalf {
+    /// GETs `path` from this Gandalf: the status and the JSON body.
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let r = reqwest::get(format!("http://{}{path}", self.addr)).await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
     /// The database this Gandalf runs on, for a Bobby to share ([`spawn_bobby_on`]).
     pub fn database(&self) -> TestDb {
         let url = self
@@ -1029,6 +1035,12 @@ echo "$GANDALF_STEP|$GANDALF_PR|${GANDALF_RESOURCE:--}|$(pwd)|$(git rev-parse HE
 while [ -e "$D/block-$key" ] || [ -e "$D/block-$rkey" ]; do sleep 0.02; done
 echo "output of $rkey"
 if [ -e "$D/say-$key" ]; then cat "$D/say-$key"; fi
+if [ -e "$D/fail-once-$key" ]; then
+  rm -f "$D/fail-once-$key"
+  echo "flaked in $rkey"
+  echo "$(date +%s%N)|end|$GANDALF_STEP|$GANDALF_PR|${GANDALF_RESOURCE:--}|3|" >> "$D/calls.log"
+  exit 3
+fi
 if [ -e "$D/fail-$key" ] || [ -e "$D/fail-$rkey" ]; then
   echo "boom in $rkey"
   echo "$(date +%s%N)|end|$GANDALF_STEP|$GANDALF_PR|${GANDALF_RESOURCE:--}|3|" >> "$D/calls.log"
@@ -1111,6 +1123,11 @@ impl Pipeline {
     /// Makes step `<step>-<pr>` print `output` (after its `output of …` line).
     pub fn say(&self, key: &str, output: &str) {
         std::fs::write(self.dir.path().join(format!("say-{key}")), output).unwrap();
+    }
+
+    /// Makes step `<step>-<pr>` fail once, then pass (a flaky test).
+    pub fn fail_once(&self, key: &str) {
+        std::fs::write(self.dir.path().join(format!("fail-once-{key}")), "").unwrap();
     }
 
     pub fn fail(&self, key: &str) {

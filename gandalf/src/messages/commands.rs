@@ -163,7 +163,7 @@ pub fn queued(item: &Item, position: usize, eta: Option<chrono::Duration>, by: B
         escape(&item.title)
     );
     if item.priority != 0 {
-        text.push_str(&format!(" (priority {})", item.priority));
+        text.push_str(&format!(" (priority {})", shared::queue::priority_label(item.priority)));
     }
     if let Some(eta) = eta {
         text.push_str(&format!("; expect it to start in about {}", humanize(eta)));
@@ -223,8 +223,13 @@ pub fn nothing_to_retry(repo: &RepoName, number: PrNumber) -> Reply {
 }
 
 fn item_line(item: &Item, position: usize, now: DateTime<Utc>) -> String {
+    let priority = if item.priority == 0 {
+        String::new()
+    } else {
+        format!(" · priority {}", shared::queue::priority_label(item.priority))
+    };
     format!(
-        "{position}. {} {} · {} · queued by {} {} ago",
+        "{position}. {} {} · {}{priority} · queued by {} {} ago",
         pr(&item.repo, item.pr),
         escape(&item.title),
         state(item.state),
@@ -233,12 +238,21 @@ fn item_line(item: &Item, position: usize, now: DateTime<Utc>) -> String {
     )
 }
 
-/// `/gandalf queue`: the items in order, with when each should start if `typical` is known.
+/// How many of a repository's recent finished runs passed only on a retry of `test`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlakyRate {
+    pub flaky: i64,
+    pub runs: i64,
+}
+
+/// `/gandalf queue`: the items in order, with when each should start if `typical` is known, and
+/// the flaky rate of the last runs.
 pub fn queue(
     repo: &RepoName,
     items: &[Item],
     pause: &Pause,
     typical: Option<chrono::Duration>,
+    flaky: FlakyRate,
     now: DateTime<Utc>,
 ) -> Reply {
     let mut text = format!("*Queue of {}*", escape(&repo.to_string()));
@@ -258,6 +272,14 @@ pub fn queue(
             text.push_str(&format!(" · starts in ~{}", humanize(t * ahead)));
         }
         text.push('\n');
+    }
+    if flaky.runs > 0 {
+        text.push_str(&format!(
+            "Flaky rate: {}% ({} of the last {} runs passed only on a retry of `test`)",
+            flaky.flaky * 100 / flaky.runs,
+            flaky.flaky,
+            flaky.runs
+        ));
     }
     Reply::ephemeral(text.trim_end().to_string())
 }
@@ -483,6 +505,7 @@ mod tests {
         let third = Item {
             id: 3,
             pr: n(44),
+            priority: shared::queue::URGENT,
             state: ItemState::Queued,
             ..waiting.clone()
         };
@@ -493,15 +516,16 @@ mod tests {
             by: None,
         };
         let text = [
-            slack(&queue(&repo(), &[], &Pause::default(), None, now)),
+            slack(&queue(&repo(), &[], &Pause::default(), None, FlakyRate::default(), now)),
             slack(&queue(
                 &repo(),
                 &[item(), waiting, third],
                 &Pause::default(),
                 Some(chrono::Duration::minutes(20)),
+                FlakyRate { flaky: 2, runs: 50 },
                 now,
             )),
-            slack(&queue(&repo(), &[item()], &paused, None, now)),
+            slack(&queue(&repo(), &[item()], &paused, None, FlakyRate::default(), now)),
         ];
         assert_snapshot!(text.join("\n\n"));
     }

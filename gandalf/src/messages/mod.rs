@@ -62,6 +62,7 @@ pub(crate) mod fixtures {
             note: None,
             deployed: sqlx::types::Json(vec![]),
             attempts: 1,
+            flaky: false,
         }
     }
 

@@ -262,6 +262,12 @@ pub fn merged_comment(
     )
 }
 
+/// Appended to the landed comment of a run whose `test` passed only on a retry.
+pub fn flaky_note() -> &'static str {
+    "\n\n:warning: Its `test` failed and then passed on a retry (`test_retries`): this run is marked *flaky*. \
+     The failed attempts' logs are on the control center."
+}
+
 /// The announcement in `merges_channel`.
 pub fn merge_announcement(
     item: &Item,
@@ -441,6 +447,7 @@ mod tests {
             merged_comment("main", &sha('c'), &affected, chrono::Duration::minutes(12), false),
             merged_comment("main", &sha('c'), &[], chrono::Duration::seconds(40), false),
             merged_comment("main", &sha('c'), &affected, chrono::Duration::minutes(3), true),
+            flaky_note().to_string(),
             slack(&merge_announcement(
                 &item(),
                 &sha('c'),

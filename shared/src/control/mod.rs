@@ -267,8 +267,7 @@ fn queue_anchor(repo: &str) -> String {
 fn priority_text(p: i32) -> String {
     match p {
         0 => String::new(),
-        10 => "high".into(),
-        -10 => "low".into(),
+        p @ (crate::queue::URGENT | 10 | -10) => crate::queue::priority_label(p),
         p => format!("p={p}"),
     }
 }
@@ -518,6 +517,8 @@ struct PullPage {
     tone: Tone,
     position: Option<usize>,
     priority: String,
+    /// Its `test` passed only on a retry.
+    flaky: bool,
     queued_by: String,
     enqueued: String,
     in_queue: String,
@@ -651,6 +652,7 @@ async fn pull(
         tone: view::item_tone(item.state.as_str()),
         position,
         priority: priority_text(item.priority),
+        flaky: item.flaky,
         queued_by: c.person(&item.queued_by),
         enqueued: t.at(item.enqueued_at),
         in_queue: t.took(item.enqueued_at, item.verify_started_at.or(item.finished_at)),

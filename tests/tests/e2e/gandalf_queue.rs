@@ -676,3 +676,65 @@ async fn the_verification_lease_is_renewed_while_a_revert_runs_past_it() {
     g.wait_for_state(7, "failed").await;
     g.wait_for("SELECT count(*) FROM leases", 0i64).await;
 }
+
+/// `test_retries`: a red `test` runs again on the same deployment; a pass lands and marks the run
+/// flaky (comment, API, queue listing). Without retries the same flake rejects the PR.
+#[tokio::test]
+async fn a_test_that_passes_on_a_retry_lands_and_is_marked_flaky() {
+    let (g, p) = setup("test_retries = 2", true).await;
+    p.fail_once("test-7");
+    g.ready_pull(7, "api/x.rs");
+    merge(&g, "merge #7").await;
+    g.wait_for_state(7, "merged").await;
+    assert_eq!(
+        p.started(),
+        vec!["build 7 lib", "build 7 api", "deploy 7 api", "test 7 -", "test 7 -"],
+        "the test ran again on the same deployment"
+    );
+    assert_eq!(main_tip(&g), item_field(&g, 7, "candidate_sha").await.unwrap());
+    assert_eq!(item_field(&g, 7, "flaky").await.as_deref(), Some("true"));
+    let comments = g.wait_for_comments(7, 1).await;
+    assert!(comments.last().unwrap().contains("flaky"), "{comments:?}");
+    let (_, item) = g.get_json("/api/v1/repos/acme/platform/pulls/7").await;
+    assert_eq!(item["flaky"], true, "{item}");
+    let (text, _) = g.command("U0ALICE", "queue").await;
+    assert!(text.contains("Flaky rate: 100% (1 of the last 1 runs"), "{text}");
+
+    // Without retries, a flake is a red run.
+    let (g, p) = setup("", true).await;
+    p.fail_once("test-8");
+    g.ready_pull(8, "api/y.rs");
+    merge(&g, "merge #8").await;
+    g.wait_for_state(8, "failed").await;
+    assert_eq!(item_field(&g, 8, "flaky").await.as_deref(), Some("false"));
+}
+
+/// `p=urgent` sorts before every number and goes next (without interrupting a running one).
+#[tokio::test]
+async fn an_urgent_pr_goes_next() {
+    let (g, p) = setup("", true).await;
+    p.block("test-1");
+    g.ready_pull(1, "web/1.js");
+    merge(&g, "merge #1").await;
+    p.wait_for_start("test 1 -", 1).await;
+    g.ready_pull(2, "web/2.js");
+    merge(&g, "merge #2 p=1000").await;
+    g.ready_pull(3, "web/3.js");
+    merge(&g, "merge #3 p=urgent").await;
+    let (text, _) = g.command("U0ALICE", "queue").await;
+    let (at3, at2) = (text.find("#3").unwrap(), text.find("#2").unwrap());
+    assert!(at3 < at2, "urgent first: {text}");
+    assert!(text.contains("priority urgent"), "{text}");
+    let (_, item) = g.get_json("/api/v1/repos/acme/platform/pulls/3").await;
+    assert_eq!(item["priority"], "urgent", "{item}");
+    p.unblock("test-1");
+    for pr in 1..=3 {
+        g.wait_for_state(pr, "merged").await;
+    }
+    let tests: Vec<String> = p.started().into_iter().filter(|s| s.starts_with("test")).collect();
+    assert_eq!(
+        tests,
+        vec!["test 1 -", "test 3 -", "test 2 -"],
+        "#1 finished first, then urgent #3"
+    );
+}
