@@ -101,6 +101,12 @@ pub struct RepoConfig {
     /// on a retry lands and marks the run flaky (SPEC §5.6).
     #[serde(default)]
     pub test_retries: u32,
+    /// PRs per candidate: a number, or `"auto"` (SPEC §5.6).
+    #[serde(default)]
+    pub batch_size: crate::batch::BatchSize,
+    /// The largest batch `batch_size = "auto"` picks.
+    #[serde(default = "max_batch")]
+    pub max_batch_size: usize,
     #[serde(default = "four")]
     pub parallelism: u32,
     pub pipeline: PipelineConfig,
@@ -112,6 +118,9 @@ pub struct RepoConfig {
 
 fn main_branch() -> String {
     "main".into()
+}
+fn max_batch() -> usize {
+    crate::batch::DEFAULT_MAX_BATCH
 }
 fn one() -> u32 {
     1

@@ -132,7 +132,9 @@ fn repo_of(app: &AppState, owner: &str, repo: &str) -> Result<RepoName, ApiError
 }
 
 async fn item_json(conn: &mut sqlx::PgConnection, item: &Item, position: Option<usize>) -> Result<Value, ApiError> {
-    let steps = store::steps(conn, item.id).await?;
+    // A batch's steps are recorded on its first member.
+    let batch = store::batch_of(conn, item.id).await?;
+    let steps = store::steps(conn, batch.as_ref().map_or(item.id, |(lead, _)| *lead)).await?;
     Ok(json!({
         "pr": item.pr,
         "title": item.title,
@@ -147,7 +149,7 @@ async fn item_json(conn: &mut sqlx::PgConnection, item: &Item, position: Option<
         "affected": item.affected.0,
         "steps": steps,
         "outcome_reason": item.outcome_reason,
-        "batch": Value::Null,
+        "batch": batch.map(|(id, prs)| json!({ "id": id, "prs": prs })),
         "flaky": item.flaky,
     }))
 }

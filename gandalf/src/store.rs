@@ -313,6 +313,74 @@ pub async fn start_verification(conn: &mut PgConnection, id: i64, now: DateTime<
     Ok(n == 1)
 }
 
+/// Ties the members of one candidate to its first (`batch_lead`); a candidate of one PR has none.
+pub async fn set_batch(conn: &mut PgConnection, ids: &[i64]) -> DbResult<()> {
+    let lead = (ids.len() > 1).then(|| ids[0]);
+    sqlx::query("UPDATE queue_items SET batch_lead = $2 WHERE id = ANY($1)")
+        .bind(ids)
+        .bind(lead)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The batch an item was verified in: its lead's id and every member's number; `None` alone.
+pub async fn batch_of(conn: &mut PgConnection, id: i64) -> DbResult<Option<(i64, Vec<PrNumber>)>> {
+    let lead: Option<i64> = sqlx::query_scalar("SELECT batch_lead FROM queue_items WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .flatten();
+    let Some(lead) = lead else {
+        return Ok(None);
+    };
+    Ok(Some((lead, batch_members(conn, lead).await?)))
+}
+
+/// The members of the batch led by `lead`, in candidate order (by id: they were queued in order).
+pub async fn batch_members(conn: &mut PgConnection, lead: i64) -> DbResult<Vec<PrNumber>> {
+    sqlx::query_scalar("SELECT pr FROM queue_items WHERE batch_lead = $1 ORDER BY id")
+        .bind(lead)
+        .fetch_all(conn)
+        .await
+}
+
+/// Of the repository's last 50 PRs verified to an end, how many landed and how many a red run
+/// rejected (what `batch_size = "auto"` estimates the red rate from).
+pub async fn recent_outcomes(conn: &mut PgConnection, repo: &RepoName) -> DbResult<(u32, u32)> {
+    let (landed, rejected): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE state = 'merged'), count(*) FILTER (WHERE state = 'failed') FROM ( \
+           SELECT state FROM queue_items WHERE repo = $1 AND state IN ('merged', 'failed') \
+           ORDER BY finished_at DESC LIMIT 50) recent",
+    )
+    .bind(repo)
+    .fetch_one(conn)
+    .await?;
+    Ok((landed as u32, rejected as u32))
+}
+
+/// What bisection knows about the front of the repository's queue (see [`crate::batch`]).
+pub async fn known_red(conn: &mut PgConnection, repo: &RepoName) -> DbResult<Vec<PrNumber>> {
+    let v: Option<sqlx::types::Json<Vec<PrNumber>>> =
+        sqlx::query_scalar("SELECT known_red FROM repo_queues WHERE repo = $1")
+            .bind(repo)
+            .fetch_optional(conn)
+            .await?;
+    Ok(v.map(|j| j.0).unwrap_or_default())
+}
+
+pub async fn set_known_red(conn: &mut PgConnection, repo: &RepoName, prs: &[PrNumber]) -> DbResult<()> {
+    sqlx::query(
+        "INSERT INTO repo_queues (repo, known_red) VALUES ($1, $2) \
+         ON CONFLICT (repo) DO UPDATE SET known_red = $2",
+    )
+    .bind(repo)
+    .bind(sqlx::types::Json(prs))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Marks a run flaky: its `test` failed and then passed on a retry.
 pub async fn set_flaky(conn: &mut PgConnection, id: i64) -> DbResult<()> {
     sqlx::query("UPDATE queue_items SET flaky = true WHERE id = $1")
@@ -419,7 +487,7 @@ pub async fn conclude(
 /// the base moved before it could land.
 pub async fn requeue(conn: &mut PgConnection, id: i64, note: &str) -> DbResult<()> {
     sqlx::query(
-        "UPDATE queue_items SET state = 'queued', note = $2 \
+        "UPDATE queue_items SET state = 'queued', note = $2, batch_lead = NULL \
          WHERE id = $1 AND state NOT IN ('merged', 'failed', 'cancelled', 'dropped')",
     )
     .bind(id)

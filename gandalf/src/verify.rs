@@ -29,7 +29,7 @@ use crate::drop_reason::DropReason;
 use crate::handler::Gandalf;
 use crate::messages::{self, Phase, Red};
 use crate::store::{self, Item, ItemState, StepState};
-use crate::{landing, reviews};
+use crate::{batch, landing, reviews};
 
 /// The branch Gandalf builds candidates on: pointed at the base tip, the pinned head merged in.
 pub const WORK_BRANCH: &str = "gandalf/work";
@@ -102,6 +102,8 @@ pub enum Outcome {
     Withdrawn,
     /// Back in the queue: the base moved before landing, or Gandalf is shutting down.
     Requeued,
+    /// A batch was red: its members are back in the queue, to be bisected.
+    BatchRed,
 }
 
 impl Outcome {
@@ -111,6 +113,7 @@ impl Outcome {
             Outcome::Failed => "failed",
             Outcome::Withdrawn => "withdrawn",
             Outcome::Requeued => "requeued",
+            Outcome::BatchRed => "batch_red",
         }
     }
 }
@@ -134,8 +137,9 @@ enum Halt {
     Red(Red),
     /// Stopped from outside ([`StopReason`]), or the item is no longer active.
     Stopped,
-    /// The PR left the queue for a reason found on GitHub (already merged, new commits…).
-    Drop(DropReason),
+    /// A PR (the item with this id) left the queue for a reason found on GitHub (already merged,
+    /// new commits…).
+    Drop(i64, DropReason),
     /// Our own trouble: the item goes back to the queue.
     Internal(anyhow::Error),
     /// No working copy could be had (no git, no route, GitHub's git down, a full disk): never the
@@ -168,32 +172,44 @@ impl Verifier<'_> {
         self.gandalf.clock.now()
     }
 
-    async fn advance(&self, item: &Item, state: ItemState, note: Option<&str>, stop: &StopSignal) -> Flow<()> {
+    /// Moves every member of the candidate to `state`; one that has left (cancelled, dropped)
+    /// stops the run.
+    async fn advance_all(&self, members: &[Item], state: ItemState, note: Option<&str>, stop: &StopSignal) -> Flow<()> {
         if stop.raised() {
             return Err(Halt::Stopped);
         }
         let mut conn = self.gandalf.pool.acquire().await?;
-        if store::advance(&mut conn, item.id, state, note).await? {
-            Ok(())
-        } else {
-            Err(Halt::Stopped)
+        for m in members {
+            if !store::advance(&mut conn, m.id, state, note).await? {
+                return Err(Halt::Stopped);
+            }
         }
+        Ok(())
     }
 
-    /// Verifies `item` and lands it or rejects it. Never leaves the item verifying unless Gandalf
-    /// is shutting down (then it is queued again for the next leader).
-    pub async fn run(&self, item: Item, stop: StopSignal) -> anyhow::Result<Outcome> {
+    /// Verifies a candidate of `members` (one PR, or a batch in queue order, SPEC §5.6) and lands
+    /// it or rejects it. The first member leads: the steps are recorded on it, and the others'
+    /// rows follow its state. Never leaves an item verifying unless Gandalf is shutting down (then
+    /// they are queued again for the next leader).
+    pub async fn run(&self, members: Vec<Item>, stop: StopSignal) -> anyhow::Result<Outcome> {
         let started = self.now();
+        let mut members = members;
         let mut deployed_for_revert: Vec<String> = vec![];
-        let result = self.verify(&item, &stop, &mut deployed_for_revert).await;
+        let result = self.verify(&mut members, &stop, &mut deployed_for_revert).await;
         let outcome = match result {
             Ok(Some(landed)) => {
-                self.landed(&item, &landed).await?;
+                self.landed_all(&landed).await?;
+                self.learn(&members, true).await?;
                 Outcome::Merged
             }
             Ok(None) => Outcome::Requeued,
-            Err(halt) => match self.halted(&item, halt, &stop, &deployed_for_revert).await? {
-                Some(outcome) => outcome,
+            Err(halt) => match self.halted(&members, halt, &stop, &deployed_for_revert).await? {
+                Some(outcome) => {
+                    if matches!(outcome, Outcome::Failed | Outcome::BatchRed) {
+                        self.learn(&members, false).await?;
+                    }
+                    outcome
+                }
                 // Requeued without letting go of the environment: the next leader verifies it.
                 None => return Ok(Outcome::Requeued),
             },
@@ -205,30 +221,65 @@ impl Verifier<'_> {
         Ok(outcome)
     }
 
-    /// Ends an item whose verification halted, as the [`Halt`] says. `None` when it went back to
-    /// the queue because Gandalf is shutting down; an `Err` is our own trouble (the item is queued
-    /// again, and the error is the worker's to log).
+    /// What a completed verification of `members` teaches the bisection (SPEC §5.6): a green
+    /// candidate clears what it held from the known-red group, a red batch becomes the known-red
+    /// group, a solo red run forgets it. Stored with the queue, so a restart mid-bisection goes on
+    /// where it was.
+    async fn learn(&self, members: &[Item], green: bool) -> anyhow::Result<()> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.gandalf.pool.acquire().await?;
+        let known = batch::Knowledge {
+            known_red: store::known_red(&mut conn, &self.repo.name).await?,
+        };
+        let candidate = batch::Candidate {
+            members: members.iter().map(|m| m.pr).collect(),
+            step: batch::Step::Fresh,
+        };
+        let verdict = known.outcome(&candidate, green);
+        store::set_known_red(&mut conn, &self.repo.name, &verdict.knowledge.known_red).await?;
+        Ok(())
+    }
+
+    /// Ends the members of a candidate whose verification halted, as the [`Halt`] says. `None`
+    /// when they went back to the queue because Gandalf is shutting down; an `Err` is our own
+    /// trouble (they are queued again, and the error is the worker's to log).
     async fn halted(
         &self,
-        item: &Item,
+        members: &[Item],
         halt: Halt,
         stop: &StopSignal,
         deployed: &[String],
     ) -> anyhow::Result<Option<Outcome>> {
+        let Some(item) = members.first() else {
+            // Every member conflicted or left while the candidate was built: nothing ran.
+            return Ok(Some(Outcome::Withdrawn));
+        };
+        let batch = members.len() > 1;
         let outcome = match halt {
-            Halt::Drop(reason) => {
+            Halt::Drop(id, reason) => {
                 // Found at the re-check before landing, after the deploys: revert them first.
                 self.revert(item, deployed).await?;
                 let mut conn = self.gandalf.pool.acquire().await?;
-                if store::finish(&mut conn, item.id, &reason, self.now()).await? {
-                    self.comment(item.pr, &messages::dropped(&reason)).await;
+                if let Some(gone) = members.iter().find(|m| m.id == id)
+                    && store::finish(&mut conn, gone.id, &reason, self.now()).await?
+                {
+                    self.comment(gone.pr, &messages::dropped(&reason)).await;
+                }
+                // The rest of a batch is not at fault: back to the queue, in its order.
+                for m in members.iter().filter(|m| m.id != id) {
+                    store::interrupt_steps(&mut conn, m.id, self.now()).await?;
+                    store::requeue(&mut conn, m.id, messages::batch_member_left()).await?;
                 }
                 Outcome::Withdrawn
             }
             Halt::Stopped if stop.why() == Some(StopReason::Shutdown) => {
                 let mut conn = self.gandalf.pool.acquire().await?;
-                store::interrupt_steps(&mut conn, item.id, self.now()).await?;
-                store::requeue(&mut conn, item.id, messages::interrupted_by_restart()).await?;
+                for m in members {
+                    store::interrupt_steps(&mut conn, m.id, self.now()).await?;
+                    store::requeue(&mut conn, m.id, messages::interrupted_by_restart()).await?;
+                }
                 return Ok(None);
             }
             Halt::Stopped if stop.why() == Some(StopReason::LeaseLost) => {
@@ -238,37 +289,45 @@ impl Verifier<'_> {
                 // Back in the queue and announced in one transaction: the outbox reports what
                 // committed.
                 let mut tx = self.gandalf.pool.begin().await?;
-                store::interrupt_steps(&mut tx, item.id, self.now()).await?;
-                store::requeue(&mut tx, item.id, &messages::lease_lost(env)).await?;
+                for m in members {
+                    store::interrupt_steps(&mut tx, m.id, self.now()).await?;
+                    store::requeue(&mut tx, m.id, &messages::lease_lost(env)).await?;
+                }
                 if let Some(channel) = &self.gandalf.config.merges_channel {
                     let reply = messages::lease_lost_announcement(&self.repo.name, item.pr, env);
                     outbox::enqueue_from(&mut tx, Sender::Gandalf, channel.as_str(), &reply, self.now()).await?;
                 }
                 tx.commit().await?;
-                self.comment(item.pr, &messages::lease_lost_comment(env)).await;
+                for m in members {
+                    self.comment(m.pr, &messages::lease_lost_comment(env)).await;
+                }
                 return Ok(None);
             }
             Halt::Stopped if stop.why() == Some(StopReason::TimedOut) => {
                 let red = Red::timed_out(self.repo.timeout);
-                self.rejected(item, red, deployed).await?;
-                Outcome::Failed
+                self.red(members, red, deployed).await?
             }
             Halt::Stopped => {
+                // A member was cancelled or dropped: the batch stops; the others keep their place.
                 self.revert(item, deployed).await?;
+                let mut conn = self.gandalf.pool.acquire().await?;
+                for m in members {
+                    store::interrupt_steps(&mut conn, m.id, self.now()).await?;
+                    store::requeue(&mut conn, m.id, messages::batch_member_left()).await?;
+                }
                 Outcome::Withdrawn
             }
-            Halt::Red(red) => {
-                self.rejected(item, red, deployed).await?;
-                Outcome::Failed
-            }
+            Halt::Red(red) => self.red(members, red, deployed).await?,
             Halt::NoCopy(e) => {
                 tracing::error!(repo = %self.repo.name, pr = %item.pr, error = %e, "no working copy; pausing the queue");
                 self.revert(item, deployed).await?;
                 let why = messages::no_working_copy(&e);
                 let now = self.now();
                 let mut tx = self.gandalf.pool.begin().await?;
-                store::interrupt_steps(&mut tx, item.id, now).await?;
-                store::requeue(&mut tx, item.id, &why).await?;
+                for m in members {
+                    store::interrupt_steps(&mut tx, m.id, now).await?;
+                    store::requeue(&mut tx, m.id, &why).await?;
+                }
                 store::set_paused(&mut tx, &self.repo.name, true, &why, &Holder::Gandalf, now).await?;
                 if let Some(channel) = &self.gandalf.config.merges_channel {
                     let reply = messages::no_working_copy_pause(&self.repo.name, item.pr, &e);
@@ -280,30 +339,65 @@ impl Verifier<'_> {
             Halt::Internal(e) => {
                 // Our own trouble (GitHub down past its retries, the database away): the PR is
                 // not at fault, so it goes back to the queue rather than being rejected.
-                tracing::error!(repo = %self.repo.name, pr = %item.pr, error = format!("{e:#}"), "verification failed on our side");
+                tracing::error!(repo = %self.repo.name, pr = %item.pr, batch, error = format!("{e:#}"), "verification failed on our side");
                 self.revert(item, deployed).await?;
                 let mut conn = self.gandalf.pool.acquire().await?;
-                store::interrupt_steps(&mut conn, item.id, self.now()).await?;
-                store::requeue(&mut conn, item.id, messages::interrupted_by_error()).await?;
+                for m in members {
+                    store::interrupt_steps(&mut conn, m.id, self.now()).await?;
+                    store::requeue(&mut conn, m.id, messages::interrupted_by_error()).await?;
+                }
                 return Err(e);
             }
         };
         Ok(Some(outcome))
     }
 
-    /// Steps 1–5. `Ok(Some(sha))` landed as `sha`; `Ok(None)` queued again (the base moved).
-    async fn verify(&self, item: &Item, stop: &StopSignal, deployed: &mut Vec<String>) -> Flow<Option<CommitSha>> {
+    /// A red candidate. Alone, the PR is rejected with the run's log; in a batch nobody is: what
+    /// was deployed is reverted and the members go back to the queue in their order, to be
+    /// bisected (only a solo red run rejects, SPEC §5.6).
+    async fn red(&self, members: &[Item], red: Red, deployed: &[String]) -> anyhow::Result<Outcome> {
+        let item = &members[0];
+        if members.len() == 1 {
+            self.rejected(item, red, deployed).await?;
+            return Ok(Outcome::Failed);
+        }
+        self.revert(item, deployed).await?;
+        let note = messages::batch_red(&red.summary(), members.len());
+        let mut conn = self.gandalf.pool.acquire().await?;
+        for m in members {
+            store::interrupt_steps(&mut conn, m.id, self.now()).await?;
+            store::requeue(&mut conn, m.id, &note).await?;
+        }
+        metrics::counter!("gandalf_batches_red_total").increment(1);
+        Ok(Outcome::BatchRed)
+    }
+
+    /// Steps 1–5. `Ok(Some(landed))` landed each member as its commit; `Ok(None)` queued again
+    /// (the base moved). Members that conflict, or whose changes are in the base already, leave
+    /// `members` while the candidate is built.
+    async fn verify(
+        &self,
+        members: &mut Vec<Item>,
+        stop: &StopSignal,
+        deployed: &mut Vec<String>,
+    ) -> Flow<Option<Vec<(Item, CommitSha)>>> {
         // 1. The environment.
-        self.lease_environment(item, stop).await?;
+        let first = members[0].clone();
+        self.lease_environment(&first, members, stop).await?;
         {
             let mut conn = self.gandalf.pool.acquire().await?;
-            if !store::start_verification(&mut conn, item.id, self.now()).await? {
-                return Err(Halt::Stopped);
+            for m in members.iter() {
+                if !store::start_verification(&mut conn, m.id, self.now()).await? {
+                    return Err(Halt::Stopped);
+                }
             }
+            let ids: Vec<i64> = members.iter().map(|m| m.id).collect();
+            store::set_batch(&mut conn, &ids).await?;
         }
 
-        // 2. The candidate: the base tip with the pinned head merged in.
-        let (base_tip, candidate) = self.build_candidate(item).await?;
+        // 2. The candidate: the base tip with each pinned head merged in turn.
+        let (base_tip, candidate, steps) = self.build_candidate(members).await?;
+        let item = members[0].clone();
         let copy = self
             .working_copy(&candidate, &format!("verify-{}-{}", self.repo.name, item.pr))
             .await?;
@@ -312,58 +406,107 @@ impl Verifier<'_> {
         let work = self.plan(&base_tip, &candidate, copy.is_some()).await?;
         {
             let mut conn = self.gandalf.pool.acquire().await?;
-            store::set_affected(&mut conn, item.id, &work.affected).await?;
+            for m in members.iter() {
+                store::set_affected(&mut conn, m.id, &work.affected).await?;
+            }
         }
 
         // 4. Build, deploy, test.
         let ctx = StepContext {
-            item,
+            item: &item,
+            members,
             attempt: item.attempts + 1,
             sha: candidate.clone(),
             base_sha: base_tip.clone(),
             resources: work.affected.join(" "),
+            prs: members.iter().map(|m| m.pr.to_string()).collect::<Vec<_>>().join(" "),
             dir: self.step_dir(copy.as_ref()),
         };
         self.build_deploy_test(&ctx, &work, stop, deployed).await?;
         drop(copy);
 
-        // 5. Land exactly the candidate, if the PR may still land.
-        let pull = self.recheck(item).await?;
-        self.advance(item, ItemState::Landing, None, stop).await?;
-        self.land(item, &pull, &base_tip, &candidate).await
+        // 5. Land exactly the candidate, if every member may still land.
+        let mut pulls = vec![];
+        for m in members.iter() {
+            pulls.push(self.recheck(m).await?);
+        }
+        self.advance_all(members, ItemState::Landing, None, stop).await?;
+        self.land(members, &pulls, &base_tip, &candidate, &steps).await
     }
 
-    /// Step 2: checks the PR is still what was queued, then merges its pinned head into the base's
-    /// tip on [`CANDIDATE_BRANCH`]. Returns the base tip and the candidate.
-    async fn build_candidate(&self, item: &Item) -> Flow<(CommitSha, CommitSha)> {
+    /// Step 2: checks each PR is still what was queued, points [`WORK_BRANCH`] at the base's tip
+    /// and merges each pinned head into it in turn (a conflicting PR is rejected and the rest go
+    /// on without it), then moves [`CANDIDATE_BRANCH`] to the result once. Returns the base tip,
+    /// the candidate, and the commit after each remaining member's merge (a squash landing makes
+    /// one commit per PR of those trees).
+    async fn build_candidate(&self, members: &mut Vec<Item>) -> Flow<(CommitSha, CommitSha, Vec<CommitSha>)> {
         let gh = self.github;
         let name = &self.repo.name;
-        let pull = gh.pull(name, item.pr).await?;
-        if let Some(reason) = DropReason::from_pull(&pull, &item.head_sha, &self.repo.base) {
-            return Err(Halt::Drop(reason));
-        }
         let base_tip = gh
             .branch_tip(name, &self.repo.base)
             .await?
             .ok_or_else(|| anyhow::anyhow!("the base branch {} does not exist", self.repo.base))?;
         gh.set_branch(name, WORK_BRANCH, &base_tip, true).await?;
-        let message = messages::candidate_message(item.pr, &pull.head_ref, &item.title);
-        let candidate = match gh.merge(name, WORK_BRANCH, &item.head_sha, &message).await? {
-            MergeOutcome::Merged(sha) => sha,
-            MergeOutcome::Conflict => {
-                return Err(Halt::Red(Red::conflicts(&self.repo.base)));
+        let mut kept = vec![];
+        let mut steps = vec![];
+        let alone = members.len() == 1;
+        for m in std::mem::take(members) {
+            let pull = gh.pull(name, m.pr).await?;
+            if let Some(reason) = DropReason::from_pull(&pull, &m.head_sha, &self.repo.base) {
+                if alone {
+                    members.push(m.clone());
+                    return Err(Halt::Drop(m.id, reason));
+                }
+                self.leave_batch(&m, &reason).await?;
+                continue;
             }
-            MergeOutcome::NothingToMerge => {
-                return Err(Halt::Drop(DropReason::AlreadyInBase {
-                    base: self.repo.base.clone(),
-                }));
+            let message = messages::candidate_message(m.pr, &pull.head_ref, &m.title);
+            match gh.merge(name, WORK_BRANCH, &m.head_sha, &message).await? {
+                MergeOutcome::Merged(sha) => {
+                    steps.push(sha);
+                    kept.push(m);
+                }
+                MergeOutcome::Conflict if alone => {
+                    members.push(m);
+                    return Err(Halt::Red(Red::conflicts(&self.repo.base)));
+                }
+                MergeOutcome::Conflict => {
+                    // Rejected on its own account; the batch goes on without it.
+                    self.rejected(&m, Red::conflicts(&self.repo.base), &[]).await?;
+                }
+                MergeOutcome::NothingToMerge => {
+                    let reason = DropReason::AlreadyInBase {
+                        base: self.repo.base.clone(),
+                    };
+                    if alone {
+                        members.push(m.clone());
+                        return Err(Halt::Drop(m.id, reason));
+                    }
+                    self.leave_batch(&m, &reason).await?;
+                }
             }
+        }
+        *members = kept;
+        let Some(candidate) = steps.last().cloned() else {
+            return Err(Halt::Stopped);
         };
         // One move of the candidate branch, to the finished candidate.
         gh.set_branch(name, CANDIDATE_BRANCH, &candidate, true).await?;
         let mut conn = self.gandalf.pool.acquire().await?;
-        store::set_candidate(&mut conn, item.id, &base_tip, &candidate).await?;
-        Ok((base_tip, candidate))
+        for m in members.iter() {
+            store::set_candidate(&mut conn, m.id, &base_tip, &candidate).await?;
+        }
+        Ok((base_tip, candidate, steps))
+    }
+
+    /// A member of a batch that left while its candidate was built (closed, new commits, already
+    /// in the base): dropped with a comment; the batch goes on without it.
+    async fn leave_batch(&self, m: &Item, reason: &DropReason) -> anyhow::Result<()> {
+        let mut conn = self.gandalf.pool.acquire().await?;
+        if store::finish(&mut conn, m.id, reason, self.now()).await? {
+            self.comment(m.pr, &messages::dropped(reason)).await;
+        }
+        Ok(())
     }
 
     /// Step 4: builds the affected resources level by level, deploys them (each recorded before
@@ -376,7 +519,7 @@ impl Verifier<'_> {
         deployed: &mut Vec<String>,
     ) -> Flow<()> {
         let item = ctx.item;
-        self.advance(item, ItemState::Deploying, None, stop).await?;
+        self.advance_all(ctx.members, ItemState::Deploying, None, stop).await?;
         for level in &work.levels {
             self.build_level(ctx, level, stop).await?;
         }
@@ -401,7 +544,7 @@ impl Verifier<'_> {
             self.step(ctx, Phase::Deploy, &self.repo.pipeline.deploy, r, stop)
                 .await?;
         }
-        self.advance(item, ItemState::Testing, None, stop).await?;
+        self.advance_all(ctx.members, ItemState::Testing, None, stop).await?;
         // `test_retries`: a red test runs again on the same deployment; a pass on a retry lands,
         // and the run is marked flaky.
         let mut retries = 0;
@@ -425,7 +568,7 @@ impl Verifier<'_> {
 
     /// Takes the environment's lease for Gandalf, waiting (and saying so) while a person holds it
     /// or Nightly is working on it.
-    async fn lease_environment(&self, item: &Item, stop: &StopSignal) -> Flow<()> {
+    async fn lease_environment(&self, item: &Item, members: &[Item], stop: &StopSignal) -> Flow<()> {
         let env = &self.repo.environment;
         // Listening costs a connection of its own: only when there is something to wait for.
         let mut listener: Option<PgListener> = None;
@@ -443,7 +586,7 @@ impl Verifier<'_> {
                 LockOutcome::HeldBy { lease, .. } => {
                     tx.rollback().await?;
                     let note = messages::waiting_for_environment(env.as_str(), &lease.holder, lease.expires_at);
-                    self.advance(item, ItemState::WaitingForEnvironment, Some(&note), stop)
+                    self.advance_all(members, ItemState::WaitingForEnvironment, Some(&note), stop)
                         .await?;
                     self.wait_for_change(&mut listener, stop).await?;
                     continue;
@@ -465,7 +608,7 @@ impl Verifier<'_> {
                     tx.rollback().await?;
                     self.release_environment().await?;
                     let note = messages::waiting_for_nightly(env.as_str(), state.as_str());
-                    self.advance(item, ItemState::WaitingForEnvironment, Some(&note), stop)
+                    self.advance_all(members, ItemState::WaitingForEnvironment, Some(&note), stop)
                         .await?;
                     self.wait_for_change(&mut listener, stop).await?;
                 }
@@ -638,6 +781,7 @@ impl Verifier<'_> {
             ("GANDALF_ENV".to_string(), self.repo.environment.to_string()),
             ("GANDALF_STEP".to_string(), name.to_string()),
             ("GANDALF_RESOURCES".to_string(), ctx.resources.clone()),
+            ("GANDALF_PRS".to_string(), ctx.prs.clone()),
         ];
         if let Some(r) = resource {
             env.push(("GANDALF_RESOURCE".to_string(), r.to_string()));
@@ -651,44 +795,61 @@ impl Verifier<'_> {
         }
     }
 
-    /// Step 5, after [`Verifier::recheck`]: moves the base to exactly the tested tree by a fast-forward
-    /// (never force), so a push to the base meanwhile makes GitHub refuse the move instead of
-    /// landing an untested tree. `merge` lands the candidate itself; `squash` a commit of the
-    /// candidate's tree on the tested base tip, recorded before the base moves. `Ok(None)` when the
-    /// base moved since the candidate was built: the item goes back to the head of the queue.
+    /// Step 5, after [`Verifier::recheck`]: moves the base to exactly the tested tree by a
+    /// fast-forward (never force), so a push to the base meanwhile makes GitHub refuse the move
+    /// instead of landing an untested tree. `merge` lands the candidate itself; `squash` one commit
+    /// per PR, chained in candidate order on the tested base tip, each with the tree of the
+    /// candidate up to that PR (the last one's is the tested tree), all recorded before the base
+    /// moves. `Ok(None)` when the base moved since the candidate was built: the members go back to
+    /// the head of the queue.
     async fn land(
         &self,
-        item: &Item,
-        pull: &PullRequest,
+        members: &[Item],
+        pulls: &[PullRequest],
         base_tip: &CommitSha,
         candidate: &CommitSha,
-    ) -> Flow<Option<CommitSha>> {
+        steps: &[CommitSha],
+    ) -> Flow<Option<Vec<(Item, CommitSha)>>> {
         let name = &self.repo.name;
         let gh = self.github;
-        let target = match self.repo.merge_method {
-            MergeMethod::Merge => candidate.clone(),
-            MergeMethod::Squash => self.squash_commit(item, pull, base_tip, candidate).await?,
+        let item = &members[0];
+        let targets: Vec<CommitSha> = match self.repo.merge_method {
+            MergeMethod::Merge => vec![candidate.clone(); members.len()],
+            MergeMethod::Squash => {
+                let mut chain = vec![];
+                let mut parent = base_tip.clone();
+                for ((m, pull), step) in members.iter().zip(pulls).zip(steps) {
+                    let sha = self.squash_commit(m, pull, &parent, step).await?;
+                    parent = sha.clone();
+                    chain.push(sha);
+                }
+                chain
+            }
         };
         {
             let mut conn = self.gandalf.pool.acquire().await?;
-            if !store::set_landing_commit(&mut conn, item.id, &target).await? {
-                return Err(Halt::Stopped);
+            for (m, target) in members.iter().zip(&targets) {
+                if !store::set_landing_commit(&mut conn, m.id, target).await? {
+                    return Err(Halt::Stopped);
+                }
             }
         }
+        let tip = targets.last().cloned().expect("a candidate has members");
+        let landed = || members.iter().cloned().zip(targets.iter().cloned()).collect::<Vec<_>>();
         for attempt in 1..=5u32 {
-            let e = match gh.set_branch(name, &self.repo.base, &target, false).await {
-                Ok(()) => return Ok(Some(target)),
+            let e = match gh.set_branch(name, &self.repo.base, &tip, false).await {
+                Ok(()) => return Ok(Some(landed())),
                 Err(e) => e,
             };
             // Did it land anyway (a lost answer)? Has the base moved? Read before trying again.
-            if let Some(sha) = self.landed_already(item).await? {
-                return Ok(Some(sha));
+            if self.landed_already(&members[members.len() - 1]).await?.is_some() {
+                return Ok(Some(landed()));
             }
             if !self.base_still_at(base_tip).await? {
-                return self.base_moved(item).await;
+                return self.base_moved(members).await;
             }
             if let GithubError::Refused { status, message } = &e {
-                return Err(self.refused_to_land(item, *status, message).await?);
+                return Err(self.refused_to_land(members, *status, message).await?);
             }
             tracing::warn!(repo = %self.repo.name, pr = %item.pr, attempt, error = %e, "landing did not go through; trying again");
             tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
@@ -703,30 +864,32 @@ impl Verifier<'_> {
         let (name, gh) = (&self.repo.name, self.github);
         let pull = gh.pull(name, item.pr).await?;
         if let Some(reason) = DropReason::from_pull(&pull, &item.head_sha, &self.repo.base) {
-            return Err(Halt::Drop(reason));
+            return Err(Halt::Drop(item.id, reason));
         }
         let required = self.repo.required_approvals;
         if let Some(reason) = reviews::standing(gh, name, item.pr, &item.head_sha, &pull.author, required).await? {
-            return Err(Halt::Drop(reason));
+            return Err(Halt::Drop(item.id, reason));
         }
         Ok(pull)
     }
 
-    /// The `squash` commit: the candidate's tree with the tested base tip as its only parent. A
-    /// commit recorded by an earlier try of this same landing (same parent, same tree) is reused.
+    /// One `squash` commit: the tree of `step` (the candidate, or in a batch the candidate up to
+    /// this PR) with `parent` (the tested base tip, or the previous PR's squash commit) as its only
+    /// parent. A commit recorded by an earlier try of this same landing (same parent, same tree)
+    /// is reused.
     async fn squash_commit(
         &self,
         item: &Item,
         pull: &PullRequest,
-        base_tip: &CommitSha,
-        candidate: &CommitSha,
+        parent: &CommitSha,
+        step: &CommitSha,
     ) -> Flow<CommitSha> {
         let name = &self.repo.name;
         let gh = self.github;
         let tree = gh
-            .git_commit(name, candidate)
+            .git_commit(name, step)
             .await?
-            .ok_or_else(|| anyhow::anyhow!("the candidate {candidate} is gone"))?
+            .ok_or_else(|| anyhow::anyhow!("the candidate {step} is gone"))?
             .tree;
         let recorded = {
             let mut conn = self.gandalf.pool.acquire().await?;
@@ -735,17 +898,17 @@ impl Verifier<'_> {
         if let Some(sha) = recorded
             && let Some(c) = gh.git_commit(name, &sha).await?
             && c.tree == tree
-            && c.parents == [base_tip.clone()]
+            && c.parents == [parent.clone()]
         {
             return Ok(sha);
         }
         // The PR's commits' authors, from the mirror when there is one (no API call lists them).
         let co_authors = match self.copies() {
-            Some(copies) => copies.authors(base_tip, &item.head_sha).await,
+            Some(copies) => copies.authors(parent, &item.head_sha).await,
             None => vec![],
         };
         let message = landing::squash_message(pull, &co_authors);
-        Ok(gh.create_commit(name, &message, &tree, &[base_tip]).await?)
+        Ok(gh.create_commit(name, &message, &tree, &[parent]).await?)
     }
 
     /// Whether the base branch is still at `tip`.
@@ -755,10 +918,12 @@ impl Verifier<'_> {
 
     /// GitHub refused to land: new commits (the PR leaves the queue), or a rule of the repository
     /// (the PR is rejected with GitHub's words).
-    async fn refused_to_land(&self, item: &Item, status: u16, message: &str) -> Flow<Halt> {
-        let pull = self.github.pull(&self.repo.name, item.pr).await?;
-        if pull.head_sha != item.head_sha {
-            return Ok(Halt::Drop(DropReason::NewCommits { head: pull.head_sha }));
+    async fn refused_to_land(&self, members: &[Item], status: u16, message: &str) -> Flow<Halt> {
+        for m in members {
+            let pull = self.github.pull(&self.repo.name, m.pr).await?;
+            if pull.head_sha != m.head_sha {
+                return Ok(Halt::Drop(m.id, DropReason::NewCommits { head: pull.head_sha }));
+            }
         }
         Ok(Halt::Red(Red::refused_to_land(status, message)))
     }
@@ -780,9 +945,11 @@ impl Verifier<'_> {
         Ok(self.github.contains(name, &tip, &target).await?.then_some(target))
     }
 
-    async fn base_moved(&self, item: &Item) -> Flow<Option<CommitSha>> {
+    async fn base_moved<T>(&self, members: &[Item]) -> Flow<Option<T>> {
         let mut conn = self.gandalf.pool.acquire().await?;
-        store::requeue(&mut conn, item.id, &messages::base_moved(&self.repo.base)).await?;
+        for m in members {
+            store::requeue(&mut conn, m.id, &messages::base_moved(&self.repo.base)).await?;
+        }
         metrics::counter!("gandalf_reverifications_total").increment(1);
         Ok(None)
     }
@@ -811,6 +978,56 @@ impl Verifier<'_> {
     fn step_dir(&self, copy: Option<&WorkingCopy>) -> std::path::PathBuf {
         copy.map(|c| c.path().to_path_buf())
             .unwrap_or_else(|| self.gandalf.config.base_dir.clone())
+    }
+
+    /// Step 6 for a candidate: one PR as [`Verifier::landed`]; a batch with every member
+    /// concluded and one announcement naming them all in the same transaction, then a comment on
+    /// each PR.
+    async fn landed_all(&self, landed: &[(Item, CommitSha)]) -> anyhow::Result<()> {
+        let [(item, sha)] = landed else {
+            return self.landed_batch(landed).await;
+        };
+        self.landed(item, sha).await
+    }
+
+    async fn landed_batch(&self, landed: &[(Item, CommitSha)]) -> anyhow::Result<()> {
+        if self.repo.merge_method == MergeMethod::Squash {
+            for (item, _) in landed {
+                self.close_squashed(item).await?;
+            }
+        }
+        let now = self.now();
+        let mut tx = self.gandalf.pool.begin().await?;
+        let mut concluded = vec![];
+        for (item, sha) in landed {
+            let current = store::item(&mut tx, item.id).await?.unwrap_or_else(|| item.clone());
+            if store::conclude(&mut tx, item.id, ItemState::Merged, "landed", Some(sha), now).await? {
+                concluded.push((current, sha.clone()));
+            }
+        }
+        if concluded.is_empty() {
+            return Ok(());
+        }
+        let first = &concluded[0].0;
+        let verification = now - first.verify_started_at.unwrap_or(now);
+        if let Some(channel) = &self.gandalf.config.merges_channel {
+            let reply = messages::batch_announcement(&concluded, &first.affected, verification);
+            outbox::enqueue_from(&mut tx, Sender::Gandalf, channel.as_str(), &reply, now).await?;
+        }
+        tx.commit().await?;
+        let squashed = self.repo.merge_method == MergeMethod::Squash;
+        let prs: Vec<PrNumber> = concluded.iter().map(|(i, _)| i.pr).collect();
+        for (item, sha) in &concluded {
+            let in_queue = item.verify_started_at.unwrap_or(now) - item.enqueued_at;
+            metrics::histogram!("gandalf_time_in_queue_seconds").record(in_queue.num_milliseconds() as f64 / 1000.0);
+            let mut comment = messages::merged_comment(&self.repo.base, sha, &item.affected, verification, squashed);
+            comment.push_str(&messages::landed_in_batch(&prs));
+            if item.flaky {
+                comment.push_str(messages::flaky_note());
+            }
+            self.comment(item.pr, &comment).await;
+        }
+        Ok(())
     }
 
     /// Step 6: the item is merged; announce it (in the same transaction) and comment on the PR.
@@ -917,6 +1134,8 @@ impl Verifier<'_> {
         };
         let ctx = StepContext {
             item: &current,
+            members: std::slice::from_ref(&current),
+            prs: current.pr.to_string(),
             attempt: current.attempts,
             dir: self.step_dir(copy.as_ref()),
             sha: base.clone(),
@@ -975,12 +1194,17 @@ impl Verifier<'_> {
 }
 
 struct StepContext<'a> {
+    /// The candidate's first member: the steps are recorded on it.
     item: &'a Item,
+    /// Every member, the first included (their rows follow the state).
+    members: &'a [Item],
     attempt: i32,
     /// `GANDALF_SHA`: the candidate (for `revert`, the commit to restore).
     sha: CommitSha,
     base_sha: CommitSha,
     resources: String,
+    /// `GANDALF_PRS`: every PR in the candidate, space-separated.
+    prs: String,
     /// Where the steps run: a working copy of `sha`, or the config file's directory.
     dir: std::path::PathBuf,
 }

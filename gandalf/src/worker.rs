@@ -19,6 +19,7 @@ use shared::steps::Registry;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::batch;
 use crate::config::RepoConfig;
 use crate::drop_reason::DropReason;
 use crate::handler::Gandalf;
@@ -152,7 +153,8 @@ impl QueueWorker {
                 Some(item) => {
                     // Drain the notifications our own work caused while verifying.
                     while listener.next_buffered().is_some() {}
-                    self.verify_one(github, repo, item, stop.clone()).await?;
+                    let members = self.candidate_members(repo, item).await?;
+                    self.verify_one(github, repo, members, stop.clone()).await?;
                 }
                 None => {
                     tokio::select! {
@@ -165,26 +167,71 @@ impl QueueWorker {
         }
     }
 
-    /// Verifies one item with a watcher that stops it when it is cancelled or dropped, when the
-    /// repository's `timeout` passes, or when this replica stops working the queue.
+    /// The PRs of the next candidate, `front` first (SPEC §5.6): with `batch_size` above one, up to
+    /// that many queued PRs of `front`'s priority in queue order, or the half of a known-red group
+    /// that bisection verifies next; an urgent PR alone.
+    async fn candidate_members(&self, repo: &RepoConfig, front: Item) -> anyhow::Result<Vec<Item>> {
+        if front.priority == shared::queue::URGENT || front.state != ItemState::Queued {
+            return Ok(vec![front]);
+        }
+        let mut conn = self.gandalf.pool.acquire().await?;
+        let size = match repo.batch_size {
+            batch::BatchSize::Fixed(n) => n,
+            batch::BatchSize::Auto => {
+                let (landed, rejected) = store::recent_outcomes(&mut conn, &repo.name).await?;
+                batch::size_for(repo.batch_size, repo.max_batch_size, batch::red_rate(landed, rejected))
+            }
+        };
+        let queued: Vec<Item> = store::queue(&mut conn, &repo.name)
+            .await?
+            .into_iter()
+            .filter(|i| i.state == ItemState::Queued && i.priority == front.priority)
+            .collect();
+        let prs: Vec<_> = queued.iter().map(|i| i.pr).collect();
+        let known = store::known_red(&mut conn, &repo.name).await?;
+        let mut knowledge = batch::Knowledge { known_red: known.clone() };
+        let Some(candidate) = knowledge.next(&prs, size) else {
+            return Ok(vec![front]);
+        };
+        if knowledge.known_red != known {
+            // The group it knew about is no longer at the front: forgotten.
+            store::set_known_red(&mut conn, &repo.name, &knowledge.known_red).await?;
+        }
+        let members: Vec<Item> = candidate
+            .members
+            .iter()
+            .filter_map(|pr| queued.iter().find(|i| i.pr == *pr).cloned())
+            .collect();
+        if members.first().map(|m| m.id) != Some(front.id) {
+            return Ok(vec![front]);
+        }
+        if members.len() > 1 {
+            tracing::info!(repo = %repo.name, prs = ?candidate.members, step = ?candidate.step, "verifying a batch");
+        }
+        Ok(members)
+    }
+
+    /// Verifies one candidate with a watcher that stops it when a member is cancelled or dropped,
+    /// when the repository's `timeout` passes, or when this replica stops working the queue.
     async fn verify_one(
         &self,
         github: &Github,
         repo: &RepoConfig,
-        item: Item,
+        members: Vec<Item>,
         stop: watch::Receiver<bool>,
     ) -> anyhow::Result<Outcome> {
+        let item = members[0].clone();
         let (handle, verify_stop) = StopHandle::new();
         let watcher = tokio::spawn(watch_item(
             self.gandalf.clone(),
-            item.id,
+            members.iter().map(|m| m.id).collect(),
             repo.environment.clone(),
             repo.timeout.chrono(),
             handle,
             stop,
         ));
         tracing::info!(repo = %repo.name, pr = %item.pr, "verifying");
-        let outcome = self.verifier(github, repo).run(item.clone(), verify_stop).await;
+        let outcome = self.verifier(github, repo).run(members, verify_stop).await;
         watcher.abort();
         match &outcome {
             Ok(o) => tracing::info!(repo = %repo.name, pr = %item.pr, outcome = o.as_str(), "verification ended"),
@@ -247,7 +294,7 @@ const RENEW_BEFORE: chrono::Duration = chrono::Duration::minutes(5);
 /// item verifies or reverts it keeps Gandalf's lease of the environment alive.
 async fn watch_item(
     gandalf: Gandalf,
-    id: i64,
+    ids: Vec<i64>,
     env: EnvName,
     timeout: chrono::Duration,
     handle: StopHandle,
@@ -257,12 +304,19 @@ async fn watch_item(
         return;
     };
     loop {
-        let item = match gandalf.pool.acquire().await {
-            Ok(mut conn) => store::item(&mut conn, id).await.ok().flatten(),
-            Err(_) => None,
-        };
+        // The first member leads (its start is the verification's); any member that ends stops
+        // the candidate.
+        let mut items = vec![];
+        if let Ok(mut conn) = gandalf.pool.acquire().await {
+            for id in &ids {
+                if let Ok(Some(i)) = store::item(&mut conn, *id).await {
+                    items.push(i);
+                }
+            }
+        }
+        let item = items.iter().find(|i| i.id == ids[0]).cloned();
         let now = gandalf.clock.now();
-        let finished = item.as_ref().is_some_and(|i| i.state.is_finished());
+        let finished = items.iter().any(|i| i.state.is_finished());
         if finished {
             // Cancelled or dropped: stop. The watch goes on while the revert runs, for the lease.
             handle.raise(StopReason::Withdrawn);

@@ -298,6 +298,59 @@ pub fn merge_announcement(
     ))
 }
 
+/// The announcement in `merges_channel` of a batch that landed: every PR, in landing order.
+pub fn batch_announcement(
+    landed: &[(Item, CommitSha)],
+    affected: &[String],
+    verification: chrono::Duration,
+) -> Reply {
+    let affected = if affected.is_empty() {
+        "nothing (tests only)".to_string()
+    } else {
+        affected.iter().map(|a| code(a)).collect::<Vec<_>>().join(", ")
+    };
+    let mut text = format!(":rocket: Merged a batch of {} pull requests:", landed.len());
+    for (item, sha) in landed {
+        let who = item
+            .queued_by_slack
+            .as_ref()
+            .map(|u| user(u.as_str()))
+            .unwrap_or_else(|| escape(&item.queued_by));
+        let sha = sha.as_str();
+        text.push_str(&format!(
+            "\n• {} {} by {} as `{}` (queued by {who})",
+            pr(&item.repo, item.pr),
+            escape(&item.title),
+            escape(&item.author),
+            &sha[..sha.len().min(12)],
+        ));
+    }
+    text.push_str(&format!(
+        "\nAffected: {affected}; verified together in {}.",
+        humanize(verification)
+    ));
+    Reply::in_channel(text)
+}
+
+/// Appended to the landed comment of a PR that landed in a batch.
+pub fn landed_in_batch(prs: &[PrNumber]) -> String {
+    let all: Vec<String> = prs.iter().map(|p| format!("#{p}")).collect();
+    format!("\n\nVerified and landed together in one batch: {}.", all.join(", "))
+}
+
+/// The note on the members of a red batch, back in the queue to be bisected.
+pub fn batch_red(what: &str, members: usize) -> String {
+    format!(
+        "the batch of {members} it was in failed ({what}); nobody is rejected for that: it is being bisected"
+    )
+}
+
+/// The note on batch members queued again because another member left (cancelled, dropped, new
+/// commits).
+pub fn batch_member_left() -> &'static str {
+    "a PR verified with it left the queue; it keeps its place and is verified again"
+}
+
 /// DM to whoever queued a PR that failed.
 pub fn failed_dm(item: &Item, red: &Red, url: &str) -> Reply {
     Reply::in_channel(format!(

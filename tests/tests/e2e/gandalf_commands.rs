@@ -85,7 +85,7 @@ async fn the_queue_is_ordered_by_priority_then_time() {
     g.command("U0ALICE", "merge #3").await;
     g.clock.advance(chrono::Duration::seconds(1));
     let (text, _) = g.command("U0ALICE", "merge #4 p=high").await;
-    assert!(text.contains("position 1") && text.contains("priority 10"), "{text}");
+    assert!(text.contains("position 1") && text.contains("priority high"), "{text}");
     let (text, refused) = g.command("U0BOB", "queue").await;
     assert!(!refused);
     let order: Vec<usize> = ["#4", "#1", "#3", "#2"]

@@ -34,7 +34,7 @@ async fn a_comment_queues_the_pull_request_and_gandalf_answers_on_it() {
     assert_eq!(status, 202);
     let comments = g.wait_for_comments(7, 1).await;
     assert!(
-        comments[0].contains("alice queued *acme/platform#7*") && comments[0].contains("priority 10"),
+        comments[0].contains("alice queued *acme/platform#7*") && comments[0].contains("priority high"),
         "{comments:?}"
     );
     assert_eq!(queued_count(&g).await, 1);
