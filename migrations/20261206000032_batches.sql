@@ -5,3 +5,9 @@
 ALTER TABLE queue_items ADD COLUMN batch_lead bigint REFERENCES queue_items (id);
 ALTER TABLE repo_queues ADD COLUMN known_red jsonb NOT NULL DEFAULT '[]'
     CHECK (jsonb_typeof(known_red) = 'array');
+-- One candidate verifies at a time per repository: its lead (or a PR alone) is the one verifying
+-- row the index counts; the other members of a batch point at their lead.
+DROP INDEX queue_items_one_verifying;
+CREATE UNIQUE INDEX queue_items_one_verifying ON queue_items (repo)
+    WHERE state IN ('waiting_for_environment', 'preparing', 'deploying', 'testing', 'landing')
+      AND (batch_lead IS NULL OR batch_lead = id);

@@ -381,8 +381,14 @@ impl Verifier<'_> {
         stop: &StopSignal,
         deployed: &mut Vec<String>,
     ) -> Flow<Option<Vec<(Item, CommitSha)>>> {
-        // 1. The environment.
+        // 1. The environment. The members are tied to their lead first: one candidate verifies
+        // at a time per repository, and the schema counts leads.
         let first = members[0].clone();
+        {
+            let mut conn = self.gandalf.pool.acquire().await?;
+            let ids: Vec<i64> = members.iter().map(|m| m.id).collect();
+            store::set_batch(&mut conn, &ids).await?;
+        }
         self.lease_environment(&first, members, stop).await?;
         {
             let mut conn = self.gandalf.pool.acquire().await?;
@@ -391,8 +397,6 @@ impl Verifier<'_> {
                     return Err(Halt::Stopped);
                 }
             }
-            let ids: Vec<i64> = members.iter().map(|m| m.id).collect();
-            store::set_batch(&mut conn, &ids).await?;
         }
 
         // 2. The candidate: the base tip with each pinned head merged in turn.

@@ -189,7 +189,9 @@ impl QueueWorker {
             .collect();
         let prs: Vec<_> = queued.iter().map(|i| i.pr).collect();
         let known = store::known_red(&mut conn, &repo.name).await?;
-        let mut knowledge = batch::Knowledge { known_red: known.clone() };
+        let mut knowledge = batch::Knowledge {
+            known_red: known.clone(),
+        };
         let Some(candidate) = knowledge.next(&prs, size) else {
             return Ok(vec![front]);
         };

@@ -1025,12 +1025,14 @@ pub struct Call {
     pub detail: String,
     /// At the start: `GANDALF_RESOURCES`.
     pub resources: String,
+    /// At the start: `GANDALF_PRS`.
+    pub prs: String,
 }
 
 const STEP_SH: &str = r#"D="@DIR@"
 key="$GANDALF_STEP-$GANDALF_PR"
 rkey="$key-${GANDALF_RESOURCE:--}"
-echo "$(date +%s%N)|start|$GANDALF_STEP|$GANDALF_PR|${GANDALF_RESOURCE:--}|$GANDALF_SHA|$GANDALF_RESOURCES|$GANDALF_REPO|$GANDALF_ENV|$GANDALF_BASE_SHA" >> "$D/calls.log"
+echo "$(date +%s%N)|start|$GANDALF_STEP|$GANDALF_PR|${GANDALF_RESOURCE:--}|$GANDALF_SHA|$GANDALF_RESOURCES|$GANDALF_REPO|$GANDALF_ENV|$GANDALF_BASE_SHA|$GANDALF_PRS" >> "$D/calls.log"
 echo "$GANDALF_STEP|$GANDALF_PR|${GANDALF_RESOURCE:--}|$(pwd)|$(git rev-parse HEAD 2>/dev/null)|$(ls | tr '\n' ' ')" >> "$D/where.log"
 while [ -e "$D/block-$key" ] || [ -e "$D/block-$rkey" ]; do sleep 0.02; done
 echo "output of $rkey"
@@ -1041,7 +1043,11 @@ if [ -e "$D/fail-once-$key" ]; then
   echo "$(date +%s%N)|end|$GANDALF_STEP|$GANDALF_PR|${GANDALF_RESOURCE:--}|3|" >> "$D/calls.log"
   exit 3
 fi
-if [ -e "$D/fail-$key" ] || [ -e "$D/fail-$rkey" ]; then
+fail=0
+if [ -e "$D/fail-$key" ] || [ -e "$D/fail-$rkey" ]; then fail=1; fi
+# In a batch, a step fails when any PR in it is flagged (not only the first).
+for p in $GANDALF_PRS; do if [ -e "$D/fail-$GANDALF_STEP-$p" ]; then fail=1; fi; done
+if [ "$fail" = 1 ]; then
   echo "boom in $rkey"
   echo "$(date +%s%N)|end|$GANDALF_STEP|$GANDALF_PR|${GANDALF_RESOURCE:--}|3|" >> "$D/calls.log"
   exit 3
@@ -1147,6 +1153,7 @@ impl Pipeline {
                     resource: f[4].into(),
                     detail: f[5].into(),
                     resources: f[6].into(),
+                    prs: f.get(10).copied().unwrap_or_default().into(),
                 })
             })
             .collect()

@@ -299,11 +299,7 @@ pub fn merge_announcement(
 }
 
 /// The announcement in `merges_channel` of a batch that landed: every PR, in landing order.
-pub fn batch_announcement(
-    landed: &[(Item, CommitSha)],
-    affected: &[String],
-    verification: chrono::Duration,
-) -> Reply {
+pub fn batch_announcement(landed: &[(Item, CommitSha)], affected: &[String], verification: chrono::Duration) -> Reply {
     let affected = if affected.is_empty() {
         "nothing (tests only)".to_string()
     } else {
@@ -340,9 +336,7 @@ pub fn landed_in_batch(prs: &[PrNumber]) -> String {
 
 /// The note on the members of a red batch, back in the queue to be bisected.
 pub fn batch_red(what: &str, members: usize) -> String {
-    format!(
-        "the batch of {members} it was in failed ({what}); nobody is rejected for that: it is being bisected"
-    )
+    format!("the batch of {members} it was in failed ({what}); nobody is rejected for that: it is being bisected")
 }
 
 /// The note on batch members queued again because another member left (cancelled, dropped, new
