@@ -359,7 +359,7 @@ impl Demo {
         let deploy = e["deploy"]["state"].as_str().unwrap_or("").to_string();
         let (old_state, old_deploy) = self.seen.envs.get(env).cloned().unwrap_or_default();
         if state != old_state {
-            let holder = e["holder"].as_str().map(|h| format!(", held by {h}")).unwrap_or_default();
+            let holder = e["lease"]["holder"].as_str().map(|h| format!(", held by {h}")).unwrap_or_default();
             self.say(&format!("bobby   {env}: {state}{holder}"));
         }
         if deploy != old_deploy && !deploy.is_empty() {
@@ -566,8 +566,10 @@ impl Demo {
     async fn deploy(&mut self, feature: &str) -> anyhow::Result<()> {
         self.say("== 2. alice locks env-1 and deploys her branch to it");
         self.look(&[], &["env-1"]).await;
-        let lock = self.bobby("U0ALICE", "lock env-1 for 2h trying the search API").await?;
-        self.check("alice holds env-1", lock.contains("env-1") && !lock.to_lowercase().contains("held by"), "");
+        self.bobby("U0ALICE", "lock env-1 for 2h trying the search API").await?;
+        let env1 = self.get(format!("{}/api/v1/environments/env-1", self.bobby)).await.unwrap_or_default();
+        let holder = env1["lease"]["holder"].as_str().unwrap_or("nobody").to_string();
+        self.check("alice holds env-1", holder == "U0ALICE", &format!("held by {holder}"));
         self.bobby("U0ALICE", "deploy env-1 feature/api-search").await?;
         let ended = |d: &Demo| matches!(d.env_state("env-1").1, "succeeded" | "failed" | "cancelled" | "interrupted");
         self.watch_until("the deploy to env-1", &[], &["env-1"], ended).await;
