@@ -175,7 +175,8 @@ demo() {
   # repositories, the bots' mirrors and the database's queue must start empty together.
   rm -rf "$state/demo"
   mkdir -p "$state/demo"
-  psql -h 127.0.0.1 -p "$pg_port" -U postgres -qc "DROP DATABASE IF EXISTS $demo_db WITH (FORCE)" >/dev/null
+  PGOPTIONS="-c client_min_messages=warning" \
+    psql -h 127.0.0.1 -p "$pg_port" -U postgres -qc "DROP DATABASE IF EXISTS $demo_db WITH (FORCE)" >/dev/null
   psql -h 127.0.0.1 -p "$pg_port" -U postgres -qc "CREATE DATABASE $demo_db" >/dev/null
   demo_config bobby
   demo_config gandalf

@@ -76,7 +76,8 @@ const PHASE_LIMIT: Duration = Duration::from_secs(240);
 
 const BANNER_1: &str = "Welcome to Acme, where deploys are boring\n";
 const BANNER_3: &str = "Happy holidays from Acme\n";
-const HOWDY: &str = "# The shared package: how every service says hello.\ngreet() {\n  printf 'Howdy, %s!\\n' \"$1\"\n}\n";
+const HOWDY: &str =
+    "# The shared package: how every service says hello.\ngreet() {\n  printf 'Howdy, %s!\\n' \"$1\"\n}\n";
 const SEARCH: &str = "# The API service: greets its caller, and now searches too.\n. \"$(dirname \"$0\")/greeting.sh\"\ngreet \"${1:-API client}\"\necho \"search: 3 results for 'boring deploys'\"\n";
 
 #[tokio::main]
@@ -115,8 +116,9 @@ fn check_listen(what: &str, addr: SocketAddr) -> anyhow::Result<()> {
     if !addr.ip().is_loopback() {
         bail!("{what} listens on loopback only (it is a development tool), not on {addr}");
     }
-    std::net::TcpListener::bind(addr)
-        .with_context(|| format!("{what} cannot listen on {addr}: is a previous demo still running? (deploy/dev.sh down)"))?;
+    std::net::TcpListener::bind(addr).with_context(|| {
+        format!("{what} cannot listen on {addr}: is a previous demo still running? (deploy/dev.sh down)")
+    })?;
     Ok(())
 }
 
@@ -131,8 +133,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         );
     }
     let files = monorepo_files(&cli.monorepo)?;
-    std::fs::create_dir_all(&cli.environments)
-        .with_context(|| format!("creating {}", cli.environments.display()))?;
+    std::fs::create_dir_all(&cli.environments).with_context(|| format!("creating {}", cli.environments.display()))?;
 
     let github = FakeGithub::start_in(cli.github_listen, &cli.github_dir).await;
     let slack = FakeSlack::start_on(cli.slack_listen).await;
@@ -142,16 +143,45 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         github.set_permission(REPO, login, "write");
     }
     let pulls = [
-        (1, "Web: a friendlier banner", "alice", "web-banner", "services/web/banner.txt", BANNER_1, "bob"),
-        (2, "Greeting: say Howdy", "bob", "howdy", "libs/greeting/greeting.sh", HOWDY, "alice"),
-        (3, "Web: the holiday banner", "bob", "holiday-banner", "services/web/banner.txt", BANNER_3, "alice"),
+        (
+            1,
+            "Web: a friendlier banner",
+            "alice",
+            "web-banner",
+            "services/web/banner.txt",
+            BANNER_1,
+            "bob",
+        ),
+        (
+            2,
+            "Greeting: say Howdy",
+            "bob",
+            "howdy",
+            "libs/greeting/greeting.sh",
+            HOWDY,
+            "alice",
+        ),
+        (
+            3,
+            "Web: the holiday banner",
+            "bob",
+            "holiday-banner",
+            "services/web/banner.txt",
+            BANNER_3,
+            "alice",
+        ),
     ];
     for (n, title, author, branch, path, content, approver) in pulls {
         github.push(REPO, branch, "main", &[(path, Some(content))]);
         github.open_pull(REPO, n, title, author, branch, "main");
         github.approve(REPO, n, approver);
     }
-    let feature = github.push(REPO, "feature/api-search", "main", &[("services/api/service.sh", Some(SEARCH))]);
+    let feature = github.push(
+        REPO,
+        "feature/api-search",
+        "main",
+        &[("services/api/service.sh", Some(SEARCH))],
+    );
 
     // The test (and anyone curious) reads where the fakes are before the bots start.
     println!("github {}", github.api_url());
@@ -206,9 +236,11 @@ fn monorepo_files(dir: &Path) -> anyhow::Result<Vec<(String, String)>> {
                 walk(root, &path, out)?;
             } else {
                 let rel = path.strip_prefix(root).expect("below the root");
-                let rel: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into()).collect();
-                let content =
-                    std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                let rel: Vec<String> = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into())
+                    .collect();
+                let content = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
                 out.push((rel.join("/"), content));
             }
         }
@@ -271,13 +303,20 @@ impl Demo {
 
     fn check(&mut self, what: &str, ok: bool, detail: &str) {
         let mark = if ok { "ok  " } else { "FAIL" };
-        let detail = if detail.is_empty() { String::new() } else { format!(" ({detail})") };
+        let detail = if detail.is_empty() {
+            String::new()
+        } else {
+            format!(" ({detail})")
+        };
         self.say(&format!("  {mark} {what}{detail}"));
         self.checks.push((what.to_string(), ok));
     }
 
     async fn wait_for_bots(&self, limit: Duration) -> anyhow::Result<()> {
-        self.say(&format!("waiting for Bobby ({}) and Gandalf ({})…", self.bobby, self.gandalf));
+        self.say(&format!(
+            "waiting for Bobby ({}) and Gandalf ({})…",
+            self.bobby, self.gandalf
+        ));
         let deadline = Instant::now() + limit;
         for url in [&self.bobby, &self.gandalf] {
             loop {
@@ -306,7 +345,10 @@ impl Demo {
 
     async fn look(&mut self, prs: &[u64], envs: &[&str]) {
         for &n in prs {
-            if let Some(item) = self.get(format!("{}/api/v1/repos/{REPO}/pulls/{n}", self.gandalf)).await {
+            if let Some(item) = self
+                .get(format!("{}/api/v1/repos/{REPO}/pulls/{n}", self.gandalf))
+                .await
+            {
                 self.print_item(n, &item);
             }
             let comments = self.github.comments(REPO, n);
@@ -336,7 +378,10 @@ impl Demo {
             };
             let s = step["state"].as_str().unwrap_or("?").to_string();
             if old_steps.get(&key) != Some(&s) {
-                let exit = step["exit_code"].as_i64().map(|c| format!(" (exit {c})")).unwrap_or_default();
+                let exit = step["exit_code"]
+                    .as_i64()
+                    .map(|c| format!(" (exit {c})"))
+                    .unwrap_or_default();
                 lines.push(format!("gandalf #{n} step {key}: {s}{exit}"));
             }
             steps.insert(key, s);
@@ -346,7 +391,10 @@ impl Demo {
                 .as_str()
                 .map(|r| format!(" — {}", excerpt(r, 2)))
                 .unwrap_or_default();
-            lines.push(format!("gandalf #{n} {}: {state}{reason}", item["title"].as_str().unwrap_or("")));
+            lines.push(format!(
+                "gandalf #{n} {}: {state}{reason}",
+                item["title"].as_str().unwrap_or("")
+            ));
         }
         for l in lines {
             self.say(&l);
@@ -359,7 +407,10 @@ impl Demo {
         let deploy = e["deploy"]["state"].as_str().unwrap_or("").to_string();
         let (old_state, old_deploy) = self.seen.envs.get(env).cloned().unwrap_or_default();
         if state != old_state {
-            let holder = e["lease"]["holder"].as_str().map(|h| format!(", held by {h}")).unwrap_or_default();
+            let holder = e["lease"]["holder"]
+                .as_str()
+                .map(|h| format!(", held by {h}"))
+                .unwrap_or_default();
             self.say(&format!("bobby   {env}: {state}{holder}"));
         }
         if deploy != old_deploy && !deploy.is_empty() {
@@ -518,10 +569,10 @@ impl Demo {
         self.comment(1, "alice", "Looks good, ship it.\n@gandalf merge").await?;
         self.comment(2, "bob", "@gandalf merge").await?;
         self.comment(3, "bob", "@gandalf merge").await?;
-        let finished = |d: &Demo| {
-            (1..=3).all(|n| matches!(d.item_state(n), "merged" | "failed" | "cancelled" | "dropped"))
-        };
-        self.watch_until("the three pull requests", &[1, 2, 3], &[], finished).await;
+        let finished =
+            |d: &Demo| (1..=3).all(|n| matches!(d.item_state(n), "merged" | "failed" | "cancelled" | "dropped"));
+        self.watch_until("the three pull requests", &[1, 2, 3], &[], finished)
+            .await;
 
         let main = self.github.branch(REPO, "main").unwrap_or_default();
         let merged = self.github.is_merged(REPO, 1);
@@ -530,7 +581,10 @@ impl Demo {
             self.item_state(1) == "merged" && merged,
             &format!("main is {}", short(&main)),
         );
-        let item2 = self.get(format!("{}/api/v1/repos/{REPO}/pulls/2", self.gandalf)).await.unwrap_or_default();
+        let item2 = self
+            .get(format!("{}/api/v1/repos/{REPO}/pulls/2", self.gandalf))
+            .await
+            .unwrap_or_default();
         let failed_step = item2["steps"]
             .as_array()
             .into_iter()
@@ -544,7 +598,10 @@ impl Demo {
             self.item_state(2) == "failed" && failed_step == "test" && !self.github.is_merged(REPO, 2),
             &format!("failed step: {failed_step}"),
         );
-        let item3 = self.get(format!("{}/api/v1/repos/{REPO}/pulls/3", self.gandalf)).await.unwrap_or_default();
+        let item3 = self
+            .get(format!("{}/api/v1/repos/{REPO}/pulls/3", self.gandalf))
+            .await
+            .unwrap_or_default();
         let reason3 = item3["outcome_reason"].as_str().unwrap_or("").to_string();
         self.check(
             "#3 (conflicts with #1) rejected for the conflict",
@@ -567,11 +624,19 @@ impl Demo {
         self.say("== 2. alice locks env-1 and deploys her branch to it");
         self.look(&[], &["env-1"]).await;
         self.bobby("U0ALICE", "lock env-1 for 2h trying the search API").await?;
-        let env1 = self.get(format!("{}/api/v1/environments/env-1", self.bobby)).await.unwrap_or_default();
+        let env1 = self
+            .get(format!("{}/api/v1/environments/env-1", self.bobby))
+            .await
+            .unwrap_or_default();
         let holder = env1["lease"]["holder"].as_str().unwrap_or("nobody").to_string();
         self.check("alice holds env-1", holder == "U0ALICE", &format!("held by {holder}"));
         self.bobby("U0ALICE", "deploy env-1 feature/api-search").await?;
-        let ended = |d: &Demo| matches!(d.env_state("env-1").1, "succeeded" | "failed" | "cancelled" | "interrupted");
+        let ended = |d: &Demo| {
+            matches!(
+                d.env_state("env-1").1,
+                "succeeded" | "failed" | "cancelled" | "interrupted"
+            )
+        };
         self.watch_until("the deploy to env-1", &[], &["env-1"], ended).await;
         let version = std::fs::read_to_string(self.envs.join("env-1/api/VERSION")).unwrap_or_default();
         let api = self.run_service("env-1", "api");
@@ -669,7 +734,11 @@ fn slack_text(body: &Value) -> String {
 
 /// The first `lines` non-empty lines of `text`, with "…" when there is more.
 fn excerpt(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().map(str::trim_end).filter(|l| !l.trim().is_empty()).collect();
+    let all: Vec<&str> = text
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
     let mut out = all.iter().take(lines).copied().collect::<Vec<_>>().join("\n  ");
     if all.len() > lines {
         out.push_str(" …");

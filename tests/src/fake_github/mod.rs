@@ -2,7 +2,8 @@
 //! loopback, whose commits are real git objects.
 //!
 //! Each fake repository is a bare git repository in a temporary directory the fake owns (removed
-//! when the last handle is dropped; [`git`] drives it). Everything the API creates — merges into
+//! when the last handle is dropped; [`git`] drives it), or in a directory the caller names and
+//! keeps ([`FakeGithub::start_in`]: the demo's `.dev/demo/github`). Everything the API creates — merges into
 //! `gandalf/candidate`, squash commits made with `POST …/git/commits`, fast-forwards of the base —
 //! lands in that repository, so a working copy can `git fetch` it from the `clone_url` that
 //! `GET /repos/{o}/{r}` reports (a `file://` URL), and tests can check that a step ran on exactly

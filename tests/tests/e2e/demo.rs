@@ -47,7 +47,11 @@ fn git(repo: &Path, args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -181,13 +185,25 @@ async fn the_demo_runs_its_morning_end_to_end() {
     // On the demo GitHub's real repository: main is #1's merge on the first commit, nothing else.
     let repo = dir.path().join("github/repos/acme/platform.git");
     let subjects = git(&repo, &["log", "--format=%s", "main"]);
-    assert!(subjects.starts_with("Merge pull request #1 from web-banner"), "{subjects}");
-    assert!(!subjects.contains("howdy") && !subjects.contains("holiday"), "{subjects}");
+    assert!(
+        subjects.starts_with("Merge pull request #1 from web-banner"),
+        "{subjects}"
+    );
+    assert!(
+        !subjects.contains("howdy") && !subjects.contains("holiday"),
+        "{subjects}"
+    );
     let main = git(&repo, &["rev-parse", "main"]);
     let envs = dir.path().join("environments");
     let read = |p: &str| std::fs::read_to_string(envs.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
-    assert_eq!(read("verify-1/web/banner.txt"), "Welcome to Acme, where deploys are boring\n");
-    assert!(!read("verify-1/api/greeting.sh").contains("Howdy"), "#2's deploy was reverted");
+    assert_eq!(
+        read("verify-1/web/banner.txt"),
+        "Welcome to Acme, where deploys are boring\n"
+    );
+    assert!(
+        !read("verify-1/api/greeting.sh").contains("Howdy"),
+        "#2's deploy was reverted"
+    );
 
     // 2. The lock and the deploy: alice holds env-1, which runs her branch's api.
     let b = format!("http://{bobby_addr}/api/v1/environments");
@@ -208,7 +224,12 @@ async fn the_demo_runs_its_morning_end_to_end() {
 
     // What Slack would have shown is in the demo's Slack log.
     let slack = std::fs::read_to_string(dir.path().join("slack.log")).unwrap();
-    for needle in ["Merged *acme/platform#1*", "failed verification at `test`", "is deployed to *env-1*", "Nightly create"] {
+    for needle in [
+        "Merged *acme/platform#1*",
+        "failed verification at `test`",
+        "is deployed to *env-1*",
+        "Nightly create",
+    ] {
         assert!(slack.contains(needle), "{needle:?} not in the Slack log:\n{slack}");
     }
 
