@@ -569,8 +569,11 @@ impl Demo {
         self.comment(1, "alice", "Looks good, ship it.\n@gandalf merge").await?;
         self.comment(2, "bob", "@gandalf merge").await?;
         self.comment(3, "bob", "@gandalf merge").await?;
-        let finished =
-            |d: &Demo| (1..=3).all(|n| matches!(d.item_state(n), "merged" | "failed" | "cancelled" | "dropped"));
+        // Done when all three are, and #1's landing has been announced in the merges channel.
+        let finished = |d: &Demo| {
+            (1..=3).all(|n| matches!(d.item_state(n), "merged" | "failed" | "cancelled" | "dropped"))
+                && (d.item_state(1) != "merged" || !d.slack.posts_to("C0MERGES").is_empty())
+        };
         self.watch_until("the three pull requests", &[1, 2, 3], &[], finished)
             .await;
 
@@ -661,7 +664,9 @@ impl Demo {
             "",
         );
         self.bobby("U0ADMIN1", "nightly run create env-3").await?;
-        let created = |d: &Demo| matches!(d.env_state("env-3").0, "ready" | "faulted");
+        // Done when env-3 is, and both runs' summaries have reached the announce channel.
+        let created =
+            |d: &Demo| matches!(d.env_state("env-3").0, "ready" | "faulted") && d.slack.posts_to("C0ENVS").len() >= 2;
         self.watch_until("env-3's create", &[], &["env-3"], created).await;
         let main = self.github.branch(REPO, "main").unwrap_or_default();
         let version = std::fs::read_to_string(self.envs.join("env-3/web/VERSION")).unwrap_or_default();
