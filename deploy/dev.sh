@@ -2,13 +2,22 @@
 # Runs everything locally: a private Postgres in .dev/ and both bots with the example configs.
 #
 #   deploy/dev.sh up      build, start Postgres, Bobby and Gandalf, print where to look
-#   deploy/dev.sh down    stop them
+#   deploy/dev.sh demo    the same bots on an embedded GitHub and Slack, and a scripted morning
+#   deploy/dev.sh down    stop them (and the demo)
 #   deploy/dev.sh status  what is running
 #
 # Postgres runs as an unprivileged user when this is run as root (Postgres refuses root), on
 # 127.0.0.1:${DEV_PG_PORT:-54329}. Bobby listens on :8081, Gandalf on :8082 (DEV_BOBBY_PORT,
 # DEV_GANDALF_PORT). Slack and GitHub are not configured: messages are logged, commands can be
 # tried with `bobby exec`.
+#
+# `demo` starts the tests' fake GitHub (real git repositories under .dev/demo/github) and fake
+# Slack on 127.0.0.1:${DEV_GITHUB_PORT:-8083} and :${DEV_SLACK_PORT:-8084} (loopback only: a
+# development tool, which `serve` never starts), the bots against them on a fresh database
+# (bobby_gandalf_demo) with deploy/demo/*.toml, and the `demo` driver (tests/src/bin/demo.rs):
+# three pull requests through Gandalf's queue, a lock and a deploy, a Nightly delete and create of
+# env-3. It prints what happens as it happens, then the control center's URL; GitHub and Slack keep
+# running until `down`. Each run starts from scratch (.dev/demo and its database are recreated).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,6 +27,9 @@ bobby_port=${DEV_BOBBY_PORT:-8081}
 gandalf_port=${DEV_GANDALF_PORT:-8082}
 database_url="postgres://postgres@127.0.0.1:$pg_port/bobby_gandalf"
 api_token=${BOBBY_API_TOKEN:-dev-token}
+github_port=${DEV_GITHUB_PORT:-8083}
+slack_port=${DEV_SLACK_PORT:-8084}
+demo_db=bobby_gandalf_demo
 
 find_pg_bindir() {
   local d
@@ -107,6 +119,7 @@ up() {
   dev_config gandalf
   echo "building the bots (cargo build)…"
   (cd "$root" && cargo build -q --bin bobby --bin gandalf)
+  stop_pid demo
   stop_pid bobby
   stop_pid gandalf
   export DATABASE_URL="$database_url" BOBBY_API_TOKEN="$api_token"
@@ -135,7 +148,89 @@ Stop everything with: deploy/dev.sh down
 MSG
 }
 
+# The demo's configs: deploy/demo/*.toml with their placeholders filled in.
+demo_config() {
+  sed -e "s|@DEMO@|$state/demo|g" -e "s|@BOBBY_PORT@|$bobby_port|g" -e "s|@GANDALF_PORT@|$gandalf_port|g" \
+    "$root/deploy/demo/$1.toml" >"$state/demo/$1.toml"
+}
+
+# Waits until the demo driver has printed `line` (a prefix) or has exited.
+wait_for_line() {
+  local prefix=$1
+  for _ in $(seq 1 600); do
+    grep -q "^$prefix" "$state/demo.log" 2>/dev/null && return 0
+    kill -0 "$(cat "$state/demo.pid")" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+demo() {
+  local started=$SECONDS
+  start_pg
+  stop_pid demo
+  stop_pid bobby
+  stop_pid gandalf
+  # From scratch every time: the embedded GitHub keeps pull requests in memory, so its
+  # repositories, the bots' mirrors and the database's queue must start empty together.
+  rm -rf "$state/demo"
+  mkdir -p "$state/demo"
+  PGOPTIONS="-c client_min_messages=warning" \
+    psql -h 127.0.0.1 -p "$pg_port" -U postgres -qc "DROP DATABASE IF EXISTS $demo_db WITH (FORCE)" >/dev/null
+  psql -h 127.0.0.1 -p "$pg_port" -U postgres -qc "CREATE DATABASE $demo_db" >/dev/null
+  demo_config bobby
+  demo_config gandalf
+  echo "building the bots and the demo (cargo build)…"
+  (cd "$root" && cargo build -q --bin bobby --bin gandalf && cargo build -q -p bg-tests --bin demo)
+  cd "$root"
+  # The secrets the bots read; the tokens are the embedded GitHub's and Slack's own.
+  export DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/$demo_db" BOBBY_API_TOKEN="$api_token" \
+    GITHUB_API_URL="http://127.0.0.1:$github_port" GITHUB_TOKEN=ghp-test-token \
+    GITHUB_WEBHOOK_SECRET=demo-webhook-secret \
+    SLACK_API_URL="http://127.0.0.1:$slack_port/api/" SLACK_BOT_TOKEN=xoxb-test-token \
+    SLACK_SIGNING_SECRET=demo-signing-secret
+  nohup target/debug/demo --monorepo "$root/deploy/demo/monorepo" \
+    --github-dir "$state/demo/github" --github-listen "127.0.0.1:$github_port" \
+    --slack-listen "127.0.0.1:$slack_port" --slack-log "$state/demo/slack.log" \
+    --environments "$state/demo/environments" \
+    --bobby-url "http://127.0.0.1:$bobby_port" --gandalf-url "http://127.0.0.1:$gandalf_port" \
+    </dev/null >"$state/demo.log" 2>&1 &
+  echo $! >"$state/demo.pid"
+  if ! wait_for_line slack; then
+    echo "the demo's GitHub and Slack did not start; see $state/demo.log" >&2
+    tail -20 "$state/demo.log" >&2
+    exit 1
+  fi
+  nohup target/debug/bobby --config "$state/demo/bobby.toml" serve --listen "127.0.0.1:$bobby_port" \
+    </dev/null >"$state/bobby.log" 2>&1 &
+  echo $! >"$state/bobby.pid"
+  nohup target/debug/gandalf --config "$state/demo/gandalf.toml" serve --listen "127.0.0.1:$gandalf_port" \
+    </dev/null >"$state/gandalf.log" 2>&1 &
+  echo $! >"$state/gandalf.pid"
+  # The driver's story, as it happens, until it says it is done.
+  tail -n +1 -f "$state/demo.log" &
+  local tail_pid=$!
+  local ok=0
+  wait_for_line "demo finished" || ok=1
+  sleep 0.2
+  kill "$tail_pid" 2>/dev/null || true
+  wait "$tail_pid" 2>/dev/null || true
+  if [ "$ok" != 0 ]; then
+    echo "the demo stopped before the end; see $state/demo.log, $state/bobby.log, $state/gandalf.log" >&2
+    exit 1
+  fi
+  cat <<MSG
+
+The demo took $((SECONDS - started)) s. Everything keeps running until: deploy/dev.sh down
+  Logs          $state/demo.log (this story), $state/bobby.log, $state/gandalf.log
+  Slack         $state/demo/slack.log (every message the bots sent)
+  Environments  $state/demo/environments/<env>/<service>/ (what the pipeline "deployed")
+  Try more      DATABASE_URL=$DATABASE_URL target/debug/gandalf --config $state/demo/gandalf.toml exec --as U0ALICE "queue"
+MSG
+}
+
 down() {
+  stop_pid demo
   stop_pid bobby
   stop_pid gandalf
   local bindir
@@ -146,7 +241,7 @@ down() {
 }
 
 status() {
-  for b in bobby gandalf; do
+  for b in bobby gandalf demo; do
     if [ -f "$state/$b.pid" ] && kill -0 "$(cat "$state/$b.pid")" 2>/dev/null; then
       echo "$b: running (pid $(cat "$state/$b.pid"))"
     else
@@ -157,7 +252,8 @@ status() {
 
 case "${1:-up}" in
   up) up ;;
+  demo) demo ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: deploy/dev.sh [up|down|status]" >&2; exit 2 ;;
+  *) echo "usage: deploy/dev.sh [up|demo|down|status]" >&2; exit 2 ;;
 esac

@@ -2,7 +2,8 @@
 //! loopback, whose commits are real git objects.
 //!
 //! Each fake repository is a bare git repository in a temporary directory the fake owns (removed
-//! when the last handle is dropped; [`git`] drives it). Everything the API creates — merges into
+//! when the last handle is dropped; [`git`] drives it), or in a directory the caller names and
+//! keeps ([`FakeGithub::start_in`]: the demo's `.dev/demo/github`). Everything the API creates — merges into
 //! `gandalf/candidate`, squash commits made with `POST …/git/commits`, fast-forwards of the base —
 //! lands in that repository, so a working copy can `git fetch` it from the `clone_url` that
 //! `GET /repos/{o}/{r}` reports (a `file://` URL), and tests can check that a step ran on exactly
@@ -229,17 +230,39 @@ struct Inner {
     log: Vec<String>,
     /// When each request of `log` arrived (wall clock: `X-RateLimit-Reset` is wall-clock seconds).
     arrivals: Vec<std::time::SystemTime>,
-    /// The bare repositories (`repos/{owner}/{name}.git`) and git's `HOME`; removed on drop.
-    /// Declared last so that it is dropped after everything that points into it.
-    dir: tempfile::TempDir,
+    /// The bare repositories (`repos/{owner}/{name}.git`) and git's `HOME`; removed on drop
+    /// unless the caller chose the directory. Declared last so that it is dropped after everything
+    /// that points into it.
+    dir: Dir,
+}
+
+/// Where the fake keeps its repositories: a temporary directory it removes (tests), or one the
+/// caller chose and keeps (the demo's `.dev/`, which people browse and clone from after the run).
+enum Dir {
+    Temp(tempfile::TempDir),
+    Kept(PathBuf),
+}
+
+impl Dir {
+    fn path(&self) -> &std::path::Path {
+        match self {
+            Dir::Temp(t) => t.path(),
+            Dir::Kept(p) => p,
+        }
+    }
 }
 
 impl Inner {
-    fn new() -> Inner {
-        let dir = tempfile::Builder::new()
-            .prefix("fake-github-")
-            .tempdir()
-            .expect("a temporary directory for the fake GitHub's repositories");
+    fn new(dir: Option<PathBuf>) -> Inner {
+        let dir = match dir {
+            Some(d) => Dir::Kept(d),
+            None => Dir::Temp(
+                tempfile::Builder::new()
+                    .prefix("fake-github-")
+                    .tempdir()
+                    .expect("a temporary directory for the fake GitHub's repositories"),
+            ),
+        };
         std::fs::create_dir_all(dir.path().join("home")).expect("the fake GitHub's git HOME");
         Inner {
             repos: HashMap::new(),
@@ -330,7 +353,19 @@ impl FakeGithub {
     /// Starts the fake on a chosen address (the mixed load benchmark runs it as its own process,
     /// at an address Gandalf is configured with before it starts).
     pub async fn start_on(addr: SocketAddr) -> Self {
-        let inner = Arc::new(Mutex::new(Inner::new()));
+        Self::start_with(addr, None).await
+    }
+
+    /// Starts the fake on a chosen address with its bare repositories under `dir` (created if
+    /// missing, never removed): the demo (`deploy/dev.sh demo`) keeps them in `.dev/` so they can
+    /// be cloned and browsed after the run. The directory must not hold a previous run's
+    /// repositories: the fake's pull requests and reviews live in memory, so it starts from none.
+    pub async fn start_in(addr: SocketAddr, dir: &std::path::Path) -> Self {
+        Self::start_with(addr, Some(dir.to_path_buf())).await
+    }
+
+    async fn start_with(addr: SocketAddr, dir: Option<PathBuf>) -> Self {
+        let inner = Arc::new(Mutex::new(Inner::new(dir)));
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let fake = FakeGithub { addr, inner };

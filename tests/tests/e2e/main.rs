@@ -11,6 +11,7 @@ mod bobby_safety;
 mod bobby_working_copies;
 mod control_center;
 mod control_metrics;
+mod demo;
 mod docs_config_reference;
 mod fake_github_git;
 mod faults_day;
