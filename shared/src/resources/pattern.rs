@@ -58,14 +58,6 @@ enum Unit {
     Escaped(char),
 }
 
-impl Unit {
-    fn char(self) -> char {
-        match self {
-            Unit::Plain(c) | Unit::Escaped(c) => c,
-        }
-    }
-}
-
 /// A token before splitting into segments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Flat {
@@ -73,21 +65,34 @@ enum Flat {
     Tok(Tok),
 }
 
-/// The alternatives of a validated glob, each as a list of segments, or `None` when the glob is
-/// one globset must answer (see the module documentation).
-pub(crate) fn parse(glob: &str) -> Option<Vec<Vec<Seg>>> {
+/// A validated glob in the form the index takes it (see [`prepare`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Prepared<'a> {
+    /// Literal characters, `*`, `?` and `/` only (nearly every glob of a real map), as written:
+    /// the index walks its literal leading segments as borrowed text and makes segments
+    /// ([`plain`]) only of the rest, so such a glob costs no copy of its text.
+    Plain(&'a str),
+    /// Braces and nothing else of the rarer syntax: each alternative, a plain glob.
+    Alternatives(Vec<String>),
+    /// Anything else (classes, escapes): one list of segments per alternative.
+    Segments(Vec<Vec<Seg>>),
+}
+
+/// A validated glob, ready for the index, or `None` when it is one globset must answer (see the
+/// module documentation). Loading a 5,000-resource map prepares thousands of globs, so the
+/// common forms take short cuts that allocate little; [`parse`] gives every form as segments.
+pub(crate) fn prepare(glob: &str) -> Option<Prepared<'_>> {
     if !glob.contains(['[', ']', '{', '}', '\\']) {
-        return plain(glob).map(|segs| vec![segs]);
+        return plain_fits(glob).then_some(Prepared::Plain(glob));
     }
     if !glob.contains(['[', ']', '\\']) {
         // Braces alone (`{libs,vendor}/x/**`, `*.{rs,toml}`): expanded as text, each alternative
         // then a plain glob. The same expansion as below, without the per-character units.
-        let units: Vec<Unit> = glob.chars().map(Unit::Plain).collect();
-        let texts = expand(&units)?;
+        let texts = expand_text(glob)?;
         return texts
             .iter()
-            .map(|alt| plain(&alt.iter().map(|u| u.char()).collect::<String>()))
-            .collect();
+            .all(|t| plain_fits(t))
+            .then_some(Prepared::Alternatives(texts));
     }
     let units = units(glob)?;
     let has = |c: char| units.contains(&Unit::Plain(c));
@@ -99,18 +104,45 @@ pub(crate) fn parse(glob: &str) -> Option<Vec<Vec<Seg>>> {
     } else {
         vec![units]
     };
-    alternatives.iter().map(|alt| segments(alt)).collect()
+    alternatives
+        .iter()
+        .map(|alt| segments(alt))
+        .collect::<Option<_>>()
+        .map(Prepared::Segments)
 }
 
-/// A glob of literal characters, `*`, `?` and `/` only (nearly every glob of a real map): its
-/// segments straight from the text, without the general path's allocations (parsing a
-/// 5,000-resource map parses thousands of globs).
-fn plain(glob: &str) -> Option<Vec<Seg>> {
+/// The alternatives of a validated glob, each as a list of segments, or `None` when the glob is
+/// one globset must answer (see the module documentation).
+#[cfg(test)]
+pub(crate) fn parse(glob: &str) -> Option<Vec<Vec<Seg>>> {
+    Some(match prepare(glob)? {
+        Prepared::Plain(text) => vec![plain(text)],
+        Prepared::Alternatives(texts) => texts.iter().map(|t| plain(t)).collect(),
+        Prepared::Segments(alternatives) => alternatives,
+    })
+}
+
+/// Whether a plain glob has the segment meaning: not with two `**` in a row (globset reads
+/// `**/**` as something else entirely: only paths ending in `/`).
+fn plain_fits(glob: &str) -> bool {
+    let mut after_any_depth = false;
+    for part in glob.split('/') {
+        let any_depth = part == "**";
+        if any_depth && after_any_depth {
+            return false;
+        }
+        after_any_depth = any_depth;
+    }
+    true
+}
+
+/// A glob of literal characters, `*`, `?` and `/` only, that [`plain_fits`]: its segments
+/// straight from the text, without the general path's allocations.
+pub(crate) fn plain(glob: &str) -> Vec<Seg> {
     let wild = |s: &str| s.contains(['*', '?']);
-    let mut segs = Vec::with_capacity(4);
+    let mut segs = Vec::with_capacity(glob.bytes().filter(|&b| b == b'/').count() + 1);
     for part in glob.split('/') {
         let seg = match part {
-            "**" if segs.last() == Some(&Seg::AnyDepth) => return None,
             "**" => Seg::AnyDepth,
             "*" => Seg::Any,
             p if !wild(p) => Seg::Literal(p.into()),
@@ -128,7 +160,79 @@ fn plain(glob: &str) -> Option<Vec<Seg>> {
         };
         segs.push(seg);
     }
-    Some(segs)
+    segs
+}
+
+/// Whether a segment of a plain glob is a literal one (no `*`, no `?`).
+pub(crate) fn is_plain_literal(segment: &str) -> bool {
+    !segment.contains(['*', '?'])
+}
+
+/// [`expand`] for a glob of plain characters and braces, on its text.
+fn expand_text(glob: &str) -> Option<Vec<String>> {
+    // A `*` touching a brace or a separating comma could form `**` after expansion: left to
+    // globset, as in `expand`. The structural characters are ASCII, so bytes will do.
+    let bytes = glob.as_bytes();
+    let mut depth = 0usize;
+    for (i, &b) in bytes.iter().enumerate() {
+        let structural = match b {
+            b'{' => {
+                depth += 1;
+                true
+            }
+            b'}' => {
+                depth = depth.checked_sub(1)?;
+                true
+            }
+            b',' => depth > 0,
+            _ => false,
+        };
+        let star = |j: Option<usize>| j.and_then(|j| bytes.get(j)) == Some(&b'*');
+        if structural && (star(i.checked_sub(1)) || star(Some(i + 1))) {
+            return None;
+        }
+    }
+    let mut out = Vec::new();
+    expand_text_into(glob, String::new(), &mut out)?;
+    Some(out)
+}
+
+/// [`expand_into`] on text.
+fn expand_text_into(rest: &str, mut prefix: String, out: &mut Vec<String>) -> Option<()> {
+    let Some(open) = rest.find('{') else {
+        prefix.push_str(rest);
+        if out.len() >= MAX_ALTERNATIVES {
+            return None;
+        }
+        out.push(prefix);
+        return Some(());
+    };
+    prefix.push_str(&rest[..open]);
+    let mut depth = 0;
+    let mut cuts = vec![open];
+    let mut close = None;
+    for (i, &b) in rest.as_bytes().iter().enumerate().skip(open) {
+        match b {
+            b'{' => depth += 1,
+            b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    close = Some(i);
+                    break;
+                }
+            }
+            b',' if depth == 1 => cuts.push(i),
+            _ => {}
+        }
+    }
+    let close = close?;
+    cuts.push(close);
+    let after = &rest[close + 1..];
+    for pair in cuts.windows(2) {
+        let alternative = [&rest[pair[0] + 1..pair[1]], after].concat();
+        expand_text_into(&alternative, prefix.clone(), out)?;
+    }
+    Some(())
 }
 
 /// The glob's characters with escapes resolved. `None` on a dangling `\` (validation refuses it).
