@@ -70,11 +70,20 @@ impl GlobIndex {
     pub(crate) fn new(globs: Vec<(Compiled<'_>, usize)>) -> GlobIndex {
         // Sized for the usual map, where each glob adds about one node and one entry: growing
         // these vectors by doubling was a tenth of loading a 5,000-resource map.
-        let mut nodes = Vec::with_capacity(globs.len() + 1);
+        let alternatives: usize = globs
+            .iter()
+            .map(|(compiled, _)| match &compiled.how {
+                How::Segments(Prepared::Alternatives(texts)) => texts.len(),
+                How::Segments(Prepared::Segments(alternatives)) => alternatives.len(),
+                _ => 1,
+            })
+            .sum();
+        // Nodes: about one and a half per alternative (`services/svc0042/{src,tests}/**` adds three).
+        let mut nodes = Vec::with_capacity(alternatives + alternatives / 2 + 1);
         nodes.push(Node::default());
         let mut index = GlobIndex {
             nodes,
-            entries: Vec::with_capacity(globs.len()),
+            entries: Vec::with_capacity(alternatives),
             owner: Vec::with_capacity(globs.len()),
         };
         for (glob, (compiled, who)) in globs.into_iter().enumerate() {

@@ -193,25 +193,34 @@ fn expand_text(glob: &str) -> Option<Vec<String>> {
         }
     }
     let mut out = Vec::new();
-    expand_text_into(glob, String::new(), &mut out)?;
+    expand_text_into(&mut String::with_capacity(glob.len()), &[glob], &mut out)?;
     Some(out)
 }
 
-/// [`expand_into`] on text.
-fn expand_text_into(rest: &str, mut prefix: String, out: &mut Vec<String>) -> Option<()> {
-    let Some(open) = rest.find('{') else {
-        prefix.push_str(rest);
+/// Appends to `out` every expansion of `prefix` followed by the concatenation of `rest`
+/// (a list, so that an alternative and what follows its braces need not be copied into one
+/// string: the only strings allocated are the alternatives themselves). `prefix` is restored.
+fn expand_text_into(prefix: &mut String, rest: &[&str], out: &mut Vec<String>) -> Option<()> {
+    let Some((&first, later)) = rest.split_first() else {
         if out.len() >= MAX_ALTERNATIVES {
             return None;
         }
-        out.push(prefix);
+        out.push(prefix.clone());
         return Some(());
     };
-    prefix.push_str(&rest[..open]);
+    let mark = prefix.len();
+    let Some(open) = first.find('{') else {
+        prefix.push_str(first);
+        let done = expand_text_into(prefix, later, out);
+        prefix.truncate(mark);
+        return done;
+    };
+    // The matching `}`: braces balance within one piece (a piece is the glob, or one alternative
+    // of it, which holds whole brace groups).
+    let bytes = first.as_bytes();
     let mut depth = 0;
-    let mut cuts = vec![open];
     let mut close = None;
-    for (i, &b) in rest.as_bytes().iter().enumerate().skip(open) {
+    for (i, &b) in bytes.iter().enumerate().skip(open) {
         match b {
             b'{' => depth += 1,
             b'}' => {
@@ -221,18 +230,37 @@ fn expand_text_into(rest: &str, mut prefix: String, out: &mut Vec<String>) -> Op
                     break;
                 }
             }
-            b',' if depth == 1 => cuts.push(i),
             _ => {}
         }
     }
     let close = close?;
-    cuts.push(close);
-    let after = &rest[close + 1..];
-    for pair in cuts.windows(2) {
-        let alternative = [&rest[pair[0] + 1..pair[1]], after].concat();
-        expand_text_into(&alternative, prefix.clone(), out)?;
+    prefix.push_str(&first[..open]);
+    let after = &first[close + 1..];
+    // Each alternative (between the top-level commas), then what follows the braces.
+    let mut tail: Vec<&str> = Vec::with_capacity(later.len() + 2);
+    let mut start = open + 1;
+    depth = 0;
+    let mut done = Some(());
+    for (i, &b) in bytes.iter().enumerate().take(close + 1).skip(open + 1) {
+        match b {
+            b'{' => depth += 1,
+            b'}' if depth > 0 => depth -= 1,
+            b',' | b'}' if depth == 0 => {
+                tail.clear();
+                tail.push(&first[start..i]);
+                tail.push(after);
+                tail.extend_from_slice(later);
+                done = expand_text_into(prefix, &tail, out);
+                if done.is_none() {
+                    break;
+                }
+                start = i + 1;
+            }
+            _ => {}
+        }
     }
-    Some(())
+    prefix.truncate(mark);
+    done
 }
 
 /// The glob's characters with escapes resolved. `None` on a dangling `\` (validation refuses it).
