@@ -52,9 +52,15 @@ struct Entry {
 enum Rest {
     /// The segments after the node's, matched against the path's segments after the node's.
     Segments(Box<[Seg]>),
+    /// Just `**` (`dir/**`, the most common glob): the segments [`BELOW`], without allocating them
+    /// for every such glob.
+    Below,
     /// A glob left to globset, matched against the whole path.
     Reference(Box<Reference>),
 }
+
+/// The rest of a `dir/**` glob.
+const BELOW: &[Seg] = &[Seg::AnyDepth];
 
 /// Reusable buffers for [`GlobIndex::owners`], so matching allocates nothing per path: the
 /// path's segments (borrowed from the paths, which outlive a plan), the globs found, their owners.
@@ -73,7 +79,7 @@ impl GlobIndex {
         let alternatives: usize = globs
             .iter()
             .map(|(compiled, _)| match &compiled.how {
-                How::Segments(Prepared::Alternatives(texts)) => texts.len(),
+                How::Segments(Prepared::Alternatives(joined)) => pattern::alternatives(joined).count(),
                 How::Segments(Prepared::Segments(alternatives)) => alternatives.len(),
                 _ => 1,
             })
@@ -90,8 +96,8 @@ impl GlobIndex {
             index.owner.push(who);
             match compiled.how {
                 How::Segments(Prepared::Plain(text)) => index.add_plain(glob, text),
-                How::Segments(Prepared::Alternatives(texts)) => {
-                    for text in &texts {
+                How::Segments(Prepared::Alternatives(joined)) => {
+                    for text in pattern::alternatives(&joined) {
                         index.add_plain(glob, text);
                     }
                 }
@@ -114,6 +120,11 @@ impl GlobIndex {
         let literal = segs.iter().take_while(|s| s.literal().is_some()).count();
         let node = self.node_for(segs[..literal].iter().filter_map(Seg::literal));
         // Moved, not cloned: the segments' strings are allocated once, when the glob is parsed.
+        if segs[literal..] == *BELOW {
+            let entry = self.push_entry(glob, Rest::Below);
+            self.nodes[node].always.push(entry);
+            return;
+        }
         let rest: Box<[Seg]> = segs.split_off(literal).into_boxed_slice();
         self.place(node, glob, rest);
     }
@@ -125,8 +136,8 @@ impl GlobIndex {
         let mut node = 0;
         let mut rest = Some(text);
         while let Some(remaining) = rest {
-            let (segment, after) = match remaining.split_once('/') {
-                Some((segment, after)) => (segment, Some(after)),
+            let (segment, after) = match remaining.bytes().position(|b| b == b'/') {
+                Some(i) => (&remaining[..i], Some(&remaining[i + 1..])),
                 None => (remaining, None),
             };
             if !pattern::is_plain_literal(segment) {
@@ -136,6 +147,11 @@ impl GlobIndex {
             rest = after;
         }
         let rest: Box<[Seg]> = match rest {
+            Some("**") => {
+                let entry = self.push_entry(glob, Rest::Below);
+                self.nodes[node].always.push(entry);
+                return;
+            }
             Some(remaining) => pattern::plain(remaining).into_boxed_slice(),
             None => Box::new([]),
         };
@@ -227,6 +243,7 @@ impl GlobIndex {
             let entry = &self.entries[entry];
             let hit = match &entry.rest {
                 Rest::Segments(pattern) => pattern::matches(pattern, rest),
+                Rest::Below => pattern::matches(BELOW, rest),
                 Rest::Reference(reference) => reference.is_match(path),
             };
             if hit {

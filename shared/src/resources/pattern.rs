@@ -72,8 +72,10 @@ pub(crate) enum Prepared<'a> {
     /// the index walks its literal leading segments as borrowed text and makes segments
     /// ([`plain`]) only of the rest, so such a glob costs no copy of its text.
     Plain(&'a str),
-    /// Braces and nothing else of the rarer syntax: each alternative, a plain glob.
-    Alternatives(Vec<String>),
+    /// Braces and nothing else of the rarer syntax: the alternatives, each a plain glob, in one
+    /// string separated by NUL (which a glob cannot hold): one allocation for the lot
+    /// ([`alternatives`] lists them).
+    Alternatives(String),
     /// Anything else (classes, escapes): one list of segments per alternative.
     Segments(Vec<Vec<Seg>>),
 }
@@ -82,17 +84,15 @@ pub(crate) enum Prepared<'a> {
 /// module documentation). Loading a 5,000-resource map prepares thousands of globs, so the
 /// common forms take short cuts that allocate little; [`parse`] gives every form as segments.
 pub(crate) fn prepare(glob: &str) -> Option<Prepared<'_>> {
-    if !glob.contains(['[', ']', '{', '}', '\\']) {
+    if !has_byte(glob, b"[]{}\\") {
         return plain_fits(glob).then_some(Prepared::Plain(glob));
     }
-    if !glob.contains(['[', ']', '\\']) {
+    if !has_byte(glob, b"[]\\\0") {
         // Braces alone (`{libs,vendor}/x/**`, `*.{rs,toml}`): expanded as text, each alternative
         // then a plain glob. The same expansion as below, without the per-character units.
-        let texts = expand_text(glob)?;
-        return texts
-            .iter()
-            .all(|t| plain_fits(t))
-            .then_some(Prepared::Alternatives(texts));
+        let joined = expand_text(glob)?;
+        let fits = alternatives(&joined).all(plain_fits);
+        return fits.then_some(Prepared::Alternatives(joined));
     }
     let units = units(glob)?;
     let has = |c: char| units.contains(&Unit::Plain(c));
@@ -117,7 +117,7 @@ pub(crate) fn prepare(glob: &str) -> Option<Prepared<'_>> {
 pub(crate) fn parse(glob: &str) -> Option<Vec<Vec<Seg>>> {
     Some(match prepare(glob)? {
         Prepared::Plain(text) => vec![plain(text)],
-        Prepared::Alternatives(texts) => texts.iter().map(|t| plain(t)).collect(),
+        Prepared::Alternatives(joined) => alternatives(&joined).map(plain).collect(),
         Prepared::Segments(alternatives) => alternatives,
     })
 }
@@ -126,7 +126,7 @@ pub(crate) fn parse(glob: &str) -> Option<Vec<Vec<Seg>>> {
 /// `**/**` as something else entirely: only paths ending in `/`).
 fn plain_fits(glob: &str) -> bool {
     let mut after_any_depth = false;
-    for part in glob.split('/') {
+    for part in split_slash(glob) {
         let any_depth = part == "**";
         if any_depth && after_any_depth {
             return false;
@@ -139,9 +139,9 @@ fn plain_fits(glob: &str) -> bool {
 /// A glob of literal characters, `*`, `?` and `/` only, that [`plain_fits`]: its segments
 /// straight from the text, without the general path's allocations.
 pub(crate) fn plain(glob: &str) -> Vec<Seg> {
-    let wild = |s: &str| s.contains(['*', '?']);
+    let wild = |s: &str| has_byte(s, b"*?");
     let mut segs = Vec::with_capacity(glob.bytes().filter(|&b| b == b'/').count() + 1);
-    for part in glob.split('/') {
+    for part in split_slash(glob) {
         let seg = match part {
             "**" => Seg::AnyDepth,
             "*" => Seg::Any,
@@ -165,11 +165,48 @@ pub(crate) fn plain(glob: &str) -> Vec<Seg> {
 
 /// Whether a segment of a plain glob is a literal one (no `*`, no `?`).
 pub(crate) fn is_plain_literal(segment: &str) -> bool {
-    !segment.contains(['*', '?'])
+    !has_byte(segment, b"*?")
 }
 
-/// [`expand`] for a glob of plain characters and braces, on its text.
-fn expand_text(glob: &str) -> Option<Vec<String>> {
+/// Whether `text` holds one of the (ASCII) `bytes`. On bytes: `str::contains` with a set of
+/// characters decodes every character, and this runs for every glob of a map.
+fn has_byte(text: &str, bytes: &[u8]) -> bool {
+    text.bytes().any(|b| bytes.contains(&b))
+}
+
+/// The segments of a `/`-separated text, split on the byte: `str::split('/')` goes through the
+/// general character searcher, which calls `memcmp` for every `/` it finds (a few per cent of
+/// loading a map).
+pub(crate) fn split_slash(text: &str) -> impl Iterator<Item = &str> {
+    split_byte(text, b'/')
+}
+
+/// The alternatives of [`Prepared::Alternatives`].
+pub(crate) fn alternatives(joined: &str) -> impl Iterator<Item = &str> {
+    split_byte(joined, 0)
+}
+
+/// `text` split on an ASCII byte.
+fn split_byte(text: &str, byte: u8) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match r.bytes().position(|b| b == byte) {
+            Some(i) => {
+                rest = Some(&r[i + 1..]);
+                Some(&r[..i])
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
+}
+
+/// [`expand`] for a glob of plain characters and braces (and no NUL), on its text: the
+/// alternatives joined by NUL.
+fn expand_text(glob: &str) -> Option<String> {
     // A `*` touching a brace or a separating comma could form `**` after expansion: left to
     // globset, as in `expand`. The structural characters are ASCII, so bytes will do.
     let bytes = glob.as_bytes();
@@ -192,24 +229,37 @@ fn expand_text(glob: &str) -> Option<Vec<String>> {
             return None;
         }
     }
-    let mut out = Vec::new();
+    let mut out = Joined {
+        text: String::with_capacity(2 * glob.len()),
+        count: 0,
+    };
     expand_text_into(&mut String::with_capacity(glob.len()), &[glob], &mut out)?;
-    Some(out)
+    Some(out.text)
+}
+
+/// Alternatives being joined.
+struct Joined {
+    text: String,
+    count: usize,
 }
 
 /// Appends to `out` every expansion of `prefix` followed by the concatenation of `rest`
 /// (a list, so that an alternative and what follows its braces need not be copied into one
 /// string: the only strings allocated are the alternatives themselves). `prefix` is restored.
-fn expand_text_into(prefix: &mut String, rest: &[&str], out: &mut Vec<String>) -> Option<()> {
+fn expand_text_into(prefix: &mut String, rest: &[&str], out: &mut Joined) -> Option<()> {
     let Some((&first, later)) = rest.split_first() else {
-        if out.len() >= MAX_ALTERNATIVES {
+        if out.count >= MAX_ALTERNATIVES {
             return None;
         }
-        out.push(prefix.clone());
+        if out.count > 0 {
+            out.text.push('\0');
+        }
+        out.text.push_str(prefix);
+        out.count += 1;
         return Some(());
     };
     let mark = prefix.len();
-    let Some(open) = first.find('{') else {
+    let Some(open) = first.bytes().position(|b| b == b'{') else {
         prefix.push_str(first);
         let done = expand_text_into(prefix, later, out);
         prefix.truncate(mark);

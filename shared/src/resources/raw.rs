@@ -436,6 +436,60 @@ mod tests {
         }
     }
 
+    /// A plainly written map of `n` resources (four lines each, after two lines of header), the
+    /// shape the fast reader takes.
+    fn big_map(n: usize) -> String {
+        let mut src = String::from("ignore = [\"docs/**\"]\nunmapped = \"none\"\n");
+        for i in 0..n {
+            let deps = if i == 0 {
+                String::new()
+            } else {
+                format!("\"r{}\"", i - 1)
+            };
+            src.push_str(&format!(
+                "[[resource]]\nname = \"r{i}\"\ntype = \"service\"\ndepends_on = [{deps}]\n"
+            ));
+        }
+        src
+    }
+
+    #[test]
+    fn mistakes_in_a_large_map_are_still_reported_at_their_line() {
+        use crate::resources::{ProblemKind, ResourceMap};
+        let src = big_map(1_000);
+        assert!(quick(&src).is_some(), "the fast reader takes the valid map");
+        assert_eq!(ResourceMap::parse(&src).map(|m| m.resources().len()), Ok(1_000));
+
+        // A TOML mistake on line 2,005 (resource 500's `type` line): the fast reader gives up,
+        // and `toml` says where.
+        let lines: Vec<&str> = src.lines().collect();
+        assert_eq!(lines[2_004], "type = \"service\"");
+        let mut broken = lines.clone();
+        broken[2_004] = "kind = \"service\"";
+        let broken = broken.join("\n");
+        assert!(quick(&broken).is_none());
+        let e = ResourceMap::parse(&broken).unwrap_err();
+        assert_eq!(e.problems.len(), 1, "{e}");
+        assert_eq!(e.problems[0].kind, ProblemKind::Syntax);
+        assert_eq!(e.problems[0].line, Some(2_005), "{e}");
+        assert!(e.problems[0].message.contains("kind"), "{e}");
+
+        // A mistake found after reading (an unknown dependency on line 2,006), on a map the fast
+        // reader took: its span points at the value.
+        let mut unknown = lines.clone();
+        unknown[2_005] = "depends_on = [\"r499\", \"nope\"]";
+        let unknown = unknown.join("\n");
+        assert!(quick(&unknown).is_some());
+        let e = ResourceMap::parse(&unknown).unwrap_err();
+        assert_eq!(e.problems.len(), 1, "{e}");
+        assert_eq!(e.problems[0].kind, ProblemKind::UnknownDependency);
+        assert_eq!(
+            (e.problems[0].line, e.problems[0].column),
+            (Some(2_006), Some(23)),
+            "{e}"
+        );
+    }
+
     /// Map-like text, mostly well formed but with a little of everything the fast reader must
     /// refuse: escapes, quotes, control characters, other string kinds, unknown and repeated
     /// keys, junk after values, odd headers, bare carriage returns.
