@@ -15,6 +15,8 @@
 //! and a few allocations per glob. The history of this structure (one `GlobSet` for everything,
 //! then a prefix table in front of it, then this) is in `docs/benchmarks.md`.
 
+use std::hash::BuildHasher;
+
 use foldhash::HashMap;
 
 use super::glob::{Compiled, How, Reference};
@@ -25,6 +27,17 @@ use super::pattern::{self, Prepared, Seg};
 pub(crate) struct GlobIndex {
     /// The trie; `nodes[0]` is the root.
     nodes: Vec<Node>,
+    /// Every edge of the trie, by the hash of (parent, segment): the child, the first of those
+    /// with that hash (the others are chained through [`Node::same_hash`]). One table for the
+    /// whole trie and the segments in one string ([`GlobIndex::labels`]), rather than a table of
+    /// boxed strings in every node: a map of 5,000 resources has up to tens of thousands of nodes,
+    /// and allocating (then freeing) two or three blocks for each showed as a tenth of loading
+    /// the `braces` map of `benches/affected.rs` in a profile.
+    edges: HashMap<u64, usize>,
+    /// Hashes (parent, segment) for [`GlobIndex::edges`]; seeded at random, like std's tables.
+    hasher: foldhash::fast::RandomState,
+    /// Every node's segment, one after the other.
+    labels: String,
     entries: Vec<Entry>,
     /// `owner[g]` is the owner of the g-th glob.
     owner: Vec<usize>,
@@ -32,8 +45,12 @@ pub(crate) struct GlobIndex {
 
 #[derive(Debug, Clone, Default)]
 struct Node {
-    /// The next literal segment → its node.
-    children: HashMap<Box<str>, usize>,
+    /// The node this one is a child of (the root is its own).
+    parent: usize,
+    /// Its segment: `labels[label.0..label.1]`.
+    label: (usize, usize),
+    /// The next node whose edge has the same hash, if any.
+    same_hash: Option<usize>,
     /// Entries checked for every path reaching this node.
     always: Vec<usize>,
     /// Entries whose remaining pattern holds this literal segment: checked only when one of the
@@ -89,6 +106,9 @@ impl GlobIndex {
         nodes.push(Node::default());
         let mut index = GlobIndex {
             nodes,
+            edges: HashMap::with_capacity_and_hasher(alternatives + alternatives / 2, Default::default()),
+            hasher: Default::default(),
+            labels: String::new(),
             entries: Vec::with_capacity(alternatives),
             owner: Vec::with_capacity(globs.len()),
         };
@@ -184,14 +204,35 @@ impl GlobIndex {
 
     /// The child of `at` for `segment`, created as needed.
     fn child(&mut self, at: usize, segment: &str) -> usize {
-        match self.nodes[at].children.get(segment) {
-            Some(&child) => child,
-            None => {
-                let child = self.nodes.len();
-                self.nodes.push(Node::default());
-                self.nodes[at].children.insert(segment.into(), child);
-                child
+        let hash = self.edge_hash(at, segment);
+        if let Some(child) = self.find_child(hash, at, segment) {
+            return child;
+        }
+        let child = self.nodes.len();
+        let start = self.labels.len();
+        self.labels.push_str(segment);
+        self.nodes.push(Node {
+            parent: at,
+            label: (start, self.labels.len()),
+            same_hash: self.edges.insert(hash, child),
+            ..Node::default()
+        });
+        child
+    }
+
+    fn edge_hash(&self, parent: usize, segment: &str) -> u64 {
+        self.hasher.hash_one((parent, segment))
+    }
+
+    /// The child of `parent` for `segment`, whose edge hashes to `hash`, if there is one.
+    fn find_child(&self, hash: u64, parent: usize, segment: &str) -> Option<usize> {
+        let mut at = *self.edges.get(&hash)?;
+        loop {
+            let node = &self.nodes[at];
+            if node.parent == parent && self.labels.get(node.label.0..node.label.1) == Some(segment) {
+                return Some(at);
             }
+            at = node.same_hash?;
         }
     }
 
@@ -223,10 +264,13 @@ impl GlobIndex {
         let mut depth = 0;
         loop {
             self.visit(&self.nodes[node], depth, segments, path, found);
-            let Some(next) = segments.get(depth).and_then(|s| self.nodes[node].children.get(*s)) else {
+            let Some(next) = segments
+                .get(depth)
+                .and_then(|s| self.find_child(self.edge_hash(node, s), node, s))
+            else {
                 break;
             };
-            node = *next;
+            node = next;
             depth += 1;
         }
         found.sort_unstable();
