@@ -26,7 +26,8 @@
 //! Run: `cargo bench -p shared --bench affected` (a few minutes; `-- parse_and_plan` for the §9
 //! rows only). With `PLANNER_BENCH_WRITE=DIR` set, it writes each map (`DIR/<shape>.toml`) and
 //! change (`DIR/<shape>-<change>.txt`) instead, for timing the whole `gandalf plan` process
-//! (`tests/bench/plan.sh`).
+//! (`tests/bench/plan.sh`). With `PLANNER_BENCH_CPU=RUNS` set, it times each benchmark RUNS times
+//! in the thread's CPU time instead of criterion's wall time (for a machine shared with builds).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -204,9 +205,71 @@ fn bench(c: &mut Criterion) {
     }
 }
 
+/// This thread's CPU time: unlike the wall clock, it does not count the time spent waiting for a
+/// core, so it stays meaningful on a machine shared with other builds (see `docs/benchmarks.md`).
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `clock_gettime` writes one `timespec` through a valid pointer and reads nothing.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// `PLANNER_BENCH_CPU=<runs>`: each benchmark `runs` times (after two warm-up runs), timed in
+/// this thread's CPU time; prints the median and the minimum.
+fn cpu_times(runs: usize) {
+    let runs = runs.max(1);
+    let report = |name: &str, mut f: Box<dyn FnMut() + '_>| {
+        f();
+        f();
+        let mut times: Vec<Duration> = (0..runs)
+            .map(|_| {
+                let start = thread_cpu();
+                f();
+                thread_cpu() - start
+            })
+            .collect();
+        times.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        println!(
+            "{name:<36} cpu median {:6.2} ms  min {:6.2} ms  ({runs} runs)",
+            ms(times[runs / 2]),
+            ms(times[0])
+        );
+    };
+    let changes: Vec<(&str, Vec<String>)> = CHANGES.iter().map(|&c| (c, change(c))).collect();
+    for shape in SHAPES {
+        let src = map_source(shape);
+        let map = ResourceMap::parse(&src).expect("the generated map is valid");
+        report(
+            &format!("parse/{shape}"),
+            Box::new(|| drop(black_box(ResourceMap::parse(black_box(&src))))),
+        );
+        for (name, changed) in &changes {
+            report(
+                &format!("plan/{shape}/{name}"),
+                Box::new(|| drop(black_box(map.plan(black_box(changed))))),
+            );
+        }
+        for (name, changed) in &changes {
+            report(
+                &format!("parse_and_plan/{shape}/{name}"),
+                Box::new(|| {
+                    let map = ResourceMap::parse(black_box(&src)).expect("valid");
+                    drop(black_box(map.plan(black_box(changed))))
+                }),
+            );
+        }
+    }
+}
+
 fn main() {
     if let Ok(dir) = std::env::var("PLANNER_BENCH_WRITE") {
         write_inputs(&dir);
+        return;
+    }
+    if let Some(runs) = std::env::var("PLANNER_BENCH_CPU").ok().and_then(|r| r.parse().ok()) {
+        cpu_times(runs);
         return;
     }
     // Small samples and short windows: 25 benchmarks, and the machine is shared.

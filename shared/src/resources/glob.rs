@@ -13,7 +13,7 @@
 
 use globset::{Candidate, GlobBuilder};
 
-use super::pattern::{self, Seg};
+use super::pattern::{self, Prepared};
 
 /// The options that give globset the §6 meaning, and why:
 /// - `literal_separator(true)`: `*` and `?` never match `/`, so `*.md` matches only at the root.
@@ -42,7 +42,7 @@ fn builder(glob: &str) -> GlobBuilder<'_> {
 /// work at all: a glob without `[`, `]` or `\` and with balanced braces cannot be refused by
 /// globset once [`check_shape`] accepted it. The others are parsed by globset too, for its
 /// verdict and its messages; only those [`pattern::parse`] leaves to globset get a compiled regex.
-pub(crate) fn compile(glob: &str) -> Result<Compiled, String> {
+pub(crate) fn compile(glob: &str) -> Result<Compiled<'_>, String> {
     check_shape(glob)?;
     if glob.contains(['[', ']', '\\']) || !braces_balance(glob) {
         let parsed = builder(glob).build().map_err(|e| e.kind().to_string())?;
@@ -50,14 +50,11 @@ pub(crate) fn compile(glob: &str) -> Result<Compiled, String> {
             unicode_regex(parsed.regex())?;
         }
     }
-    let how = match pattern::parse(glob) {
-        Some(alternatives) => How::Segments(alternatives),
+    let how = match pattern::prepare(glob) {
+        Some(prepared) => How::Segments(prepared),
         None => How::Reference(Box::new(Reference::new(glob)?)),
     };
-    Ok(Compiled {
-        source: glob.into(),
-        how,
-    })
+    Ok(Compiled { how })
 }
 
 /// Whether every `{` has its `}` and no `}` comes first. For a glob without classes or escapes
@@ -79,18 +76,18 @@ fn braces_balance(glob: &str) -> bool {
     depth == 0
 }
 
-/// A valid glob, ready for the map's index.
+/// A valid glob, ready for the map's index. It may borrow the glob's text (a plain glob is
+/// indexed straight from it), so it lives only until the index is built.
 #[derive(Debug, Clone)]
-pub(crate) struct Compiled {
-    pub(crate) source: Box<str>,
-    pub(crate) how: How,
+pub(crate) struct Compiled<'a> {
+    pub(crate) how: How<'a>,
 }
 
 /// How a glob is matched.
 #[derive(Debug, Clone)]
-pub(crate) enum How {
-    /// By segments: one list per alternative of its braces.
-    Segments(Vec<Vec<Seg>>),
+pub(crate) enum How<'a> {
+    /// By segments, in the form `pattern::prepare` gives.
+    Segments(Prepared<'a>),
     /// By globset (see `pattern` for which globs).
     Reference(Box<Reference>),
 }
@@ -117,6 +114,11 @@ impl Reference {
             matcher: parsed.compile_matcher(),
             unicode,
         })
+    }
+
+    /// The glob as written.
+    pub(crate) fn source(&self) -> &str {
+        self.matcher.glob().glob()
     }
 
     /// Whether the glob matches the whole `path`.
@@ -218,14 +220,16 @@ fn check_shape(glob: &str) -> Result<(), String> {
     // `**` means "any number of segments" only as a whole segment. globset quietly reads
     // `a**` or `**.rs` as `*`, which is never what the author of `services/**.rs` meant, so
     // such globs are refused with a hint instead.
-    let chars: Vec<char> = glob.chars().collect();
+    // On bytes: every character looked at is ASCII, and the bytes of a multi-byte character are
+    // never ASCII, so this reads the same as on characters without collecting them.
+    let chars = glob.as_bytes();
     let mut i = 0;
     while i < chars.len() {
         match chars[i] {
-            '\\' => i += 2,
-            '*' => {
+            b'\\' => i += 2,
+            b'*' => {
                 let start = i;
-                while i < chars.len() && chars[i] == '*' {
+                while i < chars.len() && chars[i] == b'*' {
                     i += 1;
                 }
                 let run = i - start;
@@ -233,8 +237,8 @@ fn check_shape(glob: &str) -> Result<(), String> {
                     return Err("`***` is not a glob operator: use `*` or `**`".into());
                 }
                 if run == 2 {
-                    let before_ok = start == 0 || matches!(chars[start - 1], '/' | '{' | ',');
-                    let after_ok = i == chars.len() || matches!(chars[i], '/' | '}' | ',');
+                    let before_ok = start == 0 || matches!(chars[start - 1], b'/' | b'{' | b',');
+                    let after_ok = i == chars.len() || matches!(chars[i], b'/' | b'}' | b',');
                     if !(before_ok && after_ok) {
                         return Err("`**` must be a whole path segment (`**/x`, `x/**`, `a/**/b`); \
                              use `*` within a segment"

@@ -15,16 +15,29 @@
 //! and a few allocations per glob. The history of this structure (one `GlobSet` for everything,
 //! then a prefix table in front of it, then this) is in `docs/benchmarks.md`.
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
+
+use foldhash::HashMap;
 
 use super::glob::{Compiled, How, Reference};
-use super::pattern::{self, Seg};
+use super::pattern::{self, Prepared, Seg};
 
 /// The globs of a map, each owned by an index (a resource, or the ignore list's marker).
 #[derive(Debug, Clone)]
 pub(crate) struct GlobIndex {
     /// The trie; `nodes[0]` is the root.
     nodes: Vec<Node>,
+    /// Every edge of the trie, by the hash of (parent, segment): the child, the first of those
+    /// with that hash (the others are chained through [`Node::same_hash`]). One table for the
+    /// whole trie and the segments in one string ([`GlobIndex::labels`]), rather than a table of
+    /// boxed strings in every node: a map of 5,000 resources has up to tens of thousands of nodes,
+    /// and allocating (then freeing) two or three blocks for each showed as a tenth of loading
+    /// the `braces` map of `benches/affected.rs` in a profile.
+    edges: HashMap<u64, usize>,
+    /// Hashes (parent, segment) for [`GlobIndex::edges`]; seeded at random, like std's tables.
+    hasher: foldhash::fast::RandomState,
+    /// Every node's segment, one after the other.
+    labels: String,
     entries: Vec<Entry>,
     /// `owner[g]` is the owner of the g-th glob.
     owner: Vec<usize>,
@@ -32,8 +45,12 @@ pub(crate) struct GlobIndex {
 
 #[derive(Debug, Clone, Default)]
 struct Node {
-    /// The next literal segment → its node.
-    children: HashMap<Box<str>, usize>,
+    /// The node this one is a child of (the root is its own).
+    parent: usize,
+    /// Its segment: `labels[label.0..label.1]`.
+    label: (usize, usize),
+    /// The next node whose edge has the same hash, if any.
+    same_hash: Option<usize>,
     /// Entries checked for every path reaching this node.
     always: Vec<usize>,
     /// Entries whose remaining pattern holds this literal segment: checked only when one of the
@@ -52,35 +69,65 @@ struct Entry {
 enum Rest {
     /// The segments after the node's, matched against the path's segments after the node's.
     Segments(Box<[Seg]>),
+    /// Just `**` (`dir/**`, the most common glob): the segments [`BELOW`], without allocating them
+    /// for every such glob.
+    Below,
     /// A glob left to globset, matched against the whole path.
     Reference(Box<Reference>),
 }
 
-/// Reusable buffers for [`GlobIndex::owners`], so matching allocates nothing per path.
+/// The rest of a `dir/**` glob.
+const BELOW: &[Seg] = &[Seg::AnyDepth];
+
+/// Reusable buffers for [`GlobIndex::owners`], so matching allocates nothing per path: the
+/// path's segments (borrowed from the paths, which outlive a plan), the globs found, their owners.
 #[derive(Debug, Default)]
-pub(crate) struct Scratch {
+pub(crate) struct Scratch<'p> {
+    segments: Vec<&'p str>,
     found: Vec<usize>,
     owners: Vec<usize>,
 }
 
 impl GlobIndex {
     /// Builds the index from validated globs and their owners; glob `i` is the i-th of `globs`.
-    pub(crate) fn new(globs: Vec<(Compiled, usize)>) -> GlobIndex {
+    pub(crate) fn new(globs: Vec<(Compiled<'_>, usize)>) -> GlobIndex {
+        // Sized for the usual map, where each glob adds about one node and one entry: growing
+        // these vectors by doubling was a tenth of loading a 5,000-resource map.
+        let alternatives: usize = globs
+            .iter()
+            .map(|(compiled, _)| match &compiled.how {
+                How::Segments(Prepared::Alternatives(joined)) => pattern::alternatives(joined).count(),
+                How::Segments(Prepared::Segments(alternatives)) => alternatives.len(),
+                _ => 1,
+            })
+            .sum();
+        // Nodes: about one and a half per alternative (`services/svc0042/{src,tests}/**` adds three).
+        let mut nodes = Vec::with_capacity(alternatives + alternatives / 2 + 1);
+        nodes.push(Node::default());
         let mut index = GlobIndex {
-            nodes: vec![Node::default()],
-            entries: Vec::new(),
+            nodes,
+            edges: HashMap::with_capacity_and_hasher(alternatives + alternatives / 2, Default::default()),
+            hasher: Default::default(),
+            labels: String::new(),
+            entries: Vec::with_capacity(alternatives),
             owner: Vec::with_capacity(globs.len()),
         };
         for (glob, (compiled, who)) in globs.into_iter().enumerate() {
             index.owner.push(who);
             match compiled.how {
-                How::Segments(alternatives) => {
+                How::Segments(Prepared::Plain(text)) => index.add_plain(glob, text),
+                How::Segments(Prepared::Alternatives(joined)) => {
+                    for text in pattern::alternatives(&joined) {
+                        index.add_plain(glob, text);
+                    }
+                }
+                How::Segments(Prepared::Segments(alternatives)) => {
                     for segs in alternatives {
                         index.add_segments(glob, segs);
                     }
                 }
                 How::Reference(reference) => {
-                    let node = index.node_for(pattern::literal_prefix(&compiled.source).into_iter());
+                    let node = index.node_for(pattern::literal_prefix(reference.source()).into_iter());
                     let entry = index.push_entry(glob, Rest::Reference(reference));
                     index.nodes[node].always.push(entry);
                 }
@@ -89,10 +136,51 @@ impl GlobIndex {
         index
     }
 
-    fn add_segments(&mut self, glob: usize, segs: Vec<Seg>) {
+    fn add_segments(&mut self, glob: usize, mut segs: Vec<Seg>) {
         let literal = segs.iter().take_while(|s| s.literal().is_some()).count();
         let node = self.node_for(segs[..literal].iter().filter_map(Seg::literal));
-        let rest: Box<[Seg]> = segs[literal..].into();
+        // Moved, not cloned: the segments' strings are allocated once, when the glob is parsed.
+        if segs[literal..] == *BELOW {
+            let entry = self.push_entry(glob, Rest::Below);
+            self.nodes[node].always.push(entry);
+            return;
+        }
+        let rest: Box<[Seg]> = segs.split_off(literal).into_boxed_slice();
+        self.place(node, glob, rest);
+    }
+
+    /// A plain glob (`pattern::Prepared::Plain`): its literal leading segments walked as text,
+    /// segments made only of the rest. The same placement as [`GlobIndex::add_segments`] gives
+    /// `pattern::plain(text)`, without allocating the literal segments.
+    fn add_plain(&mut self, glob: usize, text: &str) {
+        let mut node = 0;
+        let mut rest = Some(text);
+        while let Some(remaining) = rest {
+            let (segment, after) = match remaining.bytes().position(|b| b == b'/') {
+                Some(i) => (&remaining[..i], Some(&remaining[i + 1..])),
+                None => (remaining, None),
+            };
+            if !pattern::is_plain_literal(segment) {
+                break;
+            }
+            node = self.child(node, segment);
+            rest = after;
+        }
+        let rest: Box<[Seg]> = match rest {
+            Some("**") => {
+                let entry = self.push_entry(glob, Rest::Below);
+                self.nodes[node].always.push(entry);
+                return;
+            }
+            Some(remaining) => pattern::plain(remaining).into_boxed_slice(),
+            None => Box::new([]),
+        };
+        self.place(node, glob, rest);
+    }
+
+    /// Files the entry for `rest` (what is left of a glob after its literal leading segments)
+    /// at `node`.
+    fn place(&mut self, node: usize, glob: usize, rest: Box<[Seg]>) {
         // The last literal segment of what remains, if any: usually the most particular one
         // (a file name).
         let key: Option<Box<str>> = rest.iter().rev().find_map(Seg::literal).map(Into::into);
@@ -111,19 +199,41 @@ impl GlobIndex {
 
     /// The node reached from the root through `segments`, created as needed.
     fn node_for<'a>(&mut self, segments: impl Iterator<Item = &'a str>) -> usize {
-        let mut at = 0;
-        for segment in segments {
-            at = match self.nodes[at].children.get(segment) {
-                Some(&child) => child,
-                None => {
-                    let child = self.nodes.len();
-                    self.nodes.push(Node::default());
-                    self.nodes[at].children.insert(segment.into(), child);
-                    child
-                }
-            };
+        segments.fold(0, |at, segment| self.child(at, segment))
+    }
+
+    /// The child of `at` for `segment`, created as needed.
+    fn child(&mut self, at: usize, segment: &str) -> usize {
+        let hash = self.edge_hash(at, segment);
+        if let Some(child) = self.find_child(hash, at, segment) {
+            return child;
         }
-        at
+        let child = self.nodes.len();
+        let start = self.labels.len();
+        self.labels.push_str(segment);
+        self.nodes.push(Node {
+            parent: at,
+            label: (start, self.labels.len()),
+            same_hash: self.edges.insert(hash, child),
+            ..Node::default()
+        });
+        child
+    }
+
+    fn edge_hash(&self, parent: usize, segment: &str) -> u64 {
+        self.hasher.hash_one((parent, segment))
+    }
+
+    /// The child of `parent` for `segment`, whose edge hashes to `hash`, if there is one.
+    fn find_child(&self, hash: u64, parent: usize, segment: &str) -> Option<usize> {
+        let mut at = *self.edges.get(&hash)?;
+        loop {
+            let node = &self.nodes[at];
+            if node.parent == parent && self.labels.get(node.label.0..node.label.1) == Some(segment) {
+                return Some(at);
+            }
+            at = node.same_hash?;
+        }
     }
 
     /// Whether any glob matches `path`.
@@ -134,18 +244,33 @@ impl GlobIndex {
 
     /// The owner of every glob matching `path`, in the order the globs were given (each glob
     /// once, so an owner whose globs were given together appears in one run, possibly repeated).
-    pub(crate) fn owners<'s>(&self, path: &str, scratch: &'s mut Scratch) -> &'s [usize] {
-        let segments: Vec<&str> = path.split('/').collect();
+    pub(crate) fn owners<'s, 'p>(&self, path: &'p str, scratch: &'s mut Scratch<'p>) -> &'s [usize] {
+        // Split on the byte: `str::split('/')` goes through the general char searcher, which was
+        // a sixth of a plan's time.
+        let segments = &mut scratch.segments;
+        segments.clear();
+        let mut start = 0;
+        for (i, &b) in path.as_bytes().iter().enumerate() {
+            if b == b'/' {
+                segments.push(&path[start..i]);
+                start = i + 1;
+            }
+        }
+        segments.push(&path[start..]);
+        let segments = &*segments;
         let found = &mut scratch.found;
         found.clear();
         let mut node = 0;
         let mut depth = 0;
         loop {
-            self.visit(&self.nodes[node], depth, &segments, path, found);
-            let Some(next) = segments.get(depth).and_then(|s| self.nodes[node].children.get(*s)) else {
+            self.visit(&self.nodes[node], depth, segments, path, found);
+            let Some(next) = segments
+                .get(depth)
+                .and_then(|s| self.find_child(self.edge_hash(node, s), node, s))
+            else {
                 break;
             };
-            node = *next;
+            node = next;
             depth += 1;
         }
         found.sort_unstable();
@@ -162,6 +287,7 @@ impl GlobIndex {
             let entry = &self.entries[entry];
             let hit = match &entry.rest {
                 Rest::Segments(pattern) => pattern::matches(pattern, rest),
+                Rest::Below => pattern::matches(BELOW, rest),
                 Rest::Reference(reference) => reference.is_match(path),
             };
             if hit {

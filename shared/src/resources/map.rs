@@ -16,6 +16,8 @@
 //! accessors.
 
 use std::collections::{HashMap, VecDeque};
+
+use foldhash::HashMap as FastMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -23,6 +25,7 @@ use toml::Spanned;
 
 use super::glob;
 use super::index::GlobIndex;
+use super::raw::{self, RawMap, RawResource};
 
 /// What a changed file that no resource claims does (`unmapped = …`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -61,7 +64,6 @@ pub struct ResourceMap {
     ignore: Vec<String>,
     pub(crate) unmapped: Unmapped,
     pub(crate) build_dependencies: bool,
-    by_name: HashMap<String, usize>,
     /// Direct dependencies of each resource (indices, sorted, deduplicated).
     pub(crate) deps: Vec<Vec<usize>>,
     /// Direct dependents of each resource (indices, sorted).
@@ -154,44 +156,6 @@ impl fmt::Display for MapError {
 
 impl std::error::Error for MapError {}
 
-// ---- the TOML shape -------------------------------------------------------------------------
-//
-// `deny_unknown_fields` everywhere: a misspelt key (`depends-on`, `[[resources]]`) must be an
-// error, not a silently ignored line. Strings are `Spanned` so that the checks after parsing
-// can point at the exact value.
-
-fn yes() -> bool {
-    true
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMap {
-    #[serde(default)]
-    ignore: Vec<Spanned<String>>,
-    #[serde(default)]
-    unmapped: Unmapped,
-    #[serde(default = "yes")]
-    build_dependencies: bool,
-    #[serde(default)]
-    resource: Vec<RawResource>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawResource {
-    name: Spanned<String>,
-    #[serde(rename = "type")]
-    kind: Spanned<String>,
-    #[serde(default)]
-    paths: Vec<Spanned<String>>,
-    #[serde(default)]
-    depends_on: Vec<Spanned<String>>,
-    deploy: Option<bool>,
-    #[serde(default = "yes")]
-    enabled: bool,
-}
-
 /// Byte offsets to 1-based (line, column in characters).
 struct Positions<'a> {
     src: &'a str,
@@ -232,8 +196,9 @@ impl ResourceMap {
     /// The steps, each a function below: read the TOML (`read_toml`); check the names and sort
     /// the resources by name (`check_names`); check each resource's type, dependencies and
     /// globs (`check_resources`) and the `ignore` globs (`compile_ignore`); look for
-    /// dependency cycles (`cycle_problems`); and only when nothing is wrong, assemble the
-    /// compiled map (`assemble`).
+    /// dependency cycles (`cycle_problems`); and only when nothing is wrong, index the globs
+    /// (`index_globs`, while they may still borrow the text read) and assemble the compiled map
+    /// (`assemble`, which moves the strings read into it rather than copying them).
     pub fn parse(src: &str) -> Result<ResourceMap, MapError> {
         let pos = Positions::new(src);
         let raw = read_toml(src, &pos)?;
@@ -248,7 +213,9 @@ impl ResourceMap {
             return Err(MapError { problems });
         }
         let kept = names.kept;
-        Ok(assemble(raw, &kept, checked, ignore))
+        let Checked { deps, globs } = checked;
+        let globs = index_globs(globs, ignore);
+        Ok(assemble(raw, &kept, deps, globs))
     }
 
     /// Every resource, enabled or not, sorted by name.
@@ -258,7 +225,9 @@ impl ResourceMap {
 
     /// The resource called `name`.
     pub fn resource(&self, name: &str) -> Option<&Resource> {
-        self.by_name.get(name).map(|&i| &self.resources[i])
+        // Sorted by name, so a binary search: no second table of names to build at each parse.
+        let at = self.resources.binary_search_by(|r| r.name.as_str().cmp(name)).ok()?;
+        self.resources.get(at)
     }
 
     /// The `ignore` globs.
@@ -280,9 +249,13 @@ impl ResourceMap {
 // ---- the steps of `ResourceMap::parse` ---------------------------------------------------------
 
 /// The TOML into the raw shape; a syntax error is the one problem reported (nothing after it can
-/// be checked).
+/// be checked). The fast reader first (`raw::quick`, a plain map in one pass); anything it does
+/// not read, valid or not, goes through `toml`, which is the one that explains a mistake.
 fn read_toml(src: &str, pos: &Positions<'_>) -> Result<RawMap, MapError> {
-    toml::from_str(src).map_err(|e: toml::de::Error| {
+    if let Some(raw) = raw::quick(src) {
+        return Ok(raw);
+    }
+    raw::serde(src).map_err(|e: toml::de::Error| {
         let (line, column) = match e.span() {
             Some(span) => {
                 let (l, c) = pos.at(span.start);
@@ -304,12 +277,12 @@ fn read_toml(src: &str, pos: &Positions<'_>) -> Result<RawMap, MapError> {
 /// The resources that passed the name checks.
 struct Names<'r> {
     /// Each valid name → the position in the file of its first definition.
-    first: HashMap<&'r str, usize>,
+    first: FastMap<&'r str, usize>,
     /// The file positions of the kept resources, sorted by name: a resource's index (everywhere
     /// after parsing) is its position here.
     kept: Vec<usize>,
     /// Each kept name → its index.
-    index: HashMap<&'r str, usize>,
+    index: FastMap<&'r str, usize>,
 }
 
 impl Names<'_> {
@@ -326,7 +299,7 @@ impl Names<'_> {
 
 /// Names: valid and unique. The first definition of each name is kept.
 fn check_names<'r>(raw: &'r RawMap, pos: &Positions<'_>, problems: &mut Vec<Problem>) -> Names<'r> {
-    let mut first: HashMap<&str, usize> = HashMap::new();
+    let mut first: FastMap<&str, usize> = FastMap::with_capacity_and_hasher(raw.resource.len(), Default::default());
     for (i, r) in raw.resource.iter().enumerate() {
         let name = r.name.get_ref().as_str();
         let at = r.name.span().start;
@@ -346,7 +319,8 @@ fn check_names<'r>(raw: &'r RawMap, pos: &Positions<'_>, problems: &mut Vec<Prob
         first.insert(name, i);
     }
     let mut kept: Vec<usize> = first.values().copied().collect();
-    kept.sort_by(|&a, &b| raw.resource[a].name.get_ref().cmp(raw.resource[b].name.get_ref()));
+    // Names are unique here, so an unstable sort gives the one order.
+    kept.sort_unstable_by(|&a, &b| raw.resource[a].name.get_ref().cmp(raw.resource[b].name.get_ref()));
     let index = kept
         .iter()
         .enumerate()
@@ -369,16 +343,21 @@ fn invalid_name(name: &str) -> Option<String> {
 }
 
 /// What [`check_resources`] found valid.
-struct Checked {
+struct Checked<'r> {
     /// Direct dependencies of each kept resource (indices, sorted, deduplicated).
     deps: Vec<Vec<usize>>,
     /// Every valid glob of a kept resource: (file order, owner, glob).
-    globs: Vec<(usize, usize, glob::Compiled)>,
+    globs: Vec<(usize, usize, glob::Compiled<'r>)>,
 }
 
 /// Types, dependencies and globs of every resource, in file order. Resources dropped by the name
 /// checks are checked too (their mistakes are reported) but contribute nothing.
-fn check_resources(raw: &RawMap, names: &Names<'_>, pos: &Positions<'_>, problems: &mut Vec<Problem>) -> Checked {
+fn check_resources<'r>(
+    raw: &'r RawMap,
+    names: &Names<'_>,
+    pos: &Positions<'_>,
+    problems: &mut Vec<Problem>,
+) -> Checked<'r> {
     let mut checked = Checked {
         deps: vec![Vec::new(); names.kept.len()],
         globs: Vec::new(),
@@ -435,7 +414,11 @@ fn unknown_dependency(name: &str, dep: &Spanned<String>, names: &Names<'_>, pos:
 }
 
 /// The `ignore` globs, owned by [`IGNORE`].
-fn compile_ignore(raw: &RawMap, pos: &Positions<'_>, problems: &mut Vec<Problem>) -> Vec<(glob::Compiled, usize)> {
+fn compile_ignore<'r>(
+    raw: &'r RawMap,
+    pos: &Positions<'_>,
+    problems: &mut Vec<Problem>,
+) -> Vec<(glob::Compiled<'r>, usize)> {
     let mut ignore = Vec::new();
     for g in &raw.ignore {
         match glob::compile(g.get_ref()) {
@@ -466,15 +449,21 @@ fn cycle_problems(raw: &RawMap, names: &Names<'_>, deps: &[Vec<usize>], pos: &Po
         .collect()
 }
 
-/// The compiled map, from a raw map with no problems.
-fn assemble(raw: RawMap, kept: &[usize], checked: Checked, ignore: Vec<(glob::Compiled, usize)>) -> ResourceMap {
-    let Checked { deps, mut globs } = checked;
-    // One index for every glob, resource by resource so that a resource's globs are consecutive
-    // (the planner relies on it to skip repeats cheaply), `ignore` last.
+/// Every glob of a map with no problems in ONE index, resource by resource so that a resource's
+/// globs are consecutive (the planner relies on it to skip repeats cheaply), `ignore` last.
+fn index_globs(
+    mut globs: Vec<(usize, usize, glob::Compiled<'_>)>,
+    ignore: Vec<(glob::Compiled<'_>, usize)>,
+) -> GlobIndex {
     globs.sort_by_key(|&(file_order, owner, _)| (owner, file_order));
-    let mut all: Vec<(glob::Compiled, usize)> = globs.into_iter().map(|(_, o, g)| (g, o)).collect();
+    let mut all: Vec<(glob::Compiled<'_>, usize)> = Vec::with_capacity(globs.len() + ignore.len());
+    all.extend(globs.into_iter().map(|(_, o, g)| (g, o)));
     all.extend(ignore);
+    GlobIndex::new(all)
+}
 
+/// The compiled map, from a raw map with no problems.
+fn assemble(raw: RawMap, kept: &[usize], deps: Vec<Vec<usize>>, globs: GlobIndex) -> ResourceMap {
     let mut dependents = vec![Vec::new(); kept.len()];
     for (r, ds) in deps.iter().enumerate() {
         for &d in ds {
@@ -482,35 +471,36 @@ fn assemble(raw: RawMap, kept: &[usize], checked: Checked, ignore: Vec<(glob::Co
         }
     }
     let topo = topological_order(&deps);
-    let resources: Vec<Resource> = kept.iter().map(|&i| resource(&raw.resource[i])).collect();
-    let by_name = resources.iter().enumerate().map(|(i, r)| (r.name.clone(), i)).collect();
+    // The kept resources, moved out of the raw map in name order.
+    let mut read: Vec<Option<RawResource>> = raw.resource.into_iter().map(Some).collect();
+    let resources: Vec<Resource> = kept.iter().filter_map(|&i| read[i].take()).map(resource).collect();
     ResourceMap {
         resources,
         ignore: raw.ignore.into_iter().map(|g| g.into_inner()).collect(),
         unmapped: raw.unmapped,
         build_dependencies: raw.build_dependencies,
-        by_name,
         deps,
         dependents,
         topo,
-        globs: GlobIndex::new(all),
+        globs,
     }
 }
 
 /// One resource as the map's users see it, defaults applied.
-fn resource(r: &RawResource) -> Resource {
-    let kind = r.kind.get_ref().clone();
-    let mut depends_on: Vec<String> = Vec::new();
-    for d in &r.depends_on {
-        if !depends_on.contains(d.get_ref()) {
-            depends_on.push(d.get_ref().clone());
+fn resource(r: RawResource) -> Resource {
+    let kind = r.kind.into_inner();
+    let mut depends_on: Vec<String> = Vec::with_capacity(r.depends_on.len());
+    for d in r.depends_on {
+        let d = d.into_inner();
+        if !depends_on.contains(&d) {
+            depends_on.push(d);
         }
     }
     Resource {
-        name: r.name.get_ref().clone(),
+        name: r.name.into_inner(),
         deploy: r.deploy.unwrap_or(kind != "package"),
         kind,
-        paths: r.paths.iter().map(|p| p.get_ref().clone()).collect(),
+        paths: r.paths.into_iter().map(Spanned::into_inner).collect(),
         depends_on,
         enabled: r.enabled,
     }

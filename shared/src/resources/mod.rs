@@ -31,7 +31,8 @@
 //! );
 //! ```
 //!
-//! Layout: `map` parses and validates the TOML, `glob` validates globs and pins their meaning
+//! Layout: `map` parses and validates the TOML (read by `raw`: a fast reader for plainly written
+//! maps, `toml` for everything else and for the error messages), `glob` validates globs and pins their meaning
 //! (globset is the reference), `pattern` turns a glob into segment patterns and matches them,
 //! `index` holds a map's globs in a trie of literal leading segments so a path meets only the globs
 //! that can match it, `planner` computes plans, `cache` keeps parsed maps by blob SHA,
@@ -45,6 +46,7 @@ mod index;
 mod map;
 mod pattern;
 mod planner;
+mod raw;
 
 pub use cache::{MapCache, git_blob_sha};
 pub use map::{MapError, Problem, ProblemKind, Resource, ResourceMap, Unmapped};

@@ -58,14 +58,6 @@ enum Unit {
     Escaped(char),
 }
 
-impl Unit {
-    fn char(self) -> char {
-        match self {
-            Unit::Plain(c) | Unit::Escaped(c) => c,
-        }
-    }
-}
-
 /// A token before splitting into segments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Flat {
@@ -73,21 +65,34 @@ enum Flat {
     Tok(Tok),
 }
 
-/// The alternatives of a validated glob, each as a list of segments, or `None` when the glob is
-/// one globset must answer (see the module documentation).
-pub(crate) fn parse(glob: &str) -> Option<Vec<Vec<Seg>>> {
-    if !glob.contains(['[', ']', '{', '}', '\\']) {
-        return plain(glob).map(|segs| vec![segs]);
+/// A validated glob in the form the index takes it (see [`prepare`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Prepared<'a> {
+    /// Literal characters, `*`, `?` and `/` only (nearly every glob of a real map), as written:
+    /// the index walks its literal leading segments as borrowed text and makes segments
+    /// ([`plain`]) only of the rest, so such a glob costs no copy of its text.
+    Plain(&'a str),
+    /// Braces and nothing else of the rarer syntax: the alternatives, each a plain glob, in one
+    /// string separated by NUL (which a glob cannot hold): one allocation for the lot
+    /// ([`alternatives`] lists them).
+    Alternatives(String),
+    /// Anything else (classes, escapes): one list of segments per alternative.
+    Segments(Vec<Vec<Seg>>),
+}
+
+/// A validated glob, ready for the index, or `None` when it is one globset must answer (see the
+/// module documentation). Loading a 5,000-resource map prepares thousands of globs, so the
+/// common forms take short cuts that allocate little; [`parse`] gives every form as segments.
+pub(crate) fn prepare(glob: &str) -> Option<Prepared<'_>> {
+    if !has_byte(glob, b"[]{}\\") {
+        return plain_fits(glob).then_some(Prepared::Plain(glob));
     }
-    if !glob.contains(['[', ']', '\\']) {
+    if !has_byte(glob, b"[]\\\0") {
         // Braces alone (`{libs,vendor}/x/**`, `*.{rs,toml}`): expanded as text, each alternative
         // then a plain glob. The same expansion as below, without the per-character units.
-        let units: Vec<Unit> = glob.chars().map(Unit::Plain).collect();
-        let texts = expand(&units)?;
-        return texts
-            .iter()
-            .map(|alt| plain(&alt.iter().map(|u| u.char()).collect::<String>()))
-            .collect();
+        let joined = expand_text(glob)?;
+        let fits = alternatives(&joined).all(plain_fits);
+        return fits.then_some(Prepared::Alternatives(joined));
     }
     let units = units(glob)?;
     let has = |c: char| units.contains(&Unit::Plain(c));
@@ -99,18 +104,45 @@ pub(crate) fn parse(glob: &str) -> Option<Vec<Vec<Seg>>> {
     } else {
         vec![units]
     };
-    alternatives.iter().map(|alt| segments(alt)).collect()
+    alternatives
+        .iter()
+        .map(|alt| segments(alt))
+        .collect::<Option<_>>()
+        .map(Prepared::Segments)
 }
 
-/// A glob of literal characters, `*`, `?` and `/` only (nearly every glob of a real map): its
-/// segments straight from the text, without the general path's allocations (parsing a
-/// 5,000-resource map parses thousands of globs).
-fn plain(glob: &str) -> Option<Vec<Seg>> {
-    let wild = |s: &str| s.contains(['*', '?']);
-    let mut segs = Vec::with_capacity(4);
-    for part in glob.split('/') {
+/// The alternatives of a validated glob, each as a list of segments, or `None` when the glob is
+/// one globset must answer (see the module documentation).
+#[cfg(test)]
+pub(crate) fn parse(glob: &str) -> Option<Vec<Vec<Seg>>> {
+    Some(match prepare(glob)? {
+        Prepared::Plain(text) => vec![plain(text)],
+        Prepared::Alternatives(joined) => alternatives(&joined).map(plain).collect(),
+        Prepared::Segments(alternatives) => alternatives,
+    })
+}
+
+/// Whether a plain glob has the segment meaning: not with two `**` in a row (globset reads
+/// `**/**` as something else entirely: only paths ending in `/`).
+fn plain_fits(glob: &str) -> bool {
+    let mut after_any_depth = false;
+    for part in split_slash(glob) {
+        let any_depth = part == "**";
+        if any_depth && after_any_depth {
+            return false;
+        }
+        after_any_depth = any_depth;
+    }
+    true
+}
+
+/// A glob of literal characters, `*`, `?` and `/` only, that [`plain_fits`]: its segments
+/// straight from the text, without the general path's allocations.
+pub(crate) fn plain(glob: &str) -> Vec<Seg> {
+    let wild = |s: &str| has_byte(s, b"*?");
+    let mut segs = Vec::with_capacity(glob.bytes().filter(|&b| b == b'/').count() + 1);
+    for part in split_slash(glob) {
         let seg = match part {
-            "**" if segs.last() == Some(&Seg::AnyDepth) => return None,
             "**" => Seg::AnyDepth,
             "*" => Seg::Any,
             p if !wild(p) => Seg::Literal(p.into()),
@@ -128,7 +160,157 @@ fn plain(glob: &str) -> Option<Vec<Seg>> {
         };
         segs.push(seg);
     }
-    Some(segs)
+    segs
+}
+
+/// Whether a segment of a plain glob is a literal one (no `*`, no `?`).
+pub(crate) fn is_plain_literal(segment: &str) -> bool {
+    !has_byte(segment, b"*?")
+}
+
+/// Whether `text` holds one of the (ASCII) `bytes`. On bytes: `str::contains` with a set of
+/// characters decodes every character, and this runs for every glob of a map.
+fn has_byte(text: &str, bytes: &[u8]) -> bool {
+    text.bytes().any(|b| bytes.contains(&b))
+}
+
+/// The segments of a `/`-separated text, split on the byte: `str::split('/')` goes through the
+/// general character searcher, which calls `memcmp` for every `/` it finds (a few per cent of
+/// loading a map).
+pub(crate) fn split_slash(text: &str) -> impl Iterator<Item = &str> {
+    split_byte(text, b'/')
+}
+
+/// The alternatives of [`Prepared::Alternatives`].
+pub(crate) fn alternatives(joined: &str) -> impl Iterator<Item = &str> {
+    split_byte(joined, 0)
+}
+
+/// `text` split on an ASCII byte.
+fn split_byte(text: &str, byte: u8) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match r.bytes().position(|b| b == byte) {
+            Some(i) => {
+                rest = Some(&r[i + 1..]);
+                Some(&r[..i])
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
+}
+
+/// [`expand`] for a glob of plain characters and braces (and no NUL), on its text: the
+/// alternatives joined by NUL.
+fn expand_text(glob: &str) -> Option<String> {
+    // A `*` touching a brace or a separating comma could form `**` after expansion: left to
+    // globset, as in `expand`. The structural characters are ASCII, so bytes will do.
+    let bytes = glob.as_bytes();
+    let mut depth = 0usize;
+    for (i, &b) in bytes.iter().enumerate() {
+        let structural = match b {
+            b'{' => {
+                depth += 1;
+                true
+            }
+            b'}' => {
+                depth = depth.checked_sub(1)?;
+                true
+            }
+            b',' => depth > 0,
+            _ => false,
+        };
+        let star = |j: Option<usize>| j.and_then(|j| bytes.get(j)) == Some(&b'*');
+        if structural && (star(i.checked_sub(1)) || star(Some(i + 1))) {
+            return None;
+        }
+    }
+    let mut out = Joined {
+        text: String::with_capacity(2 * glob.len()),
+        count: 0,
+    };
+    expand_text_into(&mut String::with_capacity(glob.len()), &[glob], &mut out)?;
+    Some(out.text)
+}
+
+/// Alternatives being joined.
+struct Joined {
+    text: String,
+    count: usize,
+}
+
+/// Appends to `out` every expansion of `prefix` followed by the concatenation of `rest`
+/// (a list, so that an alternative and what follows its braces need not be copied into one
+/// string: the only strings allocated are the alternatives themselves). `prefix` is restored.
+fn expand_text_into(prefix: &mut String, rest: &[&str], out: &mut Joined) -> Option<()> {
+    let Some((&first, later)) = rest.split_first() else {
+        if out.count >= MAX_ALTERNATIVES {
+            return None;
+        }
+        if out.count > 0 {
+            out.text.push('\0');
+        }
+        out.text.push_str(prefix);
+        out.count += 1;
+        return Some(());
+    };
+    let mark = prefix.len();
+    let Some(open) = first.bytes().position(|b| b == b'{') else {
+        prefix.push_str(first);
+        let done = expand_text_into(prefix, later, out);
+        prefix.truncate(mark);
+        return done;
+    };
+    // The matching `}`: braces balance within one piece (a piece is the glob, or one alternative
+    // of it, which holds whole brace groups).
+    let bytes = first.as_bytes();
+    let mut depth = 0;
+    let mut close = None;
+    for (i, &b) in bytes.iter().enumerate().skip(open) {
+        match b {
+            b'{' => depth += 1,
+            b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    close = Some(i);
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let close = close?;
+    prefix.push_str(&first[..open]);
+    let after = &first[close + 1..];
+    // Each alternative (between the top-level commas), then what follows the braces.
+    let mut tail: Vec<&str> = Vec::with_capacity(later.len() + 2);
+    let mut start = open + 1;
+    depth = 0;
+    let mut done = Some(());
+    for (i, &b) in bytes.iter().enumerate().take(close + 1).skip(open + 1) {
+        match b {
+            b'{' => depth += 1,
+            b'}' if depth > 0 => depth -= 1,
+            b',' | b'}' if depth == 0 => {
+                tail.clear();
+                tail.push(&first[start..i]);
+                tail.push(after);
+                tail.extend_from_slice(later);
+                done = expand_text_into(prefix, &tail, out);
+                if done.is_none() {
+                    break;
+                }
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    prefix.truncate(mark);
+    done
 }
 
 /// The glob's characters with escapes resolved. `None` on a dangling `\` (validation refuses it).

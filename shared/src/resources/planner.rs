@@ -90,7 +90,8 @@ impl ResourceMap {
 
         // 1–2. Classify every distinct path: ignored, claimed (by whom) or unmapped. For each
         // resource only the first path it claims and the count are kept, nothing is copied.
-        let mut seen: HashSet<&str> = HashSet::with_capacity(changed.len());
+        let mut seen: HashSet<&str, foldhash::fast::RandomState> =
+            HashSet::with_capacity_and_hasher(changed.len(), Default::default());
         let mut first_file: Vec<Option<&str>> = vec![None; n];
         let mut file_count: Vec<usize> = vec![0; n];
         let mut ignored: Vec<&str> = Vec::new();
