@@ -313,7 +313,16 @@ impl Gandalf {
                 .position(|i| i.id == item.id)
                 .map(|p| p + 1)
         };
-        Ok(Answer::ok(messages::status(&item, position, &self.config.public_url)))
+        let batch = store::batch_of(&mut conn, item.id)
+            .await?
+            .map(|(_, prs)| prs)
+            .unwrap_or_default();
+        Ok(Answer::ok(messages::status(
+            &item,
+            position,
+            &batch,
+            &self.config.public_url,
+        )))
     }
 
     /// A `pull_request` event: new commits, closing or a base change drop the PR from the queue,

@@ -284,7 +284,7 @@ pub fn queue(
     Reply::ephemeral(text.trim_end().to_string())
 }
 
-pub fn status(item: &Item, position: Option<usize>, public_url: &str) -> Reply {
+pub fn status(item: &Item, position: Option<usize>, batch: &[PrNumber], public_url: &str) -> Reply {
     let mut text = format!(
         "{} {}: *{}*",
         pr(&item.repo, item.pr),
@@ -293,6 +293,11 @@ pub fn status(item: &Item, position: Option<usize>, public_url: &str) -> Reply {
     );
     if let Some(p) = position {
         text.push_str(&format!(" (position {p})"));
+    }
+    if batch.len() > 1 {
+        let all: Vec<String> = batch.iter().map(|p| format!("#{p}")).collect();
+        let verb = if item.state.is_finished() { "was" } else { "is" };
+        text.push_str(&format!("\nIt {verb} verified in one batch with {}.", all.join(", ")));
     }
     if let Some(note) = &item.note {
         text.push_str(&format!("\n{}", escape(note)));
@@ -550,8 +555,13 @@ mod tests {
             ..item()
         };
         let text = [
-            both(&status(&verifying, Some(1), "https://gandalf.example.com")),
-            both(&status(&dropped, None, "https://gandalf.example.com/")),
+            both(&status(
+                &verifying,
+                Some(1),
+                &[n(42), n(43)],
+                "https://gandalf.example.com",
+            )),
+            both(&status(&dropped, None, &[], "https://gandalf.example.com/")),
             both(&never_queued(&repo(), n(42))),
         ];
         assert_snapshot!(text.join("\n\n"));

@@ -128,9 +128,12 @@ pub struct QueueStep {
 
 const QUEUE_STEP_COLUMNS: &str = "id, item_id, attempt, name, resource, state, exit_code, started_at, finished_at, log";
 
+/// An item's steps; a member of a batch shows the batch's, which are recorded on its first
+/// member (one run for all of them).
 pub async fn queue_steps(conn: &mut PgConnection, item_id: i64) -> DbResult<Vec<QueueStep>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {QUEUE_STEP_COLUMNS} FROM queue_steps WHERE item_id = $1 ORDER BY id"
+        "SELECT {QUEUE_STEP_COLUMNS} FROM queue_steps WHERE item_id = \
+         (SELECT COALESCE(batch_lead, id) FROM queue_items WHERE id = $1) ORDER BY id"
     )))
     .bind(item_id)
     .fetch_all(conn)

@@ -57,6 +57,24 @@ async fn a_green_batch_lands_every_member_at_once_with_one_run() {
     assert!(announced[0].contains("#1") && announced[0].contains("#3"));
     let (_, item) = g.get_json("/api/v1/repos/acme/platform/pulls/2").await;
     assert_eq!(item["batch"]["prs"], serde_json::json!([1, 2, 3]), "{item}");
+    let steps = item["steps"].as_array().unwrap();
+    assert_eq!(
+        steps.len(),
+        3,
+        "the batch's one run (build, deploy, test of web): {item}"
+    );
+    let (text, _) = g.command("U0ALICE", "status #2").await;
+    assert!(text.contains("one batch with #1, #2, #3"), "{text}");
+    let page = reqwest::get(format!("http://{}/queue/acme/platform/pulls/3", g.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("deploy") && page.contains("web"),
+        "the batch's steps on #3's page"
+    );
 }
 
 /// One culprit among four: the batch is red, bisection finds it, it alone is rejected (after a
