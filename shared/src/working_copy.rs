@@ -103,12 +103,22 @@ pub struct Mirrors {
     retry: Retry,
     /// One fetch at a time per mirror within this process (git's ref locks would fail the second).
     locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
-    /// Held while a repository's pristine copy is being made, so that a run arriving meanwhile
-    /// waits for it (less than a fresh copy would take) instead of making a second one.
-    pristine_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Per repository: the pristine copy being made, and whether a run already waits for it.
+    pristine_locks: Arc<Mutex<HashMap<String, Arc<PristineSlot>>>>,
     /// The pristine copies being made, for [`Mirrors::settle`].
     preparing: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
     trash: Trash,
+}
+
+/// A repository's pristine copy in this process. `making` is held while one is being made, so that
+/// a run arriving meanwhile waits for it (it is further along than a fresh copy would be) instead of
+/// writing a second tree at the same time. Only one run waits for each: the others (Nightly's
+/// environments all starting at once, say) make fresh copies side by side rather than queue up
+/// behind one pristine after another.
+#[derive(Default)]
+struct PristineSlot {
+    making: tokio::sync::Mutex<()>,
+    awaited: std::sync::atomic::AtomicBool,
 }
 
 /// Copies on their way out: renamed under `<state_dir>/trash/` and deleted by a thread each. The
@@ -255,7 +265,7 @@ impl Mirrors {
         locks.entry(repo.to_string()).or_default().clone()
     }
 
-    fn pristine_lock_for(&self, repo: &RepoName) -> Arc<tokio::sync::Mutex<()>> {
+    fn pristine_lock_for(&self, repo: &RepoName) -> Arc<PristineSlot> {
         let mut locks = self.pristine_locks.lock().expect("pristine locks");
         locks.entry(repo.to_string()).or_default().clone()
     }
@@ -463,9 +473,19 @@ impl Mirrors {
     async fn take_pristine(&self, repo: &RepoName, path: &Path, sha: &CommitSha) -> Option<WorkingCopy> {
         let pristine = self.pristine_dir(repo);
         {
-            // A pristine being made is worth waiting for: it is further along than a fresh copy.
-            let lock = self.pristine_lock_for(repo);
-            let _making = lock.lock().await;
+            let slot = self.pristine_lock_for(repo);
+            if slot.awaited.swap(true, Ordering::AcqRel) {
+                return None; // another run waits for this one
+            }
+            // Cleared however this ends, a run cancelled while waiting included.
+            struct Awaiting<'a>(&'a PristineSlot);
+            impl Drop for Awaiting<'_> {
+                fn drop(&mut self) {
+                    self.0.awaited.store(false, Ordering::Release);
+                }
+            }
+            let _awaiting = Awaiting(&slot);
+            let _making = slot.making.lock().await;
             // The rename is the taking: atomic, so of two takers (even in two processes) one wins.
             std::fs::rename(&pristine, path).ok()?;
         }
@@ -521,8 +541,8 @@ impl Mirrors {
     /// temporary directory and renamed into place when complete; a failure only costs the next run
     /// the speed-up (it makes a fresh copy), so it is logged, not returned.
     async fn prepare_pristine(&self, repo: &RepoName, sha: &CommitSha) {
-        let lock = self.pristine_lock_for(repo);
-        let _making = lock.lock().await;
+        let slot = self.pristine_lock_for(repo);
+        let _making = slot.making.lock().await;
         let pristine = self.pristine_dir(repo);
         if pristine.exists() {
             return;
@@ -831,6 +851,30 @@ mod tests {
         assert!(third.path().join("side.txt").exists() && !third.path().join("docs.md").exists());
         drop((first, second, third));
         mirrors.settle().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn runs_starting_together_each_get_their_own_exact_copy() {
+        let (src, shas) = source();
+        let state = tempfile::tempdir().unwrap();
+        let mirrors = Mirrors::new(state.path());
+        let repo: RepoName = "acme/mono".parse().unwrap();
+        let r = remote(src.path());
+        drop(mirrors.checkout(&repo, &r, &shas[0], "warm-up").await.unwrap());
+        mirrors.settle().await;
+        // Four at once, as Nightly's environments start: one gets the pristine, the others fresh
+        // copies; every one is the commit, in a directory of its own.
+        let names = ["nightly-1", "nightly-2", "nightly-3", "nightly-4"];
+        let copies = futures::future::join_all(names.iter().map(|n| mirrors.checkout(&repo, &r, &shas[1], n))).await;
+        let copies: Vec<WorkingCopy> = copies.into_iter().map(Result::unwrap).collect();
+        for copy in &copies {
+            assert_eq!(git_out(copy.path(), &["rev-parse", "HEAD"]), shas[1].as_str());
+            assert_eq!(git_out(copy.path(), &["status", "--porcelain", "--ignored"]), "");
+            assert!(copy.path().join("docs.md").exists() && !copy.path().join("README.md").exists());
+        }
+        drop(copies);
+        mirrors.settle().await;
+        assert_eq!(std::fs::read_dir(state.path().join("copies")).unwrap().count(), 0);
     }
 
     #[tokio::test]
