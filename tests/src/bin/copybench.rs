@@ -2,9 +2,15 @@
 //! `--dirs` directories, and the time to get a working copy of a candidate commit
 //!
 //! - cold: an empty state directory (the mirror is created and the whole history fetched), then
-//!   the checkout;
-//! - warm: the mirror already holds the base; the candidate (a commit changing 20 files on top of
-//!   it) is fetched and checked out, as for every verification after the first;
+//!   a fresh checkout;
+//! - the end of a run (dropping its copy: renamed away, deleted in the background) and the
+//!   background work a run leaves (the next pristine copy made, the old copy deleted), waited for
+//!   with `Mirrors::settle` before the next timing, as a verification's steps would overlap it;
+//! - warm: the mirror already holds the base and the pristine copy waits at the base; the candidate
+//!   (a commit changing 20 files on top of it) is fetched and its copy made from the pristine, as
+//!   for every verification after the first;
+//! - warm without a pristine (another run took it): the candidate's copy made fresh from the
+//!   up-to-date mirror;
 //! - the complete change list of that candidate, read from the mirror.
 //!
 //! Files are about 1 KiB of source-like text each, with bodies that differ (so git stores them
@@ -108,7 +114,8 @@ async fn main() {
         token: None,
     };
     let repo: RepoName = "bench/mono".parse().unwrap();
-    let (mut cold, mut warm_fetch, mut warm, mut diff) = (vec![], vec![], vec![], vec![]);
+    let (mut cold, mut drop_ms, mut background, mut warm_fetch, mut warm, mut fresh, mut diff) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     for run in 0..cli.runs {
         let state = tempfile::tempdir().unwrap();
         let mirrors = Mirrors::new(state.path());
@@ -118,7 +125,12 @@ async fn main() {
             .await
             .unwrap();
         cold.push(ms(t));
+        let t = Instant::now();
         drop(copy);
+        drop_ms.push(ms(t));
+        let t = Instant::now();
+        mirrors.settle().await;
+        background.push(ms(t));
         // The mirror now holds the base: a verification's fetch and checkout of a new candidate.
         let t = Instant::now();
         mirrors.fetch(&repo, &remote, &[&candidate]).await.unwrap();
@@ -129,23 +141,43 @@ async fn main() {
             .await
             .unwrap();
         warm.push(ms(t));
+        assert_eq!(
+            git(copy.path(), &["rev-parse", "HEAD"]),
+            candidate.as_str(),
+            "the copy is the candidate"
+        );
         let t = Instant::now();
         let files = mirrors.changed_files(&repo, &base, &candidate).await.unwrap();
         diff.push(ms(t));
         assert_eq!(files.len(), 20);
         drop(copy);
+        mirrors.settle().await;
+        // Another run took the pristine: the copy is made fresh from the up-to-date mirror.
+        std::fs::remove_dir_all(state.path().join("pristine")).unwrap();
+        let t = Instant::now();
+        let copy = mirrors
+            .checkout(&repo, &remote, &candidate, &format!("fresh-{run}"))
+            .await
+            .unwrap();
+        fresh.push(ms(t));
+        drop(copy);
+        mirrors.settle().await;
     }
     let med = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
     println!(
-        "files={} runs={} cold_copy_ms(median)={:.0} warm_fetch_ms={:.0} warm_copy_ms(fetch+checkout)={:.0} changed_files_ms={:.1}",
+        "files={} runs={} (medians) cold_copy_ms={:.0} drop_ms={:.1} background_ms={:.0} warm_fetch_ms={:.0} \
+         warm_copy_from_pristine_ms={:.0} warm_fresh_copy_ms={:.0} changed_files_ms={:.1}",
         cli.files,
         cli.runs,
         med(&mut cold),
+        med(&mut drop_ms),
+        med(&mut background),
         med(&mut warm_fetch),
         med(&mut warm),
+        med(&mut fresh),
         med(&mut diff)
     );
 }
