@@ -10,11 +10,14 @@
 -- How long a lease lasts without renewal, per kind of work. In the database rather than in each
 -- replica's config: every replica must agree on it, and an operator (or a test) tunes it in one
 -- place. The owner renews every third of it and gives up (kills its steps) when a third is left.
+-- Ten seconds: a database that is away longer than about seven costs the steps that were running
+-- (they run again from their start under the next owner), and a bot killed with -9 and restarted
+-- waits at most that long before it resumes its own work.
 CREATE TABLE work_lease_kinds (
     kind text PRIMARY KEY,
     ttl  interval NOT NULL CHECK (ttl >= interval '1 second')
 );
-INSERT INTO work_lease_kinds (kind, ttl) VALUES ('nightly', '30 seconds'), ('deploy', '30 seconds');
+INSERT INTO work_lease_kinds (kind, ttl) VALUES ('nightly', '10 seconds'), ('deploy', '10 seconds');
 
 CREATE TABLE work_leases (
     kind       text NOT NULL REFERENCES work_lease_kinds (kind),

@@ -70,12 +70,50 @@ pub struct Lease {
 pub enum Acquired {
     Ours(Lease),
     /// Someone else holds it for `expires_in` more (by the database's clock).
-    Held { owner: String, expires_in: Duration },
+    Held {
+        owner: String,
+        expires_in: Duration,
+    },
 }
 
 /// Takes the lease on (`kind`, `key`) for `owner` if it is free or expired. Race-free: one
 /// statement; of two replicas trying at once exactly one gets it.
 pub async fn try_acquire(pool: &PgPool, kind: &str, key: &str, owner: &str) -> Result<Acquired, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    if let Some(lease) = acquire_in(&mut conn, pool, kind, key, owner).await? {
+        return Ok(Acquired::Ours(lease));
+    }
+    let held: Option<(String, f64)> = sqlx::query_as(
+        "SELECT owner, greatest(extract(epoch FROM expires_at - now()), 0)::float8 \
+         FROM work_leases WHERE kind = $1 AND key = $2",
+    )
+    .bind(kind)
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match held {
+        Some((owner, secs)) => Ok(Acquired::Held {
+            owner,
+            expires_in: Duration::from_secs_f64(secs),
+        }),
+        // Freed between the two statements: the caller tries again at once.
+        None => Ok(Acquired::Held {
+            owner: String::new(),
+            expires_in: Duration::ZERO,
+        }),
+    }
+}
+
+/// [`try_acquire`] in the caller's transaction, so that the work's row and its lease come into
+/// being together (a deploy). `None` when someone else holds it. `pool` is where the lease's
+/// later renewals and fenced writes go.
+pub async fn acquire_in(
+    conn: &mut PgConnection,
+    pool: &PgPool,
+    kind: &str,
+    key: &str,
+    owner: &str,
+) -> Result<Option<Lease>, sqlx::Error> {
     let sent = Instant::now();
     let got: Option<(i64, f64)> = sqlx::query_as(
         "INSERT INTO work_leases (kind, key, owner, epoch, acquired_at, expires_at) \
@@ -89,36 +127,28 @@ pub async fn try_acquire(pool: &PgPool, kind: &str, key: &str, owner: &str) -> R
     .bind(kind)
     .bind(key)
     .bind(owner)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?;
-    if let Some((epoch, ttl)) = got {
-        return Ok(Acquired::Ours(Lease {
-            pool: pool.clone(),
-            kind: kind.to_string(),
-            key: key.to_string(),
-            owner: owner.to_string(),
-            epoch,
-            ttl: Duration::from_secs_f64(ttl.max(0.0)),
-            sent,
-        }));
+    if got.is_none() {
+        let known: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM work_lease_kinds WHERE kind = $1)")
+            .bind(kind)
+            .fetch_one(&mut *conn)
+            .await?;
+        if !known {
+            return Err(sqlx::Error::Protocol(format!(
+                "no lease kind `{kind}` in work_lease_kinds"
+            )));
+        }
     }
-    let held: Option<(String, f64)> = sqlx::query_as(
-        "SELECT owner, greatest(extract(epoch FROM expires_at - now()), 0)::float8 \
-         FROM work_leases WHERE kind = $1 AND key = $2",
-    )
-    .bind(kind)
-    .bind(key)
-    .fetch_optional(pool)
-    .await?;
-    match held {
-        Some((owner, secs)) => Ok(Acquired::Held {
-            owner,
-            expires_in: Duration::from_secs_f64(secs),
-        }),
-        None => Err(sqlx::Error::Protocol(format!(
-            "no lease kind `{kind}` in work_lease_kinds"
-        ))),
-    }
+    Ok(got.map(|(epoch, ttl)| Lease {
+        pool: pool.clone(),
+        kind: kind.to_string(),
+        key: key.to_string(),
+        owner: owner.to_string(),
+        epoch,
+        ttl: Duration::from_secs_f64(ttl.max(0.0)),
+        sent,
+    }))
 }
 
 /// Waits until this process holds the lease on (`kind`, `key`): tries again when the current

@@ -21,9 +21,9 @@ use chrono::{DateTime, Utc};
 use shared::fence;
 use tokio::sync::watch;
 
-use super::{LEASE_KEY, LEASE_KIND, Nightly};
 use super::runner::RunEnd;
 use super::runs;
+use super::{LEASE_KEY, LEASE_KIND, Nightly};
 
 pub struct NightlyWorker {
     pub nightly: Nightly,
@@ -50,7 +50,10 @@ impl NightlyWorker {
             let lost = keep.lost();
             drop(keep);
             if lost {
-                tracing::warn!(epoch = lease.epoch, "Nightly's lease was lost: its steps were stopped; standing by");
+                tracing::warn!(
+                    epoch = lease.epoch,
+                    "Nightly's lease was lost: its steps were stopped; standing by"
+                );
             } else if let Err(e) = lease.release().await {
                 tracing::warn!(error = %shared::db::short_db_error(&e), "could not give Nightly's lease up; it expires");
             }
