@@ -14,6 +14,7 @@ mod control_metrics;
 mod docs_config_reference;
 mod fake_github_git;
 mod faults_day;
+mod faults_fencing;
 mod faults_postgres;
 mod faults_shutdown;
 mod faults_slack;
