@@ -312,3 +312,168 @@ async fn nightly_cut_off_mid_step_is_resumed_by_the_other_replica_without_runnin
 async fn stop_quietly(app: TestBobby) {
     let _ = tokio::time::timeout(Duration::from_secs(30), app.stop()).await;
 }
+
+// --- a deploy ------------------------------------------------------------------------------------
+
+const REPO: &str = "acme/platform";
+const ALICE: &str = "U0ALICE";
+
+const DEPLOY_STEP_SH: &str = r#"D="@DIR@"
+key="$BOBBY_STEP-${BOBBY_RESOURCE:--}"
+exec 9>"$D/lock-$key"
+flock -n 9 || echo "$(date +%s%N) overlap $key $$" >> "$D/overlaps"
+echo "$(date +%s%N)|start|$key|$$" >> "$D/calls.log"
+while [ -e "$D/block-$key" ]; do sleep 0.05; done
+echo "$(date +%s%N)|end|$key|$$" >> "$D/calls.log"
+"#;
+
+fn deploy_config() -> String {
+    format!(
+        "{}\n[deploy]\nrepo = \"{REPO}\"\nbase = \"main\"\nstep_timeout = \"60s\"\n\
+         [deploy.pipeline]\nbuild = \"sh step.sh\"\ndeploy = \"sh step.sh\"\ntest = \"sh step.sh\"\n",
+        bg_tests::BOBBY_TOML
+    )
+}
+
+fn deploy_starts(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("calls.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('|').collect();
+            (f.get(1) == Some(&"start")).then(|| f[2].to_string())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_deploy_cut_off_mid_step_is_resumed_by_the_other_replica_not_failed() {
+    let github = bg_tests::fake_github::FakeGithub::start().await;
+    github.create_repo(
+        REPO,
+        "main",
+        &[
+            (
+                ".gandalf/resources.toml",
+                "[[resource]]\nname = \"api\"\ntype = \"service\"\npaths = [\"api/**\"]\n",
+            ),
+            ("api/main.rs", "api"),
+        ],
+    );
+    github.push(REPO, "feature/api", "main", &[("api/x.rs", Some("x"))]);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    std::fs::write(
+        d.join("step.sh"),
+        DEPLOY_STEP_SH.replace("@DIR@", &d.display().to_string()),
+    )
+    .unwrap();
+    let opts = || BobbyOptions {
+        config: deploy_config(),
+        more: MoreOptions {
+            github_api_url: Some(github.api_url()),
+            base_dir: Some(d.clone()),
+        },
+        ..Default::default()
+    };
+
+    let db = fresh_database().await;
+    let admin = admin_pool(&db).await;
+    short_leases(&admin, "3 seconds").await;
+    let clock = ManualClock::new(monday_morning());
+    let a_role = replica_role(&admin, &db, "a").await;
+    let a = spawn_bobby_on(a_role.db.clone(), clock.clone(), opts()).await;
+    let b = spawn_bobby_on(db.clone(), clock.clone(), opts()).await;
+
+    let answer = a.command(ALICE, "lock env-1").await;
+    assert!(a.settle(ALICE, answer).await.text().contains("locked"));
+    std::fs::write(d.join("block-deploy-api"), "").unwrap();
+    // Typed on A: A runs it.
+    let answer = a.command(ALICE, "deploy env-1 feature/api").await;
+    let answer = a.settle(ALICE, answer).await.text();
+    assert!(answer.contains("Deploying"), "{answer}");
+    wait_until("A to start deploy api", Duration::from_secs(30), || async {
+        deploy_starts(&d).iter().any(|s| s == "deploy-api")
+    })
+    .await;
+    let id: i64 = sqlx::query_scalar("SELECT id FROM deploys")
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    let (a_owner, a_epoch) = lease_owner(&admin, "deploy", &id.to_string()).await.unwrap();
+
+    cut_off(&admin, &a_role).await;
+    wait_until("B to start deploy api again", Duration::from_secs(60), || async {
+        deploy_starts(&d).iter().filter(|s| *s == "deploy-api").count() == 2
+    })
+    .await;
+    let (b_owner, b_epoch) = lease_owner(&admin, "deploy", &id.to_string()).await.unwrap();
+    assert_ne!(b_owner, a_owner);
+    assert!(b_epoch > a_epoch);
+    // Never failed on the way.
+    let state: String = sqlx::query_scalar("SELECT state FROM deploys WHERE id = $1")
+        .bind(id)
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    assert_eq!(state, "running");
+    std::fs::remove_file(d.join("block-deploy-api")).unwrap();
+    wait_until("the deploy to end", Duration::from_secs(60), || async {
+        sqlx::query_scalar::<_, String>("SELECT state FROM deploys WHERE id = $1")
+            .bind(id)
+            .fetch_one(&admin)
+            .await
+            .unwrap()
+            != "running"
+    })
+    .await;
+
+    let (state, outcome): (String, Option<String>) = sqlx::query_as("SELECT state, outcome FROM deploys WHERE id = $1")
+        .bind(id)
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    assert_eq!(state, "succeeded", "{outcome:?}");
+    assert_eq!(
+        std::fs::read_to_string(d.join("overlaps")).ok(),
+        None,
+        "a step ran on both replicas at once"
+    );
+    let starts = deploy_starts(&d);
+    let count = |k: &str| starts.iter().filter(|s| *s == k).count();
+    assert_eq!(count("build-api"), 1, "a finished step ran again: {starts:?}");
+    assert_eq!(count("deploy-api"), 2, "{starts:?}");
+    assert_eq!(count("test--"), 1, "{starts:?}");
+    // The interrupted attempt is on record as such; api is deployed once, by the deploy.
+    let steps: Vec<(String, Option<String>, String)> =
+        sqlx::query_as("SELECT step, resource, state FROM deploy_steps WHERE deploy_id = $1 ORDER BY id")
+            .bind(id)
+            .fetch_all(&admin)
+            .await
+            .unwrap();
+    let states: Vec<String> = steps
+        .iter()
+        .map(|(s, r, st)| format!("{s} {} {st}", r.as_deref().unwrap_or("-")))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "build api succeeded",
+            "deploy api interrupted",
+            "deploy api succeeded",
+            "test - succeeded"
+        ],
+        "{states:?}"
+    );
+    let deployed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM deployed WHERE environment = 'env-1' AND deploy_id = $1")
+            .bind(id)
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+    assert_eq!(deployed, 1);
+
+    reconnect(&admin, &a_role).await;
+    b.stop().await;
+    stop_quietly(a).await;
+}
