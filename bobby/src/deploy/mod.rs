@@ -79,8 +79,10 @@ impl Supervisor {
         let mut running = tokio::task::JoinSet::new();
         loop {
             let wait = match store::next_take_over(&self.inner.pool).await {
-                // Just after the earliest expiry: a take-over is possible only then.
-                Ok(Some(secs)) => std::time::Duration::from_secs_f64(secs + 0.02).min(TAKE_OVER_EVERY),
+                // Just after the earliest expiry (a take-over is possible only then), and never in
+                // a tight loop when one keeps failing.
+                Ok(Some(secs)) => std::time::Duration::from_secs_f64(secs + 0.02)
+                    .clamp(std::time::Duration::from_millis(200), TAKE_OVER_EVERY),
                 Ok(None) => TAKE_OVER_EVERY,
                 Err(e) => {
                     tracing::warn!(error = %shared::db::short_db_error(&e), "cannot look for deploys to take over");
