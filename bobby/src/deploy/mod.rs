@@ -115,7 +115,8 @@ impl Supervisor {
 async fn take_over_orphans(inner: &Arc<Inner>) -> anyhow::Result<Vec<Task>> {
     let mut resumed = Vec::new();
     for id in store::running_ids(&inner.pool).await? {
-        if let run::TakeOver::Resume(lease, row) = run::take_over(inner, id).await? {
+        if let run::TakeOver::Resume(taken) = run::take_over(inner, id).await? {
+            let (lease, row) = *taken;
             resumed.push(Box::pin(run::run(inner.clone(), row, lease, None)) as Task);
         }
     }
@@ -417,7 +418,8 @@ impl Deployer {
         tx.commit().await?;
         // A deploy nobody runs any more (its lease expired) is concluded now rather than waiting
         // for a runner; a live one hears the cancel through NOTIFY.
-        if let run::TakeOver::Resume(lease, row) = run::take_over(&self.inner, running.id).await? {
+        if let run::TakeOver::Resume(taken) = run::take_over(&self.inner, running.id).await? {
+            let (lease, row) = *taken;
             // Taken over between the cancel and here: run it, and it stops at once for the cancel.
             let task: Task = Box::pin(run::run(self.inner.clone(), row, lease, None));
             let _ = self.inner.tasks.send(task);

@@ -412,7 +412,7 @@ pub(super) enum TakeOver {
     /// It had ended, or was cancelled while nobody ran it (concluded now).
     Concluded,
     /// Taken over: the lease and the row to resume it from.
-    Resume(Lease, DeployRow),
+    Resume(Box<(Lease, DeployRow)>),
 }
 
 /// Takes deploy `id` over when its lease has expired (or it has none): its runner is gone.
@@ -451,7 +451,7 @@ pub(super) async fn take_over(inner: &Inner, id: i64) -> anyhow::Result<TakeOver
     edit_progress(inner, &mut tx, &row, now).await?;
     tx.commit().await?;
     tracing::warn!(deploy = id, env = %row.environment, epoch = lease.epoch, interrupted, "took over a deploy whose runner was gone; resuming it");
-    Ok(TakeOver::Resume(lease, row))
+    Ok(TakeOver::Resume(Box::new((lease, row))))
 }
 
 /// Queues an edit of the progress message with the deploy as it is in `tx`. Returns the message.
