@@ -133,8 +133,27 @@ async fn an_owner_that_cannot_renew_is_told_to_stop_before_its_lease_expires() {
     let (_shutdown_tx, shutdown) = watch::channel(false);
     let keep = a.keep_alive(shutdown);
     let mut stop = keep.stop();
-    // Renewals keep it well past its first expiry.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Renewals keep it live past its first expiry (by the database's clock).
+    let first: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT expires_at FROM work_leases WHERE kind = 'nightly' AND key = 'leader'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    wait_until(
+        "the lease to outlive its first expiry",
+        Duration::from_secs(30),
+        || async {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT clock_timestamp() > $1 AND expires_at > clock_timestamp() AND epoch = 1 \
+             FROM work_leases WHERE kind = 'nightly' AND key = 'leader'",
+            )
+            .bind(first)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        },
+    )
+    .await;
     assert!(!*stop.borrow(), "a renewed lease was given up");
     assert!(!keep.lost());
 
