@@ -154,10 +154,7 @@ pub async fn start(opts: Options) -> anyhow::Result<Running> {
     };
     tasks.push(tokio::spawn(expiry.run(rx.clone())));
     if let Some(nightly) = nightly {
-        let worker = NightlyWorker {
-            nightly,
-            database_url: database_url.clone(),
-        };
+        let worker = NightlyWorker { nightly };
         tasks.push(tokio::spawn(worker.run(rx.clone())));
     }
     let deliverer = Deliverer {

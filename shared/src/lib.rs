@@ -19,6 +19,7 @@
 //! | [`control`] | the control center pages and the cctray feed, read from the shared database |
 //! | [`http`] | what both HTTP servers share: errors, body limits, request ids, `/healthz`, `/readyz`, `/metrics`, graceful serving |
 //! | [`db`] | the pool, the migrations, leadership of background workers |
+//! | [`fence`] | leases with epochs for work that must happen once (Nightly, deploys): acquire, renew, fenced writes |
 //! | [`settings`] | the TOML file and the process environment (the only module that reads `std::env`) |
 //! | [`clock`], [`schedule`], [`duration`] | time, injected; wall-clock arithmetic in the configured zone; the one duration grammar |
 //! | [`people`] | `[[people]]`: one person's Slack id, GitHub login and email |
@@ -36,6 +37,7 @@ pub mod copies;
 pub mod db;
 pub mod duration;
 pub mod envs;
+pub mod fence;
 pub mod github;
 pub mod http;
 pub mod ids;

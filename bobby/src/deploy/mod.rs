@@ -5,8 +5,9 @@
 //! `running` row with its progress message in one transaction, and then run in the background by
 //! [`run`] through the same step runner and affected-set planner Gandalf uses. The database keeps
 //! one running deploy per environment; a lease that ends or Nightly taking the environment cancels
-//! it (triggers), and a deploy whose runner died is concluded as `interrupted` by whoever notices
-//! first (see [`store::Liveness`]).
+//! it (triggers). A deploy is owned through a fenced lease (SPEC §8, [`shared::fence`]): when its
+//! runner is gone (killed, or cut off from the database long enough for the lease to expire), the
+//! [`Supervisor`] of any replica takes it over and resumes it from the interrupted step.
 
 mod run;
 pub mod store;
@@ -31,7 +32,7 @@ use crate::command::{DeployRef, closest};
 use crate::config::{BobbyConfig, DeployConfig};
 use crate::messages;
 use shared::copies::Copies;
-use store::{DeployPlan, DeployRow, Liveness, NewDeploy};
+use store::{DeployPlan, DeployRow, NewDeploy};
 
 type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -60,23 +61,66 @@ pub(crate) struct Inner {
 /// Runs the deploys' tasks: until shutdown, then until every running deploy reached its safe point
 /// (its step stopped, the deploy recorded `interrupted`). Aborting this task aborts them all, the
 /// way `kill -9` would.
+///
+/// It also takes over the deploys whose runner is gone: it wakes when the earliest lease of a
+/// running deploy expires (at most every [`TAKE_OVER_EVERY`], for deploys started elsewhere) and
+/// resumes those it wins.
 pub struct Supervisor {
     tasks: mpsc::UnboundedReceiver<Task>,
     shutdown: watch::Receiver<bool>,
+    inner: Arc<Inner>,
 }
+
+/// The longest the supervisor sleeps between looks for deploys to take over.
+pub const TAKE_OVER_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Supervisor {
     pub async fn run(mut self) {
         let mut running = tokio::task::JoinSet::new();
         loop {
-            tokio::select! {
-                Some(task) = self.tasks.recv() => { running.spawn(task); }
-                Some(_) = running.join_next(), if !running.is_empty() => {}
+            let wait = match store::next_take_over(&self.inner.pool).await {
+                // Just after the earliest expiry (a take-over is possible only then), and never in
+                // a tight loop when one keeps failing.
+                Ok(Some(secs)) => std::time::Duration::from_secs_f64(secs + 0.02)
+                    .clamp(std::time::Duration::from_millis(200), TAKE_OVER_EVERY),
+                Ok(None) => TAKE_OVER_EVERY,
+                Err(e) => {
+                    tracing::warn!(error = %shared::db::short_db_error(&e), "cannot look for deploys to take over");
+                    TAKE_OVER_EVERY
+                }
+            };
+            let look = tokio::select! {
+                Some(task) = self.tasks.recv() => { running.spawn(task); false }
+                Some(_) = running.join_next(), if !running.is_empty() => false,
+                _ = tokio::time::sleep(wait) => true,
                 _ = self.shutdown.wait_for(|s| *s) => break,
+            };
+            if look {
+                match take_over_orphans(&self.inner).await {
+                    Ok(resumed) => {
+                        for task in resumed {
+                            running.spawn(task);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = format!("{e:#}"), "could not take deploys over"),
+                }
             }
         }
         while running.join_next().await.is_some() {}
     }
+}
+
+/// Takes over every running deploy whose lease has expired: concluded when it was cancelled,
+/// otherwise returned as a task that resumes it.
+async fn take_over_orphans(inner: &Arc<Inner>) -> anyhow::Result<Vec<Task>> {
+    let mut resumed = Vec::new();
+    for id in store::running_ids(&inner.pool).await? {
+        if let run::TakeOver::Resume(taken) = run::take_over(inner, id).await? {
+            let (lease, row) = *taken;
+            resumed.push(Box::pin(run::run(inner.clone(), row, lease, None)) as Task);
+        }
+    }
+    Ok(resumed)
 }
 
 impl Deployer {
@@ -93,7 +137,7 @@ impl Deployer {
         let settings = config.deploy.clone()?;
         let repo = RepoName::parse(&settings.repo)?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let inner = Inner {
+        let inner = Arc::new(Inner {
             registry: Some(Registry::new(pool.clone())),
             pool,
             config,
@@ -105,8 +149,15 @@ impl Deployer {
             copies,
             shutdown: shutdown.clone(),
             tasks: tx,
-        };
-        Some((Deployer { inner: Arc::new(inner) }, Supervisor { tasks: rx, shutdown }))
+        });
+        Some((
+            Deployer { inner: inner.clone() },
+            Supervisor {
+                tasks: rx,
+                shutdown,
+                inner,
+            },
+        ))
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -150,15 +201,20 @@ impl Deployer {
         }
 
         // Decided: record it with its progress message, checking the rules again under the
-        // environment's row lock (the GitHub calls took time; the lease may have changed).
-        let liveness = Liveness::reserve(&self.inner.pool).await?;
+        // environment's row lock (the GitHub calls took time; the lease may have changed). The
+        // deploy's own lease (who runs it) comes into being in the same transaction.
+        let id = store::reserve_id(&self.inner.pool).await?;
         let by = actor.id.to_string();
         let channel = channel.unwrap_or(&by).to_string();
         let now = self.now();
         let mut tx = self.inner.pool.begin().await?;
         self.check(&mut tx, actor, env, true).await?;
+        let owner = shared::fence::owner_name();
+        let lease = shared::fence::acquire_in(&mut tx, &self.inner.pool, store::LEASE_KIND, &id.to_string(), &owner)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the lease of the new deploy {id} is taken"))?;
         let new = NewDeploy {
-            id: liveness.id,
+            id,
             environment: env,
             reference: &typed,
             sha: sha.as_ref(),
@@ -173,9 +229,9 @@ impl Deployer {
             self.authorized(actor, env).await?;
             return Err(anyhow::anyhow!("a deploy to {env} was running, and then it was not").into());
         }
-        let row = store::get(&mut tx, liveness.id)
+        let row = store::get(&mut tx, id)
             .await?
-            .ok_or_else(|| anyhow::anyhow!("deploy {} vanished", liveness.id))?;
+            .ok_or_else(|| anyhow::anyhow!("deploy {id} vanished"))?;
         let progress = run::progress(&self.inner, &row, &[], now);
         let message = outbox::enqueue_from(&mut tx, Sender::Bobby, &channel, &progress, now).await?;
         store::set_message(&mut tx, row.id, message).await?;
@@ -184,11 +240,11 @@ impl Deployer {
         metrics::counter!("bobby_deploys_total", "outcome" => "started").increment(1);
 
         let inner = self.inner.clone();
-        let task: Task = Box::pin(run::run(inner, row, liveness, no_copy));
+        let task: Task = Box::pin(run::run(inner, row, lease, no_copy));
         if self.inner.tasks.send(task).is_err() {
-            // Shutting down: the row stays `running` without a live runner, and is concluded as
-            // interrupted by the next Bobby, like after a crash.
-            tracing::warn!("deploy recorded while shutting down; it will be concluded as interrupted");
+            // Shutting down: the row stays `running` and its lease expires unrenewed; the replica
+            // (or the next Bobby) that takes it over runs it, like after a crash.
+            tracing::warn!("deploy recorded while shutting down; it will be taken over once its lease expires");
         }
         Ok(messages::deploy_started(env, &typed, sha.as_ref(), &channel))
     }
@@ -202,7 +258,7 @@ impl Deployer {
     }
 
     /// The rules of who may deploy, against the environment as it is in `tx` (row-locked when
-    /// `lock`). A running deploy whose runner died is concluded first.
+    /// `lock`).
     async fn check(&self, tx: &mut sqlx::PgConnection, actor: &Actor, env: &EnvName, lock: bool) -> Handled<()> {
         if lock {
             sqlx::query("SELECT 1 FROM environments WHERE name = $1 FOR UPDATE")
@@ -213,12 +269,8 @@ impl Deployer {
         let environment = shared::envs::store::get(&mut *tx, env)
             .await?
             .or_refuse(|| messages::unknown_env(env.as_str(), None, &[]))?;
-        let mut running = store::running_on(&mut *tx, env).await?;
-        if let Some(r) = &running
-            && run::conclude_if_orphaned(&self.inner, &mut *tx, r.id).await?
-        {
-            running = None;
-        }
+        // A running deploy whose runner is gone is not over: it is taken over and resumed.
+        let running = store::running_on(&mut *tx, env).await?;
         may_deploy(&environment, actor, running.as_ref()).or_else(|r| refuse(messages::deploy_refused(&r)))
     }
 
@@ -363,29 +415,31 @@ impl Deployer {
         }
         let why = format!("cancelled by {}", shared::slack::mrkdwn::user(&actor.id.to_string()));
         store::request_cancel(&mut tx, env, &why).await?;
-        // A deploy nobody runs any more is concluded now rather than waiting for a runner.
-        run::conclude_if_orphaned(&self.inner, &mut tx, running.id).await?;
         tx.commit().await?;
+        // A deploy nobody runs any more (its lease expired) is concluded now rather than waiting
+        // for a runner; a live one hears the cancel through NOTIFY.
+        if let run::TakeOver::Resume(taken) = run::take_over(&self.inner, running.id).await? {
+            let (lease, row) = *taken;
+            // Taken over between the cancel and here: run it, and it stops at once for the cancel.
+            let task: Task = Box::pin(run::run(self.inner.clone(), row, lease, None));
+            let _ = self.inner.tasks.send(task);
+        }
         Ok(messages::deploy_cancelling(&running))
     }
 
-    /// Concludes every `running` deploy whose runner is gone: at start, after a crash.
+    /// Takes over every `running` deploy whose lease has expired (at start, after a crash) and
+    /// resumes it; those whose lease is still live are taken over by the [`Supervisor`] when it
+    /// expires. Returns how many were taken over now.
     pub async fn recover(&self) -> anyhow::Result<usize> {
-        let mut concluded = 0;
-        for id in store::running_ids(&self.inner.pool).await? {
-            let mut tx = self.inner.pool.begin().await?;
-            if run::conclude_if_orphaned(&self.inner, &mut tx, id).await? {
-                concluded += 1;
-            }
-            tx.commit().await?;
+        let resumed = take_over_orphans(&self.inner).await?;
+        let n = resumed.len();
+        for task in resumed {
+            let _ = self.inner.tasks.send(task);
         }
-        if concluded > 0 {
-            tracing::warn!(
-                concluded,
-                "deploys left running by a previous Bobby were marked interrupted"
-            );
+        if n > 0 {
+            tracing::warn!(resumed = n, "deploys left running by a previous Bobby are resumed");
         }
-        Ok(concluded)
+        Ok(n)
     }
 }
 

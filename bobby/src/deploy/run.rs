@@ -4,6 +4,11 @@
 //! transaction. Stops at the first failure, at a cancel (NOTIFY `bobby_deploys`) or at shutdown,
 //! killing the running step's process group.
 //!
+//! The deploy is owned through its lease ([`shared::fence`]): every write checks it; when it
+//! cannot be renewed in time the running step is killed and nothing more is written, and whoever
+//! takes the expired lease over ([`take_over`], any replica) resumes the deploy from the
+//! interrupted step, in a fresh working copy, skipping the steps that succeeded.
+//!
 //! With a `checkout`, the steps share one working copy of the deployed commit (SPEC §5.8), made
 //! before the first step and removed when the pipeline ends; a copy that cannot be had ends the
 //! deploy `failed` at a `checkout` step carrying git's reason, before anything runs.
@@ -12,6 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use shared::fence::Lease;
 use shared::ids::CommitSha;
 use shared::slack::Reply;
 use shared::slack::outbox::{self, Relation, Sender};
@@ -21,7 +27,7 @@ use sqlx::PgConnection;
 use tokio::sync::watch;
 
 use super::Inner;
-use super::store::{self, DeployRow, DeployState, EVERYTHING, Liveness, StepRow};
+use super::store::{self, DeployRow, DeployState, EVERYTHING, StepRow};
 use crate::messages::{self, DeployProgress, FailedStep};
 
 /// How the pipeline ended.
@@ -47,37 +53,58 @@ impl<E: Into<anyhow::Error>> From<E> for PipelineStop {
     }
 }
 
-/// Runs the deploy to its end. `liveness` is held until then: while it is, nobody concludes the
-/// deploy as orphaned. `no_copy`: planning already found that git could not give the commits (the
-/// reason); the deploy ends `failed` with it without running anything.
-pub(super) async fn run(inner: Arc<Inner>, row: DeployRow, liveness: Liveness, no_copy: Option<String>) {
+/// Runs the deploy to its end, holding its `lease` (renewed until then). `no_copy`: planning
+/// already found that git could not give the commits (the reason); the deploy ends `failed` with
+/// it without running anything. A lost lease stops the steps and leaves the deploy `running` for
+/// the replica that takes it over.
+pub(super) async fn run(inner: Arc<Inner>, row: DeployRow, lease: Lease, no_copy: Option<String>) {
     let wall = std::time::Instant::now();
+    let keep = lease.keep_alive(inner.shutdown.clone());
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let (done_tx, done_rx) = watch::channel(false);
     let work = async {
         let end = match no_copy {
             Some(reason) => End::Failed(copy_failed(reason)),
-            None => pipeline(&inner, &row, cancel_rx).await,
+            None => pipeline(&inner, &row, &lease, cancel_rx).await,
         };
         done_tx.send_replace(true);
         end
     };
-    let (end, ()) = tokio::join!(work, watch_for_cancel(&inner, row.id, cancel_tx, done_rx));
-    let took = chrono::Duration::from_std(wall.elapsed()).unwrap_or_default();
-    if let Err(e) = conclude(&inner, &row, end, took).await {
-        // The row stays `running`; it is concluded as interrupted once our lock is gone.
-        tracing::error!(
+    let (end, ()) = tokio::join!(work, watch_for_cancel(&inner, row.id, cancel_tx, done_rx, keep.stop()));
+    if keep.lost() {
+        tracing::warn!(
             deploy = row.id,
-            error = format!("{e:#}"),
-            "could not record the end of a deploy"
+            epoch = lease.epoch,
+            "the deploy's lease was lost: its step was stopped; the replica that takes it over resumes it"
         );
+        return;
     }
-    drop(liveness);
+    let took = chrono::Duration::from_std(wall.elapsed()).unwrap_or_default();
+    match conclude(&inner, &row, &lease, end, took).await {
+        Ok(()) => {
+            drop(keep);
+            let _ = lease.release().await;
+        }
+        Err(e) => {
+            // The row stays `running`; once the lease expires it is taken over and resumed.
+            tracing::error!(
+                deploy = row.id,
+                error = format!("{e:#}"),
+                "could not record the end of a deploy"
+            );
+        }
+    }
 }
 
-/// Raises `cancel` when the deploy's row asks for it or Bobby shuts down; returns once `done`.
-async fn watch_for_cancel(inner: &Inner, id: i64, cancel: watch::Sender<bool>, mut done: watch::Receiver<bool>) {
-    let mut shutdown = inner.shutdown.clone();
+/// Raises `cancel` when the deploy's row asks for it, or `stop` (Bobby shuts down, or the lease
+/// could not be kept); returns once `done`.
+async fn watch_for_cancel(
+    inner: &Inner,
+    id: i64,
+    cancel: watch::Sender<bool>,
+    mut done: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut listener = match shared::db::listen(&inner.pool, &["bobby_deploys"]).await {
         Ok(l) => Some(l),
         Err(e) => {
@@ -166,7 +193,7 @@ async fn working_copy(
     }
 }
 
-async fn pipeline(inner: &Inner, row: &DeployRow, cancel: watch::Receiver<bool>) -> End {
+async fn pipeline(inner: &Inner, row: &DeployRow, lease: &Lease, cancel: watch::Receiver<bool>) -> End {
     let copy = match working_copy(inner, row, &cancel).await {
         Ok(copy) => copy,
         Err(end) => return end,
@@ -175,7 +202,7 @@ async fn pipeline(inner: &Inner, row: &DeployRow, cancel: watch::Receiver<bool>)
         .as_ref()
         .map_or_else(|| inner.config.base_dir.clone(), |c| c.path().to_path_buf());
     // `copy` lives until the pipeline ends; dropping it removes the copy.
-    match stages(inner, row, &cancel, &dir).await {
+    match stages(inner, row, lease, &cancel, &dir).await {
         Ok(()) => End::Succeeded,
         Err(PipelineStop::Red(f)) => End::Failed(f),
         Err(PipelineStop::Stopped) => End::Stopped,
@@ -194,6 +221,7 @@ async fn pipeline(inner: &Inner, row: &DeployRow, cancel: watch::Receiver<bool>)
 async fn stages(
     inner: &Inner,
     row: &DeployRow,
+    lease: &Lease,
     cancel: &watch::Receiver<bool>,
     dir: &Path,
 ) -> Result<(), PipelineStop> {
@@ -201,7 +229,7 @@ async fn stages(
     let parallelism = inner.settings.parallelism.max(1) as usize;
     for level in row.plan.build_levels() {
         let results = steps::run_level(&level, parallelism, cancel, |resource, c| {
-            step(inner, row, dir, "build", &pipeline.build, resource, c)
+            step(inner, row, lease, dir, "build", &pipeline.build, resource, c)
         })
         .await;
         let mut stopped = false;
@@ -217,18 +245,31 @@ async fn stages(
         }
     }
     for resource in row.plan.deploys() {
-        step(inner, row, dir, "deploy", &pipeline.deploy, &resource, cancel.clone()).await?;
+        step(
+            inner,
+            row,
+            lease,
+            dir,
+            "deploy",
+            &pipeline.deploy,
+            &resource,
+            cancel.clone(),
+        )
+        .await?;
     }
     if let Some(test) = &pipeline.test {
-        step(inner, row, dir, "test", test, "", cancel.clone()).await?;
+        step(inner, row, lease, dir, "test", test, "", cancel.clone()).await?;
     }
     Ok(())
 }
 
-/// Runs one step; `resource` is empty for `test` and `*` for the whole repository.
+/// Runs one step; `resource` is empty for `test` and `*` for the whole repository. A step that
+/// succeeded before (a resumed deploy) is not run again.
+#[allow(clippy::too_many_arguments)]
 async fn step(
     inner: &Inner,
     row: &DeployRow,
+    lease: &Lease,
     dir: &Path,
     name: &str,
     command: &str,
@@ -241,8 +282,13 @@ async fn step(
     let per_resource = (!resource.is_empty() && resource != EVERYTHING).then_some(resource);
     let started = inner.clock.now();
     let step_id = {
-        let mut conn = inner.pool.acquire().await?;
-        store::step_started(&mut conn, row.id, name, per_resource, started).await?
+        let mut tx = lease.begin().await?;
+        if store::succeeded(&mut tx, row.id, name, per_resource).await? {
+            return Ok(());
+        }
+        let id = store::step_started(&mut tx, row.id, name, per_resource, started).await?;
+        tx.commit().await?;
+        id
     };
     let spec = spec(inner, row, dir, name, command, per_resource);
     let what = format!("deploy:{}:{name}:{}", row.id, per_resource.unwrap_or("-"));
@@ -258,7 +304,8 @@ async fn step(
         .clock
         .now()
         .max(started + (result.finished_at - result.started_at));
-    let mut tx = inner.pool.begin().await?;
+    // A lost lease refuses this write: the step is the next owner's to run again.
+    let mut tx = lease.begin().await?;
     store::step_finished(&mut tx, step_id, state, result.end.exit_code(), &log, now).await?;
     if name == "deploy" && state == DeployState::Succeeded {
         store::record_deployed(&mut tx, row, per_resource.unwrap_or(EVERYTHING), now).await?;
@@ -311,10 +358,16 @@ fn spec(inner: &Inner, row: &DeployRow, dir: &Path, name: &str, command: &str, r
 
 /// Records the end of the deploy and says so: the progress message edited one last time, and the
 /// failing step's output in its thread.
-async fn conclude(inner: &Inner, row: &DeployRow, end: End, took: chrono::Duration) -> anyhow::Result<()> {
+async fn conclude(
+    inner: &Inner,
+    row: &DeployRow,
+    lease: &Lease,
+    end: End,
+    took: chrono::Duration,
+) -> anyhow::Result<()> {
     // How long it ran counts, also on a clock that does not move by itself (tests).
     let now = inner.clock.now().max(row.started_at + took);
-    let mut tx = inner.pool.begin().await?;
+    let mut tx = lease.begin().await?;
     let (state, outcome, failed) = match end {
         End::Succeeded => (DeployState::Succeeded, None, None),
         End::Failed(f) => (DeployState::Failed, Some(messages::deploy_failure_line(&f)), Some(f)),
@@ -352,30 +405,53 @@ async fn conclude(inner: &Inner, row: &DeployRow, end: End, took: chrono::Durati
     Ok(())
 }
 
-/// Concludes the deploy `id` when it is `running` but its runner is gone, inside `tx`. Leftover
-/// step processes on this host are killed first.
-pub(super) async fn conclude_if_orphaned(inner: &Inner, tx: &mut PgConnection, id: i64) -> anyhow::Result<bool> {
-    if !store::runner_is_gone(&mut *tx, id).await? {
-        return Ok(false);
-    }
-    let Some(row) = store::get(&mut *tx, id).await? else {
-        return Ok(false);
+/// What [`take_over`] did with a running deploy.
+pub(super) enum TakeOver {
+    /// Its lease is live: someone runs it.
+    Owned,
+    /// It had ended, or was cancelled while nobody ran it (concluded now).
+    Concluded,
+    /// Taken over: the lease and the row to resume it from.
+    Resume(Box<(Lease, DeployRow)>),
+}
+
+/// Takes deploy `id` over when its lease has expired (or it has none): its runner is gone.
+/// Leftover step processes on this host are killed, the steps it was running are marked
+/// interrupted, and the deploy is handed back to be resumed, or concluded `cancelled` when a
+/// cancel was asked for meanwhile.
+pub(super) async fn take_over(inner: &Inner, id: i64) -> anyhow::Result<TakeOver> {
+    let owner = shared::fence::owner_name();
+    let lease = match shared::fence::try_acquire(&inner.pool, store::LEASE_KIND, &id.to_string(), &owner).await? {
+        shared::fence::Acquired::Ours(lease) => lease,
+        shared::fence::Acquired::Held { .. } => return Ok(TakeOver::Owned),
     };
-    if row.state != DeployState::Running {
-        return Ok(false);
-    }
     if let Some(registry) = &inner.registry {
         registry.reap_leftovers(&format!("deploy:{id}:")).await?;
     }
-    let (state, outcome) = match &row.cancel_reason {
-        Some(why) => (DeployState::Cancelled, why.clone()),
-        None => (DeployState::Interrupted, messages::deploy_orphaned_line()),
-    };
     let now = inner.clock.now();
-    store::finish(&mut *tx, id, state, Some(&outcome), now).await?;
-    edit_progress(inner, tx, &row, now).await?;
-    tracing::warn!(deploy = id, env = %row.environment, outcome = state.as_str(), "concluded a deploy whose runner was gone");
-    Ok(true)
+    let mut tx = lease.begin().await?;
+    let row = match store::get(&mut tx, id).await? {
+        Some(row) if row.state == DeployState::Running => row,
+        _ => {
+            drop(tx);
+            lease.release().await?;
+            return Ok(TakeOver::Concluded);
+        }
+    };
+    if let Some(why) = &row.cancel_reason {
+        store::finish(&mut tx, id, DeployState::Cancelled, Some(why), now).await?;
+        edit_progress(inner, &mut tx, &row, now).await?;
+        tx.commit().await?;
+        lease.release().await?;
+        tracing::warn!(deploy = id, env = %row.environment, "concluded a cancelled deploy whose runner was gone");
+        metrics::counter!("bobby_deploys_total", "outcome" => DeployState::Cancelled.as_str()).increment(1);
+        return Ok(TakeOver::Concluded);
+    }
+    let interrupted = store::interrupt_running_steps(&mut tx, id, now).await?;
+    edit_progress(inner, &mut tx, &row, now).await?;
+    tx.commit().await?;
+    tracing::warn!(deploy = id, env = %row.environment, epoch = lease.epoch, interrupted, "took over a deploy whose runner was gone; resuming it");
+    Ok(TakeOver::Resume(Box::new((lease, row))))
 }
 
 /// Queues an edit of the progress message with the deploy as it is in `tx`. Returns the message.

@@ -1,18 +1,19 @@
 //! Deploys in Postgres: the row of each deploy and its steps, what is deployed where, and the
-//! advisory lock that says a deploy's runner is alive.
+//! lease that says who runs a deploy.
 //!
-//! A running deploy holds a session advisory lock keyed by its id on a connection of its own, from
-//! before its row exists until it ends. Whoever finds a `running` row whose lock is free knows its
-//! runner died (Bobby was killed, the machine went away) and concludes it as `interrupted`: nothing
-//! stays "deploying" forever.
+//! A running deploy is owned through a lease in `work_leases` (kind `deploy`, its id as key; see
+//! [`shared::fence`]), created in the transaction that inserts its row and renewed while it runs.
+//! Every write of the deploy checks it. Whoever finds a `running` row whose lease has expired knows
+//! its runner is gone (Bobby was killed, the machine or the database went away) and takes it over:
+//! the deploy resumes from the interrupted step, and succeeded steps are never run again.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shared::ids::EnvName;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool};
 
-/// The `classid` half of a deploy's advisory lock ("BD"); the other half is the deploy's id.
-const DEPLOY_LOCK_CLASS: i32 = 0x4244;
+/// The kind of a deploy's lease in `work_leases`; the key is the deploy's id.
+pub const LEASE_KIND: &str = "deploy";
 
 /// The state of a deploy, or of one of its steps: shared, because the environments API shows
 /// the latest deploy of each environment.
@@ -88,42 +89,49 @@ pub struct StepRow {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-/// The lock that says "this deploy's runner is alive": held on a connection of its own, so it
-/// goes when the runner's process goes, however it goes.
-pub struct Liveness {
-    pub id: i64,
-    _conn: PgConnection,
-}
-
-impl Liveness {
-    /// Reserves the next deploy id and takes its lock, before the deploy's row exists: a deploy
-    /// is never seen `running` without a live lock.
-    pub async fn reserve(pool: &PgPool) -> sqlx::Result<Liveness> {
-        let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
-        let id: i64 = sqlx::query_scalar("SELECT nextval(pg_get_serial_sequence('deploys', 'id'))")
-            .fetch_one(&mut conn)
-            .await?;
-        sqlx::query("SELECT pg_advisory_lock($1, $2)")
-            .bind(DEPLOY_LOCK_CLASS)
-            .bind(lock_key(id))
-            .execute(&mut conn)
-            .await?;
-        Ok(Liveness { id, _conn: conn })
-    }
-}
-
-fn lock_key(id: i64) -> i32 {
-    // Ids beyond 2^31 wrap around: two deploys that far apart never run at once.
-    id as i32
-}
-
-/// Whether the runner of `id` is gone: takes its lock for the rest of the caller's transaction.
-pub async fn runner_is_gone(conn: &mut PgConnection, id: i64) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, $2)")
-        .bind(DEPLOY_LOCK_CLASS)
-        .bind(lock_key(id))
-        .fetch_one(conn)
+/// The next deploy id, before its row exists (its lease is keyed by it).
+pub async fn reserve_id(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT nextval(pg_get_serial_sequence('deploys', 'id'))")
+        .fetch_one(pool)
         .await
+}
+
+/// Whether step `step` of deploy `deploy` (for `resource`) has succeeded already: a resumed deploy
+/// never runs it again.
+pub async fn succeeded(conn: &mut PgConnection, deploy: i64, step: &str, resource: Option<&str>) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM deploy_steps WHERE deploy_id = $1 AND step = $2 \
+         AND resource IS NOT DISTINCT FROM $3 AND state = 'succeeded')",
+    )
+    .bind(deploy)
+    .bind(step)
+    .bind(resource)
+    .fetch_one(conn)
+    .await
+}
+
+/// A take-over: the steps the previous owner was running ended with its lease.
+pub async fn interrupt_running_steps(conn: &mut PgConnection, deploy: i64, now: DateTime<Utc>) -> sqlx::Result<u64> {
+    sqlx::query(
+        "UPDATE deploy_steps SET state = 'interrupted', finished_at = $2 WHERE deploy_id = $1 AND state = 'running'",
+    )
+    .bind(deploy)
+    .bind(now)
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected())
+}
+
+/// How long until the lease of some running deploy expires (zero when one has none or an expired
+/// one): when to look for deploys to take over. `None` when no deploy is running.
+pub async fn next_take_over(pool: &PgPool) -> sqlx::Result<Option<f64>> {
+    sqlx::query_scalar(
+        "SELECT min(greatest(coalesce(extract(epoch FROM w.expires_at - now()), 0), 0))::float8 \
+         FROM deploys d LEFT JOIN work_leases w ON w.kind = 'deploy' AND w.key = d.id::text \
+         WHERE d.state = 'running'",
+    )
+    .fetch_one(pool)
+    .await
 }
 
 pub struct NewDeploy<'a> {

@@ -7,12 +7,12 @@
 
 use std::time::Duration;
 
-use shared::db::{Job, Leadership};
+use shared::fence;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
 use super::runner::RunEnd;
-use super::{Nightly, Phase, runs, summary};
+use super::{LEASE_KEY, LEASE_KIND, Nightly, Phase, runs, summary};
 use crate::command::closest;
 use crate::messages;
 
@@ -26,7 +26,8 @@ pub struct CliOutcome {
 
 pub async fn run(
     nightly: &Nightly,
-    database_url: &str,
+    // The lease lives in the pool's database; the URL is no longer needed for a session lock.
+    _database_url: &str,
     phase: Phase,
     env: Option<&str>,
     dry_run: bool,
@@ -65,17 +66,18 @@ pub async fn run(
     });
     tokio::select! {
         ended = wait_until_ended(nightly.pool(), id) => ended?,
-        leader = Leadership::acquire(database_url, Job::Nightly, Duration::from_secs(2), stopped.clone()) => {
-            let Some(_leader) = leader else {
+        lease = fence::acquire(nightly.pool(), LEASE_KIND, LEASE_KEY, Duration::from_secs(2), stopped.clone()) => {
+            let Some(lease) = lease else {
                 return Ok(interrupted(id));
             };
-            if nightly.recover(stopped.clone()).await? == RunEnd::Stopped {
-                return Ok(interrupted(id));
+            // Led like a Bobby leads: fenced writes, steps stopped if the lease cannot be kept.
+            let keep = lease.keep_alive(stopped.clone());
+            let led = lead(&nightly.with_lease(lease.clone()), keep.stop()).await;
+            if !keep.lost() {
+                let _ = lease.release().await;
             }
-            while let Some(run) = runs::next_requested(&mut *nightly.pool().acquire().await?).await? {
-                if nightly.run_requested(&run, stopped.clone()).await? == RunEnd::Stopped {
-                    return Ok(interrupted(id));
-                }
+            if led? == RunEnd::Stopped {
+                return Ok(interrupted(id));
             }
         }
     }
@@ -85,6 +87,19 @@ pub async fn run(
         text: messages::nightly_cli_report(&report),
         code: if report.has_faults() { 1 } else { 0 },
     })
+}
+
+/// Recovers what a previous leader left, then runs every requested run.
+async fn lead(nightly: &Nightly, stop: watch::Receiver<bool>) -> anyhow::Result<RunEnd> {
+    if nightly.recover(stop.clone()).await? == RunEnd::Stopped {
+        return Ok(RunEnd::Stopped);
+    }
+    while let Some(run) = runs::next_requested(&mut *nightly.pool().acquire().await?).await? {
+        if nightly.run_requested(&run, stop.clone()).await? == RunEnd::Stopped {
+            return Ok(RunEnd::Stopped);
+        }
+    }
+    Ok(RunEnd::Done)
 }
 
 fn interrupted(id: i64) -> CliOutcome {

@@ -52,7 +52,15 @@ pub struct Nightly {
     pub jitter: fn() -> f64,
     /// With `[nightly] repo` and a checkout: where create steps get the code (SPEC §4.5).
     pub code: Option<NightlyCode>,
+    /// The lease this process leads Nightly by (SPEC §8): every write of a run checks it, so a
+    /// replica that lost it cannot record anything after another took over. `None` (tests that
+    /// drive a run directly) writes unfenced.
+    pub lease: Option<shared::fence::Lease>,
 }
+
+/// The kind and key of Nightly's lease in `work_leases`: one leader runs every run.
+pub const LEASE_KIND: &str = "nightly";
+pub const LEASE_KEY: &str = "leader";
 
 /// What create steps run in when `[nightly] repo` is set with a `checkout` (SPEC §4.5, §5.8):
 /// a working copy of `base`'s tip as it was when the run started, one per environment.
@@ -98,6 +106,7 @@ impl Nightly {
             secrets: Arc::new(secrets),
             jitter: random_unit,
             code: None,
+            lease: None,
         })
     }
 
@@ -109,6 +118,23 @@ impl Nightly {
 
     pub fn pool(&self) -> &PgPool {
         &self.bobby.pool
+    }
+
+    /// This Nightly, leading by `lease`: its runs' writes are fenced by it.
+    pub fn with_lease(&self, lease: shared::fence::Lease) -> Nightly {
+        Nightly {
+            lease: Some(lease),
+            ..self.clone()
+        }
+    }
+
+    /// A transaction for a write of a run: when leading by a lease, checked to be still ours
+    /// (and kept so until the commit); refused with [`shared::fence::FenceError::Lost`] otherwise.
+    pub async fn write(&self) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        Ok(match &self.lease {
+            Some(lease) => lease.begin().await?,
+            None => self.pool().begin().await?,
+        })
     }
 
     pub fn config(&self) -> &BobbyConfig {

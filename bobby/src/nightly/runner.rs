@@ -78,7 +78,7 @@ impl Nightly {
     pub async fn run_slot(&self, slot: Slot, trigger: &str, shutdown: watch::Receiver<bool>) -> anyhow::Result<RunEnd> {
         let now = self.now();
         let night = self.schedule.night_of(slot);
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write().await?;
         if let Some(by) = runs::night_skipped_by(&mut tx, night).await? {
             let note = format!("the night of {night} was skipped by {by}");
             if runs::record_skipped_slot(&mut tx, slot.phase, trigger, slot.at, now, &note)
@@ -109,7 +109,7 @@ impl Nightly {
     /// Starts and runs a manual run someone asked for.
     pub async fn run_requested(&self, run: &Run, shutdown: watch::Receiver<bool>) -> anyhow::Result<RunEnd> {
         let now = self.now();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write().await?;
         let resume_until = self.schedule.resume_until(run.phase, now);
         if !runs::start_requested(&mut tx, run.id, now, resume_until).await? {
             return Ok(RunEnd::Done);
@@ -253,9 +253,11 @@ impl Nightly {
             return Ok(EnvEnd::Stopped);
         }
         let url = {
-            let mut conn = self.pool().acquire().await?;
-            runs::env_started(&mut conn, run, &env, self.now()).await?;
-            store::get(&mut conn, &env).await?.map(|e| e.url).unwrap_or_default()
+            let mut tx = self.write().await?;
+            runs::env_started(&mut tx, run, &env, self.now()).await?;
+            let url = store::get(&mut tx, &env).await?.map(|e| e.url).unwrap_or_default();
+            tx.commit().await?;
+            url
         };
         // With `[nightly] repo`, create steps share one working copy of the base tip (SPEC §4.5);
         // one that cannot be had faults the environment at its first step, with the reason.
@@ -275,9 +277,9 @@ impl Nightly {
                 Err(why) => {
                     tracing::warn!(run, environment = %env, reason = %why, "no working copy for Nightly's create steps");
                     let now = self.now();
-                    let mut conn = self.pool().acquire().await?;
+                    let mut tx = self.write().await?;
                     runs::step_finished(
-                        &mut conn,
+                        &mut tx,
                         run,
                         &env,
                         first.position,
@@ -288,6 +290,7 @@ impl Nightly {
                         now,
                     )
                     .await?;
+                    tx.commit().await?;
                     let fault = Fault {
                         phase,
                         step: first.name.clone(),
@@ -312,7 +315,7 @@ impl Nightly {
         }
         drop(code);
         let now = self.now();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write().await?;
         runs::env_finished(&mut tx, run, &env, "ok", now).await?;
         store::nightly_succeeded(&mut tx, &env, phase, now).await?;
         tx.commit().await?;
@@ -330,7 +333,7 @@ impl Nightly {
         fault: Fault,
     ) -> anyhow::Result<EnvEnd> {
         let now = self.now();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write().await?;
         runs::skip_steps_after(&mut tx, run, env, step.position).await?;
         runs::env_finished(&mut tx, run, env, "faulted", now).await?;
         store::nightly_faulted(&mut tx, env, &fault, NightlyOutcome::Faulted, now).await?;
@@ -367,8 +370,11 @@ impl Nightly {
                 None
             };
             let attempt_id = {
-                let mut conn = self.pool().acquire().await?;
-                runs::attempt_started(&mut conn, run, env, step.position, attempt as i32, waited, self.now()).await?
+                let mut tx = self.write().await?;
+                let id =
+                    runs::attempt_started(&mut tx, run, env, step.position, attempt as i32, waited, self.now()).await?;
+                tx.commit().await?;
+                id
             };
             let spec = self.step_spec(phase, env, url, code, step, attempt);
             let what = format!("nightly:{env}:{}:{}", phase.as_str(), step.name);
@@ -377,7 +383,8 @@ impl Nightly {
             let elapsed = started.elapsed().as_secs_f64();
             let output = steps::mask(&result.output.last_lines(LOG_LINES), &self.secrets);
             let tail = steps::mask(&result.output.last_lines(TAIL_LINES), &self.secrets);
-            let mut conn = self.pool().acquire().await?;
+            // A lost lease refuses this write: the step's end is the new owner's to record.
+            let mut conn = self.write().await?;
             let now = self.now();
             if result.end == StepEnd::Cancelled {
                 runs::attempt_finished(
@@ -389,6 +396,7 @@ impl Nightly {
                     now,
                 )
                 .await?;
+                conn.commit().await?;
                 return Ok(StepOutcome::Stopped);
             }
             let exit_code = result.end.exit_code();
@@ -405,9 +413,11 @@ impl Nightly {
             runs::attempt_finished(&mut conn, attempt_id, exit_code, &ended, &output, now).await?;
             if result.end.succeeded() {
                 runs::step_finished(&mut conn, run, env, step.position, "ok", exit_code, &ended, &tail, now).await?;
+                conn.commit().await?;
                 return Ok(StepOutcome::Ok);
             }
             if throttled && attempt < max_attempts {
+                conn.commit().await?;
                 tracing::info!(run, environment = %env, step = %step.name, attempt, "step throttled (exit 75); retrying");
                 continue;
             }
@@ -423,6 +433,7 @@ impl Nightly {
                 now,
             )
             .await?;
+            conn.commit().await?;
             return Ok(StepOutcome::Fault(Fault {
                 phase,
                 step: step.name.clone(),
@@ -450,8 +461,9 @@ impl Nightly {
         // waits for it (a test's manual clock) must not come up a few nanoseconds short.
         let until = (self.now() + chrono::Duration::from_std(wait).unwrap_or_default()).trunc_subsecs(6);
         {
-            let mut conn = self.pool().acquire().await?;
-            runs::step_backing_off(&mut conn, run, env, step.position, until).await?;
+            let mut tx = self.write().await?;
+            runs::step_backing_off(&mut tx, run, env, step.position, until).await?;
+            tx.commit().await?;
         }
         tokio::select! {
             _ = self.bobby.clock.sleep_until(until) => {}
@@ -495,7 +507,7 @@ impl Nightly {
     /// Ends run `id` (`finished` or `interrupted`) and queues its summary, in one transaction.
     async fn finish(&self, id: i64, state: &str) -> anyhow::Result<()> {
         let now = self.now();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write().await?;
         runs::finish(&mut tx, id, state, now).await?;
         let report = summary::report(&mut tx, self, id, now).await?;
         if let Some(channel) = &self.config().announce_channel {
@@ -551,9 +563,10 @@ impl Nightly {
                     "resuming a Nightly run a stop or crash cut short"
                 );
                 {
-                    let mut conn = self.pool().acquire().await?;
-                    runs::close_open_attempts(&mut conn, run.id, now).await?;
-                    runs::restart_interrupted_steps(&mut conn, run.id).await?;
+                    let mut tx = self.write().await?;
+                    runs::close_open_attempts(&mut tx, run.id, now).await?;
+                    runs::restart_interrupted_steps(&mut tx, run.id).await?;
+                    tx.commit().await?;
                 }
                 if self.execute(run.id, shutdown).await? == RunEnd::Stopped {
                     return Ok(RunEnd::Stopped);
@@ -568,7 +581,7 @@ impl Nightly {
             }
         }
         let now = self.now();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write().await?;
         for (env, state) in store::stuck_in_nightly(&mut tx, &[]).await? {
             let phase = if state == EnvState::Deleting {
                 Phase::Delete
@@ -594,7 +607,7 @@ impl Nightly {
     /// state they had.
     async fn interrupt(&self, run: &Run) -> anyhow::Result<()> {
         let now = self.now();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write().await?;
         let envs = runs::envs_of(&mut tx, run.id).await?;
         let steps = runs::steps_of(&mut tx, run.id).await?;
         runs::close_open_attempts(&mut tx, run.id, now).await?;

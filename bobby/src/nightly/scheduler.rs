@@ -1,5 +1,9 @@
-//! The Nightly worker: one replica at a time (the `Job::Nightly` advisory lock) runs the schedule
-//! and the manual runs people ask for, one run after the other.
+//! The Nightly worker: one replica at a time runs the schedule and the manual runs people ask
+//! for, one run after the other. It leads by a fenced lease (`work_leases`, kind `nightly`, see
+//! [`shared::fence`]): every write of a run checks it, a leader that cannot renew it stops its
+//! steps before it can expire, and another replica takes over only once it has, resuming the run
+//! from the interrupted step (the recovery below). A leader that stops for shutdown gives the
+//! lease up, so another replica resumes at once.
 //!
 //! On taking leadership it first recovers (kills a dead predecessor's leftover step processes,
 //! resumes or closes the run it left). Then, in a loop: start any requested manual run; run the
@@ -14,24 +18,24 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use shared::db::{Job, Leadership};
+use shared::fence;
 use tokio::sync::watch;
 
-use super::Nightly;
 use super::runner::RunEnd;
 use super::runs;
+use super::{LEASE_KEY, LEASE_KIND, Nightly};
 
 pub struct NightlyWorker {
     pub nightly: Nightly,
-    pub database_url: String,
 }
 
 impl NightlyWorker {
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
         loop {
-            let Some(mut leader) = Leadership::acquire(
-                &self.database_url,
-                Job::Nightly,
+            let Some(lease) = fence::acquire(
+                self.nightly.pool(),
+                LEASE_KIND,
+                LEASE_KEY,
                 Duration::from_secs(5),
                 shutdown.clone(),
             )
@@ -39,8 +43,21 @@ impl NightlyWorker {
             else {
                 return;
             };
-            tracing::info!("running Nightly on this replica");
-            if let Err(e) = self.lead(&mut leader, shutdown.clone()).await {
+            tracing::info!(epoch = lease.epoch, owner = %lease.owner, "running Nightly on this replica");
+            let keep = lease.keep_alive(shutdown.clone());
+            let nightly = self.nightly.with_lease(lease.clone());
+            let led = self.lead(&nightly, keep.stop()).await;
+            let lost = keep.lost();
+            drop(keep);
+            if lost {
+                tracing::warn!(
+                    epoch = lease.epoch,
+                    "Nightly's lease was lost: its steps were stopped; standing by"
+                );
+            } else if let Err(e) = lease.release().await {
+                tracing::warn!(error = %shared::db::short_db_error(&e), "could not give Nightly's lease up; it expires");
+            }
+            if let Err(e) = led {
                 tracing::warn!(
                     error = format!("{e:#}"),
                     "Nightly worker lost its footing; starting over"
@@ -53,8 +70,8 @@ impl NightlyWorker {
         }
     }
 
-    async fn lead(&self, leader: &mut Leadership, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-        let n = &self.nightly;
+    /// Leads until `shutdown` (raised also when the lease is lost) or an error.
+    async fn lead(&self, n: &Nightly, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         let mut listener = shared::db::listen(n.pool(), &["nightly"]).await?;
         let since = n.now();
         if n.recover(shutdown.clone()).await? == RunEnd::Stopped {
@@ -65,9 +82,6 @@ impl NightlyWorker {
         loop {
             if *shutdown.borrow() {
                 return Ok(());
-            }
-            if !leader.still_held().await {
-                anyhow::bail!("leadership connection lost");
             }
             let requested = runs::next_requested(&mut *n.pool().acquire().await?).await?;
             if let Some(run) = requested {

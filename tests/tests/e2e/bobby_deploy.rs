@@ -489,7 +489,7 @@ async fn a_failing_step_ends_the_deploy_with_its_log_in_the_thread() {
 }
 
 #[tokio::test]
-async fn a_deploy_interrupted_by_kill_9_is_concluded_at_restart() {
+async fn a_deploy_interrupted_by_kill_9_is_resumed_at_restart() {
     let s = setup().await;
     s.github.push(REPO, "feature/api", "main", &[("api/x.rs", Some("x"))]);
     s.lock(ALICE, "env-1").await;
@@ -513,21 +513,28 @@ async fn a_deploy_interrupted_by_kill_9_is_concluded_at_restart() {
         dir,
         main,
     };
-    let env = s.wait_for_deploy_state("env-1", "interrupted").await;
+    // SPEC §8: once the dead runner's lease has expired, the restarted Bobby takes the deploy
+    // over: the leftover step is killed and the interrupted step runs again from its start.
     wait_until("the leftover step to be killed at restart", || !alive(pid)).await;
-    assert!(env["deploy"]["finished_at"].is_string());
-    s.progress("was interrupted").await;
+    wait_until("build api to run again", || {
+        s.started().iter().filter(|x| *x == "build api").count() == 2
+    })
+    .await;
+    assert_eq!(s.environment("env-1").await["deploy"]["state"], "running");
+    s.remove("block-build-api");
+    let env = s.wait_for_deploy_state("env-1", "succeeded").await;
+    assert!(env["deployed"].as_object().unwrap().contains_key("api"), "{env}");
+    assert_eq!(
+        s.count("SELECT count(*) FROM deploy_steps WHERE state = 'interrupted'")
+            .await,
+        1,
+        "the killed attempt is on record"
+    );
     assert_eq!(
         s.count("SELECT count(*) FROM deploy_steps WHERE state = 'running'")
             .await,
         0
     );
-
-    // The environment is free for the next deploy.
-    s.remove("block-build-api");
-    let answer = s.say(ALICE, "deploy env-1 feature/api").await;
-    assert!(answer.contains("Deploying"), "{answer}");
-    s.wait_for_deploy_state("env-1", "succeeded").await;
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ mod demo;
 mod docs_config_reference;
 mod fake_github_git;
 mod faults_day;
+mod faults_fencing;
 mod faults_postgres;
 mod faults_shutdown;
 mod faults_slack;
