@@ -498,9 +498,11 @@ impl Mirrors {
         // Renamed into `copies/` before it is changed: a crash from here on leaves a left-over
         // copy (removed at start), never a pristine at no known commit.
         let copy = self.guard(path.to_path_buf());
+        // `--force`: a tracked file that differs from the index (it should not; nothing runs in a
+        // pristine) is put back rather than carried into the run.
         match git(
             Some(path),
-            &["checkout", "--quiet", "--detach", sha.as_str()],
+            &["checkout", "--quiet", "--force", "--detach", sha.as_str()],
             None,
             "git checkout",
         )
