@@ -99,6 +99,10 @@ pub struct RepoConfig {
     pub checkout: Option<CheckoutConfig>,
     #[serde(default = "four")]
     pub parallelism: u32,
+    /// The repository's own CI checks (check run names or status contexts) that must pass on the
+    /// candidate before it lands (SPEC §5.7); empty: Gandalf's pipeline alone decides.
+    #[serde(default)]
+    pub required_checks: Vec<String>,
     pub pipeline: PipelineConfig,
     /// What this repository's steps see besides their `GANDALF_*` variables: `pass_env`,
     /// `step_user` and `[repos.pipeline.env]`, checked when the config is read.

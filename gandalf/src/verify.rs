@@ -249,7 +249,11 @@ impl Verifier<'_> {
                 return Ok(None);
             }
             Halt::Stopped if stop.why() == Some(StopReason::TimedOut) => {
-                let red = Red::timed_out(self.repo.timeout);
+                // SPEC §5.7 (issue 17): a required check that never started is named as the reason.
+                let red = match crate::checks::required::timed_out_reason(self.gandalf, self.repo, item).await? {
+                    Some(how) => Red::at(Phase::Verification, how),
+                    None => Red::timed_out(self.repo.timeout),
+                };
                 self.rejected(item, red, deployed).await?;
                 Outcome::Failed
             }
@@ -304,33 +308,125 @@ impl Verifier<'_> {
 
         // 2. The candidate: the base tip with the pinned head merged in.
         let (base_tip, candidate) = self.build_candidate(item).await?;
-        let copy = self
-            .working_copy(&candidate, &format!("verify-{}-{}", self.repo.name, item.pr))
-            .await?;
 
-        // 3. What the change affects.
-        let work = self.plan(&base_tip, &candidate, copy.is_some()).await?;
-        {
-            let mut conn = self.gandalf.pool.acquire().await?;
-            store::set_affected(&mut conn, item.id, &work.affected).await?;
-        }
+        // 3 and 4 run while the repository's `required_checks` run on the candidate (SPEC §5.7,
+        // issue 17): both must be green; either red ends the verification.
+        let (base_ref, candidate_ref) = (&base_tip, &candidate);
+        self.with_required_checks(item, &candidate, stop, |stop| async move {
+            let (base_tip, candidate, stop) = (base_ref, candidate_ref, &stop);
+            let copy = self
+                .working_copy(candidate, &format!("verify-{}-{}", self.repo.name, item.pr))
+                .await?;
 
-        // 4. Build, deploy, test.
-        let ctx = StepContext {
-            item,
-            attempt: item.attempts + 1,
-            sha: candidate.clone(),
-            base_sha: base_tip.clone(),
-            resources: work.affected.join(" "),
-            dir: self.step_dir(copy.as_ref()),
-        };
-        self.build_deploy_test(&ctx, &work, stop, deployed).await?;
-        drop(copy);
+            // 3. What the change affects.
+            let work = self.plan(base_tip, candidate, copy.is_some()).await?;
+            {
+                let mut conn = self.gandalf.pool.acquire().await?;
+                store::set_affected(&mut conn, item.id, &work.affected).await?;
+            }
+
+            // 4. Build, deploy, test.
+            let ctx = StepContext {
+                item,
+                attempt: item.attempts + 1,
+                sha: candidate.clone(),
+                base_sha: base_tip.clone(),
+                resources: work.affected.join(" "),
+                dir: self.step_dir(copy.as_ref()),
+            };
+            self.build_deploy_test(&ctx, &work, stop, deployed).await?;
+            drop(copy);
+            Ok(())
+        })
+        .await?;
 
         // 5. Land exactly the candidate, if the PR may still land.
         let pull = self.recheck(item).await?;
         self.advance(item, ItemState::Landing, None, stop).await?;
         self.land(item, &pull, &base_tip, &candidate).await
+    }
+
+    /// Runs `pipeline` (steps 3–4) while waiting for the repository's `required_checks` on the
+    /// candidate (SPEC §5.7, issue 17). The pipeline gets a stop of its own that follows `stop`,
+    /// so a red required check stops a running step the way a cancel does (its process group
+    /// killed, its row closed) rather than dropping it mid-flight; a red pipeline ends the wait.
+    /// Green pipeline, checks still running: the item shows `waiting_for_checks`.
+    async fn with_required_checks<'s, F, Fut>(
+        &'s self,
+        item: &'s Item,
+        candidate: &'s CommitSha,
+        stop: &'s StopSignal,
+        pipeline: F,
+    ) -> Flow<()>
+    where
+        F: FnOnce(StopSignal) -> Fut,
+        Fut: std::future::Future<Output = Flow<()>> + 's,
+    {
+        if self.repo.required_checks.is_empty() {
+            return pipeline(stop.clone()).await;
+        }
+        let (inner_handle, inner) = StopHandle::new();
+        let inner = &inner;
+        let checks_done = std::sync::atomic::AtomicBool::new(false);
+        let pipeline_failed = tokio::sync::Notify::new();
+        let run_pipeline = async {
+            let r = pipeline(inner.clone()).await;
+            if r.is_err() {
+                pipeline_failed.notify_one();
+                return r;
+            }
+            if !checks_done.load(std::sync::atomic::Ordering::SeqCst) {
+                let note = messages::checks::waiting_for_checks_note(&self.repo.required_checks);
+                self.advance(item, ItemState::WaitingForChecks, Some(&note), inner).await?;
+            }
+            Ok(())
+        };
+        let waiter = crate::checks::required::Waiter {
+            gandalf: self.gandalf,
+            github: self.github,
+            repo: self.repo,
+            item,
+            candidate,
+        };
+        let wait_checks = async {
+            let stopped = || stop.raised() || inner.raised();
+            let verdict = tokio::select! {
+                v = waiter.wait(&stopped) => v,
+                _ = pipeline_failed.notified() => return Ok(()),
+            };
+            match verdict {
+                Ok(crate::checks::required::Verdict::Passed) => {
+                    checks_done.store(true, std::sync::atomic::Ordering::SeqCst);
+                    Ok(())
+                }
+                Ok(crate::checks::required::Verdict::Red(red)) => {
+                    inner_handle.raise(StopReason::Withdrawn);
+                    Err(Halt::Red(red))
+                }
+                Ok(crate::checks::required::Verdict::Stopped) => Err(Halt::Stopped),
+                Err(e) => {
+                    inner_handle.raise(StopReason::Withdrawn);
+                    Err(Halt::Internal(e))
+                }
+            }
+        };
+        // The worker's stop (cancel, timeout, shutdown, lease lost) reaches the pipeline's steps.
+        let follow = async {
+            let mut flag = stop.flag.clone();
+            let _ = flag.wait_for(|raised| *raised).await;
+            inner_handle.raise(stop.why().unwrap_or(StopReason::Withdrawn));
+            std::future::pending::<()>().await
+        };
+        let (p, c) = tokio::select! {
+            both = async { tokio::join!(run_pipeline, wait_checks) } => both,
+            _ = follow => unreachable!("following the stop never ends"),
+        };
+        // A red check stopped the pipeline: the check is why.
+        match (p, c) {
+            (_, Err(Halt::Red(red))) => Err(Halt::Red(red)),
+            (Err(halt), _) => Err(halt),
+            (Ok(()), c) => c,
+        }
     }
 
     /// Step 2: checks the PR is still what was queued, then merges its pinned head into the base's
@@ -657,6 +753,11 @@ impl Verifier<'_> {
                 return Err(Halt::Stopped);
             }
         }
+        // SPEC §5.7 (issue 17): the status `gandalf` = `success` on exactly this commit, so a branch
+        // rule requiring `gandalf` lets this landing through. Not landing without it: the rule
+        // would refuse the move and the PR would read as rejected.
+        let url = messages::item_url(&self.gandalf.config.public_url, name, item.pr);
+        crate::checks::landing_status(gh, name, &target, &url).await?;
         for attempt in 1..=5u32 {
             let e = match gh.set_branch(name, &self.repo.base, &target, false).await {
                 Ok(()) => return Ok(Some(target)),
