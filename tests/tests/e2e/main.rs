@@ -17,6 +17,7 @@ mod faults_day;
 mod faults_postgres;
 mod faults_shutdown;
 mod faults_slack;
+mod gandalf_checks;
 mod gandalf_commands;
 mod gandalf_deliveries;
 mod gandalf_landing;
