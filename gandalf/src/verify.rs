@@ -377,7 +377,8 @@ impl Verifier<'_> {
             }
             if !checks_done.load(std::sync::atomic::Ordering::SeqCst) {
                 let note = messages::checks::waiting_for_checks_note(&self.repo.required_checks);
-                self.advance(item, ItemState::WaitingForChecks, Some(&note), inner).await?;
+                self.advance(item, ItemState::WaitingForChecks, Some(&note), inner)
+                    .await?;
             }
             Ok(())
         };

@@ -163,7 +163,9 @@ pub fn decode(event: &str, p: &Value, bot_login: &str) -> Event {
         "check_run" => {
             let run = p.get("check_run").cloned().unwrap_or_default();
             match (
-                run.get("head_sha").and_then(Value::as_str).and_then(|s| s.parse::<CommitSha>().ok()),
+                run.get("head_sha")
+                    .and_then(Value::as_str)
+                    .and_then(|s| s.parse::<CommitSha>().ok()),
                 shared::github::CiReport::from_check_run(&run),
             ) {
                 (Some(sha), Some(report)) if report.name != crate::checks::CHECK_NAME => Event::Ci {
@@ -186,7 +188,11 @@ pub fn decode(event: &str, p: &Value, bot_login: &str) -> Event {
             _ => Event::Ignored,
         },
         "check_suite" => match str_at("/check_suite/head_sha").parse::<CommitSha>() {
-            Ok(sha) => Event::Ci { repo, sha, report: None },
+            Ok(sha) => Event::Ci {
+                repo,
+                sha,
+                report: None,
+            },
             Err(_) => Event::Ignored,
         },
         _ => Event::Ignored,
@@ -426,7 +432,11 @@ mod tests {
         let suite = json!({ "action": "completed", "check_suite": { "head_sha": sha }, "repository": { "full_name": "acme/api" } });
         assert_eq!(
             decode("check_suite", &suite, "gandalf"),
-            Event::Ci { repo, sha: sha.parse().unwrap(), report: None }
+            Event::Ci {
+                repo,
+                sha: sha.parse().unwrap(),
+                report: None
+            }
         );
         // Our own check, a bad SHA, a run without a name: nothing to act on.
         let mut own = run.clone();
@@ -438,7 +448,14 @@ mod tests {
         for p in [own, bad, nameless] {
             assert_eq!(decode("check_run", &p, "gandalf"), Event::Ignored, "{p}");
         }
-        assert_eq!(decode("status", &json!({ "sha": sha, "state": "weird", "context": "x", "repository": { "full_name": "acme/api" } }), "gandalf"), Event::Ignored);
+        assert_eq!(
+            decode(
+                "status",
+                &json!({ "sha": sha, "state": "weird", "context": "x", "repository": { "full_name": "acme/api" } }),
+                "gandalf"
+            ),
+            Event::Ignored
+        );
     }
 
     /// Postgres's jsonb refuses `\u0000`; the route replaces NULs in strings and keys first.

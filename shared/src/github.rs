@@ -800,9 +800,15 @@ impl Github {
         let mut out = vec![];
         for page in 1..=10 {
             let (_, v) = self
-                .read(&format!("/repos/{repo}/commits/{sha}/check-runs?per_page=100&page={page}"))
+                .read(&format!(
+                    "/repos/{repo}/commits/{sha}/check-runs?per_page=100&page={page}"
+                ))
                 .await?;
-            let runs = v.get("check_runs").and_then(Value::as_array).cloned().unwrap_or_default();
+            let runs = v
+                .get("check_runs")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             let n = runs.len();
             out.extend(runs.iter().filter_map(CiReport::from_check_run));
             if n < 100 {

@@ -146,7 +146,10 @@ mod tests {
     fn outputs_are_cut_to_githubs_limits() {
         let long = view(CheckStatus::InProgress, &"t".repeat(400), &"s".repeat(70_000));
         let body = long.check_run(None, "u", "1");
-        assert_eq!(body["output"]["summary"].as_str().unwrap().chars().count(), CHECK_OUTPUT_LIMIT);
+        assert_eq!(
+            body["output"]["summary"].as_str().unwrap().chars().count(),
+            CHECK_OUTPUT_LIMIT
+        );
         assert_eq!(body["output"]["title"].as_str().unwrap().chars().count(), 255);
         assert_eq!(long.status_description().chars().count(), 140);
         assert!(long.status_description().ends_with('…'));

@@ -159,12 +159,11 @@ impl CheckUpdates {
         let check_run_id: Option<i64> = row.try_get("check_run_id")?;
         let recent: bool = row.try_get("recent")?;
         let throttled_until: Option<chrono::DateTime<chrono::Utc>> = row.try_get("throttled_until")?;
-        let newest: Option<i64> = sqlx::query_scalar(
-            "SELECT max(id) FROM pr_check_updates WHERE item_id = $1 AND delivered_at IS NULL",
-        )
-        .bind(item_id)
-        .fetch_one(&mut *tx)
-        .await?;
+        let newest: Option<i64> =
+            sqlx::query_scalar("SELECT max(id) FROM pr_check_updates WHERE item_id = $1 AND delivered_at IS NULL")
+                .bind(item_id)
+                .fetch_one(&mut *tx)
+                .await?;
         let Some(newest) = newest else {
             return Ok(());
         };
@@ -269,7 +268,14 @@ impl CheckUpdates {
             }
         }
         github
-            .set_status(repo, head, CHECK_NAME, view.status_state(), &view.status_description(), Some(url))
+            .set_status(
+                repo,
+                head,
+                CHECK_NAME,
+                view.status_state(),
+                &view.status_description(),
+                Some(url),
+            )
             .await?;
         Ok(None)
     }
@@ -349,7 +355,10 @@ mod tests {
 
     #[test]
     fn backoff_doubles_from_half_a_second_up_to_a_minute() {
-        let got: Vec<u128> = [1, 2, 3, 4, 8, 50].into_iter().map(|a| backoff(a).as_millis()).collect();
+        let got: Vec<u128> = [1, 2, 3, 4, 8, 50]
+            .into_iter()
+            .map(|a| backoff(a).as_millis())
+            .collect();
         assert_eq!(got, [500, 1000, 2000, 4000, 60_000, 60_000]);
         assert_eq!(backoff(0), backoff(1));
     }

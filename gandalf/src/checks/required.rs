@@ -261,7 +261,14 @@ impl Waiter<'_> {
         if let Some(channel) = &self.gandalf.config.merges_channel {
             let mut tx = self.gandalf.pool.begin().await?;
             let slack = words::never_started_announcement(&self.repo.name, self.item.pr, names, self.candidate);
-            outbox::enqueue_from(&mut tx, Sender::Gandalf, channel.as_str(), &slack, self.gandalf.clock.now()).await?;
+            outbox::enqueue_from(
+                &mut tx,
+                Sender::Gandalf,
+                channel.as_str(),
+                &slack,
+                self.gandalf.clock.now(),
+            )
+            .await?;
             tx.commit().await?;
         }
         if let Err(e) = self.github.comment(&self.repo.name, self.item.pr, &text).await {
@@ -307,7 +314,10 @@ mod tests {
             assert_eq!(
                 evaluate(
                     &req(&["build", "unit"]),
-                    &[report("build", "completed", Some("success")), report("unit", "completed", Some(c))]
+                    &[
+                        report("build", "completed", Some("success")),
+                        report("unit", "completed", Some(c))
+                    ]
                 ),
                 Evaluation::Red {
                     name: "unit".into(),
@@ -323,9 +333,15 @@ mod tests {
     fn red_wins_over_pending_and_unrequired_reports_are_ignored() {
         let got = evaluate(
             &req(&["build", "unit"]),
-            &[report("unit", "completed", Some("failure")), report("lint", "completed", Some("failure"))],
+            &[
+                report("unit", "completed", Some("failure")),
+                report("lint", "completed", Some("failure")),
+            ],
         );
-        assert!(matches!(got, Evaluation::Red { ref name, .. } if name == "unit"), "{got:?}");
+        assert!(
+            matches!(got, Evaluation::Red { ref name, .. } if name == "unit"),
+            "{got:?}"
+        );
         let got = evaluate(
             &req(&["build", "unit", "e2e"]),
             &[

@@ -82,7 +82,10 @@ pub fn check_view(f: &CheckFacts<'_>) -> CheckView {
             let mut summary = format!("Verification {reason}.");
             let title = match f.failed {
                 Some(s) => {
-                    let exit = s.exit_code.map(|c| format!("exit status {c}")).unwrap_or_else(|| "no exit status".into());
+                    let exit = s
+                        .exit_code
+                        .map(|c| format!("exit status {c}"))
+                        .unwrap_or_else(|| "no exit status".into());
                     let lines: Vec<&str> = s.log.lines().collect();
                     let tail = lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n");
                     summary = format!(
@@ -142,7 +145,11 @@ pub fn never_started(names: &[String], candidate: &CommitSha) -> String {
 
 /// [`never_started`] in `merges_channel`.
 pub fn never_started_announcement(repo: &RepoName, number: PrNumber, names: &[String], candidate: &CommitSha) -> Reply {
-    let names = names.iter().map(|n| format!("`{}`", escape(n))).collect::<Vec<_>>().join(", ");
+    let names = names
+        .iter()
+        .map(|n| format!("`{}`", escape(n)))
+        .collect::<Vec<_>>()
+        .join(", ");
     Reply::in_channel(format!(
         ":hourglass: {}: required check {names} never started on the candidate `{candidate}` after 10 minutes: \
          is the workflow filtered by paths? The candidate turns red at the repository's `timeout`.",
@@ -202,7 +209,10 @@ mod tests {
             position: Some(2),
             ..facts(ItemState::Queued)
         });
-        assert_eq!((queued.status, queued.title.as_str()), (CheckStatus::Queued, "Queued: 2nd in line"));
+        assert_eq!(
+            (queued.status, queued.title.as_str()),
+            (CheckStatus::Queued, "Queued: 2nd in line")
+        );
         let running = check_view(&CheckFacts {
             step: Some(("build", Some("api"))),
             ..facts(ItemState::Deploying)
@@ -243,14 +253,30 @@ mod tests {
         });
         assert_eq!(red.status, CheckStatus::Completed(Conclusion::Failure));
         assert_eq!(red.title, "Failed at test (exit status 3)");
-        assert!(red.summary.contains("line 80") && red.summary.contains("line 31"), "{}", red.summary);
-        assert!(!red.summary.contains("line 30\n"), "only the last 50 lines: {}", red.summary);
+        assert!(
+            red.summary.contains("line 80") && red.summary.contains("line 31"),
+            "{}",
+            red.summary
+        );
+        assert!(
+            !red.summary.contains("line 30\n"),
+            "only the last 50 lines: {}",
+            red.summary
+        );
     }
 
     #[test]
     fn ordinals() {
-        let got: Vec<String> = [1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111].into_iter().map(ordinal).collect();
-        assert_eq!(got, ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th"]);
+        let got: Vec<String> = [1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111]
+            .into_iter()
+            .map(ordinal)
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th"
+            ]
+        );
     }
 
     #[test]

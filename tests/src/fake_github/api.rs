@@ -33,7 +33,12 @@ pub(super) fn repo_of<'a>(i: &'a mut Inner, o: &str, r: &str) -> Result<&'a mut 
 }
 
 /// [`paginate`] of JSON values at `url`.
-pub(super) fn paginate_json(items: &[Value], paging: &Paging, default: usize, url: &str) -> (Vec<Value>, Option<String>) {
+pub(super) fn paginate_json(
+    items: &[Value],
+    paging: &Paging,
+    default: usize,
+    url: &str,
+) -> (Vec<Value>, Option<String>) {
     paginate(items, paging, default, url, "")
 }
 

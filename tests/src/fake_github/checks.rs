@@ -228,7 +228,9 @@ pub async fn update_check_run(
             return Err(forbidden_for_personal_tokens());
         }
         let repo = repo_of(i, &o, &r)?;
-        let id: u64 = id.parse().map_err(|_| Fail::new(error(StatusCode::NOT_FOUND, "Not Found")))?;
+        let id: u64 = id
+            .parse()
+            .map_err(|_| Fail::new(error(StatusCode::NOT_FOUND, "Not Found")))?;
         let Some(run) = repo.checks.runs.iter_mut().find(|c| c.id == id) else {
             return Err(Fail::new(error(StatusCode::NOT_FOUND, "Not Found")));
         };
@@ -253,7 +255,10 @@ pub async fn create_status(
             return Err(validation_failed("Status", "state", "custom"));
         }
         let description = body.get("description").and_then(Value::as_str).map(str::to_string);
-        if description.as_ref().is_some_and(|d| d.chars().count() > DESCRIPTION_LIMIT) {
+        if description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > DESCRIPTION_LIMIT)
+        {
             return Err(validation_failed("Status", "description", "custom"));
         }
         let status = CommitStatus {
@@ -400,7 +405,13 @@ impl FakeGithub {
             if apply(run, &body).is_err() {
                 panic!("a test reported an impossible check run: {status} {conclusion:?}");
             }
-            let action = if run.status == "completed" { "completed" } else if existing.is_none() { "created" } else { "rerequested" };
+            let action = if run.status == "completed" {
+                "completed"
+            } else if existing.is_none() {
+                "created"
+            } else {
+                "rerequested"
+            };
             json!({
                 "action": action,
                 "check_run": run_json(&base, run),

@@ -371,8 +371,14 @@ impl FakeGithub {
             .route("/repos/{o}/{r}/check-runs", post(checks::create_check_run))
             .route("/repos/{o}/{r}/check-runs/{id}", patch(checks::update_check_run))
             .route("/repos/{o}/{r}/statuses/{sha}", post(checks::create_status))
-            .route("/repos/{o}/{r}/commits/{reference}/check-runs", get(checks::list_check_runs))
-            .route("/repos/{o}/{r}/commits/{reference}/status", get(checks::combined_status))
+            .route(
+                "/repos/{o}/{r}/commits/{reference}/check-runs",
+                get(checks::list_check_runs),
+            )
+            .route(
+                "/repos/{o}/{r}/commits/{reference}/status",
+                get(checks::combined_status),
+            )
             .layer(axum::middleware::from_fn_with_state(fake.clone(), gate))
             .with_state(fake.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.ok() });
