@@ -179,6 +179,27 @@ impl GandalfConfig {
             if r.base.trim().is_empty() {
                 return Err(Invalid::new("repos.base", format!("is empty for `{}`", r.name)));
             }
+            let mut checks = HashSet::new();
+            for c in &r.required_checks {
+                if c.trim().is_empty() {
+                    return Err(Invalid::new(
+                        "repos.required_checks",
+                        format!("has an empty name for `{}`", r.name),
+                    ));
+                }
+                if !checks.insert(c.as_str()) {
+                    return Err(Invalid::new(
+                        "repos.required_checks",
+                        format!("lists `{c}` twice for `{}`", r.name),
+                    ));
+                }
+                if c == crate::checks::CHECK_NAME {
+                    return Err(Invalid::new(
+                        "repos.required_checks",
+                        format!("names `{c}`, Gandalf's own check, for `{}`: it cannot wait for itself", r.name),
+                    ));
+                }
+            }
             if r.parallelism == 0 {
                 return Err(Invalid::new(
                     "repos.parallelism",
@@ -285,6 +306,10 @@ revert = "ci/deploy.sh"
         assert_eq!(r.timeout.as_secs(), 3600);
         assert_eq!(r.pipeline.revert.as_deref(), Some("ci/deploy.sh"));
         assert_eq!(c.verification_environments()[0].name.as_str(), "verify-1");
+        assert!(r.required_checks.is_empty(), "no required checks unless listed");
+        let with = EXAMPLE.replacen("step_timeout = \"20m\"", "step_timeout = \"20m\"\nrequired_checks = [\"build\", \"unit-tests (ubuntu)\"]", 1);
+        let c = GandalfConfig::parse(&with, Path::new(".")).unwrap();
+        assert_eq!(c.repos[0].required_checks, ["build", "unit-tests (ubuntu)"]);
     }
 
     #[test]
@@ -309,6 +334,21 @@ revert = "ci/deploy.sh"
                 "environment",
             ),
             ("test   = \"ci/e2e.sh\"", "tests = \"ci/e2e.sh\"", "tests"),
+            (
+                "step_timeout = \"20m\"",
+                "step_timeout = \"20m\"\nrequired_checks = [\"build\", \"build\"]",
+                "lists `build` twice",
+            ),
+            (
+                "step_timeout = \"20m\"",
+                "step_timeout = \"20m\"\nrequired_checks = [\" \"]",
+                "repos.required_checks",
+            ),
+            (
+                "step_timeout = \"20m\"",
+                "step_timeout = \"20m\"\nrequired_checks = [\"gandalf\"]",
+                "cannot wait for itself",
+            ),
         ];
         for (from, to, key) in cases {
             let err = GandalfConfig::parse(&EXAMPLE.replacen(from, to, 1), Path::new(".")).unwrap_err();
