@@ -322,3 +322,60 @@ async fn a_github_outage_delays_check_updates_loses_none_and_never_blocks_the_qu
         "the updates the outage held back were delivered later, not dropped"
     );
 }
+
+/// Measurement for docs/benchmarks.md (run with `--ignored --nocapture`): the time from a
+/// required check's completion delivery to the base moving, and the GitHub calls of one verified
+/// PR with and without `required_checks`, by kind. Prints; asserts only that it landed.
+#[tokio::test]
+#[ignore]
+async fn measure_required_check_to_landing_and_api_calls() {
+    fn by_kind(log: &[String]) -> std::collections::BTreeMap<String, usize> {
+        let mut m = std::collections::BTreeMap::new();
+        for l in log {
+            // `METHOD /repos/o/r/<kind>…`, SHAs and numbers folded away.
+            let kind: Vec<&str> = l
+                .split('/')
+                .map(|seg| {
+                    if seg.len() >= 7 && seg.chars().all(|c| c.is_ascii_hexdigit()) || seg.parse::<u64>().is_ok() {
+                        "{x}"
+                    } else {
+                        seg
+                    }
+                })
+                .collect();
+            *m.entry(kind.join("/")).or_insert(0) += 1;
+        }
+        m
+    }
+    for required in [false, true] {
+        let extra = if required { "required_checks = [\"build\"]" } else { "" };
+        let (g, _p) = setup(extra, true).await;
+        g.github.act_as_app();
+        let mut latencies = vec![];
+        let mut calls = vec![];
+        for n in 7..10u64 {
+            let before = g.github.log().len();
+            g.ready_pull(n, &format!("api/x{n}.rs"));
+            merge(&g, &format!("merge #{n}")).await;
+            if required {
+                g.wait_for_state(n as i32, "waiting_for_checks").await;
+                let candidate = item_field(&g, n as i32, "candidate_sha").await.unwrap();
+                let done = g.github.ci_check_run(REPO, &candidate, "build", "completed", Some("success"));
+                let t0 = std::time::Instant::now();
+                deliver(&g, "check_run", &format!("ci-{n}"), &done).await;
+                eventually("the base to move", || (main_tip(&g) == candidate).then_some(())).await;
+                latencies.push(t0.elapsed());
+            }
+            g.wait_for_state(n as i32, "merged").await;
+            // Let the check's last update go out before counting.
+            g.wait_for("SELECT count(*) FROM pr_check_updates WHERE delivered_at IS NULL", 0i64)
+                .await;
+            let log = g.github.log();
+            calls.push(log[before..].to_vec());
+        }
+        println!("required_checks = {required}: delivery→landing {latencies:?}");
+        for (i, c) in calls.iter().enumerate() {
+            println!("  PR {}: {} calls {:?}", 7 + i, c.len(), by_kind(c));
+        }
+    }
+}
