@@ -196,7 +196,10 @@ impl GandalfConfig {
                 if c == crate::checks::CHECK_NAME {
                     return Err(Invalid::new(
                         "repos.required_checks",
-                        format!("names `{c}`, Gandalf's own check, for `{}`: it cannot wait for itself", r.name),
+                        format!(
+                            "names `{c}`, Gandalf's own check, for `{}`: it cannot wait for itself",
+                            r.name
+                        ),
                     ));
                 }
             }
@@ -307,7 +310,11 @@ revert = "ci/deploy.sh"
         assert_eq!(r.pipeline.revert.as_deref(), Some("ci/deploy.sh"));
         assert_eq!(c.verification_environments()[0].name.as_str(), "verify-1");
         assert!(r.required_checks.is_empty(), "no required checks unless listed");
-        let with = EXAMPLE.replacen("step_timeout = \"20m\"", "step_timeout = \"20m\"\nrequired_checks = [\"build\", \"unit-tests (ubuntu)\"]", 1);
+        let with = EXAMPLE.replacen(
+            "step_timeout = \"20m\"",
+            "step_timeout = \"20m\"\nrequired_checks = [\"build\", \"unit-tests (ubuntu)\"]",
+            1,
+        );
         let c = GandalfConfig::parse(&with, Path::new(".")).unwrap();
         assert_eq!(c.repos[0].required_checks, ["build", "unit-tests (ubuntu)"]);
     }

@@ -150,6 +150,42 @@ async fn a_dropped_pr_gets_a_neutral_check_saying_why() {
 }
 
 #[tokio::test]
+async fn a_cancelled_verification_cancels_the_check() {
+    let (g, p) = setup("", true).await;
+    g.github.act_as_app();
+    p.block("test-7");
+    let head = g.ready_pull(7, "api/x.rs");
+    merge(&g, "merge #7").await;
+    p.wait_for_start("test 7 -", 1).await;
+    check_run_reaches(&g, &head, "in_progress").await;
+    merge(&g, "cancel #7").await;
+    g.wait_for_state(7, "cancelled").await;
+    p.unblock("test-7");
+    check_run_reaches(&g, &head, "completed/cancelled").await;
+}
+
+#[tokio::test]
+async fn a_crash_mid_verification_keeps_one_check_run_that_ends_green() {
+    let (mut g, p) = setup("", true).await;
+    g.github.act_as_app();
+    p.block("test-7");
+    let head = g.ready_pull(7, "api/x.rs");
+    merge(&g, "merge #7").await;
+    p.wait_for_start("test 7 -", 1).await;
+    check_run_reaches(&g, &head, "in_progress").await;
+    g.down(bg_tests::Stop::Kill9).await;
+    p.unblock("test-7");
+    g.up().await;
+    g.wait_for_state(7, "merged").await;
+    check_run_reaches(&g, &head, "completed/success").await;
+    assert_eq!(
+        g.github.check_runs(REPO, &head, "gandalf").len(),
+        1,
+        "the restarted Gandalf updates the check run it created"
+    );
+}
+
+#[tokio::test]
 async fn a_personal_token_shows_the_check_as_the_gandalf_status() {
     let (g, _p) = setup("", true).await;
     let head = g.ready_pull(7, "api/x.rs");
@@ -360,7 +396,9 @@ async fn measure_required_check_to_landing_and_api_calls() {
             if required {
                 g.wait_for_state(n as i32, "waiting_for_checks").await;
                 let candidate = item_field(&g, n as i32, "candidate_sha").await.unwrap();
-                let done = g.github.ci_check_run(REPO, &candidate, "build", "completed", Some("success"));
+                let done = g
+                    .github
+                    .ci_check_run(REPO, &candidate, "build", "completed", Some("success"));
                 let t0 = std::time::Instant::now();
                 deliver(&g, "check_run", &format!("ci-{n}"), &done).await;
                 eventually("the base to move", || (main_tip(&g) == candidate).then_some(())).await;
