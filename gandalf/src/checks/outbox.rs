@@ -107,37 +107,44 @@ impl CheckUpdates {
         }
     }
 
-    /// Delivers every item's due updates; returns how long until the next one is due.
+    /// Delivers every item's due updates; returns how long until the next one is due. An item is
+    /// due when none of its pending rows waits for a retry: rows written during a backoff wait
+    /// with the others, so an outage is not hammered by every state change.
     pub async fn deliver_due(&self) -> anyhow::Result<Duration> {
         let due: Vec<i64> = sqlx::query_scalar(
-            "SELECT DISTINCT item_id FROM pr_check_updates WHERE delivered_at IS NULL AND next_attempt_at <= now() \
-             ORDER BY item_id LIMIT 100",
+            "SELECT item_id FROM pr_check_updates WHERE delivered_at IS NULL \
+             GROUP BY item_id HAVING max(next_attempt_at) <= now() ORDER BY item_id LIMIT 100",
         )
         .fetch_all(&self.gandalf.pool)
         .await?;
+        let mut wait = Duration::from_secs(300);
         for item_id in due {
             // One item's trouble never holds up another's.
-            if let Err(e) = self.deliver(item_id).await {
-                tracing::warn!(item_id, error = format!("{e:#}"), "could not deliver a check update");
+            match self.deliver(item_id).await {
+                Ok(Some(later)) => wait = wait.min(later),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(item_id, error = format!("{e:#}"), "could not deliver a check update"),
             }
         }
-        let next: Option<f64> = sqlx::query_scalar(
-            "SELECT EXTRACT(EPOCH FROM min(next_attempt_at) - now())::float8 FROM pr_check_updates \
-             WHERE delivered_at IS NULL",
+        let retry: Option<f64> = sqlx::query_scalar(
+            "SELECT EXTRACT(EPOCH FROM min(due) - now())::float8 FROM \
+             (SELECT max(next_attempt_at) AS due FROM pr_check_updates WHERE delivered_at IS NULL \
+              GROUP BY item_id HAVING max(next_attempt_at) > now()) waiting",
         )
         .fetch_one(&self.gandalf.pool)
         .await?;
-        Ok(match next {
-            Some(secs) => Duration::from_secs_f64(secs.clamp(0.05, 300.0)),
-            None => Duration::from_secs(300),
-        })
+        if let Some(secs) = retry {
+            wait = wait.min(Duration::from_secs_f64(secs.max(0.0)));
+        }
+        Ok(wait.max(Duration::from_millis(50)))
     }
 
     /// Renders item `item_id` as it is now and sends it, in one transaction that holds the item's
-    /// `pr_checks` row: the check run id and the delivered marks commit together.
-    async fn deliver(&self, item_id: i64) -> anyhow::Result<()> {
+    /// `pr_checks` row: the check run id and the delivered marks commit together. Returns when to
+    /// come back for an `in_progress` update held back by the throttle.
+    async fn deliver(&self, item_id: i64) -> anyhow::Result<Option<Duration>> {
         let Some(github) = self.gandalf.github.as_ref() else {
-            return Ok(());
+            return Ok(None);
         };
         let mut tx = self.gandalf.pool.begin().await?;
         sqlx::query("INSERT INTO pr_checks (item_id) VALUES ($1) ON CONFLICT DO NOTHING")
@@ -145,41 +152,35 @@ impl CheckUpdates {
             .execute(&mut *tx)
             .await?;
         let Some(row) = sqlx::query(
-            "SELECT check_run_id, (last_progress_at IS NOT NULL AND last_progress_at > now() - make_interval(secs => $2)) AS recent, \
-             last_progress_at + make_interval(secs => $2) AS throttled_until \
-             FROM pr_checks WHERE item_id = $1 FOR UPDATE SKIP LOCKED",
+            "SELECT check_run_id, EXTRACT(EPOCH FROM last_progress_at + make_interval(secs => $2) - now())::float8 \
+             AS throttled_for FROM pr_checks WHERE item_id = $1 FOR UPDATE SKIP LOCKED",
         )
         .bind(item_id)
         .bind(PROGRESS_EVERY.as_secs_f64())
         .fetch_optional(&mut *tx)
         .await?
         else {
-            return Ok(());
+            return Ok(None);
         };
         let check_run_id: Option<i64> = row.try_get("check_run_id")?;
-        let recent: bool = row.try_get("recent")?;
-        let throttled_until: Option<chrono::DateTime<chrono::Utc>> = row.try_get("throttled_until")?;
+        let throttled_for: Option<f64> = row.try_get("throttled_for")?;
         let newest: Option<i64> =
             sqlx::query_scalar("SELECT max(id) FROM pr_check_updates WHERE item_id = $1 AND delivered_at IS NULL")
                 .bind(item_id)
                 .fetch_one(&mut *tx)
                 .await?;
         let Some(newest) = newest else {
-            return Ok(());
+            return Ok(None);
         };
         let Some(item) = store::item(&mut tx, item_id).await? else {
-            return Ok(());
+            return Ok(None);
         };
         let view = self.render(&mut tx, &item).await?;
         let in_progress = view.status == super::CheckStatus::InProgress;
-        if in_progress && recent {
-            sqlx::query("UPDATE pr_check_updates SET next_attempt_at = $2 WHERE item_id = $1 AND delivered_at IS NULL")
-                .bind(item_id)
-                .bind(throttled_until)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            return Ok(());
+        // The throttle holds back only `in_progress`: a verdict or a return to the queue goes out
+        // at once, whatever was sent a moment ago.
+        if let Some(secs) = throttled_for.filter(|s| in_progress && *s > 0.0) {
+            return Ok(Some(Duration::from_secs_f64(secs)));
         }
         let url = crate::messages::item_url(&self.gandalf.config.public_url, &item.repo, item.pr);
         let sent = self
@@ -229,7 +230,7 @@ impl CheckUpdates {
             }
         }
         tx.commit().await?;
-        Ok(())
+        Ok(None)
     }
 
     /// Sends `view` as a check run (created once, then updated), or as the commit status
