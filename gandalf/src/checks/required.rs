@@ -163,7 +163,11 @@ pub async fn timed_out_reason(gandalf: &Gandalf, repo: &RepoConfig, item: &Item)
     };
     let got = reports(&mut conn, &repo.name, &candidate).await?;
     Ok(match evaluate(&repo.required_checks, &got) {
-        Evaluation::Pending { never_started, running } => {
+        // A check that never started is worth saying whatever else was slow; one still running
+        // only when the pipeline had finished and the checks were what the time went to.
+        Evaluation::Pending { never_started, running }
+            if !never_started.is_empty() || current.state == shared::queue::ItemState::WaitingForChecks =>
+        {
             Some(words::required_checks_timed_out(repo.timeout, &never_started, &running))
         }
         _ => None,
