@@ -308,37 +308,32 @@ impl Verifier<'_> {
 
         // 2. The candidate: the base tip with the pinned head merged in.
         let (base_tip, candidate) = self.build_candidate(item).await?;
+        let copy = self
+            .working_copy(&candidate, &format!("verify-{}-{}", self.repo.name, item.pr))
+            .await?;
 
-        // 3 and 4 run while the repository's `required_checks` run on the candidate (SPEC §5.7,
-        // issue 17): both must be green; either red ends the verification.
-        let (base_ref, candidate_ref) = (&base_tip, &candidate);
+        // 3. What the change affects.
+        let work = self.plan(&base_tip, &candidate, copy.is_some()).await?;
+        {
+            let mut conn = self.gandalf.pool.acquire().await?;
+            store::set_affected(&mut conn, item.id, &work.affected).await?;
+        }
+
+        // 4. Build, deploy, test.
+        let ctx = StepContext {
+            item,
+            attempt: item.attempts + 1,
+            sha: candidate.clone(),
+            base_sha: base_tip.clone(),
+            resources: work.affected.join(" "),
+            dir: self.step_dir(copy.as_ref()),
+        };
+        // SPEC §5.7 (issue 17): while the repository's `required_checks` run on the candidate.
         self.with_required_checks(item, &candidate, stop, |stop| async move {
-            let (base_tip, candidate, stop) = (base_ref, candidate_ref, &stop);
-            let copy = self
-                .working_copy(candidate, &format!("verify-{}-{}", self.repo.name, item.pr))
-                .await?;
-
-            // 3. What the change affects.
-            let work = self.plan(base_tip, candidate, copy.is_some()).await?;
-            {
-                let mut conn = self.gandalf.pool.acquire().await?;
-                store::set_affected(&mut conn, item.id, &work.affected).await?;
-            }
-
-            // 4. Build, deploy, test.
-            let ctx = StepContext {
-                item,
-                attempt: item.attempts + 1,
-                sha: candidate.clone(),
-                base_sha: base_tip.clone(),
-                resources: work.affected.join(" "),
-                dir: self.step_dir(copy.as_ref()),
-            };
-            self.build_deploy_test(&ctx, &work, stop, deployed).await?;
-            drop(copy);
-            Ok(())
+            self.build_deploy_test(&ctx, &work, &stop, deployed).await
         })
         .await?;
+        drop(copy);
 
         // 5. Land exactly the candidate, if the PR may still land.
         let pull = self.recheck(item).await?;
@@ -346,7 +341,7 @@ impl Verifier<'_> {
         self.land(item, &pull, &base_tip, &candidate).await
     }
 
-    /// Runs `pipeline` (steps 3–4) while waiting for the repository's `required_checks` on the
+    /// Runs `pipeline` (step 4) while waiting for the repository's `required_checks` on the
     /// candidate (SPEC §5.7, issue 17). The pipeline gets a stop of its own that follows `stop`,
     /// so a red required check stops a running step the way a cancel does (its process group
     /// killed, its row closed) rather than dropping it mid-flight; a red pipeline ends the wait.
