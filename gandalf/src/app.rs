@@ -172,6 +172,9 @@ fn spawn_workers(
         gandalf.clone(),
         rx.clone(),
     ))];
+    // SPEC §5.7 (issue 17): Gandalf's check on each PR, delivered apart from the queue.
+    let checks = crate::checks::outbox::CheckUpdates::new(gandalf.clone(), database_url.clone());
+    tasks.push(tokio::spawn(checks.run(rx.clone())));
     let worker = QueueWorker {
         gandalf,
         database_url: database_url.clone(),

@@ -109,6 +109,10 @@ pub struct RepoConfig {
     pub max_batch_size: usize,
     #[serde(default = "four")]
     pub parallelism: u32,
+    /// The repository's own CI checks (check run names or status contexts) that must pass on the
+    /// candidate before it lands (SPEC §5.7); empty: Gandalf's pipeline alone decides.
+    #[serde(default)]
+    pub required_checks: Vec<String>,
     pub pipeline: PipelineConfig,
     /// What this repository's steps see besides their `GANDALF_*` variables: `pass_env`,
     /// `step_user` and `[repos.pipeline.env]`, checked when the config is read.
@@ -187,6 +191,30 @@ impl GandalfConfig {
             }
             if r.base.trim().is_empty() {
                 return Err(Invalid::new("repos.base", format!("is empty for `{}`", r.name)));
+            }
+            let mut checks = HashSet::new();
+            for c in &r.required_checks {
+                if c.trim().is_empty() {
+                    return Err(Invalid::new(
+                        "repos.required_checks",
+                        format!("has an empty name for `{}`", r.name),
+                    ));
+                }
+                if !checks.insert(c.as_str()) {
+                    return Err(Invalid::new(
+                        "repos.required_checks",
+                        format!("lists `{c}` twice for `{}`", r.name),
+                    ));
+                }
+                if c == crate::checks::CHECK_NAME {
+                    return Err(Invalid::new(
+                        "repos.required_checks",
+                        format!(
+                            "names `{c}`, Gandalf's own check, for `{}`: it cannot wait for itself",
+                            r.name
+                        ),
+                    ));
+                }
             }
             if r.parallelism == 0 {
                 return Err(Invalid::new(
@@ -294,6 +322,14 @@ revert = "ci/deploy.sh"
         assert_eq!(r.timeout.as_secs(), 3600);
         assert_eq!(r.pipeline.revert.as_deref(), Some("ci/deploy.sh"));
         assert_eq!(c.verification_environments()[0].name.as_str(), "verify-1");
+        assert!(r.required_checks.is_empty(), "no required checks unless listed");
+        let with = EXAMPLE.replacen(
+            "step_timeout = \"20m\"",
+            "step_timeout = \"20m\"\nrequired_checks = [\"build\", \"unit-tests (ubuntu)\"]",
+            1,
+        );
+        let c = GandalfConfig::parse(&with, Path::new(".")).unwrap();
+        assert_eq!(c.repos[0].required_checks, ["build", "unit-tests (ubuntu)"]);
     }
 
     #[test]
@@ -318,6 +354,21 @@ revert = "ci/deploy.sh"
                 "environment",
             ),
             ("test   = \"ci/e2e.sh\"", "tests = \"ci/e2e.sh\"", "tests"),
+            (
+                "step_timeout = \"20m\"",
+                "step_timeout = \"20m\"\nrequired_checks = [\"build\", \"build\"]",
+                "lists `build` twice",
+            ),
+            (
+                "step_timeout = \"20m\"",
+                "step_timeout = \"20m\"\nrequired_checks = [\" \"]",
+                "repos.required_checks",
+            ),
+            (
+                "step_timeout = \"20m\"",
+                "step_timeout = \"20m\"\nrequired_checks = [\"gandalf\"]",
+                "cannot wait for itself",
+            ),
         ];
         for (from, to, key) in cases {
             let err = GandalfConfig::parse(&EXAMPLE.replacen(from, to, 1), Path::new(".")).unwrap_err();

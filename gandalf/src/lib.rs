@@ -12,6 +12,7 @@
 
 pub mod app;
 pub mod batch;
+pub mod checks;
 pub mod command;
 pub mod config;
 pub mod deliveries;

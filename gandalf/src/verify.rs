@@ -304,7 +304,11 @@ impl Verifier<'_> {
                 return Ok(None);
             }
             Halt::Stopped if stop.why() == Some(StopReason::TimedOut) => {
-                let red = Red::timed_out(self.repo.timeout);
+                // SPEC §5.7: a required check that never started is named as the reason.
+                let red = match crate::checks::required::timed_out_reason(self.gandalf, self.repo, item).await? {
+                    Some(how) => Red::at(Phase::Verification, how),
+                    None => Red::timed_out(self.repo.timeout),
+                };
                 self.red(members, red, deployed).await?
             }
             Halt::Stopped => {
@@ -426,7 +430,11 @@ impl Verifier<'_> {
             prs: members.iter().map(|m| m.pr.to_string()).collect::<Vec<_>>().join(" "),
             dir: self.step_dir(copy.as_ref()),
         };
-        self.build_deploy_test(&ctx, &work, stop, deployed).await?;
+        // SPEC §5.7 (issue 17): while the repository's `required_checks` run on the candidate.
+        self.with_required_checks(members, &candidate, stop, |stop| async move {
+            self.build_deploy_test(&ctx, &work, &stop, deployed).await
+        })
+        .await?;
         drop(copy);
 
         // 5. Land exactly the candidate, if every member may still land.
@@ -436,6 +444,91 @@ impl Verifier<'_> {
         }
         self.advance_all(members, ItemState::Landing, None, stop).await?;
         self.land(members, &pulls, &base_tip, &candidate, &steps).await
+    }
+
+    /// Runs `pipeline` (step 4) while waiting for the repository's `required_checks` on the
+    /// candidate (SPEC §5.7, issue 17). The pipeline gets a stop of its own that follows `stop`,
+    /// so a red required check stops a running step the way a cancel does (its process group
+    /// killed, its row closed) rather than dropping it mid-flight; a red pipeline ends the wait.
+    /// Green pipeline, checks still running: the item shows `waiting_for_checks`.
+    async fn with_required_checks<'s, F, Fut>(
+        &'s self,
+        members: &'s [Item],
+        candidate: &'s CommitSha,
+        stop: &'s StopSignal,
+        pipeline: F,
+    ) -> Flow<()>
+    where
+        F: FnOnce(StopSignal) -> Fut,
+        Fut: std::future::Future<Output = Flow<()>> + 's,
+    {
+        if self.repo.required_checks.is_empty() {
+            return pipeline(stop.clone()).await;
+        }
+        let item = &members[0];
+        let (inner_handle, inner) = StopHandle::new();
+        let inner = &inner;
+        let checks_done = std::sync::atomic::AtomicBool::new(false);
+        let pipeline_failed = tokio::sync::Notify::new();
+        let run_pipeline = async {
+            let r = pipeline(inner.clone()).await;
+            if r.is_err() {
+                pipeline_failed.notify_one();
+                return r;
+            }
+            if !checks_done.load(std::sync::atomic::Ordering::SeqCst) {
+                let note = messages::checks::waiting_for_checks_note(&self.repo.required_checks);
+                self.advance_all(members, ItemState::WaitingForChecks, Some(&note), inner)
+                    .await?;
+            }
+            Ok(())
+        };
+        let waiter = crate::checks::required::Waiter {
+            gandalf: self.gandalf,
+            github: self.github,
+            repo: self.repo,
+            item,
+            candidate,
+        };
+        let wait_checks = async {
+            let stopped = || stop.raised() || inner.raised();
+            let verdict = tokio::select! {
+                v = waiter.wait(&stopped) => v,
+                _ = pipeline_failed.notified() => return Ok(()),
+            };
+            match verdict {
+                Ok(crate::checks::required::Verdict::Passed) => {
+                    checks_done.store(true, std::sync::atomic::Ordering::SeqCst);
+                    Ok(())
+                }
+                Ok(crate::checks::required::Verdict::Red(red)) => {
+                    inner_handle.raise(StopReason::Withdrawn);
+                    Err(Halt::Red(red))
+                }
+                Ok(crate::checks::required::Verdict::Stopped) => Err(Halt::Stopped),
+                Err(e) => {
+                    inner_handle.raise(StopReason::Withdrawn);
+                    Err(Halt::Internal(e))
+                }
+            }
+        };
+        // The worker's stop (cancel, timeout, shutdown, lease lost) reaches the pipeline's steps.
+        let follow = async {
+            let mut flag = stop.flag.clone();
+            let _ = flag.wait_for(|raised| *raised).await;
+            inner_handle.raise(stop.why().unwrap_or(StopReason::Withdrawn));
+            std::future::pending::<()>().await
+        };
+        let (p, c) = tokio::select! {
+            both = async { tokio::join!(run_pipeline, wait_checks) } => both,
+            _ = follow => unreachable!("following the stop never ends"),
+        };
+        // A red check stopped the pipeline: the check is why.
+        match (p, c) {
+            (_, Err(Halt::Red(red))) => Err(Halt::Red(red)),
+            (Err(halt), _) => Err(halt),
+            (Ok(()), c) => c,
+        }
     }
 
     /// Step 2: checks each PR is still what was queued, points [`WORK_BRANCH`] at the base's tip
@@ -840,6 +933,11 @@ impl Verifier<'_> {
         }
         let tip = targets.last().cloned().expect("a candidate has members");
         let landed = || members.iter().cloned().zip(targets.iter().cloned()).collect::<Vec<_>>();
+        // SPEC §5.7: the status `gandalf` = `success` on exactly the commit the base moves to, so a
+        // branch rule requiring `gandalf` lets this landing through. Not landing without it: the
+        // rule would refuse the move and the PR would read as rejected.
+        let url = messages::item_url(&self.gandalf.config.public_url, name, item.pr);
+        crate::checks::landing_status(gh, name, &tip, &url).await?;
         for attempt in 1..=5u32 {
             let e = match gh.set_branch(name, &self.repo.base, &tip, false).await {
                 Ok(()) => return Ok(Some(landed())),

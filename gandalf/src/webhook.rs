@@ -87,6 +87,13 @@ pub enum Event {
     },
     /// A review was submitted, dismissed or edited: approvals may have changed.
     Reviewed { repo: RepoName, number: PrNumber },
+    /// CI reported on a commit (`check_run`, `status`), or a check suite changed
+    /// (`check_suite`: `report` is `None`, and the waiter asks GitHub): `required_checks`, §5.7.
+    Ci {
+        repo: RepoName,
+        sha: CommitSha,
+        report: Option<shared::github::CiReport>,
+    },
     /// ping, a comment on an issue, our own comment, a PR opened or relabelled…: nothing to do.
     Ignored,
 }
@@ -98,7 +105,7 @@ impl Event {
             Event::Comment { repo, number, .. }
             | Event::PullRequest { repo, number, .. }
             | Event::Reviewed { repo, number } => Some((repo, *number)),
-            Event::Ignored => None,
+            Event::Ci { .. } | Event::Ignored => None,
         }
     }
 }
@@ -150,6 +157,43 @@ pub fn decode(event: &str, p: &Value, bot_login: &str) -> Event {
         "pull_request_review" => match (str_at("/action").as_str(), number_at("/pull_request/number")) {
             ("submitted" | "dismissed" | "edited", Some(number)) => Event::Reviewed { repo, number },
             _ => Event::Ignored,
+        },
+        // SPEC §5.7: what the repository's CI says about a commit. Gandalf's own check is not a
+        // required check of anything, so its runs and statuses are ignored here.
+        "check_run" => {
+            let run = p.get("check_run").cloned().unwrap_or_default();
+            match (
+                run.get("head_sha")
+                    .and_then(Value::as_str)
+                    .and_then(|s| s.parse::<CommitSha>().ok()),
+                shared::github::CiReport::from_check_run(&run),
+            ) {
+                (Some(sha), Some(report)) if report.name != crate::checks::CHECK_NAME => Event::Ci {
+                    repo,
+                    sha,
+                    report: Some(report),
+                },
+                _ => Event::Ignored,
+            }
+        }
+        "status" => match (
+            str_at("/sha").parse::<CommitSha>(),
+            shared::github::CiReport::from_status(p),
+        ) {
+            (Ok(sha), Some(report)) if report.name != crate::checks::CHECK_NAME => Event::Ci {
+                repo,
+                sha,
+                report: Some(report),
+            },
+            _ => Event::Ignored,
+        },
+        "check_suite" => match str_at("/check_suite/head_sha").parse::<CommitSha>() {
+            Ok(sha) => Event::Ci {
+                repo,
+                sha,
+                report: None,
+            },
+            Err(_) => Event::Ignored,
         },
         _ => Event::Ignored,
     }
@@ -352,6 +396,66 @@ mod tests {
         assert_eq!(review("submitted", json!(0)), Event::Ignored);
         assert_eq!(review("submitted", json!("7")), Event::Ignored);
         assert_eq!(Event::Ignored.pull(), None);
+    }
+
+    #[test]
+    fn decode_reads_what_ci_says_about_a_commit() {
+        let sha = "c".repeat(40);
+        let repo: RepoName = "acme/api".parse().unwrap();
+        let run = json!({
+            "action": "completed",
+            "check_run": { "name": "build", "head_sha": sha, "status": "completed", "conclusion": "failure",
+                           "html_url": "https://github.com/acme/api/runs/1" },
+            "repository": { "full_name": "acme/api" },
+        });
+        assert_eq!(
+            decode("check_run", &run, "gandalf"),
+            Event::Ci {
+                repo: repo.clone(),
+                sha: sha.parse().unwrap(),
+                report: Some(shared::github::CiReport {
+                    name: "build".into(),
+                    status: "completed".into(),
+                    conclusion: Some("failure".into()),
+                    url: Some("https://github.com/acme/api/runs/1".into()),
+                }),
+            }
+        );
+        let status = json!({
+            "sha": sha, "context": "ci/unit", "state": "pending", "target_url": null,
+            "repository": { "full_name": "acme/api" },
+        });
+        assert!(matches!(
+            decode("status", &status, "gandalf"),
+            Event::Ci { report: Some(ref r), .. } if r.name == "ci/unit" && r.status == "in_progress" && r.conclusion.is_none()
+        ));
+        let suite = json!({ "action": "completed", "check_suite": { "head_sha": sha }, "repository": { "full_name": "acme/api" } });
+        assert_eq!(
+            decode("check_suite", &suite, "gandalf"),
+            Event::Ci {
+                repo,
+                sha: sha.parse().unwrap(),
+                report: None
+            }
+        );
+        // Our own check, a bad SHA, a run without a name: nothing to act on.
+        let mut own = run.clone();
+        own["check_run"]["name"] = json!("gandalf");
+        let mut bad = run.clone();
+        bad["check_run"]["head_sha"] = json!("nope");
+        let mut nameless = run.clone();
+        nameless["check_run"].as_object_mut().unwrap().remove("name");
+        for p in [own, bad, nameless] {
+            assert_eq!(decode("check_run", &p, "gandalf"), Event::Ignored, "{p}");
+        }
+        assert_eq!(
+            decode(
+                "status",
+                &json!({ "sha": sha, "state": "weird", "context": "x", "repository": { "full_name": "acme/api" } }),
+                "gandalf"
+            ),
+            Event::Ignored
+        );
     }
 
     /// Postgres's jsonb refuses `\u0000`; the route replaces NULs in strings and keys first.

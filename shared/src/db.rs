@@ -26,6 +26,8 @@ pub enum Job {
     GandalfQueues = 4,
     /// Gandalf's share of the Slack outbox (posted with Gandalf's own Slack app).
     GandalfOutbox = 5,
+    /// Gandalf's check updates on pull requests (SPEC §5.7), delivered in order by one replica.
+    GandalfChecks = 17,
 }
 
 /// How long a request waits for a pool connection before it gives up with an error. Generous on

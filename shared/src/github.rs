@@ -67,6 +67,85 @@ impl GithubError {
             _ => None,
         }
     }
+
+    /// GitHub's answer to a token that may not create check runs (a personal token: 403
+    /// "Resource not accessible by personal access token"; an App without `checks: write`: 403
+    /// "Resource not accessible by integration"). Commit statuses then carry the check (§5.7).
+    pub fn is_checks_forbidden(&self) -> bool {
+        matches!(self, GithubError::Refused { status: 403, message } if message.contains("Resource not accessible"))
+    }
+}
+
+/// GitHub's limit on a commit status's `description`.
+pub const STATUS_DESCRIPTION_LIMIT: usize = 140;
+
+/// GitHub's limit on a check run's `output.summary` and `output.text`.
+pub const CHECK_OUTPUT_LIMIT: usize = 65_535;
+
+/// `s` cut to at most `max` characters, ending with `…` when cut.
+pub fn shorten(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// One check run or commit status on a commit, as the repository's CI reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CiReport {
+    /// The check run's name or the status's context.
+    pub name: String,
+    /// `queued`, `in_progress` or `completed` (a `pending` status is `in_progress`; check runs'
+    /// `waiting`, `requested` and `pending` are `queued`).
+    pub status: String,
+    /// When completed: the check run's conclusion, or the status's `success`/`failure`/`error`.
+    pub conclusion: Option<String>,
+    pub url: Option<String>,
+}
+
+impl CiReport {
+    /// From a check run as GitHub sends it (API answers and `check_run` deliveries).
+    pub fn from_check_run(v: &Value) -> Option<CiReport> {
+        let name = v.get("name")?.as_str()?.to_string();
+        let status = match v.get("status")?.as_str()? {
+            "completed" => "completed",
+            "in_progress" => "in_progress",
+            _ => "queued",
+        };
+        let conclusion = v.get("conclusion").and_then(Value::as_str).map(str::to_string);
+        if status == "completed" && conclusion.is_none() {
+            return None;
+        }
+        let url = ["html_url", "details_url"]
+            .iter()
+            .find_map(|k| v.get(*k).and_then(Value::as_str))
+            .map(str::to_string);
+        Some(CiReport {
+            name,
+            status: status.into(),
+            conclusion: (status == "completed").then_some(conclusion).flatten(),
+            url,
+        })
+    }
+
+    /// From a commit status (API answers and `status` deliveries, whose context is `context`).
+    pub fn from_status(v: &Value) -> Option<CiReport> {
+        let name = v.get("context")?.as_str()?.to_string();
+        let state = v.get("state")?.as_str()?;
+        let (status, conclusion) = match state {
+            "pending" => ("in_progress", None),
+            "success" | "failure" | "error" => ("completed", Some(state.to_string())),
+            _ => return None,
+        };
+        Some(CiReport {
+            name,
+            status: status.into(),
+            conclusion,
+            url: v.get("target_url").and_then(Value::as_str).map(str::to_string),
+        })
+    }
 }
 
 pub type GhResult<T> = Result<T, GithubError>;
@@ -670,6 +749,84 @@ impl Github {
         )
         .await
         .map(|_| ())
+    }
+
+    // --- Checks and statuses (SPEC §5.7) ----------------------------------------------------
+
+    /// Creates a check run (`POST …/check-runs`) from `run` (its fields as GitHub names them:
+    /// `name`, `head_sha`, `status`, `conclusion`, `details_url`, `external_id`, `output`) and
+    /// returns its id. A personal token is refused with 403 "Resource not accessible by personal
+    /// access token": only Apps create check runs ([`GithubError::is_checks_forbidden`]).
+    pub async fn create_check_run(&self, repo: &RepoName, run: Value) -> GhResult<u64> {
+        let (_, v) = self.write("POST", &format!("/repos/{repo}/check-runs"), run).await?;
+        v.get("id")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| GithubError::Protocol("check run without id".into()))
+    }
+
+    /// Updates a check run (`PATCH …/check-runs/{id}`); the same fields but `head_sha`.
+    pub async fn update_check_run(&self, repo: &RepoName, id: u64, run: Value) -> GhResult<()> {
+        self.write("PATCH", &format!("/repos/{repo}/check-runs/{id}"), run)
+            .await
+            .map(|_| ())
+    }
+
+    /// Sets a commit status (`POST …/statuses/{sha}`): `state` is `error`, `failure`, `pending`
+    /// or `success`; GitHub keeps the latest per `context`. `description` is cut to GitHub's 140
+    /// characters here, so a long reason never turns the update into a 422.
+    pub async fn set_status(
+        &self,
+        repo: &RepoName,
+        sha: &CommitSha,
+        context: &str,
+        state: &str,
+        description: &str,
+        target_url: Option<&str>,
+    ) -> GhResult<()> {
+        let description = shorten(description, STATUS_DESCRIPTION_LIMIT);
+        let mut body = json!({ "state": state, "context": context, "description": description });
+        if let Some(url) = target_url {
+            body["target_url"] = json!(url);
+        }
+        self.write("POST", &format!("/repos/{repo}/statuses/{sha}"), body)
+            .await
+            .map(|_| ())
+    }
+
+    /// The latest check run of each name on `sha` (`GET …/commits/{sha}/check-runs`, every page),
+    /// and the latest status of each context (`GET …/commits/{sha}/status`): what the
+    /// repository's CI reported on a candidate.
+    pub async fn ci_reports(&self, repo: &RepoName, sha: &CommitSha) -> GhResult<Vec<CiReport>> {
+        let mut out = vec![];
+        for page in 1..=10 {
+            let (_, v) = self
+                .read(&format!(
+                    "/repos/{repo}/commits/{sha}/check-runs?per_page=100&page={page}"
+                ))
+                .await?;
+            let runs = v
+                .get("check_runs")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let n = runs.len();
+            out.extend(runs.iter().filter_map(CiReport::from_check_run));
+            if n < 100 {
+                break;
+            }
+        }
+        for page in 1..=10 {
+            let (_, v) = self
+                .read(&format!("/repos/{repo}/commits/{sha}/status?per_page=100&page={page}"))
+                .await?;
+            let statuses = v.get("statuses").and_then(Value::as_array).cloned().unwrap_or_default();
+            let n = statuses.len();
+            out.extend(statuses.iter().filter_map(CiReport::from_status));
+            if n < 100 {
+                break;
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -21,6 +21,8 @@ pub enum ItemState {
     Preparing,
     Deploying,
     Testing,
+    /// Its pipeline passed; the repository's `required_checks` are still running (SPEC §5.7).
+    WaitingForChecks,
     Landing,
     Merged,
     Failed,
@@ -30,12 +32,13 @@ pub enum ItemState {
 
 impl ItemState {
     /// The states of an item still in its queue: waiting, then the verifying ones.
-    pub const ACTIVE: [ItemState; 6] = [
+    pub const ACTIVE: [ItemState; 7] = [
         ItemState::Queued,
         ItemState::WaitingForEnvironment,
         ItemState::Preparing,
         ItemState::Deploying,
         ItemState::Testing,
+        ItemState::WaitingForChecks,
         ItemState::Landing,
     ];
 
@@ -46,6 +49,7 @@ impl ItemState {
             ItemState::Preparing => "preparing",
             ItemState::Deploying => "deploying",
             ItemState::Testing => "testing",
+            ItemState::WaitingForChecks => "waiting_for_checks",
             ItemState::Landing => "landing",
             ItemState::Merged => "merged",
             ItemState::Failed => "failed",

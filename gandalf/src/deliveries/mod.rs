@@ -355,6 +355,19 @@ async fn execute(
             store::executed(&mut conn, &d.id, me, note.as_deref(), now()).await?;
             note
         }
+        // SPEC §5.7 (issue 17): what CI reported, for a verifier waiting on `required_checks`.
+        Event::Ci { repo, sha, report } => {
+            let mut tx = gandalf.pool.begin().await?;
+            match report {
+                Some(r) => {
+                    crate::checks::required::record(&mut tx, repo, sha, r).await?;
+                }
+                None => crate::checks::required::poke(&mut tx, repo, sha).await?,
+            }
+            store::executed(&mut tx, &d.id, me, None, now()).await?;
+            tx.commit().await?;
+            None
+        }
         Event::Ignored => {
             let mut conn = gandalf.pool.acquire().await?;
             store::executed(&mut conn, &d.id, me, None, now()).await?;

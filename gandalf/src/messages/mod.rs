@@ -11,6 +11,7 @@
 use shared::ids::{PrNumber, RepoName};
 use shared::slack::mrkdwn::escape;
 
+pub mod checks;
 pub mod commands;
 pub mod verification;
 

@@ -21,6 +21,27 @@ use super::{FakeGithub, Inner, Pull, RepoState, ReviewRec, error, file_url};
 /// command), short-circuited with `?`.
 pub struct Fail(Box<Response>);
 
+impl Fail {
+    pub(super) fn new(response: Response) -> Fail {
+        Fail(Box::new(response))
+    }
+}
+
+/// [`repo`] for the other handler modules.
+pub(super) fn repo_of<'a>(i: &'a mut Inner, o: &str, r: &str) -> Result<&'a mut RepoState, Fail> {
+    repo(i, o, r)
+}
+
+/// [`paginate`] of JSON values at `url`.
+pub(super) fn paginate_json(
+    items: &[Value],
+    paging: &Paging,
+    default: usize,
+    url: &str,
+) -> (Vec<Value>, Option<String>) {
+    paginate(items, paging, default, url, "")
+}
+
 impl IntoResponse for Fail {
     fn into_response(self) -> Response {
         *self.0
@@ -49,7 +70,7 @@ fn unprocessable(message: &str) -> Fail {
 }
 
 /// GitHub's 422 for a body that does not validate.
-fn validation_failed(resource: &str, field: &str, code: &str) -> Fail {
+pub(super) fn validation_failed(resource: &str, field: &str, code: &str) -> Fail {
     Fail(Box::new(
         (
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -118,7 +139,7 @@ fn paginate<T: Clone>(
     (slice, (!links.is_empty()).then(|| links.join(", ")))
 }
 
-fn with_link(mut response: Response, link: Option<String>) -> Response {
+pub(super) fn with_link(mut response: Response, link: Option<String>) -> Response {
     if let Some(link) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
         response.headers_mut().insert("link", link);
     }
@@ -196,9 +217,9 @@ fn api_base(fake: &FakeGithub, o: &str, r: &str) -> String {
     format!("{}/repos/{o}/{r}", fake.api_url())
 }
 
-type RepoPath = (String, String);
+pub(super) type RepoPath = (String, String);
 type NumberPath = (String, String, u64);
-type NamePath = (String, String, String);
+pub(super) type NamePath = (String, String, String);
 
 pub async fn get_repo(State(fake): State<FakeGithub>, Path((o, r)): Path<RepoPath>) -> Response {
     let base = api_base(&fake, &o, &r);

@@ -33,6 +33,7 @@
 //! there (a bug of the fake) is a 500 naming the command.
 
 mod api;
+pub mod checks;
 pub mod git;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -111,6 +112,8 @@ struct RepoState {
     reviews: HashMap<u64, Vec<ReviewRec>>,
     permissions: HashMap<String, String>,
     comments: Vec<(u64, String)>,
+    /// Check runs and commit statuses ([`checks`]).
+    checks: checks::Checks,
 }
 
 impl RepoState {
@@ -223,6 +226,11 @@ struct Inner {
     counter: u64,
     /// Review ids, unique across the fake as on GitHub.
     next_review_id: u64,
+    /// Check run ids, unique across the fake.
+    next_check_run_id: u64,
+    /// Whether the test token is an App's installation token (it may create check runs) rather
+    /// than a personal token (the default, which GitHub refuses them).
+    token_is_app: bool,
     /// Failures still to inject, in order.
     faults: Vec<Fault>,
     hooks: Vec<Hook>,
@@ -268,6 +276,8 @@ impl Inner {
             repos: HashMap::new(),
             counter: 0,
             next_review_id: 1_000_000,
+            next_check_run_id: 5_000_000,
+            token_is_app: false,
             faults: vec![],
             hooks: vec![],
             window: Window {
@@ -393,6 +403,17 @@ impl FakeGithub {
                 get(api::get_issue).patch(api::update_issue),
             )
             .route("/repos/{o}/{r}/issues/{n}/comments", post(api::comment))
+            .route("/repos/{o}/{r}/check-runs", post(checks::create_check_run))
+            .route("/repos/{o}/{r}/check-runs/{id}", patch(checks::update_check_run))
+            .route("/repos/{o}/{r}/statuses/{sha}", post(checks::create_status))
+            .route(
+                "/repos/{o}/{r}/commits/{reference}/check-runs",
+                get(checks::list_check_runs),
+            )
+            .route(
+                "/repos/{o}/{r}/commits/{reference}/status",
+                get(checks::combined_status),
+            )
             .layer(axum::middleware::from_fn_with_state(fake.clone(), gate))
             .with_state(fake.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.ok() });
@@ -441,6 +462,7 @@ impl FakeGithub {
                 reviews: HashMap::new(),
                 permissions: HashMap::new(),
                 comments: vec![],
+                checks: Default::default(),
             };
             must(state.moved(base, None, &sha, &when));
             i.repos.insert(repo.to_string(), state);

@@ -20,6 +20,7 @@ mod faults_postgres;
 mod faults_shutdown;
 mod faults_slack;
 mod gandalf_batches;
+mod gandalf_checks;
 mod gandalf_commands;
 mod gandalf_deliveries;
 mod gandalf_landing;
