@@ -4,8 +4,8 @@
 //!
 //! For every red rate `r` and every `batch_size` (1, 4, 8, 16 and `"auto"`) one fresh Gandalf gets
 //! `--prs` PRs queued while paused (a full queue, closed: no arrivals during the run), then resumed.
-//! Each PR is independently red with probability `r`, drawn up front by a seeded generator: the same
-//! red set for every batch size at one `r`. The pipeline's `build` and `deploy` are `true`; its
+//! `r·M` of the M PRs are red, at positions drawn up front by a seeded shuffle ([`red_set`]): the
+//! same red set for every batch size at one `r`. The pipeline's `build` and `deploy` are `true`; its
 //! `test` sleeps `--test-ms` (the verification time `T`, scaled down) and fails when any PR in
 //! `GANDALF_PRS` is red, logging each run (members, outcome) — so a verification is one `test` run.
 //!
@@ -24,7 +24,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bg_tests::{RESOURCE_MAP, Stop, spawn_gandalf_with};
-use chrono::{DateTime, Utc};
 use clap::Parser;
 use gandalf::batch;
 
@@ -32,7 +31,7 @@ use gandalf::batch;
 #[command(about = "Measures PRs landed per verification with batches on the real queue")]
 struct Cli {
     /// Pull requests queued for each run.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 100)]
     prs: u64,
     /// The scaled-down verification time: how long the `test` step sleeps, in milliseconds.
     #[arg(long, default_value_t = 100)]
@@ -79,10 +78,21 @@ impl Rng {
     }
 }
 
-/// The red PRs among `1..=m` at rate `r`: each independently, from `seed` and `r` only.
+/// The red PRs among `1..=m` at rate `r`: `round(r·m)` of them, at positions drawn uniformly by a
+/// seeded shuffle (from `seed` and `r` only). That is independent draws with probability `r`
+/// conditioned on their count being `r·m`: with a day of only about a hundred PRs, unconditioned
+/// draws at 2 % give anywhere from none to five red PRs, and the figure would measure the luck of
+/// the draw rather than the queue.
 fn red_set(m: u64, r: f64, seed: u64) -> BTreeSet<u64> {
     let mut rng = Rng(seed ^ (r * 1e6) as u64 ^ 0x9e37_79b9_7f4a_7c15);
-    (1..=m).filter(|_| rng.unit() < r).collect()
+    let mut prs: Vec<u64> = (1..=m).collect();
+    // Fisher–Yates.
+    for i in (1..prs.len()).rev() {
+        let j = (rng.unit() * (i + 1) as f64) as usize;
+        prs.swap(i, j.min(i));
+    }
+    let k = (r * m as f64).round() as usize;
+    prs.into_iter().take(k).collect()
 }
 
 /// One verification, as the `test` step logged it.
@@ -125,7 +135,7 @@ struct Measured {
     wall: Duration,
     /// Wall time per verification in the scaled run, milliseconds (T plus Gandalf's work).
     per_verification_ms: f64,
-    /// Time in queue (resume to finished), p50 and p95, in verifications' worth of wall time.
+    /// Time in queue (resume to the end of the run that resolved it), p50 and p95, in verifications.
     queue_p50: f64,
     queue_p95: f64,
     /// Empty when exactly the innocent PRs landed and exactly the red ones were rejected.
@@ -163,10 +173,7 @@ async fn run_one(cli: &Cli, size: &str, r: f64, reds: &BTreeSet<u64>) -> anyhow:
         ),
     );
     anyhow::ensure!(config.contains("batch_size"), "the test configuration changed shape");
-    let config = format!(
-        "state_dir = \"{}\"\n{config}",
-        dir.path().join("state").display()
-    );
+    let config = format!("state_dir = \"{}\"\n{config}", dir.path().join("state").display());
     let mut g = spawn_gandalf_with(&config, dir.path(), false).await;
     g.github.push(
         "acme/platform",
@@ -180,7 +187,6 @@ async fn run_one(cli: &Cli, size: &str, r: f64, reds: &BTreeSet<u64>) -> anyhow:
         let (reply, refused) = g.command("U0ALICE", &format!("merge #{n}")).await;
         anyhow::ensure!(!refused, "queueing #{n}: {reply}");
     }
-    let resumed_at = Utc::now();
     let started = Instant::now();
     g.command("U0ADMIN1", "resume").await;
     // The whole queue resolves; a generous bound, so a stuck queue is reported, not waited on.
@@ -204,11 +210,10 @@ async fn run_one(cli: &Cli, size: &str, r: f64, reds: &BTreeSet<u64>) -> anyhow:
     }
     let wall = started.elapsed();
 
-    let items: Vec<(i32, String, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT pr, state::text, enqueued_at, finished_at FROM queue_items WHERE finished_at IS NOT NULL ORDER BY pr",
-    )
-    .fetch_all(&g.pool)
-    .await?;
+    let items: Vec<(i32, String)> =
+        sqlx::query_as("SELECT pr, state::text FROM queue_items WHERE finished_at IS NOT NULL ORDER BY pr")
+            .fetch_all(&g.pool)
+            .await?;
     let runs = read_runs(dir.path())?;
 
     let mut problems = vec![];
@@ -270,10 +275,18 @@ async fn run_one(cli: &Cli, size: &str, r: f64, reds: &BTreeSet<u64>) -> anyhow:
         }
     }
     let per_verification = wall.as_secs_f64() / runs.len().max(1) as f64;
-    let mut waits: Vec<f64> = items
-        .iter()
-        .map(|i| (i.3 - i.2.max(resumed_at)).num_milliseconds() as f64 / 1000.0 / per_verification)
-        .collect();
+    // Time in queue counted in verifications: a PR waits from the resume until the end of the run
+    // that resolved it (its green candidate, or its solo red run). Counting runs rather than
+    // reading the clock keeps the figure independent of Gandalf's own time per run and of the
+    // machine's load (the runs of one rate share the two cores); at a real T it is that many T.
+    let mut waits = vec![];
+    for (i, run) in runs.iter().enumerate() {
+        if run.green {
+            waits.extend(run.members.iter().map(|_| (i + 1) as f64));
+        } else if run.members.len() == 1 {
+            waits.push((i + 1) as f64);
+        }
+    }
     waits.sort_by(f64::total_cmp);
     g.down(Stop::Graceful).await;
     Ok(Measured {
@@ -298,9 +311,7 @@ async fn run_one(cli: &Cli, size: &str, r: f64, reds: &BTreeSet<u64>) -> anyhow:
 /// The model's PRs per verification for this size at `r` (`auto`: at the size it would pick
 /// knowing `r`).
 fn model(size: &str, r: f64) -> f64 {
-    let n = size
-        .parse()
-        .unwrap_or_else(|_| batch::auto_size(r, MAX_BATCH));
+    let n = size.parse().unwrap_or_else(|_| batch::auto_size(r, MAX_BATCH));
     batch::throughput(n, r)
 }
 
@@ -422,7 +433,7 @@ fn svg(cli: &Cli, results: &[Measured]) -> String {
     );
     let _ = writeln!(
         s,
-        r#"<text x="{}" y="{}" text-anchor="middle">red rate r (each PR independently red)</text>"#,
+        r#"<text x="{}" y="{}" text-anchor="middle">red rate r (r·M of the M queued PRs red, at random positions)</text>"#,
         left + pw / 2.0,
         h - 18.0
     );
@@ -463,17 +474,26 @@ fn svg(cli: &Cli, results: &[Measured]) -> String {
             .enumerate()
             .map(|(j, (px, py))| format!("{}{px:.1},{py:.1} ", if j == 0 { "M" } else { "L" }))
             .collect();
-        let width = if size == "auto" { 3.5 } else { 2.0 };
+        // `auto` often coincides with a fixed size: drawn dotted with hollow markers, so the line
+        // under it still shows.
+        let (width, dash, fill) = if size == "auto" {
+            (3.5, "2 4", "white")
+        } else {
+            (2.0, "none", colour)
+        };
         let _ = writeln!(
             s,
-            r#"<path d="{d}" fill="none" stroke="{colour}" stroke-width="{width}"/>"#
+            r#"<path d="{d}" fill="none" stroke="{colour}" stroke-width="{width}" stroke-dasharray="{dash}"/>"#
         );
         for (px, py) in &points {
-            let _ = writeln!(s, r#"<circle cx="{px:.1}" cy="{py:.1}" r="4" fill="{colour}"/>"#);
+            let _ = writeln!(
+                s,
+                r#"<circle cx="{px:.1}" cy="{py:.1}" r="5" fill="{fill}" stroke="{colour}" stroke-width="2"/>"#
+            );
         }
         let _ = writeln!(
             s,
-            r#"<line x1="{}" x2="{}" y1="{legend_y}" y2="{legend_y}" stroke="{colour}" stroke-width="{width}"/><text x="{}" y="{}">batch_size = {size}</text>"#,
+            r#"<line x1="{}" x2="{}" y1="{legend_y}" y2="{legend_y}" stroke="{colour}" stroke-width="{width}" stroke-dasharray="{dash}"/><text x="{}" y="{}">batch_size = {size}</text>"#,
             left + pw + 12.0,
             left + pw + 40.0,
             left + pw + 46.0,
