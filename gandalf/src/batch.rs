@@ -75,12 +75,17 @@ pub fn size_for(setting: BatchSize, max: usize, red: f64) -> usize {
     }
 }
 
-/// The size in `1..=max` that lands the most PRs per verification at red rate `r`.
+/// How close to the best modelled throughput a smaller batch must come to be preferred.
+const GOOD_ENOUGH: f64 = 0.97;
+
+/// The smallest size in `1..=max` that lands within 3 % of the most PRs per verification at red
+/// rate `r`. The curve is nearly flat around its best, so the largest size wins on paper by a
+/// hair while costing the most when `r` is underestimated (a 16-PR batch at a real 20 % lands
+/// 0.73 PRs per verification against 0.97 for 4); the smaller size is the robust choice.
 pub fn auto_size(r: f64, max: usize) -> usize {
     let max = max.max(1);
-    (1..=max)
-        .max_by(|a, b| throughput(*a, r).total_cmp(&throughput(*b, r)))
-        .unwrap_or(1)
+    let best = (1..=max).map(|n| throughput(n, r)).fold(0.0, f64::max);
+    (1..=max).find(|n| throughput(*n, r) >= GOOD_ENOUGH * best).unwrap_or(1)
 }
 
 /// Expected PRs landed per verification with batches of `n`, each PR independently red with
