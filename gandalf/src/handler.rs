@@ -234,9 +234,16 @@ impl Gandalf {
         let pause = store::pause_state(&mut conn, &repo.name).await?;
         let typical = store::typical_verification(&mut conn, &repo.name).await?;
         let flaky = store::flaky_rate(&mut conn, &repo.name).await?;
+        let per_candidate = per_candidate(&mut conn, repo).await?;
         let now = self.clock.now();
         Ok(Answer::ok(messages::queue(
-            &repo.name, &items, &pause, typical, flaky, now,
+            &repo.name,
+            &items,
+            &pause,
+            typical,
+            per_candidate,
+            flaky,
+            now,
         )))
     }
 
@@ -387,11 +394,13 @@ impl Gandalf {
         let outcome = store::enqueue(&mut tx, new, now).await?;
         let items = store::queue(&mut tx, &repo.name).await?;
         let typical = store::typical_verification(&mut tx, &repo.name).await?;
+        let per_candidate = per_candidate(&mut tx, repo).await?;
         let position_of = |id| items.iter().position(|i| i.id == id).map(|p| p + 1);
         let answer = match outcome {
             Ok(item) => {
                 let position = position_of(item.id).unwrap_or(items.len());
-                let ahead = i32::try_from(position.saturating_sub(1)).unwrap_or(i32::MAX);
+                // With batches, the PRs ahead go `per_candidate` at a time.
+                let ahead = i32::try_from(position.saturating_sub(1) / per_candidate.max(1)).unwrap_or(i32::MAX);
                 let eta = typical.map(|t| t * ahead);
                 Answer::ok(messages::queued(&item, position, eta, who.by()))
             }
@@ -505,6 +514,19 @@ impl Gandalf {
 /// A GitHub failure is ours, not the user's: a stored delivery is retried on it. Where it is
 /// answered ([`answer_of`]), GitHub being unavailable is worth telling the user (nothing changed;
 /// try again).
+/// How many PRs a candidate of this repository carries, for ETAs: `batch_size`, or what `"auto"`
+/// would pick now.
+async fn per_candidate(conn: &mut sqlx::PgConnection, repo: &RepoConfig) -> sqlx::Result<usize> {
+    Ok(match repo.batch_size {
+        crate::batch::BatchSize::Fixed(n) => n,
+        crate::batch::BatchSize::Auto => {
+            let (landed, rejected) = store::recent_outcomes(conn, &repo.name).await?;
+            let red = crate::batch::red_rate(landed, rejected);
+            crate::batch::size_for(repo.batch_size, repo.max_batch_size, red)
+        }
+    })
+}
+
 fn github_refusal(e: GithubError) -> Refusal {
     Refusal::Internal(e.into())
 }

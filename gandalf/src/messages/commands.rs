@@ -252,6 +252,7 @@ pub fn queue(
     items: &[Item],
     pause: &Pause,
     typical: Option<chrono::Duration>,
+    per_candidate: usize,
     flaky: FlakyRate,
     now: DateTime<Utc>,
 ) -> Reply {
@@ -268,7 +269,8 @@ pub fn queue(
         if let Some(t) = typical
             && i > 0
         {
-            let ahead = i32::try_from(i).unwrap_or(i32::MAX);
+            // With batches, the PRs ahead go `per_candidate` at a time.
+            let ahead = i32::try_from(i / per_candidate.max(1)).unwrap_or(i32::MAX);
             text.push_str(&format!(" · starts in ~{}", humanize(t * ahead)));
         }
         text.push('\n');
@@ -521,16 +523,25 @@ mod tests {
             by: None,
         };
         let text = [
-            slack(&queue(&repo(), &[], &Pause::default(), None, FlakyRate::default(), now)),
+            slack(&queue(
+                &repo(),
+                &[],
+                &Pause::default(),
+                None,
+                1,
+                FlakyRate::default(),
+                now,
+            )),
             slack(&queue(
                 &repo(),
                 &[item(), waiting, third],
                 &Pause::default(),
                 Some(chrono::Duration::minutes(20)),
+                1,
                 FlakyRate { flaky: 2, runs: 50 },
                 now,
             )),
-            slack(&queue(&repo(), &[item()], &paused, None, FlakyRate::default(), now)),
+            slack(&queue(&repo(), &[item()], &paused, None, 1, FlakyRate::default(), now)),
         ];
         assert_snapshot!(text.join("\n\n"));
     }

@@ -519,6 +519,8 @@ struct PullPage {
     priority: String,
     /// Its `test` passed only on a retry.
     flaky: bool,
+    /// The repository's `required_checks` on its candidate: name, state, link.
+    checks: Vec<(String, String, Option<String>)>,
     queued_by: String,
     enqueued: String,
     in_queue: String,
@@ -622,10 +624,25 @@ async fn pull(
     };
     // A verification that restarted (the base moved before landing) keeps the steps of each
     // attempt; the page shows the current attempt's.
-    let steps = read::queue_steps(&mut conn, item.id)
-        .await?
+    let checks = match &item.candidate_sha {
+        Some(sha) => read::candidate_checks(&mut conn, &repo, sha.as_str())
+            .await?
+            .into_iter()
+            .map(|c| {
+                let state = c.conclusion.unwrap_or(c.status).replace('_', " ");
+                // Only web links: a CI's `details_url` is not ours to trust with `javascript:`.
+                let url = c.url.filter(|u| u.starts_with("https://") || u.starts_with("http://"));
+                (c.name, state, url)
+            })
+            .collect(),
+        None => vec![],
+    };
+    let all_steps = read::queue_steps(&mut conn, item.id).await?;
+    // A batch member shows its batch's run, whose attempt count is its first member's.
+    let last_attempt = all_steps.iter().map(|s| s.attempt).max().unwrap_or(1);
+    let steps = all_steps
         .into_iter()
-        .filter(|s| s.attempt == item.attempts.max(1))
+        .filter(|s| s.attempt == last_attempt)
         .map(|s| StepView {
             name: step_name(&s.name, s.resource.as_deref()),
             log_link: format!("/logs/queue/{}", s.id),
@@ -653,6 +670,7 @@ async fn pull(
         position,
         priority: priority_text(item.priority),
         flaky: item.flaky,
+        checks,
         queued_by: c.person(&item.queued_by),
         enqueued: t.at(item.enqueued_at),
         in_queue: t.took(item.enqueued_at, item.verify_started_at.or(item.finished_at)),

@@ -112,6 +112,26 @@ pub async fn items_of_pull(conn: &mut PgConnection, repo: &str, pr: i32) -> DbRe
     .await
 }
 
+/// A required check (SPEC §5.7) as last reported on a candidate.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct CandidateCheck {
+    pub name: String,
+    pub status: String,
+    pub conclusion: Option<String>,
+    pub url: Option<String>,
+}
+
+/// The repository's own CI checks reported on `sha`, by name.
+pub async fn candidate_checks(conn: &mut PgConnection, repo: &str, sha: &str) -> DbResult<Vec<CandidateCheck>> {
+    sqlx::query_as(
+        "SELECT name, status, conclusion, url FROM candidate_checks WHERE repo = $1 AND sha = $2 ORDER BY name",
+    )
+    .bind(repo)
+    .bind(sha)
+    .fetch_all(conn)
+    .await
+}
+
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct QueueStep {
     pub id: i64,
