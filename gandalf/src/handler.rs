@@ -234,7 +234,7 @@ impl Gandalf {
         let pause = store::pause_state(&mut conn, &repo.name).await?;
         let typical = store::typical_verification(&mut conn, &repo.name).await?;
         let flaky = store::flaky_rate(&mut conn, &repo.name).await?;
-        let per_candidate = per_candidate(&mut conn, repo).await?;
+        let per_candidate = candidate_size(&mut conn, repo).await?;
         let now = self.clock.now();
         Ok(Answer::ok(messages::queue(
             &repo.name,
@@ -394,7 +394,7 @@ impl Gandalf {
         let outcome = store::enqueue(&mut tx, new, now).await?;
         let items = store::queue(&mut tx, &repo.name).await?;
         let typical = store::typical_verification(&mut tx, &repo.name).await?;
-        let per_candidate = per_candidate(&mut tx, repo).await?;
+        let per_candidate = candidate_size(&mut tx, repo).await?;
         let position_of = |id| items.iter().position(|i| i.id == id).map(|p| p + 1);
         let answer = match outcome {
             Ok(item) => {
@@ -516,7 +516,7 @@ impl Gandalf {
 /// try again).
 /// How many PRs a candidate of this repository carries, for ETAs: `batch_size`, or what `"auto"`
 /// would pick now.
-async fn per_candidate(conn: &mut sqlx::PgConnection, repo: &RepoConfig) -> sqlx::Result<usize> {
+pub(crate) async fn candidate_size(conn: &mut sqlx::PgConnection, repo: &RepoConfig) -> sqlx::Result<usize> {
     Ok(match repo.batch_size {
         crate::batch::BatchSize::Fixed(n) => n,
         crate::batch::BatchSize::Auto => {

@@ -159,6 +159,8 @@ pub struct Verifier<'a> {
     pub gandalf: &'a Gandalf,
     pub github: &'a Github,
     pub repo: &'a RepoConfig,
+    /// Where the steps get their code; `None` without a checkout.
+    pub copies: Option<&'a Copies>,
     pub registry: Option<&'a Registry>,
     pub mask: &'a [String],
 }
@@ -198,7 +200,7 @@ impl Verifier<'_> {
         let result = self.verify(&mut members, &stop, &mut deployed_for_revert).await;
         let outcome = match result {
             Ok(Some(landed)) => {
-                self.landed_all(&landed).await?;
+                self.landed(&landed).await?;
                 self.learn(&members, true).await?;
                 Outcome::Merged
             }
@@ -238,7 +240,9 @@ impl Verifier<'_> {
             step: batch::Step::Fresh,
         };
         let verdict = known.outcome(&candidate, green);
-        store::set_known_red(&mut conn, &self.repo.name, &verdict.knowledge.known_red).await?;
+        if verdict.knowledge != known {
+            store::set_known_red(&mut conn, &self.repo.name, &verdict.knowledge.known_red).await?;
+        }
         Ok(())
     }
 
@@ -753,7 +757,7 @@ impl Verifier<'_> {
         let name = &self.repo.name;
         let changed = if have_copy {
             // Both commits are in the mirror: git's list is complete, however long.
-            let copies = self.copies().ok_or_else(|| anyhow::anyhow!("checkout vanished"))?;
+            let copies = self.copies.ok_or_else(|| anyhow::anyhow!("checkout vanished"))?;
             let paths = copies.changed_files(base, candidate).await.map_err(Halt::NoCopy)?;
             shared::github::ChangedFiles { paths, complete: true }
         } else {
@@ -1005,7 +1009,7 @@ impl Verifier<'_> {
             return Ok(sha);
         }
         // The PR's commits' authors, from the mirror when there is one (no API call lists them).
-        let co_authors = match self.copies() {
+        let co_authors = match self.copies {
             Some(copies) => copies.authors(parent, &item.head_sha).await,
             None => vec![],
         };
@@ -1056,21 +1060,10 @@ impl Verifier<'_> {
         Ok(None)
     }
 
-    /// Where this repository's steps get their code; `None` without a checkout.
-    fn copies(&self) -> Option<Copies> {
-        Copies::new(
-            self.gandalf.mirrors.clone(),
-            self.repo.name.clone(),
-            self.repo.checkout.as_ref()?,
-            Some(self.github.clone()),
-            self.repo.sandbox.user().cloned(),
-        )
-    }
-
     /// A working copy of `sha` for a run's steps (handed to `step_user`, removed when dropped);
     /// `None` when the repository has no checkout.
     async fn working_copy(&self, sha: &CommitSha, name: &str) -> Flow<Option<WorkingCopy>> {
-        let Some(copies) = self.copies() else {
+        let Some(copies) = self.copies else {
             return Ok(None);
         };
         Ok(Some(copies.checkout(sha, name).await.map_err(Halt::NoCopy)?))
@@ -1082,18 +1075,13 @@ impl Verifier<'_> {
             .unwrap_or_else(|| self.gandalf.config.base_dir.clone())
     }
 
-    /// Step 6 for a candidate: one PR as [`Verifier::landed`]; a batch with every member
-    /// concluded and one announcement naming them all in the same transaction, then a comment on
-    /// each PR.
-    async fn landed_all(&self, landed: &[(Item, CommitSha)]) -> anyhow::Result<()> {
-        let [(item, sha)] = landed else {
-            return self.landed_batch(landed).await;
-        };
-        self.landed(item, sha).await
-    }
-
-    async fn landed_batch(&self, landed: &[(Item, CommitSha)]) -> anyhow::Result<()> {
-        if self.repo.merge_method == MergeMethod::Squash {
+    /// Step 6: the candidate's PRs are merged. Each is concluded, with one announcement in the same
+    /// transaction (naming them all for a batch), then each PR gets its comment.
+    pub async fn landed(&self, landed: &[(Item, CommitSha)]) -> anyhow::Result<()> {
+        let squashed = self.repo.merge_method == MergeMethod::Squash;
+        if squashed {
+            // GitHub can only show a squashed PR as Closed. These writes are idempotent and come
+            // before the items are concluded, so a crash here repeats them, never skips them.
             for (item, _) in landed {
                 self.close_squashed(item).await?;
             }
@@ -1107,58 +1095,34 @@ impl Verifier<'_> {
                 concluded.push((current, sha.clone()));
             }
         }
-        if concluded.is_empty() {
+        let Some((first, first_sha)) = concluded.first() else {
             return Ok(());
-        }
-        let first = &concluded[0].0;
+        };
         let verification = now - first.verify_started_at.unwrap_or(now);
         if let Some(channel) = &self.gandalf.config.merges_channel {
-            let reply = messages::batch_announcement(&concluded, &first.affected, verification);
+            let reply = match concluded.as_slice() {
+                [_] => {
+                    let in_queue = first.verify_started_at.unwrap_or(now) - first.enqueued_at;
+                    messages::merge_announcement(first, first_sha, &first.affected, in_queue, verification)
+                }
+                all => messages::batch_announcement(all, &first.affected, verification),
+            };
             outbox::enqueue_from(&mut tx, Sender::Gandalf, channel.as_str(), &reply, now).await?;
         }
         tx.commit().await?;
-        let squashed = self.repo.merge_method == MergeMethod::Squash;
         let prs: Vec<PrNumber> = concluded.iter().map(|(i, _)| i.pr).collect();
         for (item, sha) in &concluded {
             let in_queue = item.verify_started_at.unwrap_or(now) - item.enqueued_at;
             metrics::histogram!("gandalf_time_in_queue_seconds").record(in_queue.num_milliseconds() as f64 / 1000.0);
             let mut comment = messages::merged_comment(&self.repo.base, sha, &item.affected, verification, squashed);
-            comment.push_str(&messages::landed_in_batch(&prs));
+            if prs.len() > 1 {
+                comment.push_str(&messages::landed_in_batch(&prs));
+            }
             if item.flaky {
                 comment.push_str(messages::flaky_note());
             }
             self.comment(item.pr, &comment).await;
         }
-        Ok(())
-    }
-
-    /// Step 6: the item is merged; announce it (in the same transaction) and comment on the PR.
-    pub async fn landed(&self, item: &Item, landed: &CommitSha) -> anyhow::Result<()> {
-        if self.repo.merge_method == MergeMethod::Squash {
-            // GitHub can only show a squashed PR as Closed. Both writes are idempotent and come
-            // before the item is concluded, so a crash here repeats them, never skips them.
-            self.close_squashed(item).await?;
-        }
-        let now = self.now();
-        let mut tx = self.gandalf.pool.begin().await?;
-        let current = store::item(&mut tx, item.id).await?.unwrap_or_else(|| item.clone());
-        if !store::conclude(&mut tx, item.id, ItemState::Merged, "landed", Some(landed), now).await? {
-            return Ok(());
-        }
-        let verification = now - current.verify_started_at.unwrap_or(now);
-        let in_queue = current.verify_started_at.unwrap_or(now) - current.enqueued_at;
-        if let Some(channel) = &self.gandalf.config.merges_channel {
-            let reply = messages::merge_announcement(&current, landed, &current.affected, in_queue, verification);
-            outbox::enqueue_from(&mut tx, Sender::Gandalf, channel.as_str(), &reply, now).await?;
-        }
-        tx.commit().await?;
-        metrics::histogram!("gandalf_time_in_queue_seconds").record(in_queue.num_milliseconds() as f64 / 1000.0);
-        let squashed = self.repo.merge_method == MergeMethod::Squash;
-        let mut comment = messages::merged_comment(&self.repo.base, landed, &current.affected, verification, squashed);
-        if current.flaky {
-            comment.push_str(messages::flaky_note());
-        }
-        self.comment(item.pr, &comment).await;
         Ok(())
     }
 

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use shared::copies::Copies;
 use shared::db::{Job, Leadership};
 use shared::envs::store as envs;
 use shared::github::Github;
@@ -102,8 +103,19 @@ impl QueueWorker {
     }
 
     async fn work_repo(self, github: Github, repo: RepoConfig, stop: watch::Receiver<bool>) {
+        // One per repository for as long as this replica leads: it asks GitHub for the clone URL
+        // once, not at every verification.
+        let copies = repo.checkout.as_ref().and_then(|checkout| {
+            Copies::new(
+                self.gandalf.mirrors.clone(),
+                repo.name.clone(),
+                checkout,
+                Some(github.clone()),
+                repo.sandbox.user().cloned(),
+            )
+        });
         loop {
-            match self.work_repo_once(&github, &repo, stop.clone()).await {
+            match self.work_repo_once(&github, &repo, copies.as_ref(), stop.clone()).await {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(repo = %repo.name, error = format!("{e:#}"), "queue worker stumbled; starting over");
@@ -117,11 +129,12 @@ impl QueueWorker {
         }
     }
 
-    fn verifier<'a>(&'a self, github: &'a Github, repo: &'a RepoConfig) -> Verifier<'a> {
+    fn verifier<'a>(&'a self, github: &'a Github, repo: &'a RepoConfig, copies: Option<&'a Copies>) -> Verifier<'a> {
         Verifier {
             gandalf: &self.gandalf,
             github,
             repo,
+            copies,
             registry: self.registry.as_ref(),
             mask: &self.mask,
         }
@@ -131,10 +144,11 @@ impl QueueWorker {
         &self,
         github: &Github,
         repo: &RepoConfig,
+        copies: Option<&Copies>,
         mut stop: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
         let mut listener = shared::db::listen(&self.gandalf.pool, &["gandalf_queue"]).await?;
-        self.recover(github, repo).await?;
+        self.recover(github, repo, copies).await?;
         loop {
             if *stop.borrow() {
                 return Ok(());
@@ -154,7 +168,7 @@ impl QueueWorker {
                     // Drain the notifications our own work caused while verifying.
                     while listener.next_buffered().is_some() {}
                     let members = self.candidate_members(repo, item).await?;
-                    self.verify_one(github, repo, members, stop.clone()).await?;
+                    self.verify_one(github, repo, copies, members, stop.clone()).await?;
                 }
                 None => {
                     tokio::select! {
@@ -175,13 +189,7 @@ impl QueueWorker {
             return Ok(vec![front]);
         }
         let mut conn = self.gandalf.pool.acquire().await?;
-        let size = match repo.batch_size {
-            batch::BatchSize::Fixed(n) => n,
-            batch::BatchSize::Auto => {
-                let (landed, rejected) = store::recent_outcomes(&mut conn, &repo.name).await?;
-                batch::size_for(repo.batch_size, repo.max_batch_size, batch::red_rate(landed, rejected))
-            }
-        };
+        let size = crate::handler::candidate_size(&mut conn, repo).await?;
         let queued: Vec<Item> = store::queue(&mut conn, &repo.name)
             .await?
             .into_iter()
@@ -219,6 +227,7 @@ impl QueueWorker {
         &self,
         github: &Github,
         repo: &RepoConfig,
+        copies: Option<&Copies>,
         members: Vec<Item>,
         stop: watch::Receiver<bool>,
     ) -> anyhow::Result<Outcome> {
@@ -233,7 +242,7 @@ impl QueueWorker {
             stop,
         ));
         tracing::info!(repo = %repo.name, pr = %item.pr, "verifying");
-        let outcome = self.verifier(github, repo).run(members, verify_stop).await;
+        let outcome = self.verifier(github, repo, copies).run(members, verify_stop).await;
         watcher.abort();
         match &outcome {
             Ok(o) => tracing::info!(repo = %repo.name, pr = %item.pr, outcome = o.as_str(), "verification ended"),
@@ -246,12 +255,12 @@ impl QueueWorker {
 
     /// Puts what a previous leader left verifying back in the queue; a PR that was landing is
     /// checked on GitHub first and concluded as merged if it landed.
-    async fn recover(&self, github: &Github, repo: &RepoConfig) -> anyhow::Result<()> {
+    async fn recover(&self, github: &Github, repo: &RepoConfig, copies: Option<&Copies>) -> anyhow::Result<()> {
         let items = {
             let mut conn = self.gandalf.pool.acquire().await?;
             store::queue(&mut conn, &repo.name).await?
         };
-        let verifier = self.verifier(github, repo);
+        let verifier = self.verifier(github, repo, copies);
         for item in items.into_iter().filter(|i| i.state.is_verifying()) {
             let mut conn = self.gandalf.pool.acquire().await?;
             store::interrupt_steps(&mut conn, item.id, self.gandalf.clock.now()).await?;
@@ -260,7 +269,7 @@ impl QueueWorker {
                 && let Some(landed) = verifier.landed_already(&item).await?
             {
                 tracing::warn!(repo = %repo.name, pr = %item.pr, %landed, "a restart found the PR landed already");
-                verifier.landed(&item, &landed).await?;
+                verifier.landed(&[(item.clone(), landed)]).await?;
                 verifier.release_environment().await?;
                 continue;
             }

@@ -87,26 +87,8 @@ async fn a_step_sees_none_of_gandalfs_secrets_unless_its_pipeline_names_them() {
     let read =
         |f: &str| std::fs::read_to_string(out.join(f)).unwrap_or_else(|e| panic!("{f}: {e}\n{}", gandalf.output()));
     let dumped = read("env.txt");
-    let names: Vec<&str> = dumped
-        .lines()
-        .filter_map(|l| l.split_once('=').map(|(k, _)| k))
-        .collect();
-    for (name, value) in &env {
-        let passed = *name == "HTTPS_PROXY";
-        assert_eq!(
-            names.contains(name),
-            passed,
-            "{name} in the step's environment:\n{dumped}"
-        );
-        // GITHUB_TOKEN's value is there once, as PASSED_TOKEN: the env table names it.
-        if !passed && *name != "GITHUB_TOKEN" {
-            assert!(
-                !dumped.contains(value.as_str()),
-                "the value of {name} leaked:\n{dumped}"
-            );
-        }
-    }
-    assert!(!dumped.contains(SLACK_TOKEN), "{dumped}");
+    // GITHUB_TOKEN's value is there once, as PASSED_TOKEN: the env table names it.
+    assert_step_env_hides(&dumped, &env, &["GITHUB_TOKEN"]);
     for want in [
         "GANDALF_PR=7",
         "GANDALF_STEP=test",
@@ -121,14 +103,7 @@ async fn a_step_sees_none_of_gandalfs_secrets_unless_its_pipeline_names_them() {
     );
 
     let proc_environ = read("proc.txt");
-    for (name, value) in &env {
-        if *name != "HTTPS_PROXY" {
-            assert!(
-                !proc_environ.contains(value.as_str()),
-                "/proc/<gandalf>/environ gave {name}:\n{proc_environ}"
-            );
-        }
-    }
+    assert_proc_hides(&proc_environ, &env);
     let log: String = sqlx::query_scalar("SELECT log FROM queue_steps WHERE name = 'test' ORDER BY id DESC LIMIT 1")
         .fetch_one(&g.pool)
         .await
@@ -140,12 +115,7 @@ async fn a_step_sees_none_of_gandalfs_secrets_unless_its_pipeline_names_them() {
     assert!(!log.contains(fake_github::TOKEN), "{log}");
 
     if root {
-        assert_ne!(read("uid.txt").trim(), "0", "step_user: the step ran as root");
-        assert!(
-            read("file.txt").contains("unreadable"),
-            "the step read the bot's secret file"
-        );
-        assert!(proc_environ.contains("unreadable"), "{proc_environ}");
+        assert_another_user(&read("uid.txt"), &read("file.txt"), &proc_environ);
     } else {
         eprintln!("not root: step_user and the file and /proc checks of another user were not exercised");
     }
@@ -246,25 +216,7 @@ async fn a_deploy_step_sees_none_of_bobbys_secrets_unless_its_pipeline_names_the
     }
     let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
     let dumped = read("env.txt");
-    let names: Vec<&str> = dumped
-        .lines()
-        .filter_map(|l| l.split_once('=').map(|(k, _)| k))
-        .collect();
-    for (name, value) in &env {
-        let passed = *name == "HTTPS_PROXY";
-        assert_eq!(
-            names.contains(name),
-            passed,
-            "{name} in the step's environment:\n{dumped}"
-        );
-        if !passed {
-            assert!(
-                !dumped.contains(value.as_str()),
-                "the value of {name} leaked:\n{dumped}"
-            );
-        }
-    }
-    assert!(!dumped.contains(SLACK_TOKEN), "{dumped}");
+    assert_step_env_hides(&dumped, &env, &[]);
     for want in [
         "BOBBY_ENV=env-1",
         "BOBBY_STEP=test",
@@ -283,20 +235,53 @@ async fn a_deploy_step_sees_none_of_bobbys_secrets_unless_its_pipeline_names_the
         "the step looked at the running bot's /proc entry:\n{dumped}"
     );
     let proc_environ = read("proc.txt");
-    for (name, value) in &env {
-        if *name != "HTTPS_PROXY" {
+    assert_proc_hides(&proc_environ, &env);
+    if root {
+        assert_another_user(&read("uid.txt"), &read("file.txt"), &proc_environ);
+    }
+}
+
+/// What a step dumped of its environment holds none of the bot's variables by name but
+/// `HTTPS_PROXY` (passed by `pass_env`'s default), and none of their values but those the pipeline's
+/// `env` table passes on under another name (`renamed`). Nor the token the bot read from a file.
+fn assert_step_env_hides(dumped: &str, env: &[(&str, String)], renamed: &[&str]) {
+    let names: Vec<&str> = dumped
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+        .collect();
+    for (name, value) in env {
+        let passed = *name == "HTTPS_PROXY";
+        assert_eq!(
+            names.contains(name),
+            passed,
+            "{name} in the step's environment:\n{dumped}"
+        );
+        if !passed && !renamed.contains(name) {
             assert!(
-                !proc_environ.contains(value.as_str()),
-                "/proc/<bobby>/environ gave {name}:\n{proc_environ}"
+                !dumped.contains(value.as_str()),
+                "the value of {name} leaked:\n{dumped}"
             );
         }
     }
-    if root {
-        assert_ne!(read("uid.txt").trim(), "0", "step_user: the step ran as root");
-        assert!(
-            read("file.txt").contains("unreadable"),
-            "the step read the bot's secret file"
-        );
-        assert!(proc_environ.contains("unreadable"), "{proc_environ}");
+    assert!(!dumped.contains(SLACK_TOKEN), "{dumped}");
+}
+
+/// The bot's `/proc/<pid>/environ`, as the step read it, gave away none of its secrets.
+fn assert_proc_hides(proc_environ: &str, env: &[(&str, String)]) {
+    for (name, value) in env {
+        if *name != "HTTPS_PROXY" {
+            assert!(
+                !proc_environ.contains(value.as_str()),
+                "/proc/<bot>/environ gave {name}:\n{proc_environ}"
+            );
+        }
     }
+}
+
+/// With `step_user`: the step ran as another user, who could read neither the secret file nor the
+/// bot's `/proc/<pid>/environ`.
+fn assert_another_user(uid: &str, file: &str, proc_environ: &str) {
+    assert_ne!(uid.trim(), "0", "step_user: the step ran as root");
+    assert!(file.contains("unreadable"), "the step read the bot's secret file");
+    assert!(proc_environ.contains("unreadable"), "{proc_environ}");
 }
