@@ -177,7 +177,6 @@ fn spawn_workers(
     tasks.push(tokio::spawn(checks.run(rx.clone())));
     let worker = QueueWorker {
         gandalf,
-        database_url: database_url.clone(),
         registry: Some(Registry::new(pool.clone())),
         mask,
     };

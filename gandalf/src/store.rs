@@ -302,6 +302,8 @@ pub async fn start_verification(conn: &mut PgConnection, id: i64, now: DateTime<
     let n = sqlx::query(
         "UPDATE queue_items SET state = 'preparing', note = NULL, attempts = attempts + 1, \
          verify_started_at = $2, candidate_sha = NULL, base_sha = NULL, landing_sha = NULL, flaky = false, \
+         earlier_landing_shas = CASE WHEN landing_sha IS NULL THEN earlier_landing_shas \
+                                     ELSE array_append(earlier_landing_shas, landing_sha) END, \
          affected = '[]', deployed = '[]' \
          WHERE id = $1 AND state NOT IN ('merged', 'failed', 'cancelled', 'dropped')",
     )
@@ -415,13 +417,27 @@ pub async fn set_landing_commit(conn: &mut PgConnection, id: i64, sha: &CommitSh
     Ok(n == 1)
 }
 
-/// The commit recorded by [`set_landing_commit`], if any.
+/// The commit recorded by [`set_landing_commit`] in this attempt, if any.
 pub async fn landing_commit(conn: &mut PgConnection, id: i64) -> DbResult<Option<CommitSha>> {
     Ok(sqlx::query_scalar("SELECT landing_sha FROM queue_items WHERE id = $1")
         .bind(id)
         .fetch_optional(conn)
         .await?
         .flatten())
+}
+
+/// Every commit any attempt of the item recorded before moving the base, latest first.
+pub async fn landing_commits(conn: &mut PgConnection, id: i64) -> DbResult<Vec<CommitSha>> {
+    let row: Option<(Option<CommitSha>, Vec<String>)> =
+        sqlx::query_as("SELECT landing_sha, earlier_landing_shas FROM queue_items WHERE id = $1")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?;
+    let Some((current, earlier)) = row else {
+        return Ok(vec![]);
+    };
+    let earlier = earlier.iter().rev().filter_map(|s| s.parse().ok());
+    Ok(current.into_iter().chain(earlier).collect())
 }
 
 pub async fn set_candidate(

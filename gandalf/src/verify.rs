@@ -16,12 +16,14 @@ use chrono::{DateTime, Utc};
 use shared::copies::Copies;
 use shared::envs::store::{self as envs, LockOutcome, UnlockOutcome};
 use shared::envs::{Actor, DefaultLease, EnvState, LeasePolicy};
+use shared::fence::{FenceError, Lease};
 use shared::github::{CommitSha, Github, GithubError, MergeOutcome, PrNumber, PullRequest};
 use shared::ids::Holder;
 use shared::slack::outbox::{self, Sender};
 use shared::steps::{self, Registry, StepEnd, StepSpec};
 use shared::working_copy::WorkingCopy;
 use sqlx::postgres::PgListener;
+use sqlx::{Postgres, Transaction};
 use tokio::sync::watch;
 
 use crate::config::{MergeMethod, RepoConfig};
@@ -145,6 +147,9 @@ enum Halt {
     /// No working copy could be had (no git, no route, GitHub's git down, a full disk): never the
     /// PR's fault. The item goes back to the queue and the queue pauses, saying why (SPEC §5.8).
     NoCopy(String),
+    /// GitHub shows a member merged, and the base holds a commit an earlier attempt recorded: a
+    /// landing answered after its replica lost the queues (SPEC §8). What landed is concluded.
+    LandedEarlier,
 }
 
 impl<E: Into<anyhow::Error>> From<E> for Halt {
@@ -163,6 +168,11 @@ pub struct Verifier<'a> {
     pub copies: Option<&'a Copies>,
     pub registry: Option<&'a Registry>,
     pub mask: &'a [String],
+    /// The queues' lease (SPEC §8): every write of the verification checks it, in its transaction.
+    pub lease: &'a Lease,
+    /// Raised when the lease could not be kept: even a revert stops then (its step killed), since
+    /// another replica is about to own the queues; a graceful shutdown lets a revert finish.
+    pub lease_lost: watch::Receiver<bool>,
 }
 
 /// The lease Gandalf takes lasts the verification's timeout plus this margin; it is released
@@ -174,18 +184,31 @@ impl Verifier<'_> {
         self.gandalf.clock.now()
     }
 
+    /// A transaction for a write of this verification, fenced by the queues' lease: refused
+    /// ([`shared::fence::FenceError::Lost`]) once another replica may own the work, and holding the
+    /// lease row until it commits, so a take-over waits for it.
+    async fn write(&self) -> Result<Transaction<'static, Postgres>, FenceError> {
+        self.lease.begin().await
+    }
+
+    /// Whether this replica is losing the queues' lease: nothing more of the work may start.
+    fn losing_lease(&self) -> bool {
+        *self.lease_lost.borrow()
+    }
+
     /// Moves every member of the candidate to `state`; one that has left (cancelled, dropped)
     /// stops the run.
     async fn advance_all(&self, members: &[Item], state: ItemState, note: Option<&str>, stop: &StopSignal) -> Flow<()> {
         if stop.raised() {
             return Err(Halt::Stopped);
         }
-        let mut conn = self.gandalf.pool.acquire().await?;
+        let mut tx = self.write().await?;
         for m in members {
-            if !store::advance(&mut conn, m.id, state, note).await? {
+            if !store::advance(&mut tx, m.id, state, note).await? {
                 return Err(Halt::Stopped);
             }
         }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -231,9 +254,9 @@ impl Verifier<'_> {
         if members.is_empty() {
             return Ok(());
         }
-        let mut conn = self.gandalf.pool.acquire().await?;
+        let mut tx = self.write().await?;
         let known = batch::Knowledge {
-            known_red: store::known_red(&mut conn, &self.repo.name).await?,
+            known_red: store::known_red(&mut tx, &self.repo.name).await?,
         };
         let candidate = batch::Candidate {
             members: members.iter().map(|m| m.pr).collect(),
@@ -241,8 +264,9 @@ impl Verifier<'_> {
         };
         let verdict = known.outcome(&candidate, green);
         if verdict.knowledge != known {
-            store::set_known_red(&mut conn, &self.repo.name, &verdict.knowledge.known_red).await?;
+            store::set_known_red(&mut tx, &self.repo.name, &verdict.knowledge.known_red).await?;
         }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -265,25 +289,32 @@ impl Verifier<'_> {
             Halt::Drop(id, reason) => {
                 // Found at the re-check before landing, after the deploys: revert them first.
                 self.revert(item, deployed).await?;
-                let mut conn = self.gandalf.pool.acquire().await?;
-                if let Some(gone) = members.iter().find(|m| m.id == id)
-                    && store::finish(&mut conn, gone.id, &reason, self.now()).await?
-                {
-                    self.comment(gone.pr, &messages::dropped(&reason)).await;
-                }
+                let mut tx = self.write().await?;
+                let gone = members.iter().find(|m| m.id == id);
+                let finished = match gone {
+                    Some(gone) => store::finish(&mut tx, gone.id, &reason, self.now()).await?,
+                    None => false,
+                };
                 // The rest of a batch is not at fault: back to the queue, in its order.
                 for m in members.iter().filter(|m| m.id != id) {
-                    store::interrupt_steps(&mut conn, m.id, self.now()).await?;
-                    store::requeue(&mut conn, m.id, messages::batch_member_left()).await?;
+                    store::interrupt_steps(&mut tx, m.id, self.now()).await?;
+                    store::requeue(&mut tx, m.id, messages::batch_member_left()).await?;
+                }
+                tx.commit().await?;
+                if let Some(gone) = gone.filter(|_| finished) {
+                    self.comment(gone.pr, &messages::dropped(&reason)).await;
                 }
                 Outcome::Withdrawn
             }
             Halt::Stopped if stop.why() == Some(StopReason::Shutdown) => {
-                let mut conn = self.gandalf.pool.acquire().await?;
+                // Shutting down, or the lease is being lost: with the lease lost these writes are
+                // refused, and the next owner puts the members back in the queue itself.
+                let mut tx = self.write().await?;
                 for m in members {
-                    store::interrupt_steps(&mut conn, m.id, self.now()).await?;
-                    store::requeue(&mut conn, m.id, messages::interrupted_by_restart()).await?;
+                    store::interrupt_steps(&mut tx, m.id, self.now()).await?;
+                    store::requeue(&mut tx, m.id, messages::interrupted_by_restart()).await?;
                 }
+                tx.commit().await?;
                 return Ok(None);
             }
             Halt::Stopped if stop.why() == Some(StopReason::LeaseLost) => {
@@ -292,7 +323,7 @@ impl Verifier<'_> {
                 let env = self.repo.environment.as_str();
                 // Back in the queue and announced in one transaction: the outbox reports what
                 // committed.
-                let mut tx = self.gandalf.pool.begin().await?;
+                let mut tx = self.write().await?;
                 for m in members {
                     store::interrupt_steps(&mut tx, m.id, self.now()).await?;
                     store::requeue(&mut tx, m.id, &messages::lease_lost(env)).await?;
@@ -318,20 +349,32 @@ impl Verifier<'_> {
             Halt::Stopped => {
                 // A member was cancelled or dropped: the batch stops; the others keep their place.
                 self.revert(item, deployed).await?;
-                let mut conn = self.gandalf.pool.acquire().await?;
+                let mut tx = self.write().await?;
                 for m in members {
-                    store::interrupt_steps(&mut conn, m.id, self.now()).await?;
-                    store::requeue(&mut conn, m.id, messages::batch_member_left()).await?;
+                    store::interrupt_steps(&mut tx, m.id, self.now()).await?;
+                    store::requeue(&mut tx, m.id, messages::batch_member_left()).await?;
                 }
+                tx.commit().await?;
                 Outcome::Withdrawn
             }
             Halt::Red(red) => self.red(members, red, deployed).await?,
+            Halt::LandedEarlier => {
+                // Handled where it arises (step 5); were it to get here, back to the queue: the
+                // next attempt finds the landing before building anything.
+                let mut tx = self.write().await?;
+                for m in members {
+                    store::interrupt_steps(&mut tx, m.id, self.now()).await?;
+                    store::requeue(&mut tx, m.id, &messages::base_moved(&self.repo.base)).await?;
+                }
+                tx.commit().await?;
+                Outcome::Requeued
+            }
             Halt::NoCopy(e) => {
                 tracing::error!(repo = %self.repo.name, pr = %item.pr, error = %e, "no working copy; pausing the queue");
                 self.revert(item, deployed).await?;
                 let why = messages::no_working_copy(&e);
                 let now = self.now();
-                let mut tx = self.gandalf.pool.begin().await?;
+                let mut tx = self.write().await?;
                 for m in members {
                     store::interrupt_steps(&mut tx, m.id, now).await?;
                     store::requeue(&mut tx, m.id, &why).await?;
@@ -348,12 +391,15 @@ impl Verifier<'_> {
                 // Our own trouble (GitHub down past its retries, the database away): the PR is
                 // not at fault, so it goes back to the queue rather than being rejected.
                 tracing::error!(repo = %self.repo.name, pr = %item.pr, batch, error = format!("{e:#}"), "verification failed on our side");
-                self.revert(item, deployed).await?;
-                let mut conn = self.gandalf.pool.acquire().await?;
-                for m in members {
-                    store::interrupt_steps(&mut conn, m.id, self.now()).await?;
-                    store::requeue(&mut conn, m.id, messages::interrupted_by_error()).await?;
+                if !self.losing_lease() {
+                    self.revert(item, deployed).await?;
                 }
+                let mut tx = self.write().await?;
+                for m in members {
+                    store::interrupt_steps(&mut tx, m.id, self.now()).await?;
+                    store::requeue(&mut tx, m.id, messages::interrupted_by_error()).await?;
+                }
+                tx.commit().await?;
                 return Err(e);
             }
         };
@@ -371,11 +417,12 @@ impl Verifier<'_> {
         }
         self.revert(item, deployed).await?;
         let note = messages::batch_red(&red.summary(), members.len());
-        let mut conn = self.gandalf.pool.acquire().await?;
+        let mut tx = self.write().await?;
         for m in members {
-            store::interrupt_steps(&mut conn, m.id, self.now()).await?;
-            store::requeue(&mut conn, m.id, &note).await?;
+            store::interrupt_steps(&mut tx, m.id, self.now()).await?;
+            store::requeue(&mut tx, m.id, &note).await?;
         }
+        tx.commit().await?;
         metrics::counter!("gandalf_batches_red_total").increment(1);
         Ok(Outcome::BatchRed)
     }
@@ -393,18 +440,20 @@ impl Verifier<'_> {
         // at a time per repository, and the schema counts leads.
         let first = members[0].clone();
         {
-            let mut conn = self.gandalf.pool.acquire().await?;
+            let mut tx = self.write().await?;
             let ids: Vec<i64> = members.iter().map(|m| m.id).collect();
-            store::set_batch(&mut conn, &ids).await?;
+            store::set_batch(&mut tx, &ids).await?;
+            tx.commit().await?;
         }
         self.lease_environment(&first, members, stop).await?;
         {
-            let mut conn = self.gandalf.pool.acquire().await?;
+            let mut tx = self.write().await?;
             for m in members.iter() {
-                if !store::start_verification(&mut conn, m.id, self.now()).await? {
+                if !store::start_verification(&mut tx, m.id, self.now()).await? {
                     return Err(Halt::Stopped);
                 }
             }
+            tx.commit().await?;
         }
 
         // 2. The candidate: the base tip with each pinned head merged in turn.
@@ -417,10 +466,11 @@ impl Verifier<'_> {
         // 3. What the change affects.
         let work = self.plan(&base_tip, &candidate, copy.is_some()).await?;
         {
-            let mut conn = self.gandalf.pool.acquire().await?;
+            let mut tx = self.write().await?;
             for m in members.iter() {
-                store::set_affected(&mut conn, m.id, &work.affected).await?;
+                store::set_affected(&mut tx, m.id, &work.affected).await?;
             }
+            tx.commit().await?;
         }
 
         // 4. Build, deploy, test.
@@ -444,7 +494,11 @@ impl Verifier<'_> {
         // 5. Land exactly the candidate, if every member may still land.
         let mut pulls = vec![];
         for m in members.iter() {
-            pulls.push(self.recheck(m).await?);
+            match self.recheck(m).await {
+                Ok(pull) => pulls.push(pull),
+                Err(Halt::LandedEarlier) => return self.landed_by_earlier_attempt(members).await,
+                Err(halt) => return Err(halt),
+            }
         }
         self.advance_all(members, ItemState::Landing, None, stop).await?;
         self.land(members, &pulls, &base_tip, &candidate, &steps).await
@@ -552,6 +606,14 @@ impl Verifier<'_> {
         let mut steps = vec![];
         let alone = members.len() == 1;
         for m in std::mem::take(members) {
+            // A landing answered after the replica that made it lost the queues (SPEC §8): the
+            // base holds a commit an earlier attempt recorded. Concluded as landed, never
+            // verified or landed again.
+            if let Some(sha) = self.landed_already(&m).await? {
+                tracing::warn!(repo = %name, pr = %m.pr, %sha, "found landed by an earlier attempt");
+                self.landed(&[(m, sha)]).await?;
+                continue;
+            }
             let pull = gh.pull(name, m.pr).await?;
             if let Some(reason) = DropReason::from_pull(&pull, &m.head_sha, &self.repo.base) {
                 if alone {
@@ -593,18 +655,21 @@ impl Verifier<'_> {
         };
         // One move of the candidate branch, to the finished candidate.
         gh.set_branch(name, CANDIDATE_BRANCH, &candidate, true).await?;
-        let mut conn = self.gandalf.pool.acquire().await?;
+        let mut tx = self.write().await?;
         for m in members.iter() {
-            store::set_candidate(&mut conn, m.id, &base_tip, &candidate).await?;
+            store::set_candidate(&mut tx, m.id, &base_tip, &candidate).await?;
         }
+        tx.commit().await?;
         Ok((base_tip, candidate, steps))
     }
 
     /// A member of a batch that left while its candidate was built (closed, new commits, already
     /// in the base): dropped with a comment; the batch goes on without it.
     async fn leave_batch(&self, m: &Item, reason: &DropReason) -> anyhow::Result<()> {
-        let mut conn = self.gandalf.pool.acquire().await?;
-        if store::finish(&mut conn, m.id, reason, self.now()).await? {
+        let mut tx = self.write().await?;
+        let finished = store::finish(&mut tx, m.id, reason, self.now()).await?;
+        tx.commit().await?;
+        if finished {
             self.comment(m.pr, &messages::dropped(reason)).await;
         }
         Ok(())
@@ -637,8 +702,9 @@ impl Verifier<'_> {
                 return Err(Halt::Stopped);
             }
             {
-                let mut conn = self.gandalf.pool.acquire().await?;
-                store::add_deployed(&mut conn, item.id, resource).await?;
+                let mut tx = self.write().await?;
+                store::add_deployed(&mut tx, item.id, resource).await?;
+                tx.commit().await?;
             }
             deployed.push(resource.clone());
             let r = (resource != EVERYTHING).then_some(resource.as_str());
@@ -660,8 +726,9 @@ impl Verifier<'_> {
             }
         }
         if retries > 0 {
-            let mut conn = self.gandalf.pool.acquire().await?;
-            store::set_flaky(&mut conn, item.id).await?;
+            let mut tx = self.write().await?;
+            store::set_flaky(&mut tx, item.id).await?;
+            tx.commit().await?;
             metrics::counter!("gandalf_flaky_total").increment(1);
         }
         Ok(())
@@ -677,7 +744,7 @@ impl Verifier<'_> {
             let now = self.now();
             let until = now + self.repo.timeout.chrono() + LEASE_MARGIN;
             let reason = messages::lease_reason(&self.repo.name, item.pr);
-            let mut tx = self.gandalf.pool.begin().await?;
+            let mut tx = self.write().await?;
             let waiting = match envs::lock(&mut tx, env, &Holder::Gandalf, &reason.into(), now, until).await? {
                 LockOutcome::Locked { state, .. } => (state != EnvState::Ready).then_some(state),
                 LockOutcome::AlreadyYours(_) => {
@@ -740,7 +807,7 @@ impl Verifier<'_> {
         let env = self.repo.environment.as_str();
         let actor = Actor::gandalf();
         let now = self.now();
-        let mut tx = self.gandalf.pool.begin().await?;
+        let mut tx = self.write().await?;
         if let UnlockOutcome::Released(ended) =
             envs::unlock(&mut tx, &self.repo.environment, &actor, false, now, &handoff_policy()).await?
             && let Some(next) = &ended.next
@@ -837,9 +904,13 @@ impl Verifier<'_> {
             return Err(Halt::Stopped);
         }
         let name = phase.as_str();
+        // Recorded under the lease before the process starts: a replica that lost the queues
+        // starts no step.
         let step_id = {
-            let mut conn = self.gandalf.pool.acquire().await?;
-            store::step_started(&mut conn, ctx.item.id, ctx.attempt, name, resource, self.now()).await?
+            let mut tx = self.write().await?;
+            let id = store::step_started(&mut tx, ctx.item.id, ctx.attempt, name, resource, self.now()).await?;
+            tx.commit().await?;
+            id
         };
         let spec = self.spec(ctx, name, command, resource);
         let what = format!(
@@ -856,8 +927,9 @@ impl Verifier<'_> {
             _ => StepState::Failed,
         };
         {
-            let mut conn = self.gandalf.pool.acquire().await?;
-            store::step_finished(&mut conn, step_id, state, result.end.exit_code(), &log, self.now()).await?;
+            let mut tx = self.write().await?;
+            store::step_finished(&mut tx, step_id, state, result.end.exit_code(), &log, self.now()).await?;
+            tx.commit().await?;
         }
         metrics::histogram!("gandalf_step_seconds", "step" => name, "state" => state.as_str())
             .record((result.finished_at - result.started_at).num_milliseconds() as f64 / 1000.0);
@@ -928,12 +1000,13 @@ impl Verifier<'_> {
             }
         };
         {
-            let mut conn = self.gandalf.pool.acquire().await?;
+            let mut tx = self.write().await?;
             for (m, target) in members.iter().zip(&targets) {
-                if !store::set_landing_commit(&mut conn, m.id, target).await? {
+                if !store::set_landing_commit(&mut tx, m.id, target).await? {
                     return Err(Halt::Stopped);
                 }
             }
+            tx.commit().await?;
         }
         let tip = targets.last().cloned().expect("a candidate has members");
         let landed = || members.iter().cloned().zip(targets.iter().cloned()).collect::<Vec<_>>();
@@ -943,13 +1016,16 @@ impl Verifier<'_> {
         let url = messages::item_url(&self.gandalf.config.public_url, name, item.pr);
         crate::checks::landing_status(gh, name, &tip, &url).await?;
         for attempt in 1..=5u32 {
-            let e = match gh.set_branch(name, &self.repo.base, &tip, false).await {
+            let e = match self.move_base(&tip).await? {
                 Ok(()) => return Ok(Some(landed())),
                 Err(e) => e,
             };
             // Did it land anyway (a lost answer)? Has the base moved? Read before trying again.
-            if self.landed_already(&members[members.len() - 1]).await?.is_some() {
-                return Ok(Some(landed()));
+            if let Some(sha) = self.landed_already(&members[members.len() - 1]).await? {
+                if sha == tip {
+                    return Ok(Some(landed()));
+                }
+                return self.landed_by_earlier_attempt(members).await;
             }
             if !self.base_still_at(base_tip).await? {
                 return self.base_moved(members).await;
@@ -970,6 +1046,9 @@ impl Verifier<'_> {
         let (name, gh) = (&self.repo.name, self.github);
         let pull = gh.pull(name, item.pr).await?;
         if let Some(reason) = DropReason::from_pull(&pull, &item.head_sha, &self.repo.base) {
+            if pull.merged && self.landed_already(item).await?.is_some() {
+                return Err(Halt::LandedEarlier);
+            }
             return Err(Halt::Drop(item.id, reason));
         }
         let required = self.repo.required_approvals;
@@ -1017,6 +1096,44 @@ impl Verifier<'_> {
         Ok(gh.create_commit(name, &message, &tree, &[parent]).await?)
     }
 
+    /// The base holds what an earlier attempt of these members landed, its answer lost with the
+    /// replica that made it (SPEC §8): that is what landed. A member it did not hold goes back to
+    /// the queue, as when the base moves.
+    async fn landed_by_earlier_attempt(&self, members: &[Item]) -> Flow<Option<Vec<(Item, CommitSha)>>> {
+        let mut landed = vec![];
+        let mut rest = vec![];
+        for m in members {
+            match self.landed_already(m).await? {
+                Some(sha) => landed.push((m.clone(), sha)),
+                None => rest.push(m.clone()),
+            }
+        }
+        tracing::warn!(repo = %self.repo.name, prs = ?landed.iter().map(|(m, _)| m.pr).collect::<Vec<_>>(), "the base holds an earlier attempt's landing");
+        if !rest.is_empty() {
+            self.base_moved::<()>(&rest).await?;
+        }
+        Ok(Some(landed))
+    }
+
+    /// Moves the base to `tip` by a fast-forward, holding the queues' lease row while GitHub
+    /// answers: a take-over waits until the move is answered (the new owner then finds it landed,
+    /// or not), and a replica that is losing the lease does not move it. The outer `Err` is ours
+    /// (stop); the inner result is GitHub's answer.
+    async fn move_base(&self, tip: &CommitSha) -> Flow<Result<(), GithubError>> {
+        if self.losing_lease() {
+            return Err(Halt::Stopped);
+        }
+        let fence = self.write().await?;
+        let moved = self
+            .github
+            .set_branch(&self.repo.name, &self.repo.base, tip, false)
+            .await;
+        // Only a share lock was taken: nothing to commit, and a session lost meanwhile must not
+        // hide GitHub's answer.
+        let _ = fence.rollback().await;
+        Ok(moved)
+    }
+
     /// Whether the base branch is still at `tip`.
     async fn base_still_at(&self, tip: &CommitSha) -> Flow<bool> {
         Ok(self.github.branch_tip(&self.repo.name, &self.repo.base).await?.as_ref() == Some(tip))
@@ -1034,28 +1151,35 @@ impl Verifier<'_> {
         Ok(Halt::Red(Red::refused_to_land(status, message)))
     }
 
-    /// Whether the item landed already: the commit recorded before the base moved is the base's
-    /// tip or in its history (the base may have moved on since). Returns the landed commit.
+    /// Whether the item landed already: a commit recorded before the base moved (by this
+    /// attempt or an earlier one) is the base's tip or in its history (the base may have moved on
+    /// since). Returns the landed commit. Asks GitHub nothing when none was recorded.
     pub async fn landed_already(&self, item: &Item) -> anyhow::Result<Option<CommitSha>> {
         let name = &self.repo.name;
         let recorded = {
             let mut conn = self.gandalf.pool.acquire().await?;
-            store::landing_commit(&mut conn, item.id).await?
+            store::landing_commits(&mut conn, item.id).await?
         };
-        let Some(target) = recorded else {
+        if recorded.is_empty() {
             return Ok(None);
-        };
+        }
         let Some(tip) = self.github.branch_tip(name, &self.repo.base).await? else {
             anyhow::bail!("the base branch {} is gone", self.repo.base);
         };
-        Ok(self.github.contains(name, &tip, &target).await?.then_some(target))
+        for target in recorded {
+            if self.github.contains(name, &tip, &target).await? {
+                return Ok(Some(target));
+            }
+        }
+        Ok(None)
     }
 
     async fn base_moved<T>(&self, members: &[Item]) -> Flow<Option<T>> {
-        let mut conn = self.gandalf.pool.acquire().await?;
+        let mut tx = self.write().await?;
         for m in members {
-            store::requeue(&mut conn, m.id, &messages::base_moved(&self.repo.base)).await?;
+            store::requeue(&mut tx, m.id, &messages::base_moved(&self.repo.base)).await?;
         }
+        tx.commit().await?;
         metrics::counter!("gandalf_reverifications_total").increment(1);
         Ok(None)
     }
@@ -1087,7 +1211,7 @@ impl Verifier<'_> {
             }
         }
         let now = self.now();
-        let mut tx = self.gandalf.pool.begin().await?;
+        let mut tx = self.write().await?;
         let mut concluded = vec![];
         for (item, sha) in landed {
             let current = store::item(&mut tx, item.id).await?.unwrap_or_else(|| item.clone());
@@ -1147,7 +1271,7 @@ impl Verifier<'_> {
         let reverted = self.revert(item, deployed).await?;
         let now = self.now();
         let url = messages::item_url(&self.gandalf.config.public_url, &self.repo.name, item.pr);
-        let mut tx = self.gandalf.pool.begin().await?;
+        let mut tx = self.write().await?;
         let current = store::item(&mut tx, item.id).await?.unwrap_or_else(|| item.clone());
         let reason = red.reason();
         if !store::conclude(&mut tx, item.id, ItemState::Failed, &reason, None, now).await? {
@@ -1213,13 +1337,22 @@ impl Verifier<'_> {
                 .collect::<Vec<_>>()
                 .join(" "),
         };
-        // A revert must run even when the verification was cancelled: it gets a stop of its own.
-        let (_never, stop) = StopHandle::new();
+        // A revert must run even when the verification was cancelled, and through a graceful
+        // shutdown: it gets a stop of its own, raised only when this replica is losing the queues
+        // (another will own them: no step of ours may outlive the lease).
+        let stop = StopSignal {
+            flag: self.lease_lost.clone(),
+            why: Arc::new(Mutex::new(Some(StopReason::Shutdown))),
+        };
         let mut reverted = vec![];
         for resource in deployed.iter().rev() {
             let r = (resource != EVERYTHING).then_some(resource.as_str());
             match self.step(&ctx, Phase::Revert, &command, r, &stop).await {
                 Ok(()) => reverted.push(resource.clone()),
+                Err(_) if self.losing_lease() => {
+                    // Not a failed revert: the next owner verifies the PR again from the start.
+                    anyhow::bail!("the queues' lease was lost during the revert");
+                }
                 Err(halt) => {
                     self.revert_failed(item, resource, halt).await?;
                     break;
@@ -1239,7 +1372,7 @@ impl Verifier<'_> {
             _ => "stopped".into(),
         };
         let now = self.now();
-        let mut tx = self.gandalf.pool.begin().await?;
+        let mut tx = self.write().await?;
         let reason = messages::revert_failed_pause(resource, item.pr, &what);
         store::set_paused(&mut tx, &self.repo.name, true, &reason, &Holder::Gandalf, now).await?;
         if let Some(channel) = &self.gandalf.config.merges_channel {

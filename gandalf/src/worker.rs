@@ -1,19 +1,26 @@
-//! The queue worker: on exactly one replica (an advisory lock), one task per repository takes the
-//! next PR and verifies it ([`crate::verify`]), then the next, woken by Postgres notifications
-//! rather than a polling tick — the gap between one PR landing and the next starting is a query,
-//! not a timer.
+//! The queue worker: on exactly one replica (the `gandalf` lease, SPEC §8), one task per
+//! repository takes the next PR and verifies it ([`crate::verify`]), then the next, woken by
+//! Postgres notifications rather than a polling tick — the gap between one PR landing and the next
+//! starting is a query, not a timer.
 //!
-//! At leadership start it kills step processes a crashed Gandalf left on this host, and puts every
-//! item that was verifying back in the queue; one that was landing is checked on GitHub first, so
-//! it is never landed twice. A reconciliation with GitHub (open PRs and their heads) runs at start
-//! and every few minutes, for deliveries that never arrived.
+//! The replica owns the queues through a lease with an epoch ([`shared::fence`]), not a session
+//! advisory lock: such a lock vanishes the instant its session dies while the verification's steps
+//! keep running, and a second replica would verify (and land) beside the first. Every write of a
+//! verification checks the lease; when it cannot be renewed the worker stops its verifications
+//! (their steps are killed) before it can expire, and another replica takes over only after it has.
+//!
+//! At the start of ownership it kills step processes a crashed Gandalf left on this host, and puts
+//! every item that was verifying back in the queue (a verification starts over, §5.3); one that
+//! was landing is checked on GitHub first, so it is never landed twice. A reconciliation with
+//! GitHub (open PRs and their heads) runs at start and every few minutes, for deliveries that never
+//! arrived.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use shared::copies::Copies;
-use shared::db::{Job, Leadership};
 use shared::envs::store as envs;
+use shared::fence::{self, Lease};
 use shared::github::Github;
 use shared::ids::{EnvName, Holder};
 use shared::steps::Registry;
@@ -30,28 +37,30 @@ use crate::verify::{LEASE_MARGIN, Outcome, StopHandle, StopReason, Verifier};
 
 /// How often the queues are reconciled with GitHub.
 const RECONCILE_EVERY: Duration = Duration::from_secs(300);
-/// How often the leader checks that its lock is still held.
-const LEADERSHIP_CHECK: Duration = Duration::from_secs(5);
+/// The lease the queues are worked under (`work_lease_kinds` holds its time to live).
+pub const LEASE_KIND: &str = "gandalf";
+pub const LEASE_KEY: &str = "queues";
 
 #[derive(Clone)]
 pub struct QueueWorker {
     pub gandalf: Gandalf,
-    pub database_url: String,
     pub registry: Option<Registry>,
     /// Secret values masked in step logs.
     pub mask: Arc<Vec<String>>,
 }
 
 impl QueueWorker {
-    /// Runs until shutdown: competes for leadership, then works every repository's queue.
+    /// Runs until shutdown: competes for the queues' lease, then works every repository's queue
+    /// until shutdown or until the lease cannot be kept (then competes again).
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
         let Some(github) = self.gandalf.github.clone() else {
             return;
         };
         loop {
-            let Some(mut leader) = Leadership::acquire(
-                &self.database_url,
-                Job::GandalfQueues,
+            let Some(lease) = fence::acquire(
+                &self.gandalf.pool,
+                LEASE_KIND,
+                LEASE_KEY,
                 Duration::from_secs(2),
                 shutdown.clone(),
             )
@@ -59,50 +68,56 @@ impl QueueWorker {
             else {
                 return;
             };
-            tracing::info!("working the merge queues on this replica");
-            if let Some(registry) = &self.registry {
-                match registry.reap_leftovers("gandalf:").await {
-                    Ok(killed) if !killed.is_empty() => tracing::warn!(?killed, "killed steps a previous run left"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "could not look for leftover steps"),
-                }
-            }
-            // Copies a crashed leader left: a resumed verification makes a fresh one.
-            match self.gandalf.mirrors.remove_leftovers() {
-                Ok(n) if n > 0 => tracing::warn!(removed = n, "removed working copies a previous run left"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "could not remove leftover working copies"),
-            }
-            let (stop_tx, stop_rx) = watch::channel(false);
+            tracing::info!(epoch = lease.epoch, "working the merge queues on this replica");
+            let keep = lease.keep_alive(shutdown.clone());
+            self.clear_leftovers().await;
+            // Raised at shutdown, or when the lease could not be renewed in time: every
+            // verification stops and kills its steps, before the lease can expire.
+            let stop = keep.stop();
+            let owner = Owner {
+                lease: lease.clone(),
+                stop: stop.clone(),
+                lost: keep.lost_watch(),
+            };
             let mut tasks = JoinSet::new();
             for repo in self.gandalf.config.repos.clone() {
-                tasks.spawn(self.clone().work_repo(github.clone(), repo, stop_rx.clone()));
+                tasks.spawn(self.clone().work_repo(github.clone(), repo, owner.clone()));
             }
-            tasks.spawn(self.clone().reconcile_periodically(github.clone(), stop_rx.clone()));
-            let mut shutdown_rx = shutdown.clone();
-            loop {
-                let shutting_down = tokio::select! {
-                    _ = tokio::time::sleep(LEADERSHIP_CHECK) => false,
-                    _ = shutdown_rx.wait_for(|s| *s) => true,
-                };
-                if shutting_down {
-                    break;
-                }
-                if !leader.still_held().await {
-                    tracing::warn!("lost the queue leadership; stopping work");
-                    break;
-                }
-            }
-            let _ = stop_tx.send(true);
+            tasks.spawn(self.clone().reconcile_periodically(github.clone(), stop.clone()));
             while tasks.join_next().await.is_some() {}
-            drop(leader);
-            if *shutdown.borrow() {
-                return;
+            let lost = keep.lost();
+            drop(keep);
+            if lost {
+                tracing::warn!(epoch = lease.epoch, "lost the queues' lease; stopped working them");
+                continue;
             }
+            // Shutting down: free the queues for another replica at once rather than at expiry.
+            if let Err(e) = lease.release().await {
+                tracing::warn!(error = %shared::db::short_db_error(&e), "could not release the queues' lease");
+            }
+            return;
         }
     }
 
-    async fn work_repo(self, github: Github, repo: RepoConfig, stop: watch::Receiver<bool>) {
+    /// What a crashed owner may have left on this host: step processes and working copies.
+    async fn clear_leftovers(&self) {
+        if let Some(registry) = &self.registry {
+            match registry.reap_leftovers("gandalf:").await {
+                Ok(killed) if !killed.is_empty() => tracing::warn!(?killed, "killed steps a previous run left"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not look for leftover steps"),
+            }
+        }
+        // A resumed verification makes a fresh copy.
+        match self.gandalf.mirrors.remove_leftovers() {
+            Ok(n) if n > 0 => tracing::warn!(removed = n, "removed working copies a previous run left"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not remove leftover working copies"),
+        }
+    }
+
+    async fn work_repo(self, github: Github, repo: RepoConfig, owner: Owner) {
+        let stop = owner.stop.clone();
         // One per repository for as long as this replica leads: it asks GitHub for the clone URL
         // once, not at every verification.
         let copies = repo.checkout.as_ref().and_then(|checkout| {
@@ -115,7 +130,7 @@ impl QueueWorker {
             )
         });
         loop {
-            match self.work_repo_once(&github, &repo, copies.as_ref(), stop.clone()).await {
+            match self.work_repo_once(&github, &repo, copies.as_ref(), &owner).await {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(repo = %repo.name, error = format!("{e:#}"), "queue worker stumbled; starting over");
@@ -129,7 +144,13 @@ impl QueueWorker {
         }
     }
 
-    fn verifier<'a>(&'a self, github: &'a Github, repo: &'a RepoConfig, copies: Option<&'a Copies>) -> Verifier<'a> {
+    fn verifier<'a>(
+        &'a self,
+        github: &'a Github,
+        repo: &'a RepoConfig,
+        copies: Option<&'a Copies>,
+        owner: &'a Owner,
+    ) -> Verifier<'a> {
         Verifier {
             gandalf: &self.gandalf,
             github,
@@ -137,6 +158,8 @@ impl QueueWorker {
             copies,
             registry: self.registry.as_ref(),
             mask: &self.mask,
+            lease: &owner.lease,
+            lease_lost: owner.lost.clone(),
         }
     }
 
@@ -145,10 +168,11 @@ impl QueueWorker {
         github: &Github,
         repo: &RepoConfig,
         copies: Option<&Copies>,
-        mut stop: watch::Receiver<bool>,
+        owner: &Owner,
     ) -> anyhow::Result<()> {
+        let mut stop = owner.stop.clone();
         let mut listener = shared::db::listen(&self.gandalf.pool, &["gandalf_queue"]).await?;
-        self.recover(github, repo, copies).await?;
+        self.recover(github, repo, copies, owner).await?;
         loop {
             if *stop.borrow() {
                 return Ok(());
@@ -168,7 +192,7 @@ impl QueueWorker {
                     // Drain the notifications our own work caused while verifying.
                     while listener.next_buffered().is_some() {}
                     let members = self.candidate_members(repo, item).await?;
-                    self.verify_one(github, repo, copies, members, stop.clone()).await?;
+                    self.verify_one(github, repo, copies, members, owner).await?;
                 }
                 None => {
                     tokio::select! {
@@ -229,7 +253,7 @@ impl QueueWorker {
         repo: &RepoConfig,
         copies: Option<&Copies>,
         members: Vec<Item>,
-        stop: watch::Receiver<bool>,
+        owner: &Owner,
     ) -> anyhow::Result<Outcome> {
         let item = members[0].clone();
         let (handle, verify_stop) = StopHandle::new();
@@ -239,10 +263,13 @@ impl QueueWorker {
             repo.environment.clone(),
             repo.timeout.chrono(),
             handle,
-            stop,
+            owner.stop.clone(),
         ));
         tracing::info!(repo = %repo.name, pr = %item.pr, "verifying");
-        let outcome = self.verifier(github, repo, copies).run(members, verify_stop).await;
+        let outcome = self
+            .verifier(github, repo, copies, owner)
+            .run(members, verify_stop)
+            .await;
         watcher.abort();
         match &outcome {
             Ok(o) => tracing::info!(repo = %repo.name, pr = %item.pr, outcome = o.as_str(), "verification ended"),
@@ -255,16 +282,22 @@ impl QueueWorker {
 
     /// Puts what a previous leader left verifying back in the queue; a PR that was landing is
     /// checked on GitHub first and concluded as merged if it landed.
-    async fn recover(&self, github: &Github, repo: &RepoConfig, copies: Option<&Copies>) -> anyhow::Result<()> {
+    async fn recover(
+        &self,
+        github: &Github,
+        repo: &RepoConfig,
+        copies: Option<&Copies>,
+        owner: &Owner,
+    ) -> anyhow::Result<()> {
         let items = {
             let mut conn = self.gandalf.pool.acquire().await?;
             store::queue(&mut conn, &repo.name).await?
         };
-        let verifier = self.verifier(github, repo, copies);
+        let verifier = self.verifier(github, repo, copies, owner);
         for item in items.into_iter().filter(|i| i.state.is_verifying()) {
-            let mut conn = self.gandalf.pool.acquire().await?;
-            store::interrupt_steps(&mut conn, item.id, self.gandalf.clock.now()).await?;
-            drop(conn);
+            let mut tx = owner.lease.begin().await?;
+            store::interrupt_steps(&mut tx, item.id, self.gandalf.clock.now()).await?;
+            tx.commit().await?;
             if item.state == ItemState::Landing
                 && let Some(landed) = verifier.landed_already(&item).await?
             {
@@ -274,8 +307,9 @@ impl QueueWorker {
                 continue;
             }
             tracing::warn!(repo = %repo.name, pr = %item.pr, state = item.state.as_str(), "verifying again after a restart");
-            let mut conn = self.gandalf.pool.acquire().await?;
-            store::requeue(&mut conn, item.id, messages::interrupted_by_restart()).await?;
+            let mut tx = owner.lease.begin().await?;
+            store::requeue(&mut tx, item.id, messages::interrupted_by_restart()).await?;
+            tx.commit().await?;
         }
         Ok(())
     }
@@ -293,6 +327,16 @@ impl QueueWorker {
             }
         }
     }
+}
+
+/// This replica's ownership of the queues: the lease every write of a verification checks, the
+/// signal raised when it must stop (shutdown, or the lease could not be kept), and the one raised
+/// only when the lease could not be kept.
+#[derive(Clone)]
+struct Owner {
+    lease: Lease,
+    stop: watch::Receiver<bool>,
+    lost: watch::Receiver<bool>,
 }
 
 /// When Gandalf's lease of the verification environment gets this close to its end while a

@@ -21,8 +21,10 @@ const LOCK_CLASS: i32 = 0x4247;
 pub enum Job {
     LeaseExpiry = 1,
     SlackOutbox = 2,
+    /// Retired: Nightly is owned through a lease with an epoch (`shared::fence`). Kept so the key
+    /// is never reused while an old replica may still take it during a rolling upgrade.
     Nightly = 3,
-    /// Gandalf's merge queues: the leader works every repository's queue.
+    /// Retired like [`Job::Nightly`]: Gandalf's queues are worked under the `gandalf` lease.
     GandalfQueues = 4,
     /// Gandalf's share of the Slack outbox (posted with Gandalf's own Slack app).
     GandalfOutbox = 5,

@@ -186,19 +186,26 @@ impl Lease {
     /// taken over): renewing an expired lease is refused even if nobody took it, since another
     /// replica may be about to.
     pub async fn renew(&self) -> Result<bool, sqlx::Error> {
-        let n = sqlx::query(
+        Ok(self.renew_for().await?.is_some())
+    }
+
+    /// [`Lease::renew`], returning the time to live it was renewed for: an operator may change
+    /// it in `work_lease_kinds` while the lease is held, and the owner's schedule must follow
+    /// (renewing on the old, longer cadence would let the lease expire under a running step).
+    async fn renew_for(&self) -> Result<Option<Duration>, sqlx::Error> {
+        let ttl: Option<f64> = sqlx::query_scalar(
             "UPDATE work_leases w SET expires_at = now() + k.ttl FROM work_lease_kinds k \
              WHERE k.kind = w.kind AND w.kind = $1 AND w.key = $2 AND w.owner = $3 AND w.epoch = $4 \
-             AND w.expires_at > now()",
+             AND w.expires_at > now() \
+             RETURNING extract(epoch FROM k.ttl)::float8",
         )
         .bind(&self.kind)
         .bind(&self.key)
         .bind(&self.owner)
         .bind(self.epoch)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(ttl.map(|t| Duration::from_secs_f64(t.max(0.0))))
     }
 
     /// Gives the lease up (the work is done, or stopped for shutdown and free for another replica
@@ -278,6 +285,12 @@ impl KeepAlive {
     pub fn lost(&self) -> bool {
         *self.lost.borrow()
     }
+
+    /// `true` once the lease could not be kept (not at a shutdown): for work that must go on
+    /// through a graceful shutdown (a revert) but never past the lease.
+    pub fn lost_watch(&self) -> watch::Receiver<bool> {
+        self.lost.clone()
+    }
 }
 
 impl Drop for KeepAlive {
@@ -298,7 +311,7 @@ async fn renew_until_lost(
     stop: watch::Sender<bool>,
     lost: watch::Sender<bool>,
 ) {
-    let (every, keep_for) = cadence(lease.ttl);
+    let (mut every, mut keep_for) = cadence(lease.ttl);
     // Counted from before the statement that set `expires_at`: never later than the database's.
     let mut deadline = lease.sent + keep_for;
     let mut next = Instant::now() + every;
@@ -318,12 +331,13 @@ async fn renew_until_lost(
             break;
         }
         let sent = Instant::now();
-        match tokio::time::timeout(deadline - sent, lease.renew()).await {
-            Ok(Ok(true)) => {
+        match tokio::time::timeout(deadline - sent, lease.renew_for()).await {
+            Ok(Ok(Some(ttl))) => {
+                (every, keep_for) = cadence(ttl);
                 deadline = sent + keep_for;
                 next = sent + every;
             }
-            Ok(Ok(false)) => {
+            Ok(Ok(None)) => {
                 tracing::warn!(kind = %lease.kind, key = %lease.key, epoch = lease.epoch, "lease expired or taken over");
                 break;
             }

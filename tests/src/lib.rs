@@ -686,7 +686,10 @@ impl TestGandalf {
             .require_database_url()
             .expect("Gandalf was started with a database")
             .to_string();
-        let name = url.rsplit('/').next().unwrap_or_default().to_string();
+        let name = url::Url::parse(&url)
+            .ok()
+            .and_then(|u| u.path_segments().and_then(|mut s| s.next_back()).map(str::to_string))
+            .unwrap_or_default();
         TestDb { url, name }
     }
 
@@ -717,6 +720,14 @@ impl TestGandalf {
     /// A second Gandalf replica on the same database (dropped, it keeps running until stopped).
     pub async fn another_replica(&self) -> gandalf::app::Running {
         self.start.start().await
+    }
+
+    /// A Gandalf replica connecting with `database_url` (the same database as another role, so a
+    /// test can cut that replica alone off), on the same GitHub, clock and config.
+    pub async fn another_replica_on(&self, database_url: &str) -> gandalf::app::Running {
+        let mut start = self.start.clone();
+        start.secrets.database_url = Some(secrecy::SecretString::from(database_url.to_string()));
+        start.start().await
     }
 
     /// Waits (boundedly) until `sql` (a scalar query) returns `want`.
@@ -1032,6 +1043,13 @@ pub struct Call {
 const STEP_SH: &str = r#"D="@DIR@"
 key="$GANDALF_STEP-$GANDALF_PR"
 rkey="$key-${GANDALF_RESOURCE:--}"
+# A step must never run twice at once (on two replicas): an exclusive lock the kernel drops when
+# the step's processes die; a start that finds it taken is recorded (see `Pipeline::overlaps`).
+exec 9>"$D/lock-$rkey"
+flock -n 9 || echo "$(date +%s%N) overlap $rkey $$" >> "$D/overlaps"
+# Stopped by Gandalf (SIGTERM, then SIGKILL after a grace) rather than reaped (SIGKILL at once):
+# recorded with the time, so a test can tell who killed a step and when.
+trap 'echo "$(date +%s%N)|$rkey|$$" >> "$D/terms.log"; exit 143' TERM
 echo "$(date +%s%N)|start|$GANDALF_STEP|$GANDALF_PR|${GANDALF_RESOURCE:--}|$GANDALF_SHA|$GANDALF_RESOURCES|$GANDALF_REPO|$GANDALF_ENV|$GANDALF_BASE_SHA|$GANDALF_PRS" >> "$D/calls.log"
 echo "$GANDALF_STEP|$GANDALF_PR|${GANDALF_RESOURCE:--}|$(pwd)|$(git rev-parse HEAD 2>/dev/null)|$(ls | tr '\n' ' ')" >> "$D/where.log"
 while [ -e "$D/block-$key" ] || [ -e "$D/block-$rkey" ]; do sleep 0.02; done
@@ -1114,6 +1132,23 @@ impl Pipeline {
                     head: f[4].into(),
                     entries: f[5].split_whitespace().map(str::to_string).collect(),
                 })
+            })
+            .collect()
+    }
+
+    /// Starts of a step that found the same step (same name, PR and resource) still running.
+    pub fn overlaps(&self) -> Option<String> {
+        std::fs::read_to_string(self.dir.path().join("overlaps")).ok()
+    }
+
+    /// Steps that were stopped with SIGTERM (by Gandalf, not reaped): `(unix ns, step-pr-resource)`.
+    pub fn terms(&self) -> Vec<(u128, String)> {
+        std::fs::read_to_string(self.dir.path().join("terms.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split('|');
+                Some((f.next()?.parse().ok()?, f.next()?.to_string()))
             })
             .collect()
     }

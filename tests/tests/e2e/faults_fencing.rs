@@ -496,3 +496,273 @@ async fn a_deploy_cut_off_mid_step_is_resumed_by_the_other_replica_not_failed() 
     b.stop().await;
     stop_quietly(a).await;
 }
+
+// --- Gandalf: a verification and a landing --------------------------------------------------------
+
+use bg_tests::{Pipeline, TestGandalf};
+
+const GANDALF_REPO: &str = "acme/platform";
+const PATCH_MAIN: &str = "PATCH /repos/acme/platform/git/refs/heads/main";
+
+/// Gandalf with the logging pipeline and a resource map; its own replica is stopped (and its lease
+/// released), leases live 3 s, and replica A, on a role of its own (so that it alone can be cut
+/// off), works the queues while replica B stands by.
+async fn gandalf_replicas() -> (
+    TestGandalf,
+    Pipeline,
+    PgPool,
+    Replica,
+    gandalf::app::Running,
+    gandalf::app::Running,
+) {
+    let (mut g, p) = crate::gandalf_queue::setup("", true).await;
+    g.down(bg_tests::Stop::Graceful).await;
+    let db = g.database();
+    let admin = admin_pool(&db).await;
+    short_leases(&admin, "3 seconds").await;
+    let a_role = replica_role(&admin, &db, "ga").await;
+    let a = g.another_replica_on(&a_role.db.url).await;
+    wait_until("replica A to own the queues", Duration::from_secs(30), || async {
+        lease_owner(&admin, "gandalf", "queues").await.is_some()
+    })
+    .await;
+    let b = g.another_replica().await;
+    (g, p, admin, a_role, a, b)
+}
+
+async fn merge_pr(g: &TestGandalf, pr: u64) {
+    g.ready_pull(pr, "api/x.rs");
+    let (reply, refused) = g.command("U0ALICE", &format!("merge #{pr}")).await;
+    assert!(!refused, "{reply}");
+}
+
+fn landed_comments(g: &TestGandalf, pr: u64) -> Vec<String> {
+    g.github
+        .comments(GANDALF_REPO, pr)
+        .into_iter()
+        .filter(|c| c.contains("Landed on"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_verification_cut_off_mid_step_is_verified_again_by_the_other_replica_and_lands_once() {
+    let (g, p, admin, a_role, a, b) = gandalf_replicas().await;
+    let (a_owner, a_epoch) = lease_owner(&admin, "gandalf", "queues").await.unwrap();
+    p.block("deploy-7");
+    merge_pr(&g, 7).await;
+    p.wait_for_start("deploy 7 api", 1).await;
+
+    cut_off(&admin, &a_role).await;
+    // A kills its step before its lease expires; B takes over after expiry (a new epoch) and
+    // verifies the PR again from the start (SPEC §8: a verification may start over).
+    p.wait_for_start("deploy 7 api", 2).await;
+    let (b_owner, b_epoch) = lease_owner(&admin, "gandalf", "queues").await.unwrap();
+    assert_ne!(b_owner, a_owner);
+    assert!(b_epoch > a_epoch);
+    assert_eq!(g.state_of(7).await, "deploying", "never rejected on the way");
+    // A stopped its own step (SIGTERM) before B took the lease: not B reaping it (both replicas
+    // run on this host, and a new owner kills what an old one left here, with SIGKILL).
+    let b_took: f64 = sqlx::query_scalar(
+        "SELECT extract(epoch FROM acquired_at)::float8 FROM work_leases WHERE kind = 'gandalf' AND key = 'queues'",
+    )
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    let terms = p.terms();
+    let a_stopped = terms
+        .iter()
+        .find(|(_, step)| step == "deploy-7-api")
+        .unwrap_or_else(|| panic!("A never stopped its step: {terms:?}"));
+    assert!(
+        (a_stopped.0 as f64) / 1e9 < b_took,
+        "A's step was stopped at {} s, after B took the lease at {b_took} s",
+        a_stopped.0 as f64 / 1e9
+    );
+    p.unblock("deploy-7");
+    g.wait_for_state(7, "merged").await;
+
+    assert_eq!(p.overlaps(), None, "a step ran on both replicas at once");
+    assert_eq!(g.github.calls_to(PATCH_MAIN), 1, "{:?}", g.github.log());
+    let landed: String = sqlx::query_scalar("SELECT landed_sha FROM queue_items WHERE pr = 7")
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    assert_eq!(Some(landed), g.github.branch(GANDALF_REPO, "main"));
+    let started = p.started();
+    assert!(
+        !started.iter().any(|s| s.starts_with("revert")),
+        "nothing was red, so nothing was reverted: {started:?}"
+    );
+    assert_eq!(started.iter().filter(|s| *s == "test 7 -").count(), 1, "{started:?}");
+    // A's step is on record as interrupted (B found it running), B's as succeeded.
+    let steps = crate::gandalf_queue::step_states(&g, 7).await;
+    assert!(steps.contains(&"deploy api interrupted".to_string()), "{steps:?}");
+    assert_eq!(steps.last().map(String::as_str), Some("test - succeeded"), "{steps:?}");
+    assert_eq!(
+        landed_comments(&g, 7).len(),
+        1,
+        "{:?}",
+        g.github.comments(GANDALF_REPO, 7)
+    );
+
+    reconnect(&admin, &a_role).await;
+    b.stop().await;
+    let _ = tokio::time::timeout(Duration::from_secs(30), a.stop()).await;
+}
+
+#[tokio::test]
+async fn a_replica_cut_off_while_landing_lands_once_and_the_other_concludes_it() {
+    let (g, p, admin, a_role, a, b) = gandalf_replicas().await;
+    // Replica A's move of `main` reaches GitHub; A is cut off before GitHub answers.
+    let (arrived_tx, arrived) = tokio::sync::oneshot::channel();
+    let (go, go_rx) = std::sync::mpsc::channel::<()>();
+    g.github.before_next_on(PATCH_MAIN, move |_| {
+        let _ = arrived_tx.send(());
+        let _ = go_rx.recv_timeout(Duration::from_secs(60));
+    });
+    merge_pr(&g, 8).await;
+    tokio::time::timeout(Duration::from_secs(30), arrived)
+        .await
+        .expect("A moves main")
+        .unwrap();
+    assert_eq!(g.state_of(8).await, "landing");
+    let (a_owner, _) = lease_owner(&admin, "gandalf", "queues").await.unwrap();
+    cut_off(&admin, &a_role).await;
+    go.send(()).unwrap();
+
+    // B takes over after expiry, finds the recorded commit on `main`, and concludes the PR as
+    // landed: no second verification, no second move.
+    g.wait_for_state(8, "merged").await;
+    let (b_owner, _) = lease_owner(&admin, "gandalf", "queues").await.unwrap();
+    assert_ne!(b_owner, a_owner);
+    assert_eq!(g.github.calls_to(PATCH_MAIN), 1, "{:?}", g.github.log());
+    let (landed, landing): (String, String) =
+        sqlx::query_as("SELECT landed_sha, landing_sha FROM queue_items WHERE pr = 8")
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+    assert_eq!(landed, landing);
+    assert_eq!(Some(landed), g.github.branch(GANDALF_REPO, "main"));
+    let started = p.started();
+    assert_eq!(started.iter().filter(|s| *s == "test 8 -").count(), 1, "{started:?}");
+    assert_eq!(p.overlaps(), None);
+    assert_eq!(
+        landed_comments(&g, 8).len(),
+        1,
+        "{:?}",
+        g.github.comments(GANDALF_REPO, 8)
+    );
+    let announced: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM slack_outbox WHERE sender = 'gandalf' AND channel = 'C0MERGES' AND text LIKE '%#8%'",
+    )
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert_eq!(announced, 1, "announced once");
+
+    reconnect(&admin, &a_role).await;
+    b.stop().await;
+    let _ = tokio::time::timeout(Duration::from_secs(30), a.stop()).await;
+}
+
+/// Queues `pr` and holds replica A's move of `main` at GitHub: returns what releases it, and the
+/// commit A recorded before moving.
+async fn hold_a_landing(g: &TestGandalf, admin: &PgPool, pr: u64) -> (std::sync::mpsc::Sender<()>, String) {
+    let (arrived_tx, arrived) = tokio::sync::oneshot::channel();
+    let (go, go_rx) = std::sync::mpsc::channel::<()>();
+    g.github.before_next_on(PATCH_MAIN, move |_| {
+        let _ = arrived_tx.send(());
+        let _ = go_rx.recv_timeout(Duration::from_secs(60));
+    });
+    merge_pr(g, pr).await;
+    tokio::time::timeout(Duration::from_secs(30), arrived)
+        .await
+        .expect("A moves main")
+        .unwrap();
+    let landing: String = sqlx::query_scalar("SELECT landing_sha FROM queue_items WHERE pr = $1")
+        .bind(pr as i32)
+        .fetch_one(admin)
+        .await
+        .unwrap();
+    (go, landing)
+}
+
+/// PR `pr` ended merged as A's commit, which is `main`'s tip, with `patches` moves of `main` asked
+/// of GitHub in all, one "landed" comment and no step run twice at once.
+async fn assert_landed_once_as(
+    g: &TestGandalf,
+    p: &Pipeline,
+    admin: &PgPool,
+    pr: u64,
+    a_landing: &str,
+    patches: usize,
+) {
+    g.wait_for_state(pr as i32, "merged").await;
+    let landed: String = sqlx::query_scalar("SELECT landed_sha FROM queue_items WHERE pr = $1")
+        .bind(pr as i32)
+        .fetch_one(admin)
+        .await
+        .unwrap();
+    assert_eq!(landed, a_landing);
+    assert_eq!(g.github.branch(GANDALF_REPO, "main").as_deref(), Some(a_landing));
+    assert_eq!(g.github.calls_to(PATCH_MAIN), patches, "{:?}", g.github.log());
+    assert_eq!(p.overlaps(), None);
+    assert_eq!(
+        landed_comments(g, pr).len(),
+        1,
+        "{:?}",
+        g.github.comments(GANDALF_REPO, pr)
+    );
+}
+
+#[tokio::test]
+async fn a_landing_answered_after_the_other_replica_took_over_is_concluded_as_that_landing() {
+    let (g, p, admin, a_role, a, b) = gandalf_replicas().await;
+    // A's move of `main` is held at GitHub until B, having taken over, verifies the PR again.
+    let (go, a_landing) = hold_a_landing(&g, &admin, 9).await;
+    p.block("build-9");
+    cut_off(&admin, &a_role).await;
+    p.wait_for_start("build 9 lib", 2).await;
+    // Now GitHub answers A: `main` moves to A's commit, behind B's back.
+    go.send(()).unwrap();
+    wait_until("main to hold A's commit", Duration::from_secs(30), || async {
+        g.github.branch(GANDALF_REPO, "main").as_deref() == Some(a_landing.as_str())
+    })
+    .await;
+    p.unblock("build-9");
+
+    // B's re-check before landing finds the PR merged and A's recorded commit on `main`: it
+    // concludes the PR as landed by that commit, without moving `main` itself. Nothing landed
+    // twice, nothing was rejected.
+    assert_landed_once_as(&g, &p, &admin, 9, &a_landing, 1).await;
+
+    reconnect(&admin, &a_role).await;
+    b.stop().await;
+    let _ = tokio::time::timeout(Duration::from_secs(30), a.stop()).await;
+}
+
+#[tokio::test]
+async fn a_landing_answered_while_the_other_replica_lands_leaves_one_landing() {
+    let (g, p, admin, a_role, a, b) = gandalf_replicas().await;
+    let (go, a_landing) = hold_a_landing(&g, &admin, 10).await;
+    cut_off(&admin, &a_role).await;
+    // B verifies again; right as its own move of `main` reaches GitHub, GitHub answers A's first.
+    let released = a_landing.clone();
+    g.github.before_next_on(PATCH_MAIN, move |fake| {
+        go.send(()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while fake.branch(GANDALF_REPO, "main").as_deref() != Some(released.as_str()) {
+            assert!(std::time::Instant::now() < deadline, "A's move never went through");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    // B's move is refused (not a fast-forward); B finds A's earlier commit on `main` and concludes
+    // the PR as landed by it.
+    assert_landed_once_as(&g, &p, &admin, 10, &a_landing, 2).await;
+    let started = p.started();
+    assert_eq!(started.iter().filter(|s| *s == "test 10 -").count(), 2, "{started:?}");
+
+    reconnect(&admin, &a_role).await;
+    b.stop().await;
+    let _ = tokio::time::timeout(Duration::from_secs(30), a.stop()).await;
+}
