@@ -78,6 +78,14 @@ impl DropReason {
         }
     }
 
+    /// Whether a PR GitHub shows merged is better left to the queue worker than dropped: an
+    /// attempt of it recorded a commit before moving the base (`landing`), so the merge may be
+    /// Gandalf's own landing, answered after the replica that made it lost the queues (SPEC §8).
+    /// The worker checks the base for that commit and concludes the PR as landed, or drops it.
+    pub fn leaves_it_to_the_worker(&self, landing: &[CommitSha]) -> bool {
+        matches!(self, DropReason::MergedElsewhere) && !landing.is_empty()
+    }
+
     /// What a `pull_request` delivery means for an item queued with head `pinned`: a push that
     /// leaves the head where it was (a delivery seen again) changes nothing.
     pub fn from_change(change: &PrChange, pinned: &CommitSha) -> Option<DropReason> {
@@ -190,6 +198,10 @@ mod tests {
     fn deliveries_decide_the_same_way() {
         let pushed = |c| PrChange::Pushed { head: sha(c) };
         assert_eq!(DropReason::from_change(&pushed('a'), &sha('a')), None);
+        // Merged on GitHub after Gandalf recorded a landing commit: the worker decides.
+        assert!(DropReason::MergedElsewhere.leaves_it_to_the_worker(&[sha('c')]));
+        assert!(!DropReason::MergedElsewhere.leaves_it_to_the_worker(&[]));
+        assert!(!DropReason::Closed.leaves_it_to_the_worker(&[sha('c')]));
         assert_eq!(
             DropReason::from_change(&pushed('b'), &sha('a')),
             Some(DropReason::NewCommits { head: sha('b') })

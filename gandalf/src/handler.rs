@@ -351,6 +351,9 @@ impl Gandalf {
         let Some(reason) = DropReason::from_change(change, &item.head_sha) else {
             return Ok(None);
         };
+        if reason.leaves_it_to_the_worker(&store::landing_commits(conn, item.id).await?) {
+            return Ok(None);
+        }
         if store::finish(conn, item.id, &reason, self.clock.now()).await? {
             Ok(Some(messages::dropped(&reason)))
         } else {

@@ -458,6 +458,9 @@ pub async fn reconcile(gandalf: &Gandalf, github: &Github, repo: &RepoConfig) ->
             continue;
         };
         let mut conn = gandalf.pool.acquire().await?;
+        if reason.leaves_it_to_the_worker(&store::landing_commits(&mut conn, item.id).await?) {
+            continue;
+        }
         if store::finish(&mut conn, item.id, &reason, gandalf.clock.now()).await? {
             dropped += 1;
             tracing::info!(repo = %repo.name, pr = %item.pr, %reason, "reconciliation dropped a PR");

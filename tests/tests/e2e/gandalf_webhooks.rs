@@ -124,6 +124,43 @@ async fn new_commits_closing_and_a_base_change_drop_a_queued_pull_request() {
     assert!(text.contains("dropped"), "{text}");
 }
 
+/// SPEC §8: a PR shown merged after an attempt recorded its landing commit may be Gandalf's own
+/// landing, answered after the replica that made it lost the queues; the worker decides (landed, or
+/// dropped), a `closed` delivery does not drop it. Without a recorded commit it is dropped at once.
+#[tokio::test]
+async fn a_merged_pull_request_with_a_recorded_landing_is_left_to_the_worker() {
+    let g = spawn_gandalf().await;
+    for n in [4, 5] {
+        g.ready_pull(n, &format!("f{n}.txt"));
+        g.command("U0ALICE", &format!("merge #{n}")).await;
+    }
+    let recorded = "c".repeat(40);
+    sqlx::query("UPDATE queue_items SET earlier_landing_shas = ARRAY[$1] WHERE pr = 4")
+        .bind(&recorded)
+        .execute(&g.pool)
+        .await
+        .unwrap();
+    let merged = |n: u64| json!({ "action": "closed", "pull_request": { "number": n, "head": { "sha": "x" }, "merged": true }, "repository": { "full_name": "acme/platform" } });
+    assert_eq!(g.deliver("pull_request", "m-5", &merged(5)).await, 202);
+    assert!(
+        g.wait_for_comments(5, 1).await[0].contains("merged"),
+        "dropped: merged elsewhere"
+    );
+    assert_eq!(g.deliver("pull_request", "m-4", &merged(4)).await, 202);
+    g.wait_for(
+        "SELECT count(*) FROM github_deliveries WHERE processed_at IS NOT NULL",
+        2i64,
+    )
+    .await;
+    assert_eq!(g.state_of(4).await, "queued");
+    assert!(
+        g.github
+            .comments("acme/platform", 4)
+            .iter()
+            .all(|c| !c.contains("dropped"))
+    );
+}
+
 #[tokio::test]
 async fn bad_signatures_are_refused_before_anything_is_stored() {
     let g = spawn_gandalf().await;
