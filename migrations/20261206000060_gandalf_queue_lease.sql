@@ -2,6 +2,5 @@
 -- session advisory lock: a verification and a landing are work that must happen once. One lease,
 -- key `queues`, for every repository's queue (one replica works them all, as before). Every write
 -- of a verification (its state, its steps, the landing commit, its conclusion) checks it in the
--- write's transaction, and the move of the base branch is made while the lease row is held, so a
--- replica that lost its lease cannot land after another took over.
+-- write's transaction, and the base branch is moved only right after such a check.
 INSERT INTO work_lease_kinds (kind, ttl) VALUES ('gandalf', '10 seconds');

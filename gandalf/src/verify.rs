@@ -1115,23 +1115,20 @@ impl Verifier<'_> {
         Ok(Some(landed))
     }
 
-    /// Moves the base to `tip` by a fast-forward, holding the queues' lease row while GitHub
-    /// answers: a take-over waits until the move is answered (the new owner then finds it landed,
-    /// or not), and a replica that is losing the lease does not move it. The outer `Err` is ours
-    /// (stop); the inner result is GitHub's answer.
+    /// Moves the base to `tip` by a fast-forward, right after checking that this replica still
+    /// owns the queues (SPEC §8). The lease row is not held while GitHub answers: that would hold
+    /// up the lease's own renewals, and it would not help when the owner's session dies (the lock
+    /// goes with it) — a move answered after a take-over is found by the next owner through the
+    /// recorded landing commits. The outer `Err` is ours (stop); the inner result is GitHub's.
     async fn move_base(&self, tip: &CommitSha) -> Flow<Result<(), GithubError>> {
         if self.losing_lease() {
             return Err(Halt::Stopped);
         }
-        let fence = self.write().await?;
-        let moved = self
+        self.write().await?.commit().await?;
+        Ok(self
             .github
             .set_branch(&self.repo.name, &self.repo.base, tip, false)
-            .await;
-        // Only a share lock was taken: nothing to commit, and a session lost meanwhile must not
-        // hide GitHub's answer.
-        let _ = fence.rollback().await;
-        Ok(moved)
+            .await)
     }
 
     /// Whether the base branch is still at `tip`.
