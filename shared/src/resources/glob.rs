@@ -13,7 +13,7 @@
 
 use globset::{Candidate, GlobBuilder};
 
-use super::pattern::{self, Prepared};
+use super::pattern::{self, Expansion, Prepared};
 
 /// The options that give globset the §6 meaning, and why:
 /// - `literal_separator(true)`: `*` and `?` never match `/`, so `*.md` matches only at the root.
@@ -42,7 +42,13 @@ fn builder(glob: &str) -> GlobBuilder<'_> {
 /// work at all: a glob without `[`, `]` or `\` and with balanced braces cannot be refused by
 /// globset once [`check_shape`] accepted it. The others are parsed by globset too, for its
 /// verdict and its messages; only those [`pattern::parse`] leaves to globset get a compiled regex.
+#[cfg(test)]
 pub(crate) fn compile(glob: &str) -> Result<Compiled<'_>, String> {
+    compile_with(glob, &mut Expansion::default())
+}
+
+/// [`compile`] with a buffer for expanding braces that the caller reuses from glob to glob.
+pub(crate) fn compile_with<'a>(glob: &'a str, expansion: &mut Expansion) -> Result<Compiled<'a>, String> {
     check_shape(glob)?;
     if glob.contains(['[', ']', '\\']) || !braces_balance(glob) {
         let parsed = builder(glob).build().map_err(|e| e.kind().to_string())?;
@@ -50,7 +56,7 @@ pub(crate) fn compile(glob: &str) -> Result<Compiled<'_>, String> {
             unicode_regex(parsed.regex())?;
         }
     }
-    let how = match pattern::prepare(glob) {
+    let how = match pattern::prepare(glob, expansion) {
         Some(prepared) => How::Segments(prepared),
         None => How::Reference(Box::new(Reference::new(glob)?)),
     };

@@ -25,6 +25,7 @@ use toml::Spanned;
 
 use super::glob;
 use super::index::GlobIndex;
+use super::pattern::Expansion;
 use super::raw::{self, RawMap, RawResource};
 
 /// What a changed file that no resource claims does (`unmapped = …`).
@@ -159,19 +160,28 @@ impl std::error::Error for MapError {}
 /// Byte offsets to 1-based (line, column in characters).
 struct Positions<'a> {
     src: &'a str,
-    line_starts: Vec<usize>,
+    /// Where each line starts, found the first time a position is asked for: a valid map (the
+    /// usual case) never needs them, and finding them in a 5,000-resource map was a few per cent
+    /// of loading it.
+    line_starts: std::cell::OnceCell<Vec<usize>>,
 }
 
 impl<'a> Positions<'a> {
     fn new(src: &'a str) -> Self {
-        let mut line_starts = vec![0];
-        line_starts.extend(src.match_indices('\n').map(|(i, _)| i + 1));
-        Positions { src, line_starts }
+        Positions {
+            src,
+            line_starts: std::cell::OnceCell::new(),
+        }
     }
 
     fn at(&self, offset: usize) -> (usize, usize) {
-        let line = self.line_starts.partition_point(|&s| s <= offset).max(1);
-        let start = self.line_starts[line - 1];
+        let line_starts = self.line_starts.get_or_init(|| {
+            let mut line_starts = vec![0];
+            line_starts.extend(self.src.match_indices('\n').map(|(i, _)| i + 1));
+            line_starts
+        });
+        let line = line_starts.partition_point(|&s| s <= offset).max(1);
+        let start = line_starts[line - 1];
         let column = match self.src.get(start..offset.min(self.src.len())) {
             Some(s) => s.chars().count() + 1,
             None => offset.saturating_sub(start) + 1,
@@ -362,6 +372,7 @@ fn check_resources<'r>(
         deps: vec![Vec::new(); names.kept.len()],
         globs: Vec::new(),
     };
+    let mut expansion = Expansion::default();
     for (i, r) in raw.resource.iter().enumerate() {
         let name = r.name.get_ref().as_str();
         let me = names.me(i, name);
@@ -380,7 +391,7 @@ fn check_resources<'r>(
             }
         }
         for path in &r.paths {
-            match glob::compile(path.get_ref()) {
+            match glob::compile_with(path.get_ref(), &mut expansion) {
                 Ok(g) => {
                     if let Some(me) = me {
                         checked.globs.push((i, me, g));
@@ -420,8 +431,9 @@ fn compile_ignore<'r>(
     problems: &mut Vec<Problem>,
 ) -> Vec<(glob::Compiled<'r>, usize)> {
     let mut ignore = Vec::new();
+    let mut expansion = Expansion::default();
     for g in &raw.ignore {
-        match glob::compile(g.get_ref()) {
+        match glob::compile_with(g.get_ref(), &mut expansion) {
             Ok(compiled) => ignore.push((compiled, IGNORE)),
             Err(why) => problems.push(pos.problem(
                 ProblemKind::InvalidGlob,
@@ -464,13 +476,8 @@ fn index_globs(
 
 /// The compiled map, from a raw map with no problems.
 fn assemble(raw: RawMap, kept: &[usize], deps: Vec<Vec<usize>>, globs: GlobIndex) -> ResourceMap {
-    let mut dependents = vec![Vec::new(); kept.len()];
-    for (r, ds) in deps.iter().enumerate() {
-        for &d in ds {
-            dependents[d].push(r);
-        }
-    }
-    let topo = topological_order(&deps);
+    let dependents = dependents_of(&deps);
+    let topo = topological_order_with(&deps, &dependents);
     // The kept resources, moved out of the raw map in name order.
     let mut read: Vec<Option<RawResource>> = raw.resource.into_iter().map(Some).collect();
     let resources: Vec<Resource> = kept.iter().filter_map(|&i| read[i].take()).map(resource).collect();
@@ -626,14 +633,29 @@ fn shortest_cycle(deps: &[Vec<usize>], start: usize, inside: &[bool]) -> Option<
 /// Kahn's algorithm: every node after all of its dependencies. Only called on acyclic graphs;
 /// on a cyclic one the nodes of the cycles would simply be missing.
 pub(crate) fn topological_order(deps: &[Vec<usize>]) -> Vec<usize> {
-    let n = deps.len();
-    let mut waiting: Vec<usize> = deps.iter().map(Vec::len).collect();
-    let mut dependents = vec![Vec::new(); n];
+    topological_order_with(deps, &dependents_of(deps))
+}
+
+/// Each node's dependents (sorted), from each node's dependencies.
+fn dependents_of(deps: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    // Counted first, so each list is allocated once at its size, not grown push by push.
+    let mut counts = vec![0; deps.len()];
+    for &d in deps.iter().flatten() {
+        counts[d] += 1;
+    }
+    let mut dependents: Vec<Vec<usize>> = counts.into_iter().map(Vec::with_capacity).collect();
     for (r, ds) in deps.iter().enumerate() {
         for &d in ds {
             dependents[d].push(r);
         }
     }
+    dependents
+}
+
+/// [`topological_order`] when the dependents are known already.
+fn topological_order_with(deps: &[Vec<usize>], dependents: &[Vec<usize>]) -> Vec<usize> {
+    let n = deps.len();
+    let mut waiting: Vec<usize> = deps.iter().map(Vec::len).collect();
     let mut queue: VecDeque<usize> = (0..n).filter(|&r| waiting[r] == 0).collect();
     let mut order = Vec::with_capacity(n);
     while let Some(r) = queue.pop_front() {
