@@ -50,7 +50,8 @@ pub(crate) fn compile(glob: &str) -> Result<Compiled<'_>, String> {
 /// [`compile`] with a buffer for expanding braces that the caller reuses from glob to glob.
 pub(crate) fn compile_with<'a>(glob: &'a str, expansion: &mut Expansion) -> Result<Compiled<'a>, String> {
     check_shape(glob)?;
-    if glob.contains(['[', ']', '\\']) || !braces_balance(glob) {
+    // On bytes: every character looked for is ASCII (see `check_shape`).
+    if glob.bytes().any(|b| matches!(b, b'[' | b']' | b'\\')) || !braces_balance(glob) {
         let parsed = builder(glob).build().map_err(|e| e.kind().to_string())?;
         if glob.contains('[') {
             unicode_regex(parsed.regex())?;
@@ -69,10 +70,10 @@ pub(crate) fn compile_with<'a>(glob: &'a str, expansion: &mut Expansion) -> Resu
 /// of thousands of `{a,b}` globs cheap to load.
 fn braces_balance(glob: &str) -> bool {
     let mut depth = 0usize;
-    for c in glob.chars() {
-        match c {
-            '{' => depth += 1,
-            '}' => match depth.checked_sub(1) {
+    for b in glob.bytes() {
+        match b {
+            b'{' => depth += 1,
+            b'}' => match depth.checked_sub(1) {
                 Some(d) => depth = d,
                 None => return false,
             },
@@ -204,6 +205,16 @@ fn has_non_ascii_byte(fragment: &str) -> bool {
     })
 }
 
+/// Whether `text` holds a control character (`char::is_control`: U+0000–U+001F and
+/// U+007F–U+009F), read on bytes rather than decoding every character: the first are single
+/// bytes, the others `C2 80` to `C2 9F` in UTF-8.
+fn has_control(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().any(|(i, &b)| {
+        b < 0x20 || b == 0x7f || (b == 0xc2 && matches!(bytes.get(i + 1), Some(0x80..=0x9f)))
+    })
+}
+
 /// Rejects globs that globset would accept but that can never do what the author meant.
 fn check_shape(glob: &str) -> Result<(), String> {
     if glob.is_empty() {
@@ -220,7 +231,7 @@ fn check_shape(glob: &str) -> Result<(), String> {
             "a glob ending in `/` matches no file: write `{glob}**` for everything below it"
         ));
     }
-    if glob.chars().any(char::is_control) {
+    if has_control(glob) {
         return Err("a glob cannot contain control characters".into());
     }
     // `**` means "any number of segments" only as a whole segment. globset quietly reads
@@ -274,6 +285,13 @@ mod tests {
 
     fn index(globs: &[(&str, usize)]) -> GlobIndex {
         GlobIndex::new(globs.iter().map(|&(g, o)| (compile(g).unwrap(), o)).collect())
+    }
+
+    #[test]
+    fn control_characters_are_found_on_bytes_as_on_characters() {
+        for text in ["a", "é", "\u{a0}", "\u{9f}", "\u{80}", "x\u{85}y", "\t", "\u{7f}", "日本", "\u{100}", "😀"] {
+            assert_eq!(has_control(text), text.chars().any(char::is_control), "{text:?}");
+        }
     }
 
     #[test]

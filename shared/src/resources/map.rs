@@ -370,7 +370,7 @@ fn check_resources<'r>(
 ) -> Checked<'r> {
     let mut checked = Checked {
         deps: vec![Vec::new(); names.kept.len()],
-        globs: Vec::new(),
+        globs: Vec::with_capacity(raw.resource.iter().map(|r| r.paths.len()).sum()),
     };
     let mut expansion = Expansion::default();
     for (i, r) in raw.resource.iter().enumerate() {
@@ -467,7 +467,11 @@ fn index_globs(
     mut globs: Vec<(usize, usize, glob::Compiled<'_>)>,
     ignore: Vec<(glob::Compiled<'_>, usize)>,
 ) -> GlobIndex {
-    globs.sort_by_key(|&(file_order, owner, _)| (owner, file_order));
+    // Already in order when the file lists its resources by name, as most do (and as
+    // `gandalf resources discover` writes them): then there is nothing to move.
+    if !globs.is_sorted_by_key(|&(file_order, owner, _)| (owner, file_order)) {
+        globs.sort_by_key(|&(file_order, owner, _)| (owner, file_order));
+    }
     let mut all: Vec<(glob::Compiled<'_>, usize)> = Vec::with_capacity(globs.len() + ignore.len());
     all.extend(globs.into_iter().map(|(_, o, g)| (g, o)));
     all.extend(ignore);
@@ -480,7 +484,8 @@ fn assemble(raw: RawMap, kept: &[usize], deps: Vec<Vec<usize>>, globs: GlobIndex
     let topo = topological_order_with(&deps, &dependents);
     // The kept resources, moved out of the raw map in name order.
     let mut read: Vec<Option<RawResource>> = raw.resource.into_iter().map(Some).collect();
-    let resources: Vec<Resource> = kept.iter().filter_map(|&i| read[i].take()).map(resource).collect();
+    let mut resources: Vec<Resource> = Vec::with_capacity(kept.len());
+    resources.extend(kept.iter().filter_map(|&i| read[i].take()).map(resource));
     ResourceMap {
         resources,
         ignore: raw.ignore.into_iter().map(|g| g.into_inner()).collect(),

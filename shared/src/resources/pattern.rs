@@ -92,6 +92,15 @@ pub(crate) fn prepare<'a>(glob: &'a str, expansion: &mut Expansion) -> Option<Pr
     if !has_byte(glob, b"[]\\\0") {
         // Braces alone (`{libs,vendor}/x/**`, `*.{rs,toml}`): expanded as text, each alternative
         // then a plain glob. The same expansion as below, without the per-character units.
+        let groups = brace_groups(glob)?;
+        // One pair of braces and at most one `**` (nearly every glob with braces): the
+        // alternatives need not be made to be checked. No `*` touches a brace or a comma, so
+        // none can form a new `**`, and an alternative with one `**` at most always fits.
+        if groups == 1 && glob.as_bytes().windows(2).filter(|w| w == b"**").count() <= 1 {
+            let commas = glob.bytes().skip_while(|&b| b != b'{').take_while(|&b| b != b'}');
+            let alternatives = 1 + commas.filter(|&b| b == b',').count();
+            return (alternatives <= MAX_ALTERNATIVES).then_some(Prepared::Braces(glob));
+        }
         expansion.expand(glob)?;
         let fits = expansion.alternatives().all(plain_fits);
         return fits.then_some(Prepared::Braces(glob));
@@ -211,6 +220,36 @@ fn split_byte(text: &str, byte: u8) -> impl Iterator<Item = &str> {
     })
 }
 
+/// How many pairs of braces a glob of plain characters and braces holds; `None` when they do not
+/// balance, or when a `*` touches a brace or a separating comma: that could form `**` after
+/// expansion, so such a glob is left to globset, as in [`expand`]. The structural characters are
+/// ASCII, so bytes will do.
+fn brace_groups(glob: &str) -> Option<usize> {
+    let bytes = glob.as_bytes();
+    let mut depth = 0usize;
+    let mut groups = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let structural = match b {
+            b'{' => {
+                depth += 1;
+                groups += 1;
+                true
+            }
+            b'}' => {
+                depth = depth.checked_sub(1)?;
+                true
+            }
+            b',' => depth > 0,
+            _ => false,
+        };
+        let star = |j: Option<usize>| j.and_then(|j| bytes.get(j)) == Some(&b'*');
+        if structural && (star(i.checked_sub(1)) || star(Some(i + 1))) {
+            return None;
+        }
+    }
+    (depth == 0).then_some(groups)
+}
+
 /// [`expand`] for a glob of plain characters and braces (and no NUL), on its text: the buffers
 /// are kept from one glob to the next, so expanding thousands of `{a,b}` globs allocates only
 /// while they grow.
@@ -231,33 +270,7 @@ impl Expansion {
     /// Expands the braces of `glob` (in order, nested and empty alternatives too); `None` when
     /// the glob is one left to globset (a `*` touching a brace, too many alternatives).
     pub(crate) fn expand(&mut self, glob: &str) -> Option<()> {
-        // A `*` touching a brace or a separating comma could form `**` after expansion: left to
-        // globset, as in `expand`. The structural characters are ASCII, so bytes will do.
-        let bytes = glob.as_bytes();
-        let mut depth = 0usize;
-        let mut groups = 0;
-        for (i, &b) in bytes.iter().enumerate() {
-            let structural = match b {
-                b'{' => {
-                    depth += 1;
-                    groups += 1;
-                    true
-                }
-                b'}' => {
-                    depth = depth.checked_sub(1)?;
-                    true
-                }
-                b',' => depth > 0,
-                _ => false,
-            };
-            let star = |j: Option<usize>| j.and_then(|j| bytes.get(j)) == Some(&b'*');
-            if structural && (star(i.checked_sub(1)) || star(Some(i + 1))) {
-                return None;
-            }
-        }
-        if depth != 0 {
-            return None;
-        }
+        let groups = brace_groups(glob)?;
         self.text.clear();
         self.count = 0;
         if groups == 1 {
