@@ -28,7 +28,7 @@
 //! change (`DIR/<shape>-<change>.txt`) instead, for timing the whole `gandalf plan` process
 //! (`tests/bench/plan.sh`). With `PLANNER_BENCH_CPU=RUNS` set, it times each benchmark RUNS times
 //! in the thread's CPU time instead of criterion's wall time (for a machine shared with builds),
-//! and with `PLANNER_BENCH_ONLY=TEXT` too, only the benchmarks whose name contains TEXT (for
+//! and with `PLANNER_BENCH_ONLY=TEXT` too, only the benchmarks whose name starts with TEXT (for
 //! profiling one of them: `perf record` on the bench binary).
 
 use std::hint::black_box;
@@ -223,7 +223,7 @@ fn cpu_times(runs: usize) {
     let runs = runs.max(1);
     let only = std::env::var("PLANNER_BENCH_ONLY").unwrap_or_default();
     let report = |name: &str, mut f: Box<dyn FnMut() + '_>| {
-        if !name.contains(only.as_str()) {
+        if !name.starts_with(only.as_str()) {
             return;
         }
         f();
