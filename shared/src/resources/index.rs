@@ -10,10 +10,15 @@
 //! has such a segment, so thousands of `**/name` globs at the root cost a few hash look-ups per
 //! path; the others (`**/*.md`, `*`) are checked for every path that reaches the node.
 //!
-//! Building it is cheap: globs are already segment lists (`pattern`), nothing is compiled to a
-//! regex except the rare globs left to globset, so parsing a 5,000-resource map costs the TOML
-//! and a few allocations per glob. The history of this structure (one `GlobSet` for everything,
-//! then a prefix table in front of it, then this) is in `docs/benchmarks.md`.
+//! Building it is cheap: nothing is compiled to a regex except the rare globs left to globset,
+//! and the whole index is a few flat vectors (nodes, entries grouped by node, segments) and one
+//! hash table of edges, so indexing a glob allocates little or nothing: a node's
+//! entries are a range of one vector, a key is a node of its own, and the segments of a glob's
+//! rest (`**/*.rs` in `libs/x/**/*.rs`) are made once per distinct text, however many directories
+//! share it. Consecutive globs and consecutive paths usually start alike, so each walk reuses
+//! the nodes of the previous one while their segments agree. The history of this structure (one
+//! `GlobSet` for everything, then a prefix table in front of it, then this) is in
+//! `docs/benchmarks.md`.
 
 use std::hash::BuildHasher;
 
