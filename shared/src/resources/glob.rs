@@ -210,9 +210,10 @@ fn has_non_ascii_byte(fragment: &str) -> bool {
 /// bytes, the others `C2 80` to `C2 9F` in UTF-8.
 fn has_control(text: &str) -> bool {
     let bytes = text.as_bytes();
-    bytes.iter().enumerate().any(|(i, &b)| {
-        b < 0x20 || b == 0x7f || (b == 0xc2 && matches!(bytes.get(i + 1), Some(0x80..=0x9f)))
-    })
+    bytes
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b < 0x20 || b == 0x7f || (b == 0xc2 && matches!(bytes.get(i + 1), Some(0x80..=0x9f))))
 }
 
 /// Rejects globs that globset would accept but that can never do what the author meant.
@@ -289,7 +290,9 @@ mod tests {
 
     #[test]
     fn control_characters_are_found_on_bytes_as_on_characters() {
-        for text in ["a", "é", "\u{a0}", "\u{9f}", "\u{80}", "x\u{85}y", "\t", "\u{7f}", "日本", "\u{100}", "😀"] {
+        for text in [
+            "a", "é", "\u{a0}", "\u{9f}", "\u{80}", "x\u{85}y", "\t", "\u{7f}", "日本", "\u{100}", "😀",
+        ] {
             assert_eq!(has_control(text), text.chars().any(char::is_control), "{text:?}");
         }
     }

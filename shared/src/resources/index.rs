@@ -224,10 +224,13 @@ impl GlobIndex {
                 }
                 How::Reference(reference) => {
                     let node = builder.node_for(pattern::literal_prefix(reference.source()).into_iter());
-                    builder.pending.push((node, Entry {
-                        glob,
-                        rest: Rest::Reference(reference),
-                    }));
+                    builder.pending.push((
+                        node,
+                        Entry {
+                            glob,
+                            rest: Rest::Reference(reference),
+                        },
+                    ));
                 }
             }
         }
