@@ -6,7 +6,7 @@
 //! pinned here, is the reference for that meaning; this module also rejects the patterns that
 //! could only ever be mistakes (so a typo in the map is an error, not a silent "never matches").
 //!
-//! Matching a whole map is not done with globset: [`compile`] turns each glob into segment
+//! Matching a whole map is not done with globset: [`compile_with`] turns each glob into segment
 //! patterns (`pattern`) that the map's index (`index`) matches without regexes. The few globs
 //! whose globset meaning does not fit segments keep a compiled globset [`Reference`] instead,
 //! and the property tests compare the two on random globs and paths.
@@ -36,18 +36,19 @@ fn builder(glob: &str) -> GlobBuilder<'_> {
     builder
 }
 
-/// Validates one glob and prepares it for matching, or says why it is not a valid glob.
-///
-/// Parsing a 5,000-resource map compiles thousands of globs, so the common ones cost no globset
-/// work at all: a glob without `[`, `]` or `\` and with balanced braces cannot be refused by
-/// globset once [`check_shape`] accepted it. The others are parsed by globset too, for its
-/// verdict and its messages; only those [`pattern::parse`] leaves to globset get a compiled regex.
+/// [`compile_with`] with a buffer of its own (for tests, which compile globs one by one).
 #[cfg(test)]
 pub(crate) fn compile(glob: &str) -> Result<Compiled<'_>, String> {
     compile_with(glob, &mut Expansion::default())
 }
 
-/// [`compile`] with a buffer for expanding braces that the caller reuses from glob to glob.
+/// Validates one glob and prepares it for matching, or says why it is not a valid glob.
+/// `expansion` is a buffer for expanding braces that the caller reuses from glob to glob.
+///
+/// Parsing a 5,000-resource map compiles thousands of globs, so the common ones cost no globset
+/// work at all: a glob without `[`, `]` or `\` and with balanced braces cannot be refused by
+/// globset once [`check_shape`] accepted it. The others are parsed by globset too, for its
+/// verdict and its messages; only those `pattern::prepare` leaves to globset get a compiled regex.
 pub(crate) fn compile_with<'a>(glob: &'a str, expansion: &mut Expansion) -> Result<Compiled<'a>, String> {
     check_shape(glob)?;
     // On bytes: every character looked for is ASCII (see `check_shape`).

@@ -3,7 +3,7 @@
 //! A map's globs are matched by [`super::index::GlobIndex`], which needs each glob as segments:
 //! its literal leading segments pick the branch of the index the glob lives in, and what follows
 //! is matched segment by segment against the path's own segments. This module turns a glob (one
-//! [`super::glob::compile`] has already validated) into that form and matches it.
+//! [`super::glob::compile_with`] has already validated) into that form and matches it.
 //!
 //! The meaning is pinned to globset's, which stays the reference (the property tests in
 //! `tests.rs` compare the two on random globs and paths):
@@ -70,7 +70,7 @@ enum Flat {
 pub(crate) enum Prepared<'a> {
     /// Literal characters, `*`, `?` and `/` only (nearly every glob of a real map), as written:
     /// the index walks its literal leading segments as borrowed text and makes segments
-    /// ([`plain`]) only of the rest, so such a glob costs no copy of its text.
+    /// ([`plain_into`]) only of the rest, so such a glob costs no copy of its text.
     Plain(&'a str),
     /// Braces and nothing else of the rarer syntax, as written: every alternative is a plain glob
     /// ([`Expansion`] lists them). Kept as the text and expanded again when indexed, into the
@@ -84,7 +84,7 @@ pub(crate) enum Prepared<'a> {
 /// A validated glob, ready for the index, or `None` when it is one globset must answer (see the
 /// module documentation). Loading a 5,000-resource map prepares thousands of globs, so the
 /// common forms take short cuts that allocate nothing: `expansion` is a buffer reused from glob
-/// to glob. [`parse`] gives every form as segments.
+/// to glob. `parse` (for tests) gives every form as segments.
 pub(crate) fn prepare<'a>(glob: &'a str, expansion: &mut Expansion) -> Option<Prepared<'a>> {
     if !has_byte(glob, b"[]{}\\") {
         return plain_fits(glob).then_some(Prepared::Plain(glob));
@@ -151,8 +151,7 @@ fn plain_fits(glob: &str) -> bool {
     true
 }
 
-/// A glob of literal characters, `*`, `?` and `/` only, that [`plain_fits`]: its segments
-/// straight from the text, without the general path's allocations.
+/// [`plain_into`] in a vector of its own (for tests).
 #[cfg(test)]
 pub(crate) fn plain(glob: &str) -> Vec<Seg> {
     let mut segs = Vec::with_capacity(glob.bytes().filter(|&b| b == b'/').count() + 1);
@@ -160,7 +159,9 @@ pub(crate) fn plain(glob: &str) -> Vec<Seg> {
     segs
 }
 
-/// [`plain`], appended to `segs` (the index keeps the segments of all its globs in one vector).
+/// The segments of a glob of literal characters, `*`, `?` and `/` only, that [`plain_fits`],
+/// straight from the text, without the general path's allocations; appended to `segs` (the index
+/// keeps the segments of all its globs in one vector).
 pub(crate) fn plain_into(glob: &str, segs: &mut Vec<Seg>) {
     let wild = |s: &str| has_byte(s, b"*?");
     for part in split_slash(glob) {
