@@ -27,7 +27,9 @@
 //! rows only). With `PLANNER_BENCH_WRITE=DIR` set, it writes each map (`DIR/<shape>.toml`) and
 //! change (`DIR/<shape>-<change>.txt`) instead, for timing the whole `gandalf plan` process
 //! (`tests/bench/plan.sh`). With `PLANNER_BENCH_CPU=RUNS` set, it times each benchmark RUNS times
-//! in the thread's CPU time instead of criterion's wall time (for a machine shared with builds).
+//! in the thread's CPU time instead of criterion's wall time (for a machine shared with builds),
+//! and with `PLANNER_BENCH_ONLY=TEXT` too, only the benchmarks whose name starts with TEXT (for
+//! profiling one of them: `perf record` on the bench binary).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -219,7 +221,11 @@ fn thread_cpu() -> Duration {
 /// this thread's CPU time; prints the median and the minimum.
 fn cpu_times(runs: usize) {
     let runs = runs.max(1);
+    let only = std::env::var("PLANNER_BENCH_ONLY").unwrap_or_default();
     let report = |name: &str, mut f: Box<dyn FnMut() + '_>| {
+        if !name.starts_with(only.as_str()) {
+            return;
+        }
         f();
         f();
         let mut times: Vec<Duration> = (0..runs)

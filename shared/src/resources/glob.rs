@@ -6,14 +6,14 @@
 //! pinned here, is the reference for that meaning; this module also rejects the patterns that
 //! could only ever be mistakes (so a typo in the map is an error, not a silent "never matches").
 //!
-//! Matching a whole map is not done with globset: [`compile`] turns each glob into segment
+//! Matching a whole map is not done with globset: [`compile_with`] turns each glob into segment
 //! patterns (`pattern`) that the map's index (`index`) matches without regexes. The few globs
 //! whose globset meaning does not fit segments keep a compiled globset [`Reference`] instead,
 //! and the property tests compare the two on random globs and paths.
 
 use globset::{Candidate, GlobBuilder};
 
-use super::pattern::{self, Prepared};
+use super::pattern::{self, Expansion, Prepared};
 
 /// The options that give globset the §6 meaning, and why:
 /// - `literal_separator(true)`: `*` and `?` never match `/`, so `*.md` matches only at the root.
@@ -36,21 +36,29 @@ fn builder(glob: &str) -> GlobBuilder<'_> {
     builder
 }
 
+/// [`compile_with`] with a buffer of its own (for tests, which compile globs one by one).
+#[cfg(test)]
+pub(crate) fn compile(glob: &str) -> Result<Compiled<'_>, String> {
+    compile_with(glob, &mut Expansion::default())
+}
+
 /// Validates one glob and prepares it for matching, or says why it is not a valid glob.
+/// `expansion` is a buffer for expanding braces that the caller reuses from glob to glob.
 ///
 /// Parsing a 5,000-resource map compiles thousands of globs, so the common ones cost no globset
 /// work at all: a glob without `[`, `]` or `\` and with balanced braces cannot be refused by
 /// globset once [`check_shape`] accepted it. The others are parsed by globset too, for its
-/// verdict and its messages; only those [`pattern::parse`] leaves to globset get a compiled regex.
-pub(crate) fn compile(glob: &str) -> Result<Compiled<'_>, String> {
+/// verdict and its messages; only those `pattern::prepare` leaves to globset get a compiled regex.
+pub(crate) fn compile_with<'a>(glob: &'a str, expansion: &mut Expansion) -> Result<Compiled<'a>, String> {
     check_shape(glob)?;
-    if glob.contains(['[', ']', '\\']) || !braces_balance(glob) {
+    // On bytes: every character looked for is ASCII (see `check_shape`).
+    if glob.bytes().any(|b| matches!(b, b'[' | b']' | b'\\')) || !braces_balance(glob) {
         let parsed = builder(glob).build().map_err(|e| e.kind().to_string())?;
         if glob.contains('[') {
             unicode_regex(parsed.regex())?;
         }
     }
-    let how = match pattern::prepare(glob) {
+    let how = match pattern::prepare(glob, expansion) {
         Some(prepared) => How::Segments(prepared),
         None => How::Reference(Box::new(Reference::new(glob)?)),
     };
@@ -63,10 +71,10 @@ pub(crate) fn compile(glob: &str) -> Result<Compiled<'_>, String> {
 /// of thousands of `{a,b}` globs cheap to load.
 fn braces_balance(glob: &str) -> bool {
     let mut depth = 0usize;
-    for c in glob.chars() {
-        match c {
-            '{' => depth += 1,
-            '}' => match depth.checked_sub(1) {
+    for b in glob.bytes() {
+        match b {
+            b'{' => depth += 1,
+            b'}' => match depth.checked_sub(1) {
                 Some(d) => depth = d,
                 None => return false,
             },
@@ -198,6 +206,17 @@ fn has_non_ascii_byte(fragment: &str) -> bool {
     })
 }
 
+/// Whether `text` holds a control character (`char::is_control`: U+0000–U+001F and
+/// U+007F–U+009F), read on bytes rather than decoding every character: the first are single
+/// bytes, the others `C2 80` to `C2 9F` in UTF-8.
+fn has_control(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b < 0x20 || b == 0x7f || (b == 0xc2 && matches!(bytes.get(i + 1), Some(0x80..=0x9f))))
+}
+
 /// Rejects globs that globset would accept but that can never do what the author meant.
 fn check_shape(glob: &str) -> Result<(), String> {
     if glob.is_empty() {
@@ -214,7 +233,7 @@ fn check_shape(glob: &str) -> Result<(), String> {
             "a glob ending in `/` matches no file: write `{glob}**` for everything below it"
         ));
     }
-    if glob.chars().any(char::is_control) {
+    if has_control(glob) {
         return Err("a glob cannot contain control characters".into());
     }
     // `**` means "any number of segments" only as a whole segment. globset quietly reads
@@ -268,6 +287,15 @@ mod tests {
 
     fn index(globs: &[(&str, usize)]) -> GlobIndex {
         GlobIndex::new(globs.iter().map(|&(g, o)| (compile(g).unwrap(), o)).collect())
+    }
+
+    #[test]
+    fn control_characters_are_found_on_bytes_as_on_characters() {
+        for text in [
+            "a", "é", "\u{a0}", "\u{9f}", "\u{80}", "x\u{85}y", "\t", "\u{7f}", "日本", "\u{100}", "😀",
+        ] {
+            assert_eq!(has_control(text), text.chars().any(char::is_control), "{text:?}");
+        }
     }
 
     #[test]

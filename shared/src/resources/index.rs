@@ -10,52 +10,56 @@
 //! has such a segment, so thousands of `**/name` globs at the root cost a few hash look-ups per
 //! path; the others (`**/*.md`, `*`) are checked for every path that reaches the node.
 //!
-//! Building it is cheap: globs are already segment lists (`pattern`), nothing is compiled to a
-//! regex except the rare globs left to globset, so parsing a 5,000-resource map costs the TOML
-//! and a few allocations per glob. The history of this structure (one `GlobSet` for everything,
-//! then a prefix table in front of it, then this) is in `docs/benchmarks.md`.
+//! Building it is cheap: nothing is compiled to a regex except the rare globs left to globset,
+//! and the whole index is a few flat vectors (nodes, entries grouped by node, segments) and one
+//! hash table of edges, so indexing a glob allocates little or nothing: a node's
+//! entries are a range of one vector, a key is a node of its own, and the segments of a glob's
+//! rest (`**/*.rs` in `libs/x/**/*.rs`) are made once per distinct text, however many directories
+//! share it. Consecutive globs and consecutive paths usually start alike, so each walk reuses
+//! the nodes of the previous one while their segments agree. The history of this structure (one
+//! `GlobSet` for everything, then a prefix table in front of it, then this) is in
+//! `docs/benchmarks.md`.
 
 use std::hash::BuildHasher;
 
 use foldhash::HashMap;
 
 use super::glob::{Compiled, How, Reference};
-use super::pattern::{self, Prepared, Seg};
+use super::pattern::{self, Expansion, Prepared, Seg};
 
 /// The globs of a map, each owned by an index (a resource, or the ignore list's marker).
+///
+/// Everything lives in a handful of flat vectors rather than in one allocation (or three) per
+/// node, entry or segment list: a 5,000-resource map has tens of thousands of each, and their
+/// allocations and frees were a quarter of loading one (the history is in `docs/benchmarks.md`).
 #[derive(Debug, Clone)]
 pub(crate) struct GlobIndex {
-    /// The trie; `nodes[0]` is the root.
+    /// The trie's nodes; `nodes[0]` is the root. A node's edge from its parent, and its keys (see
+    /// [`KEY`]), are in [`GlobIndex::edges`], under the node's own number.
     nodes: Vec<Node>,
-    /// Every edge of the trie, by the hash of (parent, segment): the child, the first of those
-    /// with that hash (the others are chained through [`Node::same_hash`]). One table for the
-    /// whole trie and the segments in one string ([`GlobIndex::labels`]), rather than a table of
-    /// boxed strings in every node: a map of 5,000 resources has up to tens of thousands of nodes,
-    /// and allocating (then freeing) two or three blocks for each showed as a tenth of loading
-    /// the `braces` map of `benches/affected.rs` in a profile.
-    edges: HashMap<u64, usize>,
-    /// Hashes (parent, segment) for [`GlobIndex::edges`]; seeded at random, like std's tables.
-    hasher: foldhash::fast::RandomState,
-    /// Every node's segment, one after the other.
-    labels: String,
+    edges: Strings,
+    /// Every entry, grouped by node: a node's entries are `entries[node.entries.0..node.entries.1]`.
     entries: Vec<Entry>,
+    /// The segments of every [`Rest::Segments`], one list after the other.
+    segs: Vec<Seg>,
     /// `owner[g]` is the owner of the g-th glob.
     owner: Vec<usize>,
 }
 
-#[derive(Debug, Clone, Default)]
+/// Within a node, an entry whose remaining pattern holds a literal segment (`**/lib0042/**`,
+/// `**/Cargo.toml`) is filed under that segment, and checked only when one of the path's remaining
+/// segments is it: so thousands of `**/name` globs at the root cost a few hash look-ups per path.
+/// The entries filed under a segment form a node of their own, a "key node", reached through the
+/// edge table like a child, but from the tag `parent | KEY` rather than `parent`: the walk down
+/// the trie never meets one.
+const KEY: usize = 1 << (usize::BITS - 1);
+
+#[derive(Debug, Clone, Copy, Default)]
 struct Node {
-    /// The node this one is a child of (the root is its own).
-    parent: usize,
-    /// Its segment: `labels[label.0..label.1]`.
-    label: (usize, usize),
-    /// The next node whose edge has the same hash, if any.
-    same_hash: Option<usize>,
-    /// Entries checked for every path reaching this node.
-    always: Vec<usize>,
-    /// Entries whose remaining pattern holds this literal segment: checked only when one of the
-    /// path's remaining segments is it.
-    keyed: HashMap<Box<str>, Vec<usize>>,
+    /// Its entries: `entries[self.entries.0..self.entries.1]`.
+    entries: (usize, usize),
+    /// Whether it has key nodes (see [`KEY`]).
+    has_keys: bool,
 }
 
 /// One alternative of one glob, at its node.
@@ -67,10 +71,10 @@ struct Entry {
 
 #[derive(Debug, Clone)]
 enum Rest {
-    /// The segments after the node's, matched against the path's segments after the node's.
-    Segments(Box<[Seg]>),
-    /// Just `**` (`dir/**`, the most common glob): the segments [`BELOW`], without allocating them
-    /// for every such glob.
+    /// The segments after the node's (`segs[start..end]`), matched against the path's segments
+    /// after the node's.
+    Segments(usize, usize),
+    /// Just `**` (`dir/**`, the most common glob): the segments [`BELOW`].
     Below,
     /// A glob left to globset, matched against the whole path.
     Reference(Box<Reference>),
@@ -79,161 +83,158 @@ enum Rest {
 /// The rest of a `dir/**` glob.
 const BELOW: &[Seg] = &[Seg::AnyDepth];
 
+/// Strings, each with a tag, numbered in the order they were first added; one hash table and one
+/// string for all of them. The trie's edges are its strings (a node's number is that of its
+/// (parent, segment)), and so are, while building, the texts of the glob rests already made into
+/// segments (the same `*.rs` after thousands of different directories is made once).
+#[derive(Debug, Clone)]
+struct Strings {
+    /// The first string with each hash of (tag, text); the others are chained through
+    /// [`Item::same_hash`].
+    first: HashMap<u64, usize>,
+    /// Seeded at random, like std's tables.
+    hasher: foldhash::fast::RandomState,
+    text: String,
+    items: Vec<Item>,
+}
+
+#[derive(Debug, Clone)]
+struct Item {
+    tag: usize,
+    /// `text[self.text.0..self.text.1]`.
+    text: (usize, usize),
+    same_hash: Option<usize>,
+}
+
+impl Strings {
+    fn with_capacity(items: usize) -> Strings {
+        Strings {
+            first: HashMap::with_capacity_and_hasher(items, Default::default()),
+            hasher: Default::default(),
+            text: String::new(),
+            items: Vec::with_capacity(items),
+        }
+    }
+
+    fn hash(&self, tag: usize, text: &str) -> u64 {
+        self.hasher.hash_one((tag, text))
+    }
+
+    /// The number of `(tag, text)`, if it was added.
+    fn find(&self, tag: usize, text: &str) -> Option<usize> {
+        self.find_hashed(self.hash(tag, text), tag, text)
+    }
+
+    fn find_hashed(&self, hash: u64, tag: usize, text: &str) -> Option<usize> {
+        let mut at = *self.first.get(&hash)?;
+        loop {
+            let item = &self.items[at];
+            if item.tag == tag && self.text.get(item.text.0..item.text.1) == Some(text) {
+                return Some(at);
+            }
+            at = item.same_hash?;
+        }
+    }
+
+    /// The number of `(tag, text)`, added if needed, and whether it was new.
+    fn add(&mut self, tag: usize, text: &str) -> (usize, bool) {
+        let hash = self.hash(tag, text);
+        if let Some(found) = self.find_hashed(hash, tag, text) {
+            return (found, false);
+        }
+        let number = self.items.len();
+        let start = self.text.len();
+        self.text.push_str(text);
+        self.items.push(Item {
+            tag,
+            text: (start, self.text.len()),
+            same_hash: self.first.insert(hash, number),
+        });
+        (number, true)
+    }
+}
+
 /// Reusable buffers for [`GlobIndex::owners`], so matching allocates nothing per path: the
-/// path's segments (borrowed from the paths, which outlive a plan), the globs found, their owners.
+/// path's segments (borrowed from the paths, which outlive a plan), the globs found, their owners,
+/// and the previous path's walk down the trie. One `Scratch` serves one index: the walk it
+/// remembers is made of that index's nodes.
 #[derive(Debug, Default)]
 pub(crate) struct Scratch<'p> {
     segments: Vec<&'p str>,
     found: Vec<usize>,
     owners: Vec<usize>,
+    /// The previous path's segments, and the node each of its leading segments led to.
+    previous: Vec<&'p str>,
+    walk: Vec<usize>,
+}
+
+/// A [`GlobIndex`] being built: entries are gathered with their node, then grouped by node.
+struct Builder {
+    edges: Strings,
+    pending: Vec<(usize, Entry)>,
+    segs: Vec<Seg>,
+    /// The rests already made into segments (tag 0, their text), and where their segments are:
+    /// `rests.items[i]` is at `rest_segs[i]`.
+    rests: Strings,
+    rest_segs: Vec<(usize, usize)>,
+    expansion: Expansion,
+    /// The last glob [`Builder::add_plain`] walked, and the end (in it) and node of each
+    /// literal segment it walked through.
+    walk_text: String,
+    walk: Vec<(usize, usize)>,
 }
 
 impl GlobIndex {
     /// Builds the index from validated globs and their owners; glob `i` is the i-th of `globs`.
     pub(crate) fn new(globs: Vec<(Compiled<'_>, usize)>) -> GlobIndex {
-        // Sized for the usual map, where each glob adds about one node and one entry: growing
-        // these vectors by doubling was a tenth of loading a 5,000-resource map.
-        let alternatives: usize = globs
-            .iter()
-            .map(|(compiled, _)| match &compiled.how {
-                How::Segments(Prepared::Alternatives(joined)) => pattern::alternatives(joined).count(),
-                How::Segments(Prepared::Segments(alternatives)) => alternatives.len(),
-                _ => 1,
-            })
-            .sum();
-        // Nodes: about one and a half per alternative (`services/svc0042/{src,tests}/**` adds three).
-        let mut nodes = Vec::with_capacity(alternatives + alternatives / 2 + 1);
-        nodes.push(Node::default());
-        let mut index = GlobIndex {
-            nodes,
-            edges: HashMap::with_capacity_and_hasher(alternatives + alternatives / 2, Default::default()),
-            hasher: Default::default(),
-            labels: String::new(),
-            entries: Vec::with_capacity(alternatives),
-            owner: Vec::with_capacity(globs.len()),
+        // Sized for the usual map, where each glob adds about one node and one entry.
+        let sizing = 2 * globs.len() + 1;
+        let mut builder = Builder {
+            edges: Strings::with_capacity(sizing),
+            pending: Vec::with_capacity(sizing),
+            segs: Vec::new(),
+            rests: Strings::with_capacity(16),
+            rest_segs: Vec::new(),
+            expansion: Expansion::default(),
+            walk_text: String::new(),
+            walk: Vec::new(),
         };
+        // The root: an item of its own so that node numbers are item numbers. Its tag is no
+        // node's, so no look-up finds it.
+        builder.edges.add(usize::MAX, "");
+        let mut owner = Vec::with_capacity(globs.len());
         for (glob, (compiled, who)) in globs.into_iter().enumerate() {
-            index.owner.push(who);
+            owner.push(who);
             match compiled.how {
-                How::Segments(Prepared::Plain(text)) => index.add_plain(glob, text),
-                How::Segments(Prepared::Alternatives(joined)) => {
-                    for text in pattern::alternatives(&joined) {
-                        index.add_plain(glob, text);
+                How::Segments(Prepared::Plain(text)) => builder.add_plain(glob, text),
+                How::Segments(Prepared::Braces(text)) => {
+                    let mut expansion = std::mem::take(&mut builder.expansion);
+                    // It expanded when it was compiled, so it does again.
+                    if expansion.expand(text).is_some() {
+                        for alternative in expansion.alternatives() {
+                            builder.add_plain(glob, alternative);
+                        }
                     }
+                    builder.expansion = expansion;
                 }
                 How::Segments(Prepared::Segments(alternatives)) => {
                     for segs in alternatives {
-                        index.add_segments(glob, segs);
+                        builder.add_segments(glob, segs);
                     }
                 }
                 How::Reference(reference) => {
-                    let node = index.node_for(pattern::literal_prefix(reference.source()).into_iter());
-                    let entry = index.push_entry(glob, Rest::Reference(reference));
-                    index.nodes[node].always.push(entry);
+                    let node = builder.node_for(pattern::literal_prefix(reference.source()).into_iter());
+                    builder.pending.push((
+                        node,
+                        Entry {
+                            glob,
+                            rest: Rest::Reference(reference),
+                        },
+                    ));
                 }
             }
         }
-        index
-    }
-
-    fn add_segments(&mut self, glob: usize, mut segs: Vec<Seg>) {
-        let literal = segs.iter().take_while(|s| s.literal().is_some()).count();
-        let node = self.node_for(segs[..literal].iter().filter_map(Seg::literal));
-        // Moved, not cloned: the segments' strings are allocated once, when the glob is parsed.
-        if segs[literal..] == *BELOW {
-            let entry = self.push_entry(glob, Rest::Below);
-            self.nodes[node].always.push(entry);
-            return;
-        }
-        let rest: Box<[Seg]> = segs.split_off(literal).into_boxed_slice();
-        self.place(node, glob, rest);
-    }
-
-    /// A plain glob (`pattern::Prepared::Plain`): its literal leading segments walked as text,
-    /// segments made only of the rest. The same placement as [`GlobIndex::add_segments`] gives
-    /// `pattern::plain(text)`, without allocating the literal segments.
-    fn add_plain(&mut self, glob: usize, text: &str) {
-        let mut node = 0;
-        let mut rest = Some(text);
-        while let Some(remaining) = rest {
-            let (segment, after) = match remaining.bytes().position(|b| b == b'/') {
-                Some(i) => (&remaining[..i], Some(&remaining[i + 1..])),
-                None => (remaining, None),
-            };
-            if !pattern::is_plain_literal(segment) {
-                break;
-            }
-            node = self.child(node, segment);
-            rest = after;
-        }
-        let rest: Box<[Seg]> = match rest {
-            Some("**") => {
-                let entry = self.push_entry(glob, Rest::Below);
-                self.nodes[node].always.push(entry);
-                return;
-            }
-            Some(remaining) => pattern::plain(remaining).into_boxed_slice(),
-            None => Box::new([]),
-        };
-        self.place(node, glob, rest);
-    }
-
-    /// Files the entry for `rest` (what is left of a glob after its literal leading segments)
-    /// at `node`.
-    fn place(&mut self, node: usize, glob: usize, rest: Box<[Seg]>) {
-        // The last literal segment of what remains, if any: usually the most particular one
-        // (a file name).
-        let key: Option<Box<str>> = rest.iter().rev().find_map(Seg::literal).map(Into::into);
-        let entry = self.push_entry(glob, Rest::Segments(rest));
-        let node = &mut self.nodes[node];
-        match key {
-            Some(key) => node.keyed.entry(key).or_default().push(entry),
-            None => node.always.push(entry),
-        }
-    }
-
-    fn push_entry(&mut self, glob: usize, rest: Rest) -> usize {
-        self.entries.push(Entry { glob, rest });
-        self.entries.len() - 1
-    }
-
-    /// The node reached from the root through `segments`, created as needed.
-    fn node_for<'a>(&mut self, segments: impl Iterator<Item = &'a str>) -> usize {
-        segments.fold(0, |at, segment| self.child(at, segment))
-    }
-
-    /// The child of `at` for `segment`, created as needed.
-    fn child(&mut self, at: usize, segment: &str) -> usize {
-        let hash = self.edge_hash(at, segment);
-        if let Some(child) = self.find_child(hash, at, segment) {
-            return child;
-        }
-        let child = self.nodes.len();
-        let start = self.labels.len();
-        self.labels.push_str(segment);
-        self.nodes.push(Node {
-            parent: at,
-            label: (start, self.labels.len()),
-            same_hash: self.edges.insert(hash, child),
-            ..Node::default()
-        });
-        child
-    }
-
-    fn edge_hash(&self, parent: usize, segment: &str) -> u64 {
-        self.hasher.hash_one((parent, segment))
-    }
-
-    /// The child of `parent` for `segment`, whose edge hashes to `hash`, if there is one.
-    fn find_child(&self, hash: u64, parent: usize, segment: &str) -> Option<usize> {
-        let mut at = *self.edges.get(&hash)?;
-        loop {
-            let node = &self.nodes[at];
-            if node.parent == parent && self.labels.get(node.label.0..node.label.1) == Some(segment) {
-                return Some(at);
-            }
-            at = node.same_hash?;
-        }
+        builder.finish(owner)
     }
 
     /// Whether any glob matches `path`.
@@ -247,6 +248,7 @@ impl GlobIndex {
     pub(crate) fn owners<'s, 'p>(&self, path: &'p str, scratch: &'s mut Scratch<'p>) -> &'s [usize] {
         // Split on the byte: `str::split('/')` goes through the general char searcher, which was
         // a sixth of a plan's time.
+        std::mem::swap(&mut scratch.segments, &mut scratch.previous);
         let segments = &mut scratch.segments;
         segments.clear();
         let mut start = 0;
@@ -260,19 +262,40 @@ impl GlobIndex {
         let segments = &*segments;
         let found = &mut scratch.found;
         found.clear();
+        let (previous, walk) = (&scratch.previous, &mut scratch.walk);
         let mut node = 0;
         let mut depth = 0;
+        // Changed paths come sorted (git sorts them), so a path usually starts like the one
+        // before: while its segments are the previous path's, the nodes that walk reached are
+        // taken again rather than looked up.
+        let mut same = true;
         loop {
-            self.visit(&self.nodes[node], depth, segments, path, found);
-            let Some(next) = segments
-                .get(depth)
-                .and_then(|s| self.find_child(self.edge_hash(node, s), node, s))
-            else {
+            let rest = &segments[depth..];
+            self.check(node, rest, path, found);
+            if self.nodes[node].has_keys {
+                for segment in rest {
+                    if let Some(key) = self.edges.find(node | KEY, segment) {
+                        self.check(key, rest, path, found);
+                    }
+                }
+            }
+            let Some(&segment) = segments.get(depth) else {
                 break;
             };
-            node = next;
+            same = same && depth < walk.len() && previous.get(depth) == Some(&segment);
+            if same {
+                node = walk[depth];
+            } else {
+                walk.truncate(depth);
+                let Some(next) = self.edges.find(node, segment) else {
+                    break;
+                };
+                walk.push(next);
+                node = next;
+            }
             depth += 1;
         }
+        // Usually one glob or two: sorting is nearly free, and it gives the owners in glob order.
         found.sort_unstable();
         found.dedup();
         scratch.owners.clear();
@@ -280,27 +303,143 @@ impl GlobIndex {
         &scratch.owners
     }
 
-    /// Checks the entries of `node`, reached after `depth` segments of `path`.
-    fn visit(&self, node: &Node, depth: usize, segments: &[&str], path: &str, found: &mut Vec<usize>) {
-        let rest = &segments[depth..];
-        let mut check = |entry: usize| {
-            let entry = &self.entries[entry];
+    /// Checks the entries of `node` against `rest`, the segments of `path` after the node's.
+    fn check(&self, node: usize, rest: &[&str], path: &str, found: &mut Vec<usize>) {
+        let (start, end) = self.nodes[node].entries;
+        for entry in &self.entries[start..end] {
             let hit = match &entry.rest {
-                Rest::Segments(pattern) => pattern::matches(pattern, rest),
+                Rest::Segments(from, to) => pattern::matches(&self.segs[*from..*to], rest),
                 Rest::Below => pattern::matches(BELOW, rest),
                 Rest::Reference(reference) => reference.is_match(path),
             };
             if hit {
                 found.push(entry.glob);
             }
+        }
+    }
+}
+
+impl Builder {
+    /// Alternatives given as segments (`pattern::Prepared::Segments`, the rare globs with classes
+    /// or escapes).
+    fn add_segments(&mut self, glob: usize, mut segs: Vec<Seg>) {
+        let literal = segs.iter().take_while(|s| s.literal().is_some()).count();
+        let node = self.node_for(segs[..literal].iter().filter_map(Seg::literal));
+        let rest = segs.split_off(literal);
+        let rest = if rest == *BELOW {
+            Rest::Below
+        } else {
+            let start = self.segs.len();
+            self.segs.extend(rest);
+            Rest::Segments(start, self.segs.len())
         };
-        node.always.iter().for_each(|&e| check(e));
-        if !node.keyed.is_empty() {
-            for segment in rest {
-                if let Some(entries) = node.keyed.get(*segment) {
-                    entries.iter().for_each(|&e| check(e));
-                }
+        self.place(node, glob, rest);
+    }
+
+    /// A plain glob (`pattern::Prepared::Plain`, or one alternative of braces): its literal
+    /// leading segments walked as text, segments made only of the rest, once for each different
+    /// rest. The same placement as [`Builder::add_segments`] gives `pattern::plain(text)`.
+    fn add_plain(&mut self, glob: usize, text: &str) {
+        let mut node = 0;
+        let mut rest = Some(text);
+        // Consecutive globs usually start alike (a resource's globs, or its braces' alternatives,
+        // and resources under one directory): while the segments are those of the previous
+        // walk, its nodes are taken again rather than looked up (about half the look-ups).
+        let (mut depth, mut at, mut same) = (0, 0, true);
+        while let Some(remaining) = rest {
+            let (segment, after) = match remaining.bytes().position(|b| b == b'/') {
+                Some(i) => (&remaining[..i], Some(&remaining[i + 1..])),
+                None => (remaining, None),
+            };
+            if !pattern::is_plain_literal(segment) {
+                break;
             }
+            let end = at + segment.len();
+            same = same
+                && self.walk.get(depth).is_some_and(|&(e, _)| e == end)
+                && self.walk_text.get(at..end) == Some(segment);
+            if same {
+                node = self.walk[depth].1;
+            } else {
+                node = self.child(node, segment);
+                self.walk.truncate(depth);
+                self.walk.push((end, node));
+            }
+            depth += 1;
+            at = end + 1;
+            rest = after;
+        }
+        self.walk.truncate(depth);
+        self.walk_text.clear();
+        self.walk_text.push_str(text);
+        let rest = match rest {
+            Some("**") => Rest::Below,
+            Some(remaining) => {
+                let (number, new) = self.rests.add(0, remaining);
+                if new {
+                    let start = self.segs.len();
+                    pattern::plain_into(remaining, &mut self.segs);
+                    self.rest_segs.push((start, self.segs.len()));
+                }
+                let (start, end) = self.rest_segs[number];
+                Rest::Segments(start, end)
+            }
+            None => Rest::Segments(0, 0),
+        };
+        self.place(node, glob, rest);
+    }
+
+    /// Files the entry for `rest` (what is left of a glob after its literal leading segments)
+    /// at `node`, or at its key node for the last literal segment of `rest` if there is one
+    /// (usually the most particular one: a file name).
+    fn place(&mut self, node: usize, glob: usize, rest: Rest) {
+        let key = match &rest {
+            Rest::Segments(start, end) => self.segs[*start..*end].iter().rev().find_map(Seg::literal),
+            Rest::Below | Rest::Reference(_) => None,
+        };
+        let at = match key {
+            Some(key) => self.edges.add(node | KEY, key).0,
+            None => node,
+        };
+        self.pending.push((at, Entry { glob, rest }));
+    }
+
+    /// The node reached from the root through `segments`, created as needed.
+    fn node_for<'a>(&mut self, segments: impl Iterator<Item = &'a str>) -> usize {
+        segments.fold(0, |at, segment| self.child(at, segment))
+    }
+
+    /// The child of `at` for `segment`, created as needed.
+    fn child(&mut self, at: usize, segment: &str) -> usize {
+        self.edges.add(at, segment).0
+    }
+
+    /// The index: the entries grouped by node (their order within a node does not matter, the
+    /// globs found are sorted), the nodes that have keys marked.
+    fn finish(mut self, owner: Vec<usize>) -> GlobIndex {
+        let mut nodes = vec![Node::default(); self.edges.items.len()];
+        for item in &self.edges.items {
+            if item.tag != usize::MAX && item.tag & KEY != 0 {
+                nodes[item.tag & !KEY].has_keys = true;
+            }
+        }
+        self.pending.sort_unstable_by_key(|&(node, _)| node);
+        let mut entries = Vec::with_capacity(self.pending.len());
+        let mut previous = None;
+        for (node, entry) in self.pending {
+            if previous != Some(node) {
+                nodes[node].entries.0 = entries.len();
+                previous = Some(node);
+            }
+            entries.push(entry);
+            nodes[node].entries.1 = entries.len();
+        }
+        GlobIndex {
+            nodes,
+            edges: self.edges,
+            entries,
+            segs: self.segs,
+            owner,
         }
     }
 }

@@ -25,6 +25,7 @@ use toml::Spanned;
 
 use super::glob;
 use super::index::GlobIndex;
+use super::pattern::Expansion;
 use super::raw::{self, RawMap, RawResource};
 
 /// What a changed file that no resource claims does (`unmapped = …`).
@@ -159,19 +160,28 @@ impl std::error::Error for MapError {}
 /// Byte offsets to 1-based (line, column in characters).
 struct Positions<'a> {
     src: &'a str,
-    line_starts: Vec<usize>,
+    /// Where each line starts, found the first time a position is asked for: a valid map (the
+    /// usual case) never needs them, and finding them in a 5,000-resource map was a few per cent
+    /// of loading it.
+    line_starts: std::cell::OnceCell<Vec<usize>>,
 }
 
 impl<'a> Positions<'a> {
     fn new(src: &'a str) -> Self {
-        let mut line_starts = vec![0];
-        line_starts.extend(src.match_indices('\n').map(|(i, _)| i + 1));
-        Positions { src, line_starts }
+        Positions {
+            src,
+            line_starts: std::cell::OnceCell::new(),
+        }
     }
 
     fn at(&self, offset: usize) -> (usize, usize) {
-        let line = self.line_starts.partition_point(|&s| s <= offset).max(1);
-        let start = self.line_starts[line - 1];
+        let line_starts = self.line_starts.get_or_init(|| {
+            let mut line_starts = vec![0];
+            line_starts.extend(self.src.match_indices('\n').map(|(i, _)| i + 1));
+            line_starts
+        });
+        let line = line_starts.partition_point(|&s| s <= offset).max(1);
+        let start = line_starts[line - 1];
         let column = match self.src.get(start..offset.min(self.src.len())) {
             Some(s) => s.chars().count() + 1,
             None => offset.saturating_sub(start) + 1,
@@ -276,30 +286,35 @@ fn read_toml(src: &str, pos: &Positions<'_>) -> Result<RawMap, MapError> {
 
 /// The resources that passed the name checks.
 struct Names<'r> {
-    /// Each valid name → the position in the file of its first definition.
-    first: FastMap<&'r str, usize>,
+    /// Each valid name → the position in the file of its first definition, and its index (its
+    /// place in `kept`). One table for both: building a second one was a few per cent of loading
+    /// a 5,000-resource map.
+    first: FastMap<&'r str, (usize, usize)>,
     /// The file positions of the kept resources, sorted by name: a resource's index (everywhere
     /// after parsing) is its position here.
     kept: Vec<usize>,
-    /// Each kept name → its index.
-    index: FastMap<&'r str, usize>,
 }
 
 impl Names<'_> {
     /// The index of the resource at file position `i`, unless it was dropped (a duplicate or an
     /// invalid name).
     fn me(&self, i: usize, name: &str) -> Option<usize> {
-        if self.first.get(name) == Some(&i) {
-            self.index.get(name).copied()
-        } else {
-            None
+        match self.first.get(name) {
+            Some(&(at, index)) if at == i => Some(index),
+            _ => None,
         }
+    }
+
+    /// The index of the resource called `name`, if it is kept.
+    fn index(&self, name: &str) -> Option<usize> {
+        self.first.get(name).map(|&(_, index)| index)
     }
 }
 
 /// Names: valid and unique. The first definition of each name is kept.
 fn check_names<'r>(raw: &'r RawMap, pos: &Positions<'_>, problems: &mut Vec<Problem>) -> Names<'r> {
-    let mut first: FastMap<&str, usize> = FastMap::with_capacity_and_hasher(raw.resource.len(), Default::default());
+    let mut first: FastMap<&str, (usize, usize)> =
+        FastMap::with_capacity_and_hasher(raw.resource.len(), Default::default());
     for (i, r) in raw.resource.iter().enumerate() {
         let name = r.name.get_ref().as_str();
         let at = r.name.span().start;
@@ -307,7 +322,7 @@ fn check_names<'r>(raw: &'r RawMap, pos: &Positions<'_>, problems: &mut Vec<Prob
             problems.push(pos.problem(ProblemKind::InvalidName, at, why));
             continue;
         }
-        if let Some(&j) = first.get(name) {
+        if let Some(&(j, _)) = first.get(name) {
             let (line, _) = pos.at(raw.resource[j].name.span().start);
             problems.push(pos.problem(
                 ProblemKind::DuplicateName,
@@ -316,17 +331,17 @@ fn check_names<'r>(raw: &'r RawMap, pos: &Positions<'_>, problems: &mut Vec<Prob
             ));
             continue;
         }
-        first.insert(name, i);
+        first.insert(name, (i, 0));
     }
-    let mut kept: Vec<usize> = first.values().copied().collect();
+    let mut kept: Vec<usize> = first.values().map(|&(i, _)| i).collect();
     // Names are unique here, so an unstable sort gives the one order.
     kept.sort_unstable_by(|&a, &b| raw.resource[a].name.get_ref().cmp(raw.resource[b].name.get_ref()));
-    let index = kept
-        .iter()
-        .enumerate()
-        .map(|(k, &i)| (raw.resource[i].name.get_ref().as_str(), k))
-        .collect();
-    Names { first, kept, index }
+    for (k, &i) in kept.iter().enumerate() {
+        if let Some(entry) = first.get_mut(raw.resource[i].name.get_ref().as_str()) {
+            entry.1 = k;
+        }
+    }
+    Names { first, kept }
 }
 
 /// Why `name` cannot be a resource name, if it cannot.
@@ -360,8 +375,9 @@ fn check_resources<'r>(
 ) -> Checked<'r> {
     let mut checked = Checked {
         deps: vec![Vec::new(); names.kept.len()],
-        globs: Vec::new(),
+        globs: Vec::with_capacity(raw.resource.iter().map(|r| r.paths.len()).sum()),
     };
+    let mut expansion = Expansion::default();
     for (i, r) in raw.resource.iter().enumerate() {
         let name = r.name.get_ref().as_str();
         let me = names.me(i, name);
@@ -373,14 +389,14 @@ fn check_resources<'r>(
             ));
         }
         for dep in &r.depends_on {
-            match (names.index.get(dep.get_ref().as_str()), me) {
-                (Some(&k), Some(me)) => checked.deps[me].push(k),
+            match (names.index(dep.get_ref().as_str()), me) {
+                (Some(k), Some(me)) => checked.deps[me].push(k),
                 (Some(_), None) => {}
                 (None, _) => problems.push(unknown_dependency(name, dep, names, pos)),
             }
         }
         for path in &r.paths {
-            match glob::compile(path.get_ref()) {
+            match glob::compile_with(path.get_ref(), &mut expansion) {
                 Ok(g) => {
                     if let Some(me) = me {
                         checked.globs.push((i, me, g));
@@ -403,7 +419,7 @@ fn check_resources<'r>(
 
 fn unknown_dependency(name: &str, dep: &Spanned<String>, names: &Names<'_>, pos: &Positions<'_>) -> Problem {
     let d = dep.get_ref().as_str();
-    let hint = suggest(d, names.index.keys().copied())
+    let hint = suggest(d, names.first.keys().copied())
         .map(|s| format!(" (did you mean `{s}`?)"))
         .unwrap_or_default();
     pos.problem(
@@ -420,8 +436,9 @@ fn compile_ignore<'r>(
     problems: &mut Vec<Problem>,
 ) -> Vec<(glob::Compiled<'r>, usize)> {
     let mut ignore = Vec::new();
+    let mut expansion = Expansion::default();
     for g in &raw.ignore {
-        match glob::compile(g.get_ref()) {
+        match glob::compile_with(g.get_ref(), &mut expansion) {
             Ok(compiled) => ignore.push((compiled, IGNORE)),
             Err(why) => problems.push(pos.problem(
                 ProblemKind::InvalidGlob,
@@ -455,7 +472,11 @@ fn index_globs(
     mut globs: Vec<(usize, usize, glob::Compiled<'_>)>,
     ignore: Vec<(glob::Compiled<'_>, usize)>,
 ) -> GlobIndex {
-    globs.sort_by_key(|&(file_order, owner, _)| (owner, file_order));
+    // Already in order when the file lists its resources by name, as most do (and as
+    // `gandalf resources discover` writes them): then there is nothing to move.
+    if !globs.is_sorted_by_key(|&(file_order, owner, _)| (owner, file_order)) {
+        globs.sort_by_key(|&(file_order, owner, _)| (owner, file_order));
+    }
     let mut all: Vec<(glob::Compiled<'_>, usize)> = Vec::with_capacity(globs.len() + ignore.len());
     all.extend(globs.into_iter().map(|(_, o, g)| (g, o)));
     all.extend(ignore);
@@ -464,16 +485,12 @@ fn index_globs(
 
 /// The compiled map, from a raw map with no problems.
 fn assemble(raw: RawMap, kept: &[usize], deps: Vec<Vec<usize>>, globs: GlobIndex) -> ResourceMap {
-    let mut dependents = vec![Vec::new(); kept.len()];
-    for (r, ds) in deps.iter().enumerate() {
-        for &d in ds {
-            dependents[d].push(r);
-        }
-    }
-    let topo = topological_order(&deps);
+    let dependents = dependents_of(&deps);
+    let topo = topological_order_with(&deps, &dependents);
     // The kept resources, moved out of the raw map in name order.
     let mut read: Vec<Option<RawResource>> = raw.resource.into_iter().map(Some).collect();
-    let resources: Vec<Resource> = kept.iter().filter_map(|&i| read[i].take()).map(resource).collect();
+    let mut resources: Vec<Resource> = Vec::with_capacity(kept.len());
+    resources.extend(kept.iter().filter_map(|&i| read[i].take()).map(resource));
     ResourceMap {
         resources,
         ignore: raw.ignore.into_iter().map(|g| g.into_inner()).collect(),
@@ -626,14 +643,29 @@ fn shortest_cycle(deps: &[Vec<usize>], start: usize, inside: &[bool]) -> Option<
 /// Kahn's algorithm: every node after all of its dependencies. Only called on acyclic graphs;
 /// on a cyclic one the nodes of the cycles would simply be missing.
 pub(crate) fn topological_order(deps: &[Vec<usize>]) -> Vec<usize> {
-    let n = deps.len();
-    let mut waiting: Vec<usize> = deps.iter().map(Vec::len).collect();
-    let mut dependents = vec![Vec::new(); n];
+    topological_order_with(deps, &dependents_of(deps))
+}
+
+/// Each node's dependents (sorted), from each node's dependencies.
+fn dependents_of(deps: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    // Counted first, so each list is allocated once at its size, not grown push by push.
+    let mut counts = vec![0; deps.len()];
+    for &d in deps.iter().flatten() {
+        counts[d] += 1;
+    }
+    let mut dependents: Vec<Vec<usize>> = counts.into_iter().map(Vec::with_capacity).collect();
     for (r, ds) in deps.iter().enumerate() {
         for &d in ds {
             dependents[d].push(r);
         }
     }
+    dependents
+}
+
+/// [`topological_order`] when the dependents are known already.
+fn topological_order_with(deps: &[Vec<usize>], dependents: &[Vec<usize>]) -> Vec<usize> {
+    let n = deps.len();
+    let mut waiting: Vec<usize> = deps.iter().map(Vec::len).collect();
     let mut queue: VecDeque<usize> = (0..n).filter(|&r| waiting[r] == 0).collect();
     let mut order = Vec::with_capacity(n);
     while let Some(r) = queue.pop_front() {

@@ -3,7 +3,7 @@
 //! A map's globs are matched by [`super::index::GlobIndex`], which needs each glob as segments:
 //! its literal leading segments pick the branch of the index the glob lives in, and what follows
 //! is matched segment by segment against the path's own segments. This module turns a glob (one
-//! [`super::glob::compile`] has already validated) into that form and matches it.
+//! [`super::glob::compile_with`] has already validated) into that form and matches it.
 //!
 //! The meaning is pinned to globset's, which stays the reference (the property tests in
 //! `tests.rs` compare the two on random globs and paths):
@@ -70,29 +70,40 @@ enum Flat {
 pub(crate) enum Prepared<'a> {
     /// Literal characters, `*`, `?` and `/` only (nearly every glob of a real map), as written:
     /// the index walks its literal leading segments as borrowed text and makes segments
-    /// ([`plain`]) only of the rest, so such a glob costs no copy of its text.
+    /// ([`plain_into`]) only of the rest, so such a glob costs no copy of its text.
     Plain(&'a str),
-    /// Braces and nothing else of the rarer syntax: the alternatives, each a plain glob, in one
-    /// string separated by NUL (which a glob cannot hold): one allocation for the lot
-    /// ([`alternatives`] lists them).
-    Alternatives(String),
+    /// Braces and nothing else of the rarer syntax, as written: every alternative is a plain glob
+    /// ([`Expansion`] lists them). Kept as the text and expanded again when indexed, into the
+    /// same reused buffer: storing the alternatives of thousands of `{a,b}` globs between
+    /// compiling and indexing was three allocations per glob.
+    Braces(&'a str),
     /// Anything else (classes, escapes): one list of segments per alternative.
     Segments(Vec<Vec<Seg>>),
 }
 
 /// A validated glob, ready for the index, or `None` when it is one globset must answer (see the
 /// module documentation). Loading a 5,000-resource map prepares thousands of globs, so the
-/// common forms take short cuts that allocate little; [`parse`] gives every form as segments.
-pub(crate) fn prepare(glob: &str) -> Option<Prepared<'_>> {
+/// common forms take short cuts that allocate nothing: `expansion` is a buffer reused from glob
+/// to glob. `parse` (for tests) gives every form as segments.
+pub(crate) fn prepare<'a>(glob: &'a str, expansion: &mut Expansion) -> Option<Prepared<'a>> {
     if !has_byte(glob, b"[]{}\\") {
         return plain_fits(glob).then_some(Prepared::Plain(glob));
     }
     if !has_byte(glob, b"[]\\\0") {
         // Braces alone (`{libs,vendor}/x/**`, `*.{rs,toml}`): expanded as text, each alternative
         // then a plain glob. The same expansion as below, without the per-character units.
-        let joined = expand_text(glob)?;
-        let fits = alternatives(&joined).all(plain_fits);
-        return fits.then_some(Prepared::Alternatives(joined));
+        let groups = brace_groups(glob)?;
+        // One pair of braces and at most one `**` (nearly every glob with braces): the
+        // alternatives need not be made to be checked. No `*` touches a brace or a comma, so
+        // none can form a new `**`, and an alternative with one `**` at most always fits.
+        if groups == 1 && glob.as_bytes().windows(2).filter(|w| w == b"**").count() <= 1 {
+            let commas = glob.bytes().skip_while(|&b| b != b'{').take_while(|&b| b != b'}');
+            let alternatives = 1 + commas.filter(|&b| b == b',').count();
+            return (alternatives <= MAX_ALTERNATIVES).then_some(Prepared::Braces(glob));
+        }
+        expansion.expand(glob)?;
+        let fits = expansion.alternatives().all(plain_fits);
+        return fits.then_some(Prepared::Braces(glob));
     }
     let units = units(glob)?;
     let has = |c: char| units.contains(&Unit::Plain(c));
@@ -115,9 +126,13 @@ pub(crate) fn prepare(glob: &str) -> Option<Prepared<'_>> {
 /// one globset must answer (see the module documentation).
 #[cfg(test)]
 pub(crate) fn parse(glob: &str) -> Option<Vec<Vec<Seg>>> {
-    Some(match prepare(glob)? {
+    let mut expansion = Expansion::default();
+    Some(match prepare(glob, &mut expansion)? {
         Prepared::Plain(text) => vec![plain(text)],
-        Prepared::Alternatives(joined) => alternatives(&joined).map(plain).collect(),
+        Prepared::Braces(text) => {
+            expansion.expand(text)?;
+            expansion.alternatives().map(plain).collect()
+        }
         Prepared::Segments(alternatives) => alternatives,
     })
 }
@@ -136,11 +151,19 @@ fn plain_fits(glob: &str) -> bool {
     true
 }
 
-/// A glob of literal characters, `*`, `?` and `/` only, that [`plain_fits`]: its segments
-/// straight from the text, without the general path's allocations.
+/// [`plain_into`] in a vector of its own (for tests).
+#[cfg(test)]
 pub(crate) fn plain(glob: &str) -> Vec<Seg> {
-    let wild = |s: &str| has_byte(s, b"*?");
     let mut segs = Vec::with_capacity(glob.bytes().filter(|&b| b == b'/').count() + 1);
+    plain_into(glob, &mut segs);
+    segs
+}
+
+/// The segments of a glob of literal characters, `*`, `?` and `/` only, that [`plain_fits`],
+/// straight from the text, without the general path's allocations; appended to `segs` (the index
+/// keeps the segments of all its globs in one vector).
+pub(crate) fn plain_into(glob: &str, segs: &mut Vec<Seg>) {
+    let wild = |s: &str| has_byte(s, b"*?");
     for part in split_slash(glob) {
         let seg = match part {
             "**" => Seg::AnyDepth,
@@ -160,7 +183,6 @@ pub(crate) fn plain(glob: &str) -> Vec<Seg> {
         };
         segs.push(seg);
     }
-    segs
 }
 
 /// Whether a segment of a plain glob is a literal one (no `*`, no `?`).
@@ -181,11 +203,6 @@ pub(crate) fn split_slash(text: &str) -> impl Iterator<Item = &str> {
     split_byte(text, b'/')
 }
 
-/// The alternatives of [`Prepared::Alternatives`].
-pub(crate) fn alternatives(joined: &str) -> impl Iterator<Item = &str> {
-    split_byte(joined, 0)
-}
-
 /// `text` split on an ASCII byte.
 fn split_byte(text: &str, byte: u8) -> impl Iterator<Item = &str> {
     let mut rest = Some(text);
@@ -204,17 +221,19 @@ fn split_byte(text: &str, byte: u8) -> impl Iterator<Item = &str> {
     })
 }
 
-/// [`expand`] for a glob of plain characters and braces (and no NUL), on its text: the
-/// alternatives joined by NUL.
-fn expand_text(glob: &str) -> Option<String> {
-    // A `*` touching a brace or a separating comma could form `**` after expansion: left to
-    // globset, as in `expand`. The structural characters are ASCII, so bytes will do.
+/// How many pairs of braces a glob of plain characters and braces holds; `None` when they do not
+/// balance, or when a `*` touches a brace or a separating comma: that could form `**` after
+/// expansion, so such a glob is left to globset, as in [`expand`]. The structural characters are
+/// ASCII, so bytes will do.
+fn brace_groups(glob: &str) -> Option<usize> {
     let bytes = glob.as_bytes();
     let mut depth = 0usize;
+    let mut groups = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let structural = match b {
             b'{' => {
                 depth += 1;
+                groups += 1;
                 true
             }
             b'}' => {
@@ -229,88 +248,140 @@ fn expand_text(glob: &str) -> Option<String> {
             return None;
         }
     }
-    let mut out = Joined {
-        text: String::with_capacity(2 * glob.len()),
-        count: 0,
-    };
-    expand_text_into(&mut String::with_capacity(glob.len()), &[glob], &mut out)?;
-    Some(out.text)
+    (depth == 0).then_some(groups)
 }
 
-/// Alternatives being joined.
-struct Joined {
+/// [`expand`] for a glob of plain characters and braces (and no NUL), on its text: the buffers
+/// are kept from one glob to the next, so expanding thousands of `{a,b}` globs allocates only
+/// while they grow.
+#[derive(Debug, Default)]
+pub(crate) struct Expansion {
+    /// The alternatives of the last glob expanded, separated by NUL (which a glob cannot hold).
     text: String,
     count: usize,
+    /// The alternative being built.
+    prefix: String,
+    /// What remains to expand after the prefix, as pieces of the glob (byte ranges): each level
+    /// of the recursion pushes its own pieces and truncates them when done, so the pieces are
+    /// never copied into a string of their own.
+    pieces: Vec<(usize, usize)>,
 }
 
-/// Appends to `out` every expansion of `prefix` followed by the concatenation of `rest`
-/// (a list, so that an alternative and what follows its braces need not be copied into one
-/// string: the only strings allocated are the alternatives themselves). `prefix` is restored.
-fn expand_text_into(prefix: &mut String, rest: &[&str], out: &mut Joined) -> Option<()> {
-    let Some((&first, later)) = rest.split_first() else {
-        if out.count >= MAX_ALTERNATIVES {
-            return None;
+impl Expansion {
+    /// Expands the braces of `glob` (in order, nested and empty alternatives too); `None` when
+    /// the glob is one left to globset (a `*` touching a brace, too many alternatives).
+    pub(crate) fn expand(&mut self, glob: &str) -> Option<()> {
+        let groups = brace_groups(glob)?;
+        self.text.clear();
+        self.count = 0;
+        if groups == 1 {
+            return self.expand_one_group(glob);
         }
-        if out.count > 0 {
-            out.text.push('\0');
-        }
-        out.text.push_str(prefix);
-        out.count += 1;
-        return Some(());
-    };
-    let mark = prefix.len();
-    let Some(open) = first.bytes().position(|b| b == b'{') else {
-        prefix.push_str(first);
-        let done = expand_text_into(prefix, later, out);
-        prefix.truncate(mark);
-        return done;
-    };
-    // The matching `}`: braces balance within one piece (a piece is the glob, or one alternative
-    // of it, which holds whole brace groups).
-    let bytes = first.as_bytes();
-    let mut depth = 0;
-    let mut close = None;
-    for (i, &b) in bytes.iter().enumerate().skip(open) {
-        match b {
-            b'{' => depth += 1,
-            b'}' => {
-                depth -= 1;
-                if depth == 0 {
-                    close = Some(i);
-                    break;
-                }
-            }
-            _ => {}
-        }
+        self.prefix.clear();
+        self.pieces.clear();
+        self.pieces.push((0, glob.len()));
+        self.expand_from(glob, 0)
     }
-    let close = close?;
-    prefix.push_str(&first[..open]);
-    let after = &first[close + 1..];
-    // Each alternative (between the top-level commas), then what follows the braces.
-    let mut tail: Vec<&str> = Vec::with_capacity(later.len() + 2);
-    let mut start = open + 1;
-    depth = 0;
-    let mut done = Some(());
-    for (i, &b) in bytes.iter().enumerate().take(close + 1).skip(open + 1) {
-        match b {
-            b'{' => depth += 1,
-            b'}' if depth > 0 => depth -= 1,
-            b',' | b'}' if depth == 0 => {
-                tail.clear();
-                tail.push(&first[start..i]);
-                tail.push(after);
-                tail.extend_from_slice(later);
-                done = expand_text_into(prefix, &tail, out);
-                if done.is_none() {
-                    break;
-                }
-                start = i + 1;
+
+    /// [`Expansion::expand`] of a glob with one pair of braces and none inside them (nearly
+    /// every glob with braces): what precedes the braces, each alternative, what follows them,
+    /// with no recursion.
+    fn expand_one_group(&mut self, glob: &str) -> Option<()> {
+        let open = glob.bytes().position(|b| b == b'{')?;
+        let close = open + glob[open..].bytes().position(|b| b == b'}')?;
+        let (before, inside, after) = (&glob[..open], &glob[open + 1..close], &glob[close + 1..]);
+        for alternative in split_byte(inside, b',') {
+            if self.count >= MAX_ALTERNATIVES {
+                return None;
             }
-            _ => {}
+            if self.count > 0 {
+                self.text.push('\0');
+            }
+            self.text.push_str(before);
+            self.text.push_str(alternative);
+            self.text.push_str(after);
+            self.count += 1;
         }
+        Some(())
     }
-    prefix.truncate(mark);
-    done
+
+    /// The alternatives of the last glob [`Expansion::expand`] expanded.
+    pub(crate) fn alternatives(&self) -> impl Iterator<Item = &str> {
+        split_byte(&self.text, 0)
+    }
+
+    /// Appends every expansion of the prefix followed by the concatenation of the pieces from
+    /// `rest` on. The prefix and the pieces are as they were when it returns.
+    fn expand_from(&mut self, glob: &str, rest: usize) -> Option<()> {
+        let Some(&(start, end)) = self.pieces.get(rest) else {
+            if self.count >= MAX_ALTERNATIVES {
+                return None;
+            }
+            if self.count > 0 {
+                self.text.push('\0');
+            }
+            self.text.push_str(&self.prefix);
+            self.count += 1;
+            return Some(());
+        };
+        let first = &glob[start..end];
+        let mark = self.prefix.len();
+        let Some(open) = first.bytes().position(|b| b == b'{') else {
+            self.prefix.push_str(first);
+            let done = self.expand_from(glob, rest + 1);
+            self.prefix.truncate(mark);
+            return done;
+        };
+        // The matching `}`: braces balance within one piece (a piece is the glob, or one
+        // alternative of it, which holds whole brace groups).
+        let bytes = first.as_bytes();
+        let mut depth = 0;
+        let mut close = None;
+        for (i, &b) in bytes.iter().enumerate().skip(open) {
+            match b {
+                b'{' => depth += 1,
+                b'}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        close = Some(i);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let close = close?;
+        self.prefix.push_str(&first[..open]);
+        let after = (start + close + 1, end);
+        // This level's pieces end where the stack ends now (deeper levels truncate back to it).
+        let level_end = self.pieces.len();
+        // Each alternative (between the top-level commas), then what follows the braces, then
+        // the pieces after this one.
+        let mut from = open + 1;
+        depth = 0;
+        let mut done = Some(());
+        for (i, &b) in bytes.iter().enumerate().take(close + 1).skip(open + 1) {
+            match b {
+                b'{' => depth += 1,
+                b'}' if depth > 0 => depth -= 1,
+                b',' | b'}' if depth == 0 => {
+                    let frame = self.pieces.len();
+                    self.pieces.push((start + from, start + i));
+                    self.pieces.push(after);
+                    self.pieces.extend_from_within(rest + 1..level_end);
+                    done = self.expand_from(glob, frame);
+                    self.pieces.truncate(frame);
+                    if done.is_none() {
+                        break;
+                    }
+                    from = i + 1;
+                }
+                _ => {}
+            }
+        }
+        self.prefix.truncate(mark);
+        done
+    }
 }
 
 /// The glob's characters with escapes resolved. `None` on a dangling `\` (validation refuses it).

@@ -76,7 +76,8 @@ pub(super) fn quick(src: &str) -> Option<RawMap> {
         ignore: Vec::new(),
         unmapped: Unmapped::All,
         build_dependencies: true,
-        resource: Vec::new(),
+        // Sized once: growing a vector of 5,000 resources by doubling copied it a dozen times.
+        resource: Vec::with_capacity(src.matches("[[resource]]").count()),
     };
     // Which top-level keys were given (a key given twice is a TOML error: left to `toml`).
     let mut top = [false; 3];

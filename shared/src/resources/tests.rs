@@ -818,7 +818,12 @@ proptest! {
         }
         let index = super::index::GlobIndex::new(compiled);
         let mut scratch = super::index::Scratch::default();
-        for path in &paths {
+        // In the order given, then sorted and repeated: consecutive paths then share their
+        // leading segments, as git lists them, and the index reuses the previous path's walk.
+        let mut sorted = paths.clone();
+        sorted.sort();
+        let repeated = sorted.iter().flat_map(|p| [p, p]);
+        for path in paths.iter().chain(repeated) {
             let expected: Vec<usize> = references.iter().filter(|(r, _, _)| r.is_match(path)).map(|(_, o, _)| *o).collect();
             let globs: Vec<&String> = references.iter().map(|(_, _, g)| *g).collect();
             prop_assert_eq!(index.owners(path, &mut scratch), expected.as_slice(), "{:?} on {:?}", globs, path);
