@@ -3,6 +3,8 @@
 //! on the wall clock. Reports, from the timestamps Gandalf itself recorded:
 //!
 //! - Gandalf's own overhead per PR: verification start to merged, minus the time inside the steps;
+//!   and how much of it, on average, is the fake GitHub answering (it does real git work on the
+//!   same cores; GitHub's own latency is not modelled);
 //! - the gap between one PR landing and the next starting verification.
 //!
 //!   cargo run --release -p bg-tests --bin queuebench -- --prs 100
@@ -70,11 +72,13 @@ async fn main() -> anyhow::Result<()> {
         anyhow::ensure!(!refused, "queueing #{n}: {reply}");
     }
     let started = Instant::now();
+    let busy_before = g.github.busy();
     g.command("U0ADMIN1", "resume").await;
     let want = cli.prs as i64;
     g.wait_for("SELECT count(*) FROM queue_items WHERE state = 'merged'", want)
         .await;
     let wall = started.elapsed();
+    let fake_per_pr = (g.github.busy() - busy_before).as_secs_f64() * 1000.0 / cli.prs as f64;
 
     let items: Vec<(i32, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
         "SELECT pr, verify_started_at, finished_at FROM queue_items WHERE state = 'merged' ORDER BY finished_at",
@@ -108,7 +112,13 @@ async fn main() -> anyhow::Result<()> {
         items.len() as f64 / wall.as_secs_f64()
     );
     summary("verification, start to merged", total);
+    let mean_overhead = overhead.iter().sum::<f64>() / overhead.len().max(1) as f64;
     summary("Gandalf's own overhead (outside the steps)", overhead);
+    println!(
+        "  of which the fake GitHub answering: {fake_per_pr:.1} ms per PR on average; \
+         the rest, mean: {:.1} ms",
+        mean_overhead - fake_per_pr
+    );
     summary("gap: one PR landed -> next verifying", gaps);
     Ok(())
 }

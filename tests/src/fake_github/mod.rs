@@ -238,6 +238,9 @@ struct Inner {
     log: Vec<String>,
     /// When each request of `log` arrived (wall clock: `X-RateLimit-Reset` is wall-clock seconds).
     arrivals: Vec<std::time::SystemTime>,
+    /// Time spent answering, summed over requests (a test's hook excluded): what the fake's own
+    /// work (real git) adds to a benchmark's figures.
+    busy: std::time::Duration,
     /// The bare repositories (`repos/{owner}/{name}.git`) and git's `HOME`; removed on drop
     /// unless the caller chose the directory. Declared last so that it is dropped after everything
     /// that points into it.
@@ -287,6 +290,7 @@ impl Inner {
             },
             log: vec![],
             arrivals: vec![],
+            busy: std::time::Duration::ZERO,
             dir,
         }
     }
@@ -653,6 +657,11 @@ impl FakeGithub {
         })
     }
 
+    /// Time spent answering so far, summed over requests (hooks excluded).
+    pub fn busy(&self) -> std::time::Duration {
+        self.with(|i| i.busy)
+    }
+
     /// How many requests so far were `METHOD /path`.
     pub fn calls_to(&self, what: &str) -> usize {
         self.with(|i| i.log.iter().filter(|l| l.as_str() == what).count())
@@ -853,6 +862,7 @@ async fn gate(
             return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("a test's hook failed: {e}"));
         }
     }
+    let answering = std::time::Instant::now();
     let verdict = fake.with(|i| {
         i.roll_window(unix_now());
         if let Some(kind) = i.take_fault(&line) {
@@ -907,7 +917,10 @@ async fn gate(
             }
         }
     };
-    for (name, value) in fake.with(|i| i.rate_headers()) {
+    for (name, value) in fake.with(|i| {
+        i.busy += answering.elapsed();
+        i.rate_headers()
+    }) {
         response.headers_mut().insert(name, value.parse().unwrap());
     }
     response
