@@ -191,6 +191,19 @@ impl Verifier<'_> {
         self.lease.begin().await
     }
 
+    /// Puts every member back in the queue (each keeps its place), their running steps marked
+    /// interrupted, in one fenced transaction.
+    async fn requeue_all(&self, members: &[Item], note: &str) -> anyhow::Result<()> {
+        let now = self.now();
+        let mut tx = self.write().await?;
+        for m in members {
+            store::interrupt_steps(&mut tx, m.id, now).await?;
+            store::requeue(&mut tx, m.id, note).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Whether this replica is losing the queues' lease: nothing more of the work may start.
     fn losing_lease(&self) -> bool {
         *self.lease_lost.borrow()
@@ -309,12 +322,7 @@ impl Verifier<'_> {
             Halt::Stopped if stop.why() == Some(StopReason::Shutdown) => {
                 // Shutting down, or the lease is being lost: with the lease lost these writes are
                 // refused, and the next owner puts the members back in the queue itself.
-                let mut tx = self.write().await?;
-                for m in members {
-                    store::interrupt_steps(&mut tx, m.id, self.now()).await?;
-                    store::requeue(&mut tx, m.id, messages::interrupted_by_restart()).await?;
-                }
-                tx.commit().await?;
+                self.requeue_all(members, messages::interrupted_by_restart()).await?;
                 return Ok(None);
             }
             Halt::Stopped if stop.why() == Some(StopReason::LeaseLost) => {
@@ -349,24 +357,15 @@ impl Verifier<'_> {
             Halt::Stopped => {
                 // A member was cancelled or dropped: the batch stops; the others keep their place.
                 self.revert(item, deployed).await?;
-                let mut tx = self.write().await?;
-                for m in members {
-                    store::interrupt_steps(&mut tx, m.id, self.now()).await?;
-                    store::requeue(&mut tx, m.id, messages::batch_member_left()).await?;
-                }
-                tx.commit().await?;
+                self.requeue_all(members, messages::batch_member_left()).await?;
                 Outcome::Withdrawn
             }
             Halt::Red(red) => self.red(members, red, deployed).await?,
             Halt::LandedEarlier => {
                 // Handled where it arises (step 5); were it to get here, back to the queue: the
                 // next attempt finds the landing before building anything.
-                let mut tx = self.write().await?;
-                for m in members {
-                    store::interrupt_steps(&mut tx, m.id, self.now()).await?;
-                    store::requeue(&mut tx, m.id, &messages::base_moved(&self.repo.base)).await?;
-                }
-                tx.commit().await?;
+                self.requeue_all(members, &messages::base_moved(&self.repo.base))
+                    .await?;
                 Outcome::Requeued
             }
             Halt::NoCopy(e) => {
@@ -394,12 +393,7 @@ impl Verifier<'_> {
                 if !self.losing_lease() {
                     self.revert(item, deployed).await?;
                 }
-                let mut tx = self.write().await?;
-                for m in members {
-                    store::interrupt_steps(&mut tx, m.id, self.now()).await?;
-                    store::requeue(&mut tx, m.id, messages::interrupted_by_error()).await?;
-                }
-                tx.commit().await?;
+                self.requeue_all(members, messages::interrupted_by_error()).await?;
                 return Err(e);
             }
         };
@@ -417,12 +411,7 @@ impl Verifier<'_> {
         }
         self.revert(item, deployed).await?;
         let note = messages::batch_red(&red.summary(), members.len());
-        let mut tx = self.write().await?;
-        for m in members {
-            store::interrupt_steps(&mut tx, m.id, self.now()).await?;
-            store::requeue(&mut tx, m.id, &note).await?;
-        }
-        tx.commit().await?;
+        self.requeue_all(members, &note).await?;
         metrics::counter!("gandalf_batches_red_total").increment(1);
         Ok(Outcome::BatchRed)
     }
