@@ -536,12 +536,20 @@ async fn merge_pr(g: &TestGandalf, pr: u64) {
     assert!(!refused, "{reply}");
 }
 
-fn landed_comments(g: &TestGandalf, pr: u64) -> Vec<String> {
-    g.github
-        .comments(GANDALF_REPO, pr)
-        .into_iter()
-        .filter(|c| c.contains("Landed on"))
-        .collect()
+/// The "landed" comments on `pr`, once there is one (it is posted after the PR is recorded merged).
+async fn landed_comments(g: &TestGandalf, pr: u64) -> Vec<String> {
+    let landed = || -> Vec<String> {
+        g.github
+            .comments(GANDALF_REPO, pr)
+            .into_iter()
+            .filter(|c| c.contains("Landed on"))
+            .collect()
+    };
+    wait_until("the landed comment", Duration::from_secs(30), || async {
+        !landed().is_empty()
+    })
+    .await;
+    landed()
 }
 
 #[tokio::test]
@@ -599,7 +607,7 @@ async fn a_verification_cut_off_mid_step_is_verified_again_by_the_other_replica_
     assert!(steps.contains(&"deploy api interrupted".to_string()), "{steps:?}");
     assert_eq!(steps.last().map(String::as_str), Some("test - succeeded"), "{steps:?}");
     assert_eq!(
-        landed_comments(&g, 7).len(),
+        landed_comments(&g, 7).await.len(),
         1,
         "{:?}",
         g.github.comments(GANDALF_REPO, 7)
@@ -647,7 +655,7 @@ async fn a_replica_cut_off_while_landing_lands_once_and_the_other_concludes_it()
     assert_eq!(started.iter().filter(|s| *s == "test 8 -").count(), 1, "{started:?}");
     assert_eq!(p.overlaps(), None);
     assert_eq!(
-        landed_comments(&g, 8).len(),
+        landed_comments(&g, 8).await.len(),
         1,
         "{:?}",
         g.github.comments(GANDALF_REPO, 8)
@@ -708,7 +716,7 @@ async fn assert_landed_once_as(
     assert_eq!(g.github.calls_to(PATCH_MAIN), patches, "{:?}", g.github.log());
     assert_eq!(p.overlaps(), None);
     assert_eq!(
-        landed_comments(g, pr).len(),
+        landed_comments(g, pr).await.len(),
         1,
         "{:?}",
         g.github.comments(GANDALF_REPO, pr)
