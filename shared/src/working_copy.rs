@@ -747,12 +747,7 @@ mod tests {
             "v2"
         );
         assert!(copy.path().join("docs.md").exists() && !copy.path().join("README.md").exists());
-        let head = std::process::Command::new("git")
-            .args(["rev-parse", "HEAD"])
-            .current_dir(copy.path())
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8_lossy(&head.stdout).trim(), shas[1].as_str());
+        assert_eq!(git_out(copy.path(), &["rev-parse", "HEAD"]), shas[1].as_str());
         assert!(
             copy.path().join(".git/objects/info/alternates").exists(),
             "objects shared, .git its own"

@@ -16,15 +16,11 @@ port=${BENCH_PG_PORT:-54339}
 bobby_addr=127.0.0.1:${BENCH_BOBBY_PORT:-8091}
 export SLACK_SIGNING_SECRET=bench-secret
 
-bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-[ -n "$bindir" ] || bindir=$(pg_config --bindir)
-pg_user=$(id -un)
-if [ "$(id -u)" = 0 ]; then pg_user=postgres; id postgres >/dev/null 2>&1 || pg_user=nobody; fi
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u "$pg_user" -- "$@"; else "$@"; fi; }
+. "$root/tests/bench/postgres.sh"
 
 cleanup() {
   [ -n "${bobby_pid:-}" ] && kill "$bobby_pid" 2>/dev/null || true
-  as_pg "$bindir/pg_ctl" -D "$state/data" -m fast stop >/dev/null 2>&1 || true
+  pg_stop
 }
 trap cleanup EXIT
 
@@ -32,10 +28,7 @@ echo "building (release)…"
 (cd "$root" && cargo build -q --release --bin bobby --bin loadgen)
 
 rm -rf "$state" && mkdir -p "$state"
-[ "$(id -u)" = 0 ] && chown "$pg_user" "$state"
-as_pg "$bindir/initdb" -D "$state/data" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
-as_pg "$bindir/pg_ctl" -D "$state/data" -l "$state/postgres.log" -w \
-  -o "-h 127.0.0.1 -p $port -k $state -c max_connections=500 -c shared_buffers=256MB" start >/dev/null
+pg_start -c max_connections=500 -c shared_buffers=256MB
 psql -h 127.0.0.1 -p "$port" -U postgres -qc "CREATE DATABASE bobby" -c "CREATE DATABASE pgbench"
 
 "$bin/loadgen" config --envs "$clients" --listen "$bobby_addr" >"$state/bobby.toml"

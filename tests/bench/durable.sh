@@ -16,14 +16,10 @@ shift
 state="$root/.bench-durable"
 port=${BENCH_PG_PORT:-54351}
 
-bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-[ -n "$bindir" ] || bindir=$(pg_config --bindir)
-pg_user=$(id -un)
-if [ "$(id -u)" = 0 ]; then pg_user=postgres; id postgres >/dev/null 2>&1 || pg_user=nobody; fi
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u "$pg_user" -- "$@"; else "$@"; fi; }
+. "$root/tests/bench/postgres.sh"
 
 cleanup() {
-  as_pg "$bindir/pg_ctl" -D "$state/data" -m fast stop >/dev/null 2>&1 || true
+  pg_stop
   [ -n "${KEEP:-}" ] || rm -rf "$state"
 }
 trap cleanup EXIT
@@ -31,10 +27,7 @@ trap cleanup EXIT
 (cd "$root" && cargo build -q --release -p bg-tests --bin "$bench")
 
 rm -rf "$state" && mkdir -p "$state"
-[ "$(id -u)" = 0 ] && chown "$pg_user" "$state"
-as_pg "$bindir/initdb" -D "$state/data" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
-as_pg "$bindir/pg_ctl" -D "$state/data" -l "$state/postgres.log" -w \
-  -o "-h 127.0.0.1 -p $port -k $state -c max_connections=500 -c shared_buffers=128MB" start >/dev/null
+pg_start -c max_connections=500 -c shared_buffers=128MB
 psql -h 127.0.0.1 -p "$port" -U postgres -Atc \
   "SELECT 'postgres ' || current_setting('server_version') || ': fsync=' || current_setting('fsync') \
    || ' synchronous_commit=' || current_setting('synchronous_commit') \

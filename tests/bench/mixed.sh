@@ -26,16 +26,12 @@ prs=50
 max_clients=$(tr ',' '\n' <<<"$steps" | sort -n | tail -1)
 export SLACK_SIGNING_SECRET=bench-secret GITHUB_WEBHOOK_SECRET=bench-webhook-secret
 
-bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-[ -n "$bindir" ] || bindir=$(pg_config --bindir)
-pg_user=$(id -un)
-if [ "$(id -u)" = 0 ]; then pg_user=postgres; id postgres >/dev/null 2>&1 || pg_user=nobody; fi
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u "$pg_user" -- "$@"; else "$@"; fi; }
+. "$root/tests/bench/postgres.sh"
 
 cleanup() {
   for pid in ${bobby_pid:-} ${gandalf_pid:-} ${fakes_pid:-}; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  as_pg "$bindir/pg_ctl" -D "$state/data" -m fast stop >/dev/null 2>&1 || true
+  pg_stop
   [ -n "${KEEP:-}" ] || rm -rf "$state"
 }
 trap cleanup EXIT
@@ -53,10 +49,7 @@ if [ -z "${NO_BUILD:-}" ]; then
 fi
 
 rm -rf "$state" && mkdir -p "$state"
-[ "$(id -u)" = 0 ] && chown "$pg_user" "$state"
-as_pg "$bindir/initdb" -D "$state/data" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
-as_pg "$bindir/pg_ctl" -D "$state/data" -l "$state/postgres.log" -w \
-  -o "-h 127.0.0.1 -p $port -k $state -c max_connections=300 -c shared_buffers=256MB" start >/dev/null
+pg_start -c max_connections=300 -c shared_buffers=256MB
 psql -h 127.0.0.1 -p "$port" -U postgres -qc "CREATE DATABASE bg"
 database_url="postgres://postgres@127.0.0.1:$port/bg"
 

@@ -24,15 +24,11 @@ state="$root/.bench-nightly"
 bin="${CARGO_TARGET_DIR:-$root/target}/release"
 port=${BENCH_PG_PORT:-54341}
 
-bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-[ -n "$bindir" ] || bindir=$(pg_config --bindir)
-pg_user=$(id -un)
-if [ "$(id -u)" = 0 ]; then pg_user=postgres; id postgres >/dev/null 2>&1 || pg_user=nobody; fi
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u "$pg_user" -- "$@"; else "$@"; fi; }
+. "$root/tests/bench/postgres.sh"
 psql_q() { psql -h 127.0.0.1 -p "$port" -U postgres -d bobby -qAtc "$1"; }
 
 cleanup() {
-  as_pg "$bindir/pg_ctl" -D "$state/data" -m fast stop >/dev/null 2>&1 || true
+  pg_stop
   [ -n "${KEEP:-}" ] || rm -rf "$state"
 }
 trap cleanup EXIT
@@ -41,10 +37,7 @@ echo "building (release)…"
 (cd "$root" && cargo build -q --release --bin bobby)
 
 rm -rf "$state" && mkdir -p "$state/ops"
-[ "$(id -u)" = 0 ] && chown "$pg_user" "$state"
-as_pg "$bindir/initdb" -D "$state/data" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
-as_pg "$bindir/pg_ctl" -D "$state/data" -l "$state/postgres.log" -w \
-  -o "-h 127.0.0.1 -p $port -k $state" start >/dev/null   # $state is absolute: the socket lives there
+pg_start   # $state is absolute: the socket lives there
 psql -h 127.0.0.1 -p "$port" -U postgres -qc "CREATE DATABASE bobby"
 
 # A step that is throttled on $throttle % of its attempts, decided independently per attempt.

@@ -5,6 +5,7 @@
 pub mod fake_github;
 pub mod fake_slack;
 pub mod fake_slack_socket;
+pub mod git;
 pub mod pg;
 
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ use sqlx::PgPool;
 
 pub use fake_slack::{FakeSlack, Outage};
 pub use fake_slack_socket::FakeSocketSlack;
+pub use git::git;
 pub use pg::{TestDb, fresh_database};
 
 pub const SIGNING_SECRET: &str = "test-signing-secret";
@@ -672,6 +674,17 @@ async fn spawn_gandalf_env(
 }
 
 impl TestGandalf {
+    /// GETs `path` from this Gandalf (a page, `/metrics`): the body as text, whatever the status.
+    pub async fn get_text(&self, path: &str) -> String {
+        let r = self
+            .http
+            .get(format!("http://{}{path}", self.addr))
+            .send()
+            .await
+            .unwrap();
+        r.text().await.unwrap()
+    }
+
     /// GETs `path` from this Gandalf: the status and the JSON body.
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
         let r = reqwest::get(format!("http://{}{path}", self.addr)).await.unwrap();

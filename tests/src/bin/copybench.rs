@@ -25,6 +25,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use bg_tests::git;
 use clap::Parser;
 use shared::ids::{CommitSha, RepoName};
 use shared::working_copy::{Mirrors, Remote};
@@ -38,20 +39,6 @@ struct Cli {
     dirs: usize,
     #[arg(long, default_value_t = 3)]
     runs: usize,
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// The base commit: `files` small files under `services/svcNNNN/src/…`, written by fast-import.

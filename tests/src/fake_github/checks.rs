@@ -299,6 +299,21 @@ fn full_sha(repo: &RepoState, reference: &str) -> Result<String, Fail> {
     }
 }
 
+/// The last-created item of each `key` (a check run's name, a status's context), newest first:
+/// what GitHub reports for a commit.
+fn latest_of_each<'a, T, K: PartialEq + ?Sized>(
+    items: impl DoubleEndedIterator<Item = &'a T>,
+    key: impl Fn(&T) -> &K,
+) -> Vec<&'a T> {
+    let mut latest: Vec<&T> = vec![];
+    for item in items.rev() {
+        if !latest.iter().any(|l| key(l) == key(item)) {
+            latest.push(item);
+        }
+    }
+    latest
+}
+
 /// `GET …/commits/{ref}/check-runs`: the latest run of each name (`filter=latest`).
 pub async fn list_check_runs(
     State(fake): State<FakeGithub>,
@@ -310,12 +325,7 @@ pub async fn list_check_runs(
     fake.serve(move |i| {
         let repo = repo_of(i, &o, &r)?;
         let sha = full_sha(repo, &reference)?;
-        let mut latest: Vec<&CheckRun> = vec![];
-        for run in repo.checks.runs.iter().rev().filter(|c| c.head_sha == sha) {
-            if !latest.iter().any(|l| l.name == run.name) {
-                latest.push(run);
-            }
-        }
+        let latest = latest_of_each(repo.checks.runs.iter().filter(|c| c.head_sha == sha), |c| &c.name);
         let all: Vec<Value> = latest.iter().map(|c| run_json(&base, c)).collect();
         let (page, link) = paginate_json(&all, &paging, 30, &url);
         Ok(super::api::with_link(
@@ -336,12 +346,7 @@ pub async fn combined_status(
     fake.serve(move |i| {
         let repo = repo_of(i, &o, &r)?;
         let sha = full_sha(repo, &reference)?;
-        let mut latest: Vec<&CommitStatus> = vec![];
-        for s in repo.checks.statuses.iter().rev().filter(|s| s.sha == sha) {
-            if !latest.iter().any(|l| l.context == s.context) {
-                latest.push(s);
-            }
-        }
+        let latest = latest_of_each(repo.checks.statuses.iter().filter(|s| s.sha == sha), |s| &s.context);
         let state = if latest.iter().any(|s| s.state == "failure" || s.state == "error") {
             "failure"
         } else if latest.is_empty() || latest.iter().any(|s| s.state == "pending") {

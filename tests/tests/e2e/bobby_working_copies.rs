@@ -21,7 +21,7 @@ use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use bg_tests::{BOBBY_TOML, BobbyOptions, MoreOptions, TestBobby, nightly_toml, spawn_bobby_with};
+use bg_tests::{BOBBY_TOML, BobbyOptions, MoreOptions, TestBobby, git, nightly_toml, spawn_bobby_with};
 use serde_json::{Value, json};
 
 const REPO: &str = "acme/platform";
@@ -59,29 +59,6 @@ name = "worker"
 type = "service"
 paths = ["worker/**"]
 "#;
-
-/// Runs git in `dir` and returns its trimmed output; any failure fails the test.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .args([
-            "-c",
-            "user.name=Test",
-            "-c",
-            "user.email=test@example.com",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// A repository with `main` (the map and one file per resource) and `feature`, which changes
 /// `api/` and adds `api/new.txt`. Returns the tips of (main, feature).

@@ -6,10 +6,9 @@
 //! Requests go over HTTP as the bots send them; the git side is checked with the `git` CLI.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Command;
 
 use bg_tests::fake_github::{FakeGithub, IssueState, TOKEN};
+use bg_tests::git;
 use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -99,24 +98,6 @@ impl Api {
 
 fn message(r: &Reply) -> &str {
     r.body["message"].as_str().unwrap_or_default()
-}
-
-/// Runs git in `dir` with no user or system configuration; its trimmed stdout.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 #[tokio::test]

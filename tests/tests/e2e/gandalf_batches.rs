@@ -65,12 +65,7 @@ async fn a_green_batch_lands_every_member_at_once_with_one_run() {
     );
     let (text, _) = g.command("U0ALICE", "status #2").await;
     assert!(text.contains("one batch with #1, #2, #3"), "{text}");
-    let page = reqwest::get(format!("http://{}/queue/acme/platform/pulls/3", g.addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = g.get_text("/queue/acme/platform/pulls/3").await;
     assert!(
         page.contains("deploy") && page.contains("web"),
         "the batch's steps on #3's page"

@@ -257,12 +257,7 @@ async fn a_red_required_check_rejects_the_pr_with_its_name_conclusion_and_link()
     assert!(comment.contains(&link), "{comment}");
     assert_eq!(main_tip(&g), before, "nothing landed");
     // The control center's PR page shows the required check, its state and its link.
-    let page = reqwest::get(format!("http://{}/queue/acme/platform/pulls/7", g.addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = g.get_text("/queue/acme/platform/pulls/7").await;
     let checks = page.split("Required checks").nth(1).expect("a Required checks section");
     assert!(checks.contains("build") && checks.contains("timed out"), "{checks}");
     assert!(checks.contains(&format!("href=\"{link}\"")), "{checks}");

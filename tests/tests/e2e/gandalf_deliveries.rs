@@ -124,15 +124,7 @@ async fn a_delivery_that_fails_for_good_is_set_aside_without_holding_up_the_next
     assert_eq!(g.github.calls_to(&comments_path(7)), 3, "two refused, then the status");
 
     // Visible: the control center lists it with its error, /metrics counts it.
-    let page = g
-        .http
-        .get(format!("http://{}/", g.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = g.get_text("/").await;
     let section = page
         .split("GitHub deliveries set aside")
         .nth(1)
@@ -143,15 +135,7 @@ async fn a_delivery_that_fails_for_good_is_set_aside_without_holding_up_the_next
     );
     assert!(section.contains("403"), "the error is shown: {section}");
     assert!(!section.contains("acme/platform#8"), "{section}");
-    let metrics = g
-        .http
-        .get(format!("http://{}/metrics", g.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = g.get_text("/metrics").await;
     let value = |name: &str| {
         metrics
             .lines()
